@@ -1,0 +1,36 @@
+"""Process-wide settings: where hwnas finds its data files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from platformdirs import user_cache_dir
+
+from hwnas.errors import DataNotFoundError
+
+ENV_DATA_DIR = "HWNAS_DATA_DIR"
+
+
+def data_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """Return the data directory: the explicit override, else ``$HWNAS_DATA_DIR``, else a
+    per-user cache dir (where ``hwnas data fetch`` downloads to)."""
+    if override is not None:
+        return Path(override).expanduser()
+    env = os.environ.get(ENV_DATA_DIR)
+    if env:
+        return Path(env).expanduser()
+    return Path(user_cache_dir("hwnas")) / "data"
+
+
+def data_file(relative: str, override: str | os.PathLike[str] | None = None) -> Path:
+    """Path of one data file, raising a clear error that names the fix when it is missing."""
+    root = data_dir(override)
+    path = root / relative
+    if not path.is_file():
+        dataset = relative.split("/", 1)[0]
+        raise DataNotFoundError(
+            f"data file '{relative}' not found in data dir '{root}' "
+            f"(set --data-dir or {ENV_DATA_DIR}, or run 'hwnas data fetch {dataset}')"
+        )
+    return path
