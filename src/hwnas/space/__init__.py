@@ -1,0 +1,13 @@
+"""Search spaces: architectures as integer vectors, and the built-in spaces."""
+
+from hwnas.registry import SPACES
+from hwnas.space import fbnet, nb201, ofa_mbv3  # noqa: F401  (register built-ins)
+from hwnas.space.base import Dimension, SearchSpace, one_hot
+
+
+def get_space(name: str) -> SearchSpace:
+    """Instantiate a registered search space by name."""
+    return SPACES.get(name)()
+
+
+__all__ = ["SPACES", "Dimension", "SearchSpace", "get_space", "one_hot"]

@@ -1,0 +1,149 @@
+"""The search-space protocol: architectures as integer vectors with per-dimension choices."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hwnas.errors import HwnasError
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searchable decision: a name and the list of values it can take."""
+
+    name: str
+    choices: tuple[Any, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.choices)
+
+
+class SearchSpace(ABC):
+    """A space of architectures; vector entry ``i`` indexes ``dims[i].choices``.
+
+    Subclasses define ``dims``, ``decode``/``encode`` between vectors and the
+    human-readable config, and may override ``canonicalize`` when several vectors denote
+    the same network (e.g. blocks skipped by a stage depth).
+    """
+
+    name: str = "space"
+
+    @property
+    @abstractmethod
+    def dims(self) -> Sequence[Dimension]: ...
+
+    @abstractmethod
+    def decode(self, vector: Sequence[int] | np.ndarray) -> Any:
+        """Vector -> config (e.g. an NB201 arch string, or a dict of block settings)."""
+
+    @abstractmethod
+    def encode(self, config: Any) -> np.ndarray:
+        """Config -> vector; raises ``HwnasError`` on a malformed config."""
+
+    # ---- derived helpers -------------------------------------------------------------
+    @property
+    def n_dims(self) -> int:
+        return len(self.dims)
+
+    @property
+    def cardinalities(self) -> np.ndarray:
+        return np.array([d.size for d in self.dims], dtype=np.int64)
+
+    @property
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Inclusive integer bounds (xl, xu) as pymoo expects them."""
+        return np.zeros(self.n_dims, dtype=np.int64), self.cardinalities - 1
+
+    def size(self) -> int:
+        """Number of distinct vectors (an upper bound on distinct architectures)."""
+        return int(np.prod(self.cardinalities.astype(object)))
+
+    def sample(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
+        """``n`` uniformly random canonical vectors, shape (n, n_dims)."""
+        rng = np.random.default_rng(rng)
+        x = rng.integers(0, self.cardinalities, size=(n, self.n_dims))
+        return self.canonicalize(x)
+
+    def canonicalize(self, vectors: np.ndarray) -> np.ndarray:
+        """Map each vector to the canonical representative of its architecture."""
+        return np.asarray(vectors, dtype=np.int64)
+
+    def keys(self, vectors: np.ndarray) -> list[str]:
+        """Stable string keys of the canonical architectures (for dedup and storage)."""
+        canon = self.canonicalize(np.atleast_2d(vectors))
+        return ["-".join(map(str, row)) for row in canon.tolist()]
+
+    def from_key(self, key: str) -> np.ndarray:
+        return self.validate([int(t) for t in key.split("-")])
+
+    def validate(self, vector: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Check length and ranges; returns the vector as int64 or raises ``HwnasError``."""
+        try:
+            v = np.asarray(vector, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise HwnasError(f"{self.name}: architecture vector must hold integers") from None
+        if v.ndim != 1 or v.shape[0] != self.n_dims:
+            raise HwnasError(
+                f"{self.name}: architecture vector must have {self.n_dims} entries, "
+                f"got shape {tuple(v.shape)}"
+            )
+        if not np.all(np.isfinite(v)) or not np.all(np.equal(np.mod(v, 1), 0)):
+            raise HwnasError(f"{self.name}: architecture vector must hold integers")
+        v = v.astype(np.int64)
+        bad = np.nonzero((v < 0) | (v >= self.cardinalities))[0]
+        if bad.size:
+            i = int(bad[0])
+            raise HwnasError(
+                f"{self.name}: entry {i} ({self.dims[i].name}) = {v[i]} is outside "
+                f"0..{self.dims[i].size - 1}"
+            )
+        return v
+
+    def features(self, vectors: np.ndarray) -> np.ndarray:
+        """Predictor features: one-hot per dimension (vectorised), shape (n, sum(card))."""
+        x = self.canonicalize(np.atleast_2d(vectors))
+        return one_hot(x, self.cardinalities)
+
+    def largest(self) -> np.ndarray:
+        """The vector with every dimension at its last (largest) choice."""
+        return self.canonicalize(self.cardinalities[None, :] - 1)[0]
+
+    def smallest(self) -> np.ndarray:
+        """The vector with every dimension at its first (smallest) choice."""
+        return self.canonicalize(np.zeros((1, self.n_dims), dtype=np.int64))[0]
+
+    def mutate(
+        self, vector: np.ndarray, rng: np.random.Generator, p: float | None = None
+    ) -> np.ndarray:
+        """Resample each dimension with probability ``p`` (default 1/n_dims, at least one)."""
+        p = 1.0 / self.n_dims if p is None else p
+        v = np.array(vector, dtype=np.int64)
+        mask = rng.random(self.n_dims) < p
+        if not mask.any():
+            mask[rng.integers(self.n_dims)] = True
+        v[mask] = rng.integers(0, self.cardinalities[mask])
+        return self.canonicalize(v[None, :])[0]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dims": self.n_dims,
+            "size": self.size(),
+            "dimensions": [{"name": d.name, "choices": list(d.choices)} for d in self.dims],
+        }
+
+
+def one_hot(x: np.ndarray, cardinalities: np.ndarray) -> np.ndarray:
+    """One-hot encode integer matrix ``x`` column by column (vectorised)."""
+    x = np.asarray(x, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(cardinalities)[:-1]])
+    out = np.zeros((x.shape[0], int(cardinalities.sum())), dtype=np.float64)
+    rows = np.repeat(np.arange(x.shape[0]), x.shape[1])
+    out[rows, (x + offsets[None, :]).ravel()] = 1.0
+    return out
