@@ -130,6 +130,19 @@ class SearchSpace(ABC):
         v[mask] = rng.integers(0, self.cardinalities[mask])
         return self.canonicalize(v[None, :])[0]
 
+    def neighbours(self, vectors: np.ndarray) -> np.ndarray:
+        """Every distinct canonical vector one choice away from any of ``vectors``."""
+        x = self.canonicalize(np.atleast_2d(vectors))
+        out = []
+        for i, card in enumerate(self.cardinalities.tolist()):
+            for value in range(card):
+                y = x[x[:, i] != value].copy()
+                y[:, i] = value
+                out.append(y)
+        if not out:
+            return x[:0]
+        return np.unique(self.canonicalize(np.concatenate(out)), axis=0)
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,

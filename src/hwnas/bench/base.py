@@ -1,0 +1,60 @@
+"""Objectives and evaluators: what a search asks of an architecture."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from hwnas.space.base import SearchSpace
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One objective: its name, whether to minimise or maximise it, and its unit."""
+
+    name: str
+    direction: Literal["min", "max"] = "min"
+    unit: str = ""
+
+    @property
+    def sign(self) -> float:
+        """Multiply raw values by this to get a quantity to minimise."""
+        return 1.0 if self.direction == "min" else -1.0
+
+
+def to_minimisation(values: np.ndarray, objectives: list[Objective]) -> np.ndarray:
+    """Raw objective values (n, m) -> all-minimised values."""
+    signs = np.array([o.sign for o in objectives])
+    return np.asarray(values, dtype=np.float64) * signs[None, :]
+
+
+class Evaluator(ABC):
+    """Gives raw objective values for architecture vectors of one space.
+
+    ``evaluate`` is vectorised; a cheap tabular benchmark answers a whole batch at once,
+    a measuring evaluator may take seconds per architecture. ``table`` returns every
+    architecture of the space with its values when the evaluator knows them all, which
+    makes the exact Pareto front computable.
+    """
+
+    space: SearchSpace
+    objectives: list[Objective]
+    source: str = "measured"
+
+    @abstractmethod
+    def evaluate(self, vectors: np.ndarray) -> np.ndarray:
+        """Raw objective values, shape (n, len(objectives))."""
+
+    def table(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(all vectors, all raw values) when the whole space is known, else None."""
+        return None
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "space": self.space.name,
+            "objectives": [o.__dict__ for o in self.objectives],
+            "source": self.source,
+        }

@@ -1,0 +1,135 @@
+"""OFA MobileNetV3 surrogate benchmark: OFA's published accuracy predictor and the
+Samsung Note10 latency lookup table (the surrogate DyNAS-T's paper searched on)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from hwnas.bench.base import Evaluator, Objective
+from hwnas.config import data_file
+from hwnas.errors import HwnasError
+from hwnas.registry import BENCHMARKS
+from hwnas.space.ofa_mbv3 import (
+    MAX_DEPTH,
+    N_BLOCKS,
+    N_STAGES,
+    OFA_E,
+    OFA_KS,
+    OFA_R,
+    OFAMobileNetV3Space,
+)
+
+ACC_FILE = "ofa/ofa_mbv3_acc_predictor.npz"
+LUT_FILE = "ofa/ofa_mbv3_note10_latency_lut.json"
+
+# OFA MobileNetV3 w1.2: stem width, then per stage (width, stride, SE, hardswish).
+_STEM = 24
+_STAGES = ((32, 2, 0, 0), (48, 2, 1, 0), (96, 2, 0, 1), (136, 1, 1, 1), (192, 2, 1, 1))
+_FINAL_EXPAND, _FEATURE_MIX, _CLASSES = 1152, 1536, 1000
+
+
+def _down(h: int, stride: int) -> int:
+    return (h - 1) // stride + 1
+
+
+def _block_key(h: int, cin: int, cout: int, expand: int, k: int, s: int, se: int, hs: int) -> str:
+    ho = _down(h, s)
+    skip = int(s == 1 and cin == cout)
+    return (
+        f"expanded_conv-input:{h}x{h}x{cin}-output:{ho}x{ho}x{cout}-expand:{expand}"
+        f"-kernel:{k}-stride:{s}-idskip:{skip}-se:{se}-hs:{hs}"
+    )
+
+
+@functools.lru_cache(maxsize=2)
+def _lut_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Per resolution: fixed latency (stem, first block, head) and per-slot latency of each
+    (kernel, expand) choice, so a network's latency is one gather and one sum."""
+    try:
+        lut = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise HwnasError(f"cannot read OFA latency table '{path}': {exc}") from None
+    fixed = np.zeros(len(OFA_R))
+    per_slot = np.zeros((len(OFA_R), N_BLOCKS, len(OFA_KS), len(OFA_E)))
+    for ri, r in enumerate(OFA_R):
+        try:
+            table = lut[str(r)]
+
+            def ms(key: str, table: dict = table) -> float:
+                return float(table[key]["mean"])
+
+            h = _down(r, 2)
+            keys = [f"Conv-input:{r}x{r}x3-output:{h}x{h}x{_STEM}"]
+            keys.append(_block_key(h, _STEM, _STEM, _STEM, 3, 1, 0, 0))
+            cin = _STEM
+            for s, (width, stride, se, hs) in enumerate(_STAGES):
+                for b in range(MAX_DEPTH):
+                    st = stride if b == 0 else 1
+                    for ki, k in enumerate(OFA_KS):
+                        for ei, e in enumerate(OFA_E):
+                            key = _block_key(h, cin, width, cin * e, k, st, se, hs)
+                            per_slot[ri, s * MAX_DEPTH + b, ki, ei] = ms(key)
+                    h, cin = _down(h, st), width
+            keys += [
+                f"Conv_1-input:{h}x{h}x{cin}-output:{h}x{h}x{_FINAL_EXPAND}",
+                f"AvgPool2D-input:{h}x{h}x{_FINAL_EXPAND}-output:1x1x{_FINAL_EXPAND}",
+                f"Conv_2-input:1x1x{_FINAL_EXPAND}-output:1x1x{_FEATURE_MIX}",
+                f"Logits-input:1x1x{_FEATURE_MIX}-output:{_CLASSES}",
+            ]
+            fixed[ri] = sum(ms(k) for k in keys)
+        except KeyError as exc:
+            raise HwnasError(f"OFA latency table '{path}' lacks entry {exc}") from None
+    return fixed, per_slot
+
+
+@functools.lru_cache(maxsize=2)
+def _acc_weights(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    try:
+        with np.load(path) as z:
+            return [(z[f"{i}_weight"], z[f"{i}_bias"]) for i in (0, 2, 4, 6)]
+    except (OSError, KeyError, ValueError) as exc:
+        raise HwnasError(f"cannot read OFA accuracy predictor '{path}': {exc}") from None
+
+
+@BENCHMARKS.register("ofa-mbv3")
+class OFAMobileNetV3Benchmark(Evaluator):
+    """OFA-MobileNetV3 w1.2: ImageNet top-1 (%) from OFA's accuracy predictor and Samsung
+    Note10 latency (ms) from OFA's per-op lookup table."""
+
+    source = "surrogate"
+
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None, **_: object) -> None:
+        self.space = OFAMobileNetV3Space()
+        self._layers = _acc_weights(data_file(ACC_FILE, data_dir))
+        self._fixed, self._per_slot = _lut_arrays(data_file(LUT_FILE, data_dir))
+        self.objectives = [Objective("accuracy", "max", "%"), Objective("latency", "min", "ms")]
+
+    def accuracy(self, vectors: np.ndarray) -> np.ndarray:
+        """Predicted ImageNet top-1 in % (OFA's MLP: 3 hidden ReLU layers)."""
+        h = self.space.features(vectors)
+        for i, (w, b) in enumerate(self._layers):
+            h = h @ w.T + b
+            if i < len(self._layers) - 1:
+                h = np.maximum(h, 0.0)
+        return 100.0 * h[:, 0]
+
+    def latency(self, vectors: np.ndarray) -> np.ndarray:
+        """Note10 latency in ms: fixed layers plus the table entries of the active blocks."""
+        x = self.space.canonicalize(vectors)
+        r = x[:, -1]
+        slots = np.arange(N_BLOCKS)[None, :]
+        per = self._per_slot[r[:, None], slots, x[:, :N_BLOCKS], x[:, N_BLOCKS : 2 * N_BLOCKS]]
+        active = self.space.active_mask(x)
+        return self._fixed[r] + (per * active).sum(axis=1)
+
+    def evaluate(self, vectors: np.ndarray) -> np.ndarray:
+        x = np.atleast_2d(np.asarray(vectors, dtype=np.int64))
+        return np.stack([self.accuracy(x), self.latency(x)], axis=1)
+
+
+assert len(_STAGES) == N_STAGES

@@ -1,0 +1,228 @@
+"""Search algorithms: random search and pymoo's evolutionary algorithms, driven by
+ask/tell against a ``SearchProblem`` until its evaluation budget is spent."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+from pymoo.core.mutation import Mutation
+from pymoo.core.problem import Problem
+from pymoo.core.termination import NoTermination
+from pymoo.operators.crossover.pntx import TwoPointCrossover
+from pymoo.operators.sampling.rnd import IntegerRandomSampling
+from pymoo.problems.static import StaticProblem
+from pymoo.util.ref_dirs import get_reference_directions
+
+from hwnas.errors import HwnasError
+from hwnas.registry import ALGORITHMS
+from hwnas.search.problem import SearchProblem
+
+# Stop an algorithm that keeps proposing only evaluated architectures (converged, or the
+# space is smaller than the budget) after this many batches with nothing new.
+MAX_STALLED_BATCHES = 200
+
+
+def default_pop_size(budget: int) -> int:
+    """Population of an evolutionary search for a given evaluation budget."""
+    return int(np.clip(budget // 10, 10, 50))
+
+
+class SearchAlgorithm(ABC):
+    """Proposes architectures to a ``SearchProblem`` until its budget is spent."""
+
+    name: ClassVar[str] = "algorithm"
+    min_objectives: ClassVar[int] = 1
+    max_objectives: ClassVar[int | None] = None
+    supports_constraints: ClassVar[bool] = True
+
+    def __init__(self, seed: int = 0, pop_size: int | None = None, **options: Any) -> None:
+        self.seed = seed
+        self.pop_size = pop_size
+        self.options = options
+
+    def check(self, problem: SearchProblem) -> None:
+        """Raise a clear error when the problem is one this algorithm cannot take."""
+        m = problem.n_obj
+        if m < self.min_objectives or (self.max_objectives is not None and m > self.max_objectives):
+            hi = self.max_objectives if self.max_objectives is not None else "any"
+            raise HwnasError(
+                f"algorithm '{self.name}' takes {self.min_objectives}..{hi} objectives, got {m}"
+                + (" (try unsga3, agemoea, motpe or linas)" if m > 3 else "")
+            )
+        if problem.n_constr and not self.supports_constraints:
+            raise HwnasError(f"algorithm '{self.name}' does not support constraints")
+
+    def pop(self, problem: SearchProblem) -> int:
+        return self.pop_size or default_pop_size(problem.budget)
+
+    @abstractmethod
+    def run(self, problem: SearchProblem) -> None:
+        """Evaluate architectures through ``problem.evaluate`` until it is exhausted."""
+
+
+@ALGORITHMS.register("random")
+class RandomSearch(SearchAlgorithm):
+    """Uniform random sampling of distinct architectures (the baseline to beat)."""
+
+    name = "random"
+
+    def run(self, problem: SearchProblem) -> None:
+        rng = np.random.default_rng(self.seed)
+        stalled = 0
+        while not problem.exhausted and stalled < MAX_STALLED_BATCHES:
+            before = problem.n_evaluated
+            problem.evaluate(problem.space.sample(min(problem.remaining, 16), rng))
+            stalled = stalled + 1 if problem.n_evaluated == before else 0
+
+
+class ResetMutation(Mutation):
+    """Categorical mutation: each variable is redrawn uniformly with probability
+    ``prob_var`` (default 1/n_var). Architecture choices are categories, so polynomial
+    mutation's bias towards neighbouring integers has no meaning here."""
+
+    def _do(
+        self, problem: Problem, X: np.ndarray, *args: Any, random_state: Any = None, **kwargs: Any
+    ) -> np.ndarray:
+        rng = random_state if random_state is not None else np.random.default_rng()
+        X = np.round(X).astype(np.int64)
+        p = self.get_prob_var(problem, size=len(X))
+        p = np.broadcast_to(np.asarray(p, dtype=float).reshape(-1, 1), X.shape)
+        mask = rng.random(X.shape) < p
+        xl, xu = problem.bounds()
+        draws = rng.integers(xl.astype(np.int64), xu.astype(np.int64) + 1, size=X.shape)
+        return np.where(mask, draws, X)
+
+
+def pymoo_operators() -> dict[str, Any]:
+    """Integer sampling, two-point crossover and categorical reset mutation."""
+    return {
+        "sampling": IntegerRandomSampling(),
+        "crossover": TwoPointCrossover(prob=0.9),
+        "mutation": ResetMutation(),
+    }
+
+
+def pymoo_problem(problem: SearchProblem) -> Problem:
+    xl, xu = problem.space.bounds
+    return Problem(
+        n_var=problem.space.n_dims,
+        n_obj=problem.n_obj,
+        n_ieq_constr=problem.n_constr,
+        xl=xl,
+        xu=xu,
+        vtype=int,
+    )
+
+
+def run_pymoo(algorithm: Any, problem: SearchProblem, seed: int) -> None:
+    """Drive a pymoo algorithm by ask/tell until the problem's budget is spent."""
+    from pymoo.core.evaluator import Evaluator as PymooEvaluator
+
+    pm = pymoo_problem(problem)
+    algorithm.setup(pm, termination=NoTermination(), seed=seed, verbose=False)
+    xl, xu = problem.space.bounds
+    stalled = 0
+    while not problem.exhausted and stalled < MAX_STALLED_BATCHES:
+        pop = algorithm.ask()
+        X = np.clip(np.round(pop.get("X")).astype(np.int64), xl, xu)
+        pop.set("X", X)
+        before = problem.n_evaluated
+        raw, G, answered = problem.evaluate(X)
+        if not answered.all():  # budget ran out inside this batch
+            break
+        stalled = stalled + 1 if problem.n_evaluated == before else 0
+        kwargs = {"F": problem.minimisation(raw)}
+        if problem.n_constr:
+            kwargs["G"] = np.where(np.isfinite(G), G, 1e12)
+        PymooEvaluator().eval(StaticProblem(pm, **kwargs), pop)
+        algorithm.tell(infills=pop)
+
+
+def reference_directions(n_obj: int, n_points: int, seed: int) -> np.ndarray:
+    if n_obj == 2:
+        return get_reference_directions("das-dennis", 2, n_partitions=max(n_points - 1, 1))
+    return get_reference_directions("energy", n_obj, n_points, seed=seed)
+
+
+class PymooAlgorithm(SearchAlgorithm):
+    """Base of the pymoo-backed algorithms: build the algorithm, then ask/tell."""
+
+    def build(self, problem: SearchProblem) -> Any:
+        raise NotImplementedError
+
+    def run(self, problem: SearchProblem) -> None:
+        run_pymoo(self.build(problem), problem, self.seed)
+
+
+@ALGORITHMS.register("nsga2")
+class NSGA2Search(PymooAlgorithm):
+    """NSGA-II (pymoo): non-dominated sorting with crowding distance."""
+
+    name = "nsga2"
+    max_objectives = 3
+
+    def build(self, problem: SearchProblem) -> Any:
+        from pymoo.algorithms.moo.nsga2 import NSGA2
+
+        return NSGA2(pop_size=self.pop(problem), eliminate_duplicates=True, **pymoo_operators())
+
+
+@ALGORITHMS.register("agemoea")
+class AGEMOEASearch(PymooAlgorithm):
+    """AGE-MOEA (pymoo): adaptive geometry estimation of the front."""
+
+    name = "agemoea"
+    min_objectives = 2
+
+    def build(self, problem: SearchProblem) -> Any:
+        from pymoo.algorithms.moo.age import AGEMOEA
+
+        return AGEMOEA(pop_size=self.pop(problem), eliminate_duplicates=True, **pymoo_operators())
+
+
+@ALGORITHMS.register("unsga3")
+class UNSGA3Search(PymooAlgorithm):
+    """U-NSGA-III (pymoo): reference-direction niching, for many objectives."""
+
+    name = "unsga3"
+    min_objectives = 2
+
+    def build(self, problem: SearchProblem) -> Any:
+        from pymoo.algorithms.moo.unsga3 import UNSGA3
+
+        pop = self.pop(problem)
+        ref = reference_directions(problem.n_obj, pop, self.seed)
+        return UNSGA3(ref, pop_size=pop, eliminate_duplicates=True, **pymoo_operators())
+
+
+@ALGORITHMS.register("moead")
+class MOEADSearch(PymooAlgorithm):
+    """MOEA/D (pymoo): decomposition into scalar subproblems (no constraints)."""
+
+    name = "moead"
+    min_objectives = 2
+    supports_constraints = False
+
+    def build(self, problem: SearchProblem) -> Any:
+        from pymoo.algorithms.moo.moead import MOEAD
+
+        ref = reference_directions(problem.n_obj, self.pop(problem), self.seed)
+        return MOEAD(
+            ref, n_neighbors=min(15, len(ref)), prob_neighbor_mating=0.7, **pymoo_operators()
+        )
+
+
+@ALGORITHMS.register("ctaea")
+class CTAEASearch(PymooAlgorithm):
+    """C-TAEA (pymoo): two-archive algorithm built for constrained problems."""
+
+    name = "ctaea"
+    min_objectives = 2
+
+    def build(self, problem: SearchProblem) -> Any:
+        from pymoo.algorithms.moo.ctaea import CTAEA
+
+        ref = reference_directions(problem.n_obj, self.pop(problem), self.seed)
+        return CTAEA(ref, eliminate_duplicates=True, **pymoo_operators())

@@ -1,0 +1,271 @@
+"""LINAS: lightweight iterative neural architecture search (DyNAS-T paper, section 3.5).
+
+An initial random population is evaluated. Then each iteration fits one predictor per
+objective on everything evaluated so far, runs an inner multi-objective search on the
+predictors only (NSGA-II, thousands of candidates, one vectorised predictor call per
+generation), and sends the most promising distinct not-yet-evaluated candidates to real
+evaluation, until the budget is spent.
+
+What makes it sample-efficient here:
+- candidates are ranked together with the *measured* points, so a candidate predicted
+  to be dominated by something already measured is not sent;
+- an optimistic estimate (mean minus ``kappa`` x the spread of a bagged ensemble) for
+  the objectives whose predictor is unsure;
+- the batch is spread along the front (crowding distance), not clustered at one end.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+from hwnas.registry import ALGORITHMS
+from hwnas.search.algorithms import SearchAlgorithm
+from hwnas.search.inner import vectorized_nsga2
+from hwnas.search.pareto import reference_point
+from hwnas.search.problem import SearchProblem
+
+
+def hvi_2d(front: np.ndarray, ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """Hypervolume each candidate would add to a 2-objective front (all minimised),
+    for all candidates at once: the staircase of the front is cut into intervals along
+    the first objective, and a candidate adds the area between it and the staircase."""
+    front = front[np.all(front < ref[None, :], axis=1)]
+    front = front[np.argsort(front[:, 0], kind="stable")]
+    edges = np.concatenate([[-np.inf], front[:, 0], [ref[0]]])
+    heights = np.concatenate([[ref[1]], np.minimum.accumulate(front[:, 1])])
+    x, y = cand[:, :1], cand[:, 1:2]
+    width = np.clip(np.minimum(edges[None, 1:], ref[0]) - np.maximum(edges[None, :-1], x), 0, None)
+    height = np.clip(heights[None, :] - y, 0, None)
+    return (width * height).sum(axis=1)
+
+
+@ALGORITHMS.register("linas")
+class LINAS(SearchAlgorithm):
+    """LINAS: predictor-guided iterative search (random start, then predictor-driven
+    batches chosen by an inner NSGA-II over the predictors)."""
+
+    name = "linas"
+
+    def __init__(
+        self,
+        seed: int = 0,
+        pop_size: int | None = None,
+        n_init: int | None = None,
+        batch_size: int | None = None,
+        predictors: str | list[str] = "auto",
+        ensemble: int = 5,
+        kappa: float = 1.0,
+        inner_pop: int = 200,
+        inner_generations: int = 100,
+        local: bool = True,
+        **options: Any,
+    ) -> None:
+        super().__init__(seed=seed, pop_size=pop_size, **options)
+        self.n_init = n_init
+        self.batch_size = batch_size
+        self.predictors = predictors
+        self.ensemble = ensemble
+        self.kappa = kappa
+        self.inner_pop = inner_pop
+        self.inner_generations = inner_generations
+        self.local = local
+        self.iterations: list[dict[str, float]] = []
+
+    # ---- predictors ---------------------------------------------------------------------
+    def _predictor_names(self, problem: SearchProblem) -> list[str]:
+        if isinstance(self.predictors, str):
+            names = [self.predictors] * problem.n_obj
+        else:
+            names = list(self.predictors)
+        if len(names) != problem.n_obj:
+            from hwnas.errors import HwnasError
+
+            raise HwnasError(f"linas: need one predictor per objective ({problem.n_obj})")
+        return [
+            self._default_predictor(problem, i) if n == "auto" else n for i, n in enumerate(names)
+        ]
+
+    @staticmethod
+    def _default_predictor(problem: SearchProblem, i: int) -> str:
+        # latency, FLOPs and size add up over layers: a linear model on one-hot ops is
+        # near exact; accuracy needs a non-linear model.
+        return "ridge" if problem.objectives[i].direction == "min" else "svr"
+
+    def _fit(self, problem: SearchProblem, iteration: int) -> list[tuple[Any, Any]]:
+        """Per objective: a predictor fitted on everything measured, and (for non-linear
+        predictors) a bagged ensemble whose spread is the uncertainty used in selection."""
+        from hwnas.predict import EnsemblePredictor, make_predictor
+
+        X, raw = problem.evaluated_arrays()
+        feats = problem.space.features(X)
+        models = []
+        for i, name in enumerate(self._predictor_names(problem)):
+            t0 = time.perf_counter()
+            model = make_predictor(name, seed=self.seed).fit(feats, raw[:, i])
+            ens = None
+            if self.ensemble > 1 and self.kappa and name != "ridge":
+                ens = EnsemblePredictor(name, n_members=self.ensemble, seed=self.seed + iteration)
+                ens.fit(feats, raw[:, i])
+            models.append((model, ens))
+            if problem.store is not None and problem.run_id is not None:
+                problem.store.add_predictor_fit(
+                    problem.run_id,
+                    problem.objectives[i].name,
+                    name,
+                    len(X),
+                    iteration=iteration,
+                    fit_time_s=time.perf_counter() - t0,
+                )
+        return models
+
+    def _predict(
+        self,
+        problem: SearchProblem,
+        models: list[tuple[Any, Any]],
+        X: np.ndarray,
+        optimistic: bool,
+    ) -> np.ndarray:
+        """Raw predicted objectives; ``optimistic`` shifts each by ``kappa`` times the
+        ensemble spread in its better direction."""
+        feats = problem.space.features(X)
+        cols = []
+        for i, (model, ens) in enumerate(models):
+            mean = np.asarray(model.predict(feats), dtype=np.float64).ravel()
+            if optimistic and ens is not None:
+                _, std = ens.predict(feats, return_std=True)
+                mean = mean - problem.signs[i] * self.kappa * std
+            cols.append(mean)
+        return np.stack(cols, axis=1)
+
+    # ---- inner search -------------------------------------------------------------------
+    def _inner_search(
+        self, problem: SearchProblem, models: list[Any], rng: np.random.Generator
+    ) -> np.ndarray:
+        """Vectorised NSGA-II on the predicted objectives, seeded with the measured front;
+        returns every distinct not-yet-evaluated candidate it generated."""
+
+        def objective(X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+            raw = self._predict(problem, models, X, optimistic=False)
+            G = problem.constraint_values(raw) if problem.n_constr else None
+            return raw * problem.signs[None, :], G
+
+        front = [problem.vectors[i] for i in problem.front_indices()]
+        initial = np.stack(front) if front else None
+        cand, _ = vectorized_nsga2(
+            problem.space,
+            objective,
+            self.inner_pop,
+            self.inner_generations,
+            rng,
+            initial=initial,
+        )
+        if self.local and initial is not None:
+            # the measured front's one-choice neighbours: Pareto-optimal architectures
+            # are mostly one or two choices apart from another one (NB201: all of them)
+            cand = np.unique(np.concatenate([cand, problem.space.neighbours(initial)]), axis=0)
+        return cand[~problem.is_evaluated(cand)]
+
+    def _select(
+        self, problem: SearchProblem, models: list[Any], cand: np.ndarray, k: int
+    ) -> np.ndarray:
+        """Pick ``k`` candidates: the best non-dominated ranks of the candidates' optimistic
+        predictions ranked together with the measured front; within the last rank that
+        fits only partly, greedily the candidate farthest from everything already chosen
+        or measured (normalised objective space), so the batch spreads along the front."""
+        if len(cand) <= k:
+            return cand
+        P = self._predict(problem, models, cand, True) * problem.signs[None, :]
+        if problem.n_constr:
+            g = problem.constraint_values(P * problem.signs[None, :])
+            P = np.where((g > 0).any(axis=1, keepdims=True), P + 1e9, P)
+        measured = problem.front_F()
+        if problem.n_obj == 2 and len(measured):
+            return cand[self._select_hvi(problem, P, measured, k)]
+        allF = np.concatenate([P, measured]) if len(measured) else P
+        fronts = NonDominatedSorting().do(allF, n_stop_if_ranked=len(measured) + k)
+        lo, hi = allF.min(axis=0), allF.max(axis=0)
+        scale = np.where(hi > lo, hi - lo, 1.0)
+        chosen: list[int] = []
+        for front in fronts:
+            idx = [i for i in front if i < len(cand)]
+            if len(chosen) + len(idx) <= k:
+                chosen.extend(idx)
+                continue
+            anchors = np.concatenate([measured, allF[chosen]]) if chosen else measured
+            Z = allF[idx] / scale
+            if len(anchors):
+                dist = np.sqrt(((Z[:, None, :] - (anchors / scale)[None]) ** 2).sum(2)).min(1)
+            else:
+                dist = np.full(len(idx), np.inf)
+                dist[int(np.argmin(Z[:, 0]))] = np.finfo(float).max
+            while len(chosen) < k:
+                j = int(np.argmax(dist))
+                chosen.append(idx[j])
+                dist = np.minimum(dist, np.sqrt(((Z - Z[j]) ** 2).sum(1)))
+                dist[j] = -np.inf
+            break
+        return cand[chosen[:k]]
+
+    @staticmethod
+    def _select_hvi(
+        problem: SearchProblem, P: np.ndarray, measured: np.ndarray, k: int
+    ) -> list[int]:
+        """Greedy batch by hypervolume improvement of the optimistic predictions: each
+        pick joins the front before the next is scored, so picks spread along it. When
+        no candidate improves the front any more, the rest come from the best ranks."""
+        _, F_all = problem.feasible_set()
+        ref = reference_point(F_all)
+        front = measured.copy()
+        chosen: list[int] = []
+        available = np.ones(len(P), dtype=bool)
+        while len(chosen) < k:
+            gain = np.where(available, hvi_2d(front, ref, P), -1.0)
+            j = int(np.argmax(gain))
+            if gain[j] <= 0:
+                break
+            chosen.append(j)
+            available[j] = False
+            front = np.concatenate([front, P[j : j + 1]])
+        if len(chosen) < k:
+            rest = np.nonzero(available)[0]
+            rank = NonDominatedSorting().do(np.concatenate([P[rest], front]), return_rank=True)[1]
+            order = np.lexsort((P[rest, 0], rank[: len(rest)]))
+            chosen.extend(rest[order[: k - len(chosen)]].tolist())
+        return chosen
+
+    # ---- loop ---------------------------------------------------------------------------
+    def run(self, problem: SearchProblem) -> None:
+        rng = np.random.default_rng(self.seed)
+        n_init = self.n_init or max(10, min(problem.budget // 10, 50))
+        batch = self.batch_size or max(1, min(problem.budget // 20, 20))
+        problem.evaluate(problem.space.sample(n_init, rng))
+        iteration = 0
+        stalled = 0
+        while not problem.exhausted and stalled < 20:
+            t0 = time.perf_counter()
+            models = self._fit(problem, iteration)
+            t_fit = time.perf_counter() - t0
+            cand = self._inner_search(problem, models, rng)
+            k = min(batch, problem.remaining)
+            picks = self._select(problem, models, cand, k)
+            if len(picks) < k:  # inner search found too few new candidates: add random ones
+                extra = problem.space.sample(4 * k, rng)
+                extra = extra[~problem.is_evaluated(extra)]
+                picks = np.concatenate([picks, extra])[:k] if len(picks) else extra[:k]
+            t_search = time.perf_counter() - t0
+            before = problem.n_evaluated
+            problem.evaluate(picks)
+            stalled = stalled + 1 if problem.n_evaluated == before else 0
+            self.iterations.append(
+                {
+                    "iteration": iteration,
+                    "fit_s": t_fit,
+                    "overhead_s": t_search,
+                    "candidates": float(len(cand)),
+                }
+            )
+            iteration += 1

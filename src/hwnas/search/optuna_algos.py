@@ -1,0 +1,81 @@
+"""Optuna-backed algorithms: MOTPE and Optuna's NSGA-II, driven by ask/tell."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from hwnas.registry import ALGORITHMS
+from hwnas.search.algorithms import MAX_STALLED_BATCHES, SearchAlgorithm
+from hwnas.search.problem import SearchProblem
+
+
+def _constraints(trial: Any) -> list[float]:
+    return list(trial.user_attrs.get("constraints", []))
+
+
+class OptunaAlgorithm(SearchAlgorithm):
+    def sampler(self, problem: SearchProblem) -> Any:
+        raise NotImplementedError
+
+    def run(self, problem: SearchProblem) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study = optuna.create_study(
+                directions=["minimize"] * problem.n_obj, sampler=self.sampler(problem)
+            )
+            cards = problem.space.cardinalities
+            stalled = 0
+            while not problem.exhausted and stalled < MAX_STALLED_BATCHES * 10:
+                trial = study.ask()
+                x = np.array(
+                    [trial.suggest_int(f"x{i}", 0, int(c) - 1) for i, c in enumerate(cards)]
+                )
+                before = problem.n_evaluated
+                raw, G, answered = problem.evaluate(x[None, :])
+                if not answered[0]:
+                    break
+                stalled = stalled + 1 if problem.n_evaluated == before else 0
+                if problem.n_constr:
+                    g = np.where(np.isfinite(G[0]), G[0], 1e12)
+                    trial.set_user_attr("constraints", g.tolist())
+                study.tell(trial, problem.minimisation(raw)[0].tolist())
+
+
+@ALGORITHMS.register("motpe")
+class MOTPESearch(OptunaAlgorithm):
+    """MOTPE (Optuna's multi-objective tree-structured Parzen estimator)."""
+
+    name = "motpe"
+
+    def sampler(self, problem: SearchProblem) -> Any:
+        import optuna
+
+        return optuna.samplers.TPESampler(
+            seed=self.seed,
+            n_startup_trials=self.pop(problem),
+            multivariate=True,
+            constraints_func=_constraints if problem.n_constr else None,
+        )
+
+
+@ALGORITHMS.register("nsga2-optuna")
+class OptunaNSGA2Search(OptunaAlgorithm):
+    """NSGA-II as implemented by Optuna's NSGAIISampler."""
+
+    name = "nsga2-optuna"
+    max_objectives = 3
+
+    def sampler(self, problem: SearchProblem) -> Any:
+        import optuna
+
+        return optuna.samplers.NSGAIISampler(
+            population_size=self.pop(problem),
+            seed=self.seed,
+            constraints_func=_constraints if problem.n_constr else None,
+        )

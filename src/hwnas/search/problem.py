@@ -1,0 +1,274 @@
+"""The search problem: budgeted, deduplicated, stored evaluation of architectures.
+
+Algorithms only see ``SearchProblem.evaluate``. It canonicalises vectors, answers
+already-evaluated architectures from memory (they do not count again), evaluates new
+ones until the budget is spent, commits each to the store as it completes, and keeps the
+quality history. A resumed search replays the algorithm with the same seed: every
+architecture already in the store is answered from it, so nothing is lost or repeated.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwnas.bench.base import Evaluator, Objective
+from hwnas.errors import HwnasError
+from hwnas.search.pareto import ExactFront, non_dominated_mask
+from hwnas.store.sqlite import EvaluationRecord, ResultsStore
+
+_CONSTRAINT_RE = re.compile(r"^\s*([A-Za-z_][\w:.-]*)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A hard constraint on one objective's raw value, e.g. ``latency <= 5``."""
+
+    objective: str
+    op: str
+    bound: float
+
+    @classmethod
+    def parse(cls, text: str) -> Constraint:
+        m = _CONSTRAINT_RE.match(text)
+        if not m:
+            raise HwnasError(f"bad constraint '{text}' (expected e.g. 'latency<=5')")
+        try:
+            bound = float(m.group(3))
+        except ValueError:
+            raise HwnasError(f"bad bound in constraint '{text}'") from None
+        return cls(m.group(1), m.group(2), bound)
+
+    def violation(self, values: np.ndarray) -> np.ndarray:
+        """Amount by which raw values break the constraint (<= 0 means satisfied)."""
+        return values - self.bound if self.op == "<=" else self.bound - values
+
+    def __str__(self) -> str:
+        return f"{self.objective}{self.op}{self.bound:g}"
+
+
+class BudgetExhausted(Exception):
+    """Raised inside an algorithm's loop when no evaluation is left."""
+
+
+class SearchProblem:
+    """Budgeted evaluation with dedup, storage, constraints and quality tracking."""
+
+    def __init__(
+        self,
+        evaluator: Evaluator,
+        budget: int,
+        store: ResultsStore | None = None,
+        run_id: str | None = None,
+        constraints: list[Constraint] | None = None,
+        exact_front: bool = True,
+        on_evaluation: Callable[[int, int], None] | None = None,
+    ) -> None:
+        if budget < 1:
+            raise HwnasError(f"the evaluation budget must be >= 1, got {budget}")
+        self.evaluator = evaluator
+        self.space = evaluator.space
+        self.objectives: list[Objective] = list(evaluator.objectives)
+        self.signs = np.array([o.sign for o in self.objectives])
+        self.budget = budget
+        self.store = store
+        self.run_id = run_id
+        self.constraints = list(constraints or [])
+        names = [o.name for o in self.objectives]
+        self._cidx = []
+        for c in self.constraints:
+            if c.objective not in names:
+                raise HwnasError(
+                    f"constraint '{c}' names unknown objective '{c.objective}' "
+                    f"(objectives: {', '.join(names)})"
+                )
+            self._cidx.append(names.index(c.objective))
+        self.on_evaluation = on_evaluation
+        # memory of evaluated architectures, in evaluation order
+        self.keys: list[str] = []
+        self.vectors: list[np.ndarray] = []
+        self.raw: list[np.ndarray] = []  # nan row for failed evaluations
+        self.ok: list[bool] = []
+        self._index: dict[str, int] = {}
+        self.eval_time_s = 0.0
+        self.n_new = 0  # evaluations made in this process (not replayed)
+        self.exact: ExactFront | None = None
+        self.history: list[dict[str, float]] = []
+        self._front_idx: list[int] = []
+        if exact_front:
+            table = evaluator.table()
+            if table is not None:
+                vecs, values = table
+                F_all = values * self.signs[None, :]
+                feas = self._feasible(values)
+                self.exact = ExactFront.from_table(self.space.keys(vecs), F_all, feas)
+        if store is not None and run_id is not None:
+            for rec in store.evaluations(run_id):
+                self._remember(rec)
+
+    # ---- bookkeeping ----------------------------------------------------------------------
+    @property
+    def n_obj(self) -> int:
+        return len(self.objectives)
+
+    @property
+    def n_constr(self) -> int:
+        return len(self.constraints)
+
+    @property
+    def n_evaluated(self) -> int:
+        return len(self.keys)
+
+    @property
+    def remaining(self) -> int:
+        return max(self.budget - self.n_evaluated, 0)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.remaining == 0
+
+    def _feasible(self, raw: np.ndarray) -> np.ndarray:
+        raw = np.atleast_2d(raw)
+        if not self.constraints:
+            return np.all(np.isfinite(raw), axis=1)
+        g = self.constraint_values(raw)
+        return np.all(np.isfinite(raw), axis=1) & np.all(g <= 0, axis=1)
+
+    def constraint_values(self, raw: np.ndarray) -> np.ndarray:
+        raw = np.atleast_2d(raw)
+        if not self.constraints:
+            return np.zeros((raw.shape[0], 0))
+        return np.stack(
+            [c.violation(raw[:, i]) for c, i in zip(self.constraints, self._cidx, strict=True)],
+            axis=1,
+        )
+
+    def _remember(self, rec: EvaluationRecord) -> None:
+        vec = np.asarray(rec.vector, dtype=np.int64)
+        if rec.ok and rec.objectives is not None:
+            raw = np.array([rec.objectives[o.name] for o in self.objectives], dtype=np.float64)
+        else:
+            raw = np.full(self.n_obj, np.nan)
+        self._append(rec.arch_key, vec, raw, rec.ok)
+
+    def _append(self, key: str, vec: np.ndarray, raw: np.ndarray, ok: bool) -> None:
+        self._index[key] = len(self.keys)
+        self.keys.append(key)
+        self.vectors.append(vec)
+        self.raw.append(raw)
+        self.ok.append(ok)
+        self._update_history()
+
+    def _update_history(self) -> None:
+        i = len(self.keys) - 1
+        if self.ok[i] and self._feasible(self.raw[i])[0]:
+            cand = [*self._front_idx, i]
+            F = np.stack([self.raw[j] * self.signs for j in cand])
+            self._front_idx = [cand[j] for j in np.nonzero(non_dominated_mask(F))[0]]
+        entry: dict[str, float] = {"evaluations": float(len(self.keys))}
+        if self.exact is not None:
+            ev_keys, ev_F = self.feasible_set()
+            entry.update(self.exact.scores(self.front_F(), ev_keys, ev_F))
+        else:
+            entry["front_size"] = float(len(self._front_idx))
+        self.history.append(entry)
+
+    def front_F(self) -> np.ndarray:
+        if not self._front_idx:
+            return np.zeros((0, self.n_obj))
+        return np.stack([self.raw[j] * self.signs for j in self._front_idx])
+
+    def front_indices(self) -> list[int]:
+        return list(self._front_idx)
+
+    def feasible_set(self) -> tuple[list[str], np.ndarray]:
+        idx = [i for i in range(len(self.keys)) if self.ok[i] and self._feasible(self.raw[i])[0]]
+        F = np.stack([self.raw[i] * self.signs for i in idx]) if idx else np.zeros((0, self.n_obj))
+        return [self.keys[i] for i in idx], F
+
+    def evaluated_arrays(self, only_ok: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors, raw values) of everything evaluated so far."""
+        idx = [i for i in range(len(self.keys)) if self.ok[i] or not only_ok]
+        if not idx:
+            return np.zeros((0, self.space.n_dims), dtype=np.int64), np.zeros((0, self.n_obj))
+        return np.stack([self.vectors[i] for i in idx]), np.stack([self.raw[i] for i in idx])
+
+    def is_evaluated(self, vectors: np.ndarray) -> np.ndarray:
+        return np.array([k in self._index for k in self.space.keys(vectors)], dtype=bool)
+
+    # ---- evaluation -----------------------------------------------------------------------
+    def evaluate(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw values (n, m), constraint violations (n, c) and a mask of answered rows.
+
+        Rows past the budget are left unanswered (nan, mask False); failed evaluations
+        answer nan with mask True.
+        """
+        x = self.space.canonicalize(np.atleast_2d(np.asarray(vectors, dtype=np.int64)))
+        keys = self.space.keys(x)
+        new: list[int] = []
+        pending: set[str] = set()
+        for i, k in enumerate(keys):
+            if k not in self._index and k not in pending and len(new) < self.remaining:
+                new.append(i)
+                pending.add(k)
+        if new:
+            self._evaluate_new(x[new], [keys[i] for i in new])
+        raw = np.full((len(keys), self.n_obj), np.nan)
+        answered = np.zeros(len(keys), dtype=bool)
+        for i, k in enumerate(keys):
+            j = self._index.get(k)
+            if j is not None:
+                raw[i] = self.raw[j]
+                answered[i] = True
+        return raw, self.constraint_values(raw), answered
+
+    def _evaluate_new(self, x: np.ndarray, keys: list[str]) -> None:
+        t0 = time.perf_counter()
+        try:
+            values = np.atleast_2d(self.evaluator.evaluate(x))
+            per = (time.perf_counter() - t0) / len(keys)
+            results = [(values[i], None, per) for i in range(len(keys))]
+        except Exception:
+            # isolate failures: evaluate one by one, record each failure and go on
+            results = []
+            for i in range(len(keys)):
+                t1 = time.perf_counter()
+                try:
+                    v = np.atleast_2d(self.evaluator.evaluate(x[i : i + 1]))[0]
+                    results.append((v, None, time.perf_counter() - t1))
+                except Exception as exc:  # an evaluation that fails is recorded as failed
+                    msg = f"{type(exc).__name__}: {exc}"
+                    tb = traceback.format_exc(limit=3)
+                    results.append((None, f"{msg}\n{tb}", time.perf_counter() - t1))
+        self.eval_time_s += time.perf_counter() - t0
+        for vec, key, (vals, err, wall) in zip(x, keys, results, strict=True):
+            ok = err is None and vals is not None and bool(np.all(np.isfinite(vals)))
+            if err is None and not ok:
+                err = "non-finite objective value"
+            raw = np.asarray(vals, dtype=np.float64) if ok else np.full(self.n_obj, np.nan)
+            if self.store is not None and self.run_id is not None:
+                self.store.add_evaluation(
+                    self.run_id,
+                    key,
+                    vec.tolist(),
+                    {o.name: float(raw[i]) for i, o in enumerate(self.objectives)} if ok else None,
+                    arch=self.space.decode(vec),
+                    status="ok" if ok else "failed",
+                    error=err,
+                    wall_time_s=wall,
+                    source=self.evaluator.source,
+                )
+            self.n_new += 1
+            self._append(key, vec, raw, ok)
+            if self.on_evaluation is not None:
+                self.on_evaluation(self.n_evaluated, self.budget)
+
+    def minimisation(self, raw: np.ndarray, penalty: float = 1e12) -> np.ndarray:
+        """Raw values -> minimisation values, failed rows replaced by a large penalty."""
+        F = np.asarray(raw, dtype=np.float64) * self.signs[None, :]
+        return np.where(np.isfinite(F), F, penalty)

@@ -1,0 +1,216 @@
+"""Run a search end to end: config -> evaluator -> algorithm -> store -> outputs."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hwnas.bench import get_benchmark
+from hwnas.errors import HwnasError
+from hwnas.registry import ALGORITHMS
+from hwnas.search.pareto import hypervolume, reference_point
+from hwnas.search.problem import Constraint, SearchProblem
+from hwnas.store.sqlite import ResultsStore
+
+STORE_NAME = "results.sqlite"
+
+
+class SearchConfig(BaseModel):
+    """Everything that defines a search run (stored with the run, used to resume it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    benchmark: str = "nb201"
+    benchmark_options: dict[str, Any] = Field(default_factory=dict)
+    algorithm: str = "linas"
+    algorithm_options: dict[str, Any] = Field(default_factory=dict)
+    evaluations: int = Field(200, ge=1)
+    seed: int = 0
+    constraints: list[str] = Field(default_factory=list)
+    data_dir: str | None = None
+
+
+def _build(config: SearchConfig) -> tuple[Any, Any, list[Constraint]]:
+    opts = dict(config.benchmark_options)
+    if config.data_dir is not None:
+        opts["data_dir"] = config.data_dir
+    evaluator = get_benchmark(config.benchmark, **opts)
+    try:
+        algorithm = ALGORITHMS.get(config.algorithm)(seed=config.seed, **config.algorithm_options)
+    except TypeError as exc:
+        raise HwnasError(f"bad options for algorithm '{config.algorithm}': {exc}") from None
+    constraints = [Constraint.parse(c) for c in config.constraints]
+    return evaluator, algorithm, constraints
+
+
+def run_search(
+    config: SearchConfig | dict[str, Any],
+    out: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Run (or, with ``resume``, continue) a search; returns the summary.
+
+    With ``out``, everything lands in that directory: ``results.sqlite``,
+    ``evaluations.csv``, ``pareto.csv``, ``pareto.png`` and ``summary.json``.
+    """
+    if isinstance(config, dict):
+        try:
+            config = SearchConfig(**config)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise HwnasError(f"bad search config: {loc}: {first['msg']}") from None
+    t0 = time.perf_counter()
+    evaluator, algorithm, constraints = _build(config)
+    store = run_id = None
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        store = ResultsStore(out / STORE_NAME)
+        if resume:
+            run_id = store.latest_run("search")["run_id"]
+            store.mark_resumed(run_id)
+        else:
+            run_id = store.create_run(config.model_dump(), config.seed, kind="search")
+    problem = SearchProblem(
+        evaluator,
+        config.evaluations,
+        store=store,
+        run_id=run_id,
+        constraints=constraints,
+        on_evaluation=progress,
+    )
+    replayed = problem.n_evaluated
+    algorithm.check(problem)
+    try:
+        algorithm.run(problem)
+    except KeyboardInterrupt:
+        if store is not None:
+            store.close()
+        raise
+    wall = time.perf_counter() - t0
+    summary = summarize(problem, config, wall)
+    summary["resumed_from"] = replayed if resume else None
+    if hasattr(algorithm, "iterations"):
+        summary["iterations"] = algorithm.iterations
+    if out is not None and store is not None and run_id is not None:
+        write_outputs(problem, summary, Path(out), store, run_id)
+        store.finish_run(run_id, {k: v for k, v in summary.items() if k != "hv_history"})
+        store.close()
+    return summary
+
+
+def resume_search(
+    run_dir: str | Path, progress: Callable[[int, int], None] | None = None
+) -> dict[str, Any]:
+    """Continue the search stored in ``run_dir`` with its own config."""
+    path = Path(run_dir) / STORE_NAME
+    if not path.is_file():
+        raise HwnasError(f"no results store at '{path}' to resume")
+    with ResultsStore(path) as store:
+        config = SearchConfig(**store.latest_run("search")["config"])
+    return run_search(config, out=run_dir, progress=progress, resume=True)
+
+
+def summarize(problem: SearchProblem, config: SearchConfig, wall_time_s: float) -> dict[str, Any]:
+    """Summary of a finished search: quality measures, history and the measured front."""
+    front_idx = problem.front_indices()
+    front_F = problem.front_F()
+    if problem.exact is not None:
+        ref = problem.exact.ref
+        exact_hv: float | None = problem.exact.hv
+        last = problem.history[-1] if problem.history else {}
+        hv_history = [h.get("hypervolume", 0.0) for h in problem.history]
+        quality = {
+            "hypervolume": last.get("hypervolume", 0.0),
+            "exact_hypervolume": exact_hv,
+            "hv_fraction": last.get("hv_fraction", 0.0),
+            "front_recall": last.get("front_recall", 0.0),
+            "igd": last.get("igd", float("inf")),
+            "exact_front_size": len(problem.exact.keys),
+            "hv_fraction_history": [h["hv_fraction"] for h in problem.history],
+            "front_recall_history": [h["front_recall"] for h in problem.history],
+            "igd_history": [h["igd"] for h in problem.history],
+        }
+    else:
+        # no known table: reference = nadir of the measured front + 10 % of its range
+        ref = reference_point(front_F) if len(front_F) else np.zeros(problem.n_obj)
+        hv_history = _hv_history(problem, ref)
+        quality = {
+            "hypervolume": hv_history[-1] if hv_history else 0.0,
+            "exact_hypervolume": None,
+            "hv_fraction": None,
+            "front_recall": None,
+            "igd": None,
+        }
+    pareto = []
+    order = np.argsort(front_F[:, -1]) if len(front_F) else []
+    for j in order:
+        i = front_idx[j]
+        pareto.append(
+            {
+                "arch_key": problem.keys[i],
+                "arch": problem.space.decode(problem.vectors[i]),
+                "vector": problem.vectors[i].tolist(),
+                **{o.name: float(problem.raw[i][k]) for k, o in enumerate(problem.objectives)},
+            }
+        )
+    return {
+        "benchmark": config.benchmark,
+        "benchmark_options": config.benchmark_options,
+        "algorithm": config.algorithm,
+        "seed": config.seed,
+        "objectives": [o.__dict__ for o in problem.objectives],
+        "constraints": [str(c) for c in problem.constraints],
+        "evaluations": problem.n_evaluated,
+        "failed": int(sum(not ok for ok in problem.ok)),
+        "budget": problem.budget,
+        **quality,
+        "reference_point": [float(v) for v in ref],
+        "hv_history": hv_history,
+        "pareto": pareto,
+        "wall_time_s": wall_time_s,
+        "evaluation_time_s": problem.eval_time_s,
+        "search_overhead_s": max(wall_time_s - problem.eval_time_s, 0.0),
+    }
+
+
+def _hv_history(problem: SearchProblem, ref: np.ndarray) -> list[float]:
+    out, pts = [], []
+    for i in range(problem.n_evaluated):
+        if problem.ok[i] and problem._feasible(problem.raw[i])[0]:
+            pts.append(problem.raw[i] * problem.signs)
+        out.append(hypervolume(np.array(pts), ref) if pts else 0.0)
+    return out
+
+
+def write_outputs(
+    problem: SearchProblem, summary: dict[str, Any], out: Path, store: ResultsStore, run_id: str
+) -> None:
+    """evaluations.csv, pareto.csv, summary.json and pareto.png in ``out``."""
+    from hwnas.report.plots import plot_pareto
+
+    store.export_csv(run_id, out / "evaluations.csv")
+    names = [o.name for o in problem.objectives]
+    with (out / "pareto.csv").open("w") as f:
+        f.write(",".join(["arch_key", "arch", *names]) + "\n")
+        for p in summary["pareto"]:
+            arch = json.dumps(p["arch"]).replace('"', '""')
+            f.write(",".join([p["arch_key"], f'"{arch}"', *(f"{p[n]:.6g}" for n in names)]) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
+    plot_pareto(problem, summary, out / "pareto.png")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

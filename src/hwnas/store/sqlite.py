@@ -1,0 +1,299 @@
+"""The results store: runs, evaluations and predictor fits in one SQLite file.
+
+Every evaluation is committed as it completes (WAL mode), so a killed search loses
+nothing and a resumed one repeats nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hwnas.errors import HwnasError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    created REAL NOT NULL,
+    finished REAL,
+    status TEXT NOT NULL,
+    seed INTEGER,
+    config TEXT NOT NULL,
+    versions TEXT NOT NULL,
+    summary TEXT
+);
+CREATE TABLE IF NOT EXISTS evaluations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    seq INTEGER NOT NULL,
+    arch_key TEXT NOT NULL,
+    vector TEXT NOT NULL,
+    arch TEXT,
+    objectives TEXT,
+    status TEXT NOT NULL,
+    error TEXT,
+    wall_time_s REAL NOT NULL,
+    source TEXT NOT NULL,
+    extra TEXT,
+    created REAL NOT NULL,
+    UNIQUE (run_id, arch_key)
+);
+CREATE TABLE IF NOT EXISTS predictor_fits (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT,
+    iteration INTEGER,
+    target TEXT NOT NULL,
+    model TEXT NOT NULL,
+    params TEXT,
+    n_train INTEGER NOT NULL,
+    scores TEXT,
+    fit_time_s REAL,
+    created REAL NOT NULL
+);
+"""
+
+
+@dataclass
+class EvaluationRecord:
+    """One stored evaluation of one distinct architecture."""
+
+    seq: int
+    arch_key: str
+    vector: list[int]
+    arch: Any
+    objectives: dict[str, float] | None
+    status: str
+    error: str | None
+    wall_time_s: float
+    source: str
+    extra: dict[str, Any] | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def versions() -> dict[str, str]:
+    """Versions of hwnas and the libraries whose behaviour shapes a run's results."""
+    import platform
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for pkg in ("hwnas", "numpy", "scipy", "scikit-learn", "pymoo", "optuna", "torch"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+class ResultsStore:
+    """SQLite-backed store; one file per run directory (``results.sqlite``)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=30.0)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise HwnasError(f"cannot open results store '{self.path}': {exc}") from None
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._conn:
+            yield self._conn
+
+    # ---- runs -------------------------------------------------------------------------
+    def create_run(self, config: dict[str, Any], seed: int | None, kind: str = "search") -> str:
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO runs (run_id, kind, created, status, seed, config, versions) "
+                "VALUES (?, ?, ?, 'running', ?, ?, ?)",
+                (run_id, kind, time.time(), seed, json.dumps(config), json.dumps(versions())),
+            )
+        return run_id
+
+    def runs(self, kind: str | None = None) -> list[dict[str, Any]]:
+        q = "SELECT run_id, kind, created, finished, status, seed, config, versions, summary "
+        q += "FROM runs" + (" WHERE kind = ?" if kind else "") + " ORDER BY created"
+        rows = self._conn.execute(q, (kind,) if kind else ()).fetchall()
+        keys = ("run_id", "kind", "created", "finished", "status", "seed")
+        out = []
+        for r in rows:
+            d = dict(zip(keys, r[:6], strict=True))
+            d["config"] = json.loads(r[6])
+            d["versions"] = json.loads(r[7])
+            d["summary"] = json.loads(r[8]) if r[8] else None
+            out.append(d)
+        return out
+
+    def latest_run(self, kind: str | None = None) -> dict[str, Any]:
+        runs = self.runs(kind)
+        if not runs:
+            raise HwnasError(f"no {kind or ''} run in results store '{self.path}'")
+        return runs[-1]
+
+    def finish_run(self, run_id: str, summary: dict[str, Any], status: str = "finished") -> None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE runs SET finished = ?, status = ?, summary = ? WHERE run_id = ?",
+                (time.time(), status, json.dumps(summary), run_id),
+            )
+
+    def mark_resumed(self, run_id: str) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE runs SET status = 'running' WHERE run_id = ?", (run_id,))
+
+    # ---- evaluations ------------------------------------------------------------------
+    def add_evaluation(
+        self,
+        run_id: str,
+        arch_key: str,
+        vector: Sequence[int],
+        objectives: dict[str, float] | None,
+        *,
+        arch: Any = None,
+        status: str = "ok",
+        error: str | None = None,
+        wall_time_s: float = 0.0,
+        source: str = "measured",
+        extra: dict[str, Any] | None = None,
+    ) -> int:
+        """Store one evaluation, committed at once; returns its sequence number."""
+        with self._tx() as c:
+            (seq,) = c.execute(
+                "SELECT COUNT(*) FROM evaluations WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            c.execute(
+                "INSERT INTO evaluations (run_id, seq, arch_key, vector, arch, objectives, "
+                "status, error, wall_time_s, source, extra, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    seq,
+                    arch_key,
+                    json.dumps([int(v) for v in vector]),
+                    json.dumps(arch),
+                    json.dumps(objectives) if objectives is not None else None,
+                    status,
+                    error,
+                    float(wall_time_s),
+                    source,
+                    json.dumps(extra) if extra else None,
+                    time.time(),
+                ),
+            )
+        return int(seq)
+
+    def evaluations(self, run_id: str) -> list[EvaluationRecord]:
+        rows = self._conn.execute(
+            "SELECT seq, arch_key, vector, arch, objectives, status, error, wall_time_s, "
+            "source, extra FROM evaluations WHERE run_id = ? ORDER BY seq",
+            (run_id,),
+        ).fetchall()
+        return [
+            EvaluationRecord(
+                seq=r[0],
+                arch_key=r[1],
+                vector=json.loads(r[2]),
+                arch=json.loads(r[3]) if r[3] else None,
+                objectives=json.loads(r[4]) if r[4] else None,
+                status=r[5],
+                error=r[6],
+                wall_time_s=r[7],
+                source=r[8],
+                extra=json.loads(r[9]) if r[9] else None,
+            )
+            for r in rows
+        ]
+
+    # ---- predictor fits -----------------------------------------------------------------
+    def add_predictor_fit(
+        self,
+        run_id: str | None,
+        target: str,
+        model: str,
+        n_train: int,
+        *,
+        iteration: int | None = None,
+        params: dict[str, Any] | None = None,
+        scores: dict[str, float] | None = None,
+        fit_time_s: float | None = None,
+    ) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO predictor_fits (run_id, iteration, target, model, params, "
+                "n_train, scores, fit_time_s, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    iteration,
+                    target,
+                    model,
+                    json.dumps(params, default=str) if params else None,
+                    n_train,
+                    json.dumps(scores) if scores else None,
+                    fit_time_s,
+                    time.time(),
+                ),
+            )
+
+    def predictor_fits(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        q = "SELECT run_id, iteration, target, model, n_train, scores, fit_time_s "
+        q += "FROM predictor_fits"
+        rows = self._conn.execute(
+            q + (" WHERE run_id = ?" if run_id else ""), (run_id,) if run_id else ()
+        ).fetchall()
+        keys = ("run_id", "iteration", "target", "model", "n_train", "scores", "fit_time_s")
+        out = []
+        for r in rows:
+            d = dict(zip(keys, r, strict=True))
+            d["scores"] = json.loads(d["scores"]) if d["scores"] else None
+            out.append(d)
+        return out
+
+    # ---- export -------------------------------------------------------------------------
+    def export_csv(self, run_id: str, path: str | os.PathLike[str]) -> Path:
+        """Write one row per evaluation: sequence, key, architecture, objectives, status."""
+        records = self.evaluations(run_id)
+        names: list[str] = []
+        for rec in records:
+            for k in rec.objectives or {}:
+                if k not in names:
+                    names.append(k)
+        path = Path(path)
+        with path.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(
+                ["seq", "arch_key", "arch", *names, "status", "error", "wall_time_s", "source"]
+            )
+            for rec in records:
+                objs = rec.objectives or {}
+                w.writerow(
+                    [rec.seq, rec.arch_key, json.dumps(rec.arch)]
+                    + [objs.get(n, "") for n in names]
+                    + [rec.status, rec.error or "", f"{rec.wall_time_s:.6g}", rec.source]
+                )
+        return path
