@@ -1,0 +1,121 @@
+"""One interface for local and remote latency measurement, so a search can use either."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from hwnas.errors import HwnasError
+from hwnas.measure.latency import Measurement, MeasureSettings, measure_onnx
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from hwnas.measure.agent import AgentClient
+
+ModelInput = bytes | str | Path
+
+
+@runtime_checkable
+class LatencyMeasurer(Protocol):
+    """Measures ONNX models (bytes or file paths), interleaved, with the shared protocol."""
+
+    def measure(
+        self, models: Sequence[ModelInput], settings: MeasureSettings | None = None
+    ) -> list[Measurement]: ...
+
+
+class LocalMeasurer:
+    """Measure on this machine with ONNX Runtime.
+
+    ``isolate=True`` runs every call in a child process with ``timeout_s`` and
+    ``memory_mb`` limits (like the agent), so a model that hangs or crashes the runtime
+    cannot take the caller down; it costs about half a second per call.
+    """
+
+    def __init__(
+        self,
+        settings: MeasureSettings | None = None,
+        isolate: bool = False,
+        timeout_s: float = 300.0,
+        memory_mb: int = 0,
+    ) -> None:
+        self.settings = settings or MeasureSettings()
+        self.isolate = isolate
+        self.timeout_s = timeout_s
+        self.memory_mb = memory_mb
+
+    def measure(
+        self, models: Sequence[ModelInput], settings: MeasureSettings | None = None
+    ) -> list[Measurement]:
+        settings = settings or self.settings
+        models = list(models)
+        if not self.isolate:
+            return measure_onnx(models, settings)
+        from hwnas.measure.worker import run_isolated
+
+        with tempfile.TemporaryDirectory(prefix="hwnas-measure-") as tmp:
+            paths, labels = [], []
+            for i, m in enumerate(models):
+                if isinstance(m, bytes | bytearray):
+                    p = Path(tmp) / f"model{i}.onnx"
+                    p.write_bytes(bytes(m))
+                    paths.append(p)
+                    labels.append(f"model[{i}]")
+                else:
+                    p = Path(m)
+                    if not p.is_file():
+                        raise HwnasError(f"ONNX model file not found: {p}")
+                    paths.append(p)
+                    labels.append(p.name)
+            return run_isolated(paths, settings, self.timeout_s, self.memory_mb, labels=labels)
+
+
+class RemoteMeasurer:
+    """Measure on a device agent (``hwnas agent serve``) through an :class:`AgentClient`."""
+
+    def __init__(self, client: AgentClient, settings: MeasureSettings | None = None) -> None:
+        self.client = client
+        self.settings = settings or MeasureSettings()
+
+    def measure(
+        self, models: Sequence[ModelInput], settings: MeasureSettings | None = None
+    ) -> list[Measurement]:
+        return self.client.measure_many(list(models), settings or self.settings)
+
+
+def measure_modules(
+    measurer: LatencyMeasurer,
+    modules: Sequence[torch.nn.Module],
+    input_shape: Sequence[int],
+    settings: MeasureSettings | None = None,
+    labels: Sequence[str] | None = None,
+) -> list[Measurement]:
+    """Export PyTorch modules to ONNX (dynamic batch) and measure them with ``measurer``.
+
+    ``input_shape`` is one sample's shape, without the batch dimension.
+    """
+    import dataclasses
+
+    from hwnas.measure.export import export_onnx
+
+    settings = dataclasses.replace(
+        settings or getattr(measurer, "settings", None) or MeasureSettings(),
+        input_shape=tuple(input_shape),
+    )
+    names = (
+        list(labels)
+        if labels is not None
+        else [f"{type(m).__name__}[{i}]" for i, m in enumerate(modules)]
+    )
+    if len(names) != len(modules):
+        raise HwnasError("labels must match the modules one to one")
+    with tempfile.TemporaryDirectory(prefix="hwnas-export-") as tmp:
+        blobs = []
+        for i, m in enumerate(modules):
+            path = export_onnx(m, input_shape, Path(tmp) / f"m{i}.onnx", settings.batch_size)
+            blobs.append(path.read_bytes())
+    found = measurer.measure(blobs, settings)
+    return [dataclasses.replace(m, model=name) for m, name in zip(found, names, strict=True)]

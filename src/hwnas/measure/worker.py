@@ -1,0 +1,200 @@
+"""Run a measurement in a child process, with a time-out and an address-space limit.
+
+The parent (:func:`run_isolated`) starts ``python -m hwnas.measure._child --memory-mb N``
+and writes one JSON request to its stdin::
+
+    {"models": ["/tmp/.../model0.onnx", ...], "settings": {...}}
+
+The child limits its own address space with ``resource.setrlimit(RLIMIT_AS)`` before it
+loads ONNX Runtime, measures with :func:`hwnas.measure.latency.measure_onnx`, and writes one
+JSON reply to its stdout: ``{"ok": true, "measurements": [...]}`` or
+``{"ok": false, "kind": ..., "message": ...}``. Anything else the runtime prints goes to
+stderr. The parent kills the child when the time-out expires.
+
+The model paths are always files the parent created itself. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hwnas.errors import HwnasError
+from hwnas.measure.latency import (
+    Measurement,
+    MeasureSettings,
+    ModelLoadError,
+    ModelRunError,
+)
+
+_STDERR_TAIL = 2000
+
+
+class MeasureTimeoutError(HwnasError):
+    """The measurement ran past its time-out and was killed."""
+
+
+class MeasureOutOfMemoryError(HwnasError):
+    """The model needed more memory than the child process was allowed."""
+
+
+class WorkerCrashedError(HwnasError):
+    """The measuring child process died without an answer."""
+
+
+# ---------------------------------------------------------------------------------------
+# child side
+# ---------------------------------------------------------------------------------------
+def _limit_memory(memory_mb: int) -> None:
+    if memory_mb <= 0:
+        return
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows: no rlimits
+        return
+    limit = int(memory_mb) * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _looks_like_oom(message: str) -> bool:
+    m = message.lower()
+    return any(s in m for s in ("bad_alloc", "bad alloc", "failed to allocate", "out of memory"))
+
+
+def _child_main(argv: Sequence[str]) -> int:
+    memory_mb = 0
+    if len(argv) >= 2 and argv[0] == "--memory-mb":
+        memory_mb = int(argv[1])
+    # Keep the reply channel clean: whatever a runtime prints goes to stderr.
+    reply = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    try:
+        _limit_memory(memory_mb)
+        request = json.loads(sys.stdin.read())
+        settings = MeasureSettings.from_dict(request["settings"])
+        from hwnas.measure.latency import measure_onnx
+
+        found = measure_onnx(
+            [Path(p) for p in request["models"]], settings, labels=request.get("labels")
+        )
+        out: dict[str, Any] = {"ok": True, "measurements": [m.to_dict() for m in found]}
+    except ModelLoadError as e:
+        kind = "out_of_memory" if _looks_like_oom(str(e)) else "bad_model"
+        out = {"ok": False, "kind": kind, "message": str(e)}
+    except ModelRunError as e:
+        kind = "out_of_memory" if _looks_like_oom(str(e)) else "model_failed"
+        out = {"ok": False, "kind": kind, "message": str(e)}
+    except HwnasError as e:
+        out = {"ok": False, "kind": "bad_request", "message": str(e)}
+    except MemoryError:
+        out = {"ok": False, "kind": "out_of_memory", "message": "out of memory"}
+    except Exception as e:  # report, don't crash: the parent wants a reason
+        kind = "out_of_memory" if _looks_like_oom(str(e)) else "internal"
+        out = {"ok": False, "kind": kind, "message": f"{type(e).__name__}: {e}"}
+    reply.write(json.dumps(out))
+    reply.flush()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# parent side
+# ---------------------------------------------------------------------------------------
+def _child_env() -> dict[str, str]:
+    import hwnas
+
+    env = dict(os.environ)
+    src_root = str(Path(hwnas.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src_root, env.get("PYTHONPATH")) if p)
+    # Keep helper thread pools small (they reserve address space and steal cycles).
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(var, "1")
+    env.setdefault("MALLOC_ARENA_MAX", "2")
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def run_isolated(
+    model_paths: Sequence[str | Path],
+    settings: MeasureSettings,
+    timeout_s: float = 300.0,
+    memory_mb: int = 2048,
+    labels: Sequence[str] | None = None,
+    cwd: str | Path | None = None,
+) -> list[Measurement]:
+    """Measure ONNX files (with :func:`measure_onnx`) in a child process.
+
+    Raises :class:`ModelLoadError` / :class:`ModelRunError` / ``HwnasError`` as the local
+    call would, :class:`MeasureTimeoutError` after ``timeout_s`` (the child is killed;
+    the time includes starting Python and ONNX Runtime, about half a second),
+    :class:`MeasureOutOfMemoryError` when the model exceeds ``memory_mb`` of address space
+    (0: no limit) and :class:`WorkerCrashedError` when the child dies without an answer.
+    """
+    if settings.runtime != "onnxruntime":
+        raise HwnasError("isolated measurement runs ONNX models with onnxruntime only")
+    paths = [str(Path(p).resolve()) for p in model_paths]
+    if labels is not None and len(labels) != len(paths):
+        raise HwnasError("labels must match the models one to one")
+    request = json.dumps(
+        {
+            "models": paths,
+            "labels": [str(x) for x in labels] if labels is not None else None,
+            "settings": settings.to_dict(),
+        }
+    )
+    cmd = [sys.executable, "-m", "hwnas.measure._child", "--memory-mb", str(int(memory_mb))]
+    try:
+        proc = subprocess.run(
+            cmd,
+            input=request.encode(),
+            capture_output=True,
+            timeout=timeout_s,
+            env=_child_env(),
+            cwd=str(cwd) if cwd is not None else None,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise MeasureTimeoutError(
+            f"measurement took longer than the time-out of {timeout_s:g} s and was stopped"
+        ) from None
+    stderr_tail = proc.stderr.decode(errors="replace")[-_STDERR_TAIL:].strip()
+    try:
+        reply = json.loads(proc.stdout.decode() or "null")
+    except ValueError:
+        reply = None
+    if not isinstance(reply, dict):
+        limit = f" the memory limit of {memory_mb} MB," if memory_mb > 0 else ""
+        how = (
+            f"killed by signal {-proc.returncode}"
+            if proc.returncode < 0
+            else f"exit code {proc.returncode}"
+        )
+        if _looks_like_oom(stderr_tail) or "MemoryError" in stderr_tail:
+            raise MeasureOutOfMemoryError(
+                f"the measurement ran out of memory ({how}); the model needs more than"
+                f"{limit or ' the available memory'}"
+            )
+        raise WorkerCrashedError(
+            f"the measuring process died ({how}); the model may have exceeded{limit or ''} "
+            f"or crashed the runtime. stderr: {stderr_tail[-500:] or '(empty)'}"
+        )
+    if not reply.get("ok"):
+        kind = reply.get("kind")
+        message = str(reply.get("message", "unknown error")).strip()
+        exc = {
+            "bad_model": ModelLoadError,
+            "model_failed": ModelRunError,
+            "out_of_memory": MeasureOutOfMemoryError,
+            "bad_request": HwnasError,
+        }.get(kind, WorkerCrashedError)
+        if kind == "out_of_memory":
+            message = f"{message} (memory limit {memory_mb} MB)"
+        raise exc(message)
+    return [Measurement.from_dict(d) for d in reply["measurements"]]

@@ -1,0 +1,518 @@
+"""The device agent as a real HTTP server on loopback (hwnas.measure.agent)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from hwnas.errors import HwnasError  # noqa: E402
+from hwnas.measure import (  # noqa: E402
+    AgentClient,
+    AgentServer,
+    LatencyMeasurer,
+    LocalMeasurer,
+    MeasureOutOfMemoryError,
+    MeasureSettings,
+    MeasureTimeoutError,
+    ModelLoadError,
+    RemoteMeasurer,
+    create_server,
+    make_token,
+    read_token_file,
+    write_token_file,
+)
+from hwnas.measure.agent import is_loopback, parse_query_settings, token_matches  # noqa: E402
+
+FAST = MeasureSettings(warmup=2, rounds=5, repeats_per_round=2)
+QUERY = "warmup=2&rounds=5&repeats=2"
+
+
+def _model(graph: Any) -> bytes:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # readable by any recent ONNX Runtime
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def tiny_cnn_onnx(width: int = 8) -> bytes:
+    """Conv 3x3 -> ReLU -> global average pool -> flatten -> Gemm, input (N, 3, 32, 32)."""
+    rng = np.random.default_rng(width)
+    w = numpy_helper.from_array(rng.standard_normal((width, 3, 3, 3)).astype(np.float32), "w")
+    b = numpy_helper.from_array(np.zeros(width, np.float32), "b")
+    fc = numpy_helper.from_array(rng.standard_normal((width, 10)).astype(np.float32), "fc")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["input", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c"], ["r"]),
+            helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+            helper.make_node("Flatten", ["p"], ["f"]),
+            helper.make_node("Gemm", ["f", "fc"], ["output"]),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 32, 32])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 10])],
+        initializer=[w, b, fc],
+    )
+    return _model(graph)
+
+
+def memory_hog_onnx() -> bytes:
+    """A valid model that allocates an 8 GB tensor when run."""
+    shape = helper.make_tensor("shape", TensorProto.INT64, [1], [2_000_000_000])
+    one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
+    graph = helper.make_graph(
+        [
+            helper.make_node("Constant", [], ["s"], value=shape),
+            helper.make_node("ConstantOfShape", ["s"], ["big"], value=one),
+            helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
+            helper.make_node("Add", ["x", "total"], ["y"]),
+        ],
+        "hog",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+    )
+    return _model(graph)
+
+
+MODEL = tiny_cnn_onnx(8)
+WIDE = tiny_cnn_onnx(32)
+TOKEN = make_token()
+
+
+@contextlib.contextmanager
+def running_agent(**limits: Any) -> Iterator[AgentServer]:
+    limits = {"timeout_s": 120.0, "memory_mb": 2048, **limits}
+    server = create_server("127.0.0.1", 0, TOKEN, **limits)
+    server.start_background()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def agent() -> Iterator[AgentServer]:
+    with running_agent(max_bytes=256 * 1024) as server:
+        yield server
+
+
+def raw(
+    server: AgentServer,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    token: str | None = TOKEN,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """One HTTP request with http.client: (status, headers, JSON body)."""
+    host, port = server.server_address[:2]
+    conn = http.client.HTTPConnection(host, port, timeout=120)
+    try:
+        h = dict(headers or {})
+        if token is not None:
+            h["Authorization"] = f"Bearer {token}"
+        conn.request(method, path, body=body, headers=h)
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, dict(resp.getheaders()), json.loads(data)
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------------------------
+# the server
+# ---------------------------------------------------------------------------------------
+def test_correct_token_gets_a_measurement(agent: AgentServer) -> None:
+    status, headers, data = raw(agent, "POST", f"/measure?{QUERY}&batch_size=2", MODEL)
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    (m,) = data["measurements"]
+    assert m["model"] == "model[0]" and m["measured_by"] == "agent"
+    assert m["latency_ms"] > 0 and m["stats"]["n"] == 10 and m["stats"]["rounds"] == 5
+    assert m["settings"]["batch_size"] == 2 and m["inputs"]["input"]["shape"] == [2, 3, 32, 32]
+    assert m["runtime"] == "onnxruntime" and m["host"]["cpu_model"]
+
+    client = AgentClient(agent.url, TOKEN)
+    a, b = client.measure_many([MODEL, WIDE], FAST, labels=["narrow", "wide"])
+    assert (a.model, b.model) == ("narrow", "wide")
+    assert a.latency_ms > 0 and b.latency_ms > 0 and a.settings == FAST
+    assert a.measured_by == f"agent {agent.url}"
+    assert client.info()["limits"]["max_bytes"] == 256 * 1024
+
+
+def test_wrong_or_missing_token_is_401(agent: AgentServer) -> None:
+    for token in ("not-the-token-but-long-enough", None, ""):
+        status, headers, data = raw(agent, "POST", "/measure", MODEL, token=token)
+        assert status == 401 and data["code"] == "unauthorized"
+        assert headers["WWW-Authenticate"].startswith("Bearer")
+    status, _, _ = raw(agent, "POST", "/measure", MODEL, None, {"Authorization": TOKEN})
+    assert status == 401  # no "Bearer" scheme
+    assert raw(agent, "GET", "/info", token="x" * 20)[0] == 401
+    with pytest.raises(HwnasError, match="rejected the token"):
+        AgentClient(agent.url, "x" * 32).measure(MODEL, FAST)
+
+
+def test_oversize_body_is_413(agent: AgentServer) -> None:
+    big = b"\0" * (300 * 1024)  # limit is 256 KiB
+    status, _, data = raw(agent, "POST", "/measure", big)
+    assert status == 413 and data["code"] == "too_large" and "262144" in data["error"]
+    with pytest.raises(HwnasError, match="too large"):
+        AgentClient(agent.url, TOKEN).measure(big, FAST)
+    # with "Expect: 100-continue" the refusal comes before any of the body is sent
+    host, port = agent.server_address[:2]
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    conn.putrequest("POST", "/measure")
+    conn.putheader("Authorization", f"Bearer {TOKEN}")
+    conn.putheader("Content-Length", str(10**9))
+    conn.putheader("Expect", "100-continue")
+    conn.endheaders()
+    resp = conn.getresponse()
+    assert resp.status == 413 and json.loads(resp.read())["code"] == "too_large"
+    conn.close()
+    assert raw(agent, "GET", "/health", token=None)[2]["status"] == "ok"
+
+
+def test_corrupt_onnx_is_400_with_reason(agent: AgentServer) -> None:
+    status, _, data = raw(agent, "POST", f"/measure?{QUERY}", b"definitely not ONNX" * 10)
+    assert status == 400 and data["code"] == "bad_model"
+    assert "cannot load ONNX model model[0]" in data["error"]
+    assert "protobuf" in data["error"].lower()
+    assert "/tmp" not in data["error"]  # the server's temp paths do not leak
+    with pytest.raises(ModelLoadError, match=r"broken\.onnx"):
+        AgentClient(agent.url, TOKEN).measure(b"garbage" * 20, FAST, label="broken.onnx")
+
+
+def test_bad_requests(agent: AgentServer) -> None:
+    assert raw(agent, "GET", "/nope")[0] == 404
+    assert raw(agent, "POST", "/nope", MODEL)[0] == 404
+    for query in ("batch_size=0", "bogus=1", "runtime=torch", "rounds=1&rounds=2", "sizes=5,5"):
+        status, _, data = raw(agent, "POST", f"/measure?{query}", MODEL)
+        assert status == 400 and data["error"], query
+    assert raw(agent, "POST", "/measure", b"")[0] == 400
+    # no Content-Length
+    host, port = agent.server_address[:2]
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    conn.putrequest("POST", "/measure")
+    conn.putheader("Authorization", f"Bearer {TOKEN}")
+    conn.endheaders()
+    resp = conn.getresponse()
+    assert resp.status == 411 and json.loads(resp.read())["code"] == "length_required"
+    conn.close()
+
+
+def test_health_needs_no_token_and_shows_no_secrets(agent: AgentServer) -> None:
+    status, _, data = raw(agent, "GET", "/health", token=None)
+    assert status == 200 and set(data) == {"status", "busy", "queued", "version"}
+    assert (data["status"], data["busy"], data["queued"]) == ("ok", False, 0)
+    assert TOKEN not in json.dumps(data)
+    assert AgentClient(agent.url, TOKEN).health()["status"] == "ok"
+
+
+def test_two_concurrent_clients_both_get_answers_one_at_a_time(agent: AgentServer) -> None:
+    spans: list[tuple[float, float]] = []
+    original = agent.measure
+
+    def timed_measure(blobs: list[bytes], settings: MeasureSettings) -> Any:
+        start = time.monotonic()
+        try:
+            return original(blobs, settings)
+        finally:
+            spans.append((start, time.monotonic()))
+
+    agent.measure = timed_measure  # type: ignore[method-assign]
+    results: dict[int, Any] = {}
+
+    def work(i: int) -> None:
+        try:
+            results[i] = AgentClient(agent.url, TOKEN).measure([MODEL, WIDE][i], FAST)
+        except Exception as e:  # pragma: no cover - reported below
+            results[i] = e
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert all(r.latency_ms > 0 for r in results.values()), results
+    assert len(results) == 2 and len(spans) == 2
+    (_, first_end), (second_start, _) = sorted(spans)
+    assert first_end <= second_start  # measurements never overlapped
+    assert raw(agent, "GET", "/health", token=None)[2]["busy"] is False
+
+
+def test_busy_agent_answers_503_and_the_client_retries() -> None:
+    with running_agent(queue_size=0) as server:
+        release = threading.Event()
+        original = server.measure
+
+        def held_measure(blobs: list[bytes], settings: MeasureSettings) -> Any:
+            release.wait(timeout=60)
+            return original(blobs, settings)
+
+        server.measure = held_measure  # type: ignore[method-assign]
+        results: list[Any] = []
+
+        def work(client: AgentClient) -> None:
+            try:
+                results.append(client.measure(MODEL, FAST))
+            except Exception as e:  # pragma: no cover - reported below
+                results.append(e)
+
+        first = threading.Thread(target=work, args=(AgentClient(server.url, TOKEN),))
+        first.start()
+        deadline = time.monotonic() + 30
+        while not raw(server, "GET", "/health", token=None)[2]["busy"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        status, headers, data = raw(server, "POST", f"/measure?{QUERY}", MODEL)
+        assert status == 503 and data["code"] == "busy" and int(headers["Retry-After"]) >= 1
+        with pytest.raises(HwnasError, match="busy"):
+            AgentClient(server.url, TOKEN, retries=0).measure(MODEL, FAST)
+        patient = AgentClient(server.url, TOKEN, retries=50, backoff_s=0.05, max_backoff_s=0.2)
+        second = threading.Thread(target=work, args=(patient,))
+        second.start()
+        time.sleep(0.3)  # let it be refused at least once
+        release.set()
+        first.join(timeout=120)
+        second.join(timeout=120)
+        assert len(results) == 2 and all(r.latency_ms > 0 for r in results), results
+
+
+def test_timeout_is_a_clean_error_and_the_server_stays_healthy() -> None:
+    with running_agent(timeout_s=3.0) as server:
+        client = AgentClient(server.url, TOKEN)
+        endless = MeasureSettings(warmup=0, rounds=100_000, repeats_per_round=1000)
+        start = time.monotonic()
+        with pytest.raises(MeasureTimeoutError, match="time-out of 3 s"):
+            client.measure(MODEL, endless)
+        assert time.monotonic() - start < 30
+        status, _, data = raw(server, "POST", "/measure?rounds=100000&repeats=1000", MODEL)
+        assert status == 504 and data["code"] == "timeout"
+        health = raw(server, "GET", "/health", token=None)[2]
+        assert (health["status"], health["busy"], health["queued"]) == ("ok", False, 0)
+        server.config = dataclasses.replace(server.config, timeout_s=120.0)
+        assert client.measure(MODEL, FAST).latency_ms > 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS is enforced on Linux")
+def test_memory_limit_is_a_clean_error() -> None:
+    with running_agent(memory_mb=1024) as server:
+        status, _, data = raw(server, "POST", "/measure?warmup=0&rounds=1", memory_hog_onnx())
+        assert status == 507 and data["code"] == "out_of_memory"
+        assert "1024 MB" in data["error"]
+        with pytest.raises(MeasureOutOfMemoryError):
+            AgentClient(server.url, TOKEN).measure(memory_hog_onnx(), FAST)
+        assert AgentClient(server.url, TOKEN).measure(MODEL, FAST).latency_ms > 0
+
+
+def test_remote_and_local_measurers_share_one_interface(agent: AgentServer) -> None:
+    remote = RemoteMeasurer(AgentClient(agent.url, TOKEN), FAST)
+    local = LocalMeasurer(FAST)
+    for measurer in (remote, local):
+        assert isinstance(measurer, LatencyMeasurer)
+        found = measurer.measure([MODEL, WIDE])
+        assert [m.model for m in found] == ["model[0]", "model[1]"]
+        assert all(m.latency_ms > 0 and m.stats.n == 10 for m in found)
+
+
+def test_unreachable_agent_and_bad_url() -> None:
+    with running_agent() as server:
+        url = server.url
+    with pytest.raises(HwnasError, match="cannot reach the agent"):
+        AgentClient(url, TOKEN, timeout_s=5).measure(MODEL, FAST)
+    with pytest.raises(HwnasError, match="agent URL"):
+        AgentClient("ftp://example", TOKEN)
+
+
+def test_query_settings_parsing() -> None:
+    s, sizes = parse_query_settings("batch_size=4&threads=2&input_shape=3,64,64&sizes=10,20")
+    assert s.batch_size == 4 and s.intra_op_threads == 2 and s.input_shape == (3, 64, 64)
+    assert sizes == [10, 20] and s.runtime == "onnxruntime"
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.20")
+
+
+# ---------------------------------------------------------------------------------------
+# tokens
+# ---------------------------------------------------------------------------------------
+def test_token_files(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    token = write_token_file(path)
+    assert read_token_file(path) == token and len(token) >= 32
+    assert (path.stat().st_mode & 0o777) == 0o600
+    with pytest.raises(HwnasError, match="already exists"):
+        write_token_file(path)
+    with pytest.raises(HwnasError, match="not found"):
+        read_token_file(tmp_path / "missing")
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    empty.chmod(0o600)
+    with pytest.raises(HwnasError, match="empty"):
+        read_token_file(empty)
+    short = tmp_path / "short"
+    short.write_text("abc\n")
+    short.chmod(0o600)
+    with pytest.raises(HwnasError, match="at least 16"):
+        read_token_file(short)
+    if os.name == "posix":
+        loose = tmp_path / "loose"
+        loose.write_text(make_token())
+        loose.chmod(0o644)
+        with pytest.raises(HwnasError, match="chmod 600"):
+            read_token_file(loose)
+    assert token_matches(token, token) and not token_matches(token + "x", token)
+    assert not token_matches(None, token)
+    with pytest.raises(HwnasError):
+        create_server("127.0.0.1", 0, "")
+
+
+def test_cli_agent_token_and_serve_errors(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from hwnas.cli_measure import register
+
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        pass
+
+    register(app)
+    runner = CliRunner()
+    path = tmp_path / "tok"
+    res = runner.invoke(app, ["agent", "token", str(path)])
+    assert res.exit_code == 0 and len(read_token_file(path)) >= 32
+    res = runner.invoke(app, ["agent", "token", str(path)])
+    assert res.exit_code == 2 and "already exists" in res.stderr
+    res = runner.invoke(app, ["agent", "serve", "--token-file", str(tmp_path / "none")])
+    assert res.exit_code == 2 and "not found" in res.stderr
+    path.chmod(0o644)
+    res = runner.invoke(app, ["agent", "serve", "--token-file", str(path)])
+    assert res.exit_code == 2 and "chmod 600" in res.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# processes: the CLI server and the torch-free install
+# ---------------------------------------------------------------------------------------
+CLI_SCRIPT = """
+import typer
+from hwnas.cli_measure import register
+app = typer.Typer()
+@app.callback()
+def _root():
+    pass
+register(app)
+app()
+"""
+
+
+def test_cli_agent_serve_and_measure_against_it(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token = write_token_file(token_file)
+    model = tmp_path / "tiny.onnx"
+    model.write_bytes(MODEL)
+    script = tmp_path / "cli.py"
+    script.write_text(CLI_SCRIPT)
+    cmd = [sys.executable, str(script), "agent", "serve", "--port", "0"]
+    proc = subprocess.Popen(
+        [*cmd, "--token-file", str(token_file), "--max-mb", "1", "--timeout-s", "120"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = ""
+        deadline = time.monotonic() + 60
+        while "listening on" not in line:
+            assert time.monotonic() < deadline and proc.poll() is None, line
+            line = proc.stderr.readline()
+        url = line.split("listening on ")[1].split()[0]
+        assert url.startswith("http://127.0.0.1:")
+        client = AgentClient(url, token)
+        assert client.health()["status"] == "ok"
+        m = client.measure(model, FAST)
+        assert m.model == "tiny.onnx" and m.latency_ms > 0
+
+        res = subprocess.run(
+            [
+                sys.executable,
+                str(script),
+                "measure",
+                str(model),
+                "--agent",
+                url,
+                "--token-file",
+                str(token_file),
+                "--rounds",
+                "3",
+                "--repeats",
+                "2",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert res.returncode == 0, res.stderr
+        (d,) = json.loads(res.stdout)
+        assert d["model"] == "tiny.onnx" and d["measured_by"] == f"agent {url}"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    assert proc.returncode == 0
+
+
+NO_TORCH_SCRIPT = """
+import sys
+sys.modules["torch"] = None  # any 'import torch' now fails
+from hwnas.measure import AgentClient, MeasureSettings, create_server, host_info, measure_onnx
+import hwnas.cli_measure
+model = open(sys.argv[1], "rb").read()
+settings = MeasureSettings(warmup=1, rounds=3, repeats_per_round=1)
+assert measure_onnx([model], settings)[0].latency_ms > 0
+assert "torch_version" not in host_info()
+server = create_server("127.0.0.1", 0, "t" * 32)
+server.start_background()
+try:
+    assert AgentClient(server.url, "t" * 32).measure(model, settings).latency_ms > 0
+finally:
+    server.close()
+print("ok")
+"""
+
+
+def test_agent_and_onnx_measurement_work_without_torch(tmp_path: Path) -> None:
+    model = tmp_path / "tiny.onnx"
+    model.write_bytes(MODEL)
+    res = subprocess.run(
+        [sys.executable, "-c", NO_TORCH_SCRIPT, str(model)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
