@@ -1,0 +1,503 @@
+"""The ``hwnas`` command line: thin wrappers that parse, validate and call the library."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hwnas.errors import HwnasError
+
+app = typer.Typer(
+    name="hwnas",
+    help="Hardware-aware, multi-objective neural architecture search.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+predictors_app = typer.Typer(help="Fit and judge cheap predictors.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks of the toolkit itself.", no_args_is_help=True)
+data_app = typer.Typer(help="Data files: list and download.", no_args_is_help=True)
+app.add_typer(predictors_app, name="predictors")
+app.add_typer(bench_app, name="bench")
+app.add_typer(data_app, name="data")
+
+console = Console(stderr=True)
+out_console = Console()
+
+DataDir = Annotated[
+    str | None,
+    typer.Option("--data-dir", help="Data directory (default: $HWNAS_DATA_DIR or a cache dir)."),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _parse_options(options: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for opt in options:
+        key, sep, value = opt.partition("=")
+        if not sep or not key:
+            raise HwnasError(f"bad --option '{opt}' (expected key=value)")
+        try:
+            out[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.replace("-", "_")] = value
+    return out
+
+
+def _progress(total: int, label: str) -> tuple[Any, Callable[[int, int], None]]:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    prog = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+    task = prog.add_task(label, total=total)
+
+    def update(done: int, budget: int) -> None:
+        prog.update(task, completed=done, total=budget)
+
+    return prog, update
+
+
+def _print_json(obj: Any) -> None:
+    from hwnas.search.runner import _json_default
+
+    out_console.print_json(json.dumps(obj, default=_json_default))
+
+
+# ---- search ----------------------------------------------------------------------------
+@app.command()
+def search(
+    benchmark: Annotated[
+        str, typer.Option(help="Benchmark to search on (see 'hwnas benchmarks').")
+    ] = "nb201",
+    dataset: Annotated[
+        str, typer.Option(help="Accuracy dataset (nb201: cifar10, cifar100, imagenet16_120).")
+    ] = "cifar10",
+    device: Annotated[
+        str, typer.Option(help="Target device(s), comma-separated (see 'hwnas devices').")
+    ] = "pixel3",
+    algorithm: Annotated[
+        str, typer.Option(help="Search algorithm (see 'hwnas algorithms').")
+    ] = "linas",
+    evaluations: Annotated[
+        int, typer.Option(min=1, help="Evaluation budget (distinct architectures).")
+    ] = 200,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    constraint: Annotated[
+        list[str] | None, typer.Option(help="Hard constraint, e.g. 'latency<=5' (repeatable).")
+    ] = None,
+    option: Annotated[
+        list[str] | None, typer.Option(help="Algorithm option key=value (repeatable).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory for results.sqlite, CSVs, plot, summary.")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Resume the search stored in this run directory.")
+    ] = None,
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Search for Pareto-optimal architectures for a device on a benchmark."""
+    from hwnas.search.runner import resume_search, run_search
+
+    if resume is not None:
+        prog, update = _progress(evaluations, "resuming")
+        with prog:
+            summary = resume_search(resume, progress=update)
+        out = resume
+    else:
+        if out is None:
+            raise HwnasError("--out DIR is required (or --resume DIR)")
+        benchmark_options: dict[str, Any] = {}
+        if benchmark == "nb201":
+            devs = _csv(device)
+            benchmark_options = {"dataset": dataset, "devices": devs[0] if len(devs) == 1 else devs}
+        config = {
+            "benchmark": benchmark,
+            "benchmark_options": benchmark_options,
+            "algorithm": algorithm,
+            "algorithm_options": _parse_options(option or []),
+            "evaluations": evaluations,
+            "seed": seed,
+            "constraints": list(constraint or []),
+            "data_dir": data_dir,
+        }
+        prog, update = _progress(evaluations, f"{algorithm} on {benchmark}")
+        with prog:
+            summary = run_search(config, out=out, progress=update)
+    if as_json:
+        _print_json({k: v for k, v in summary.items() if not k.endswith("history")})
+        return
+    _print_summary(summary, out)
+
+
+def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
+    s = summary
+    line = f"{s['algorithm']}: {s['evaluations']} evaluations"
+    if s.get("hv_fraction") is not None:
+        line += (
+            f", HV fraction {s['hv_fraction']:.4f}, front recall {s['front_recall']:.3f}"
+            f" ({s['exact_front_size']} on the exact front), IGD {s['igd']:.4f}"
+        )
+    else:
+        line += f", hypervolume {s['hypervolume']:.4g}"
+    line += f"; {s['wall_time_s']:.1f} s ({s['search_overhead_s']:.1f} s search overhead)"
+    out_console.print(line)
+    objs = [o["name"] for o in s["objectives"]]
+    table = Table(title=f"Pareto front ({len(s['pareto'])} architectures, measured)")
+    table.add_column("architecture", overflow="fold")
+    for name in objs:
+        table.add_column(name, justify="right")
+    for p in s["pareto"][:40]:
+        arch = p["arch"] if isinstance(p["arch"], str) else json.dumps(p["arch"])
+        table.add_row(arch, *(f"{p[n]:.4g}" for n in objs))
+    out_console.print(table)
+    if out is not None:
+        out_console.print(
+            f"results in {out}/ (summary.json, pareto.csv, pareto.png, evaluations.csv)"
+        )
+
+
+@app.command()
+def run(
+    out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/default"),
+    evaluations: Annotated[int, typer.Option(min=1)] = 200,
+    data_dir: DataDir = None,
+) -> None:
+    """The main job on its embedded default: LINAS on NAS-Bench-201 (CIFAR-10 accuracy vs
+    Pixel 3 latency), 200 evaluations, judged against the exact Pareto front."""
+    search(
+        benchmark="nb201",
+        dataset="cifar10",
+        device="pixel3",
+        algorithm="linas",
+        evaluations=evaluations,
+        seed=0,
+        constraint=None,
+        option=None,
+        out=out,
+        resume=None,
+        data_dir=data_dir,
+        as_json=False,
+    )
+
+
+# ---- listings --------------------------------------------------------------------------
+def _listing(title: str, rows: list[tuple[str, str]], as_json: bool) -> None:
+    if as_json:
+        _print_json([{"name": n, "description": d} for n, d in rows])
+        return
+    table = Table(title=title)
+    table.add_column("name")
+    table.add_column("description")
+    for n, d in rows:
+        table.add_row(n, d)
+    out_console.print(table)
+
+
+@app.command()
+def spaces(as_json: JsonFlag = False) -> None:
+    """List the search spaces."""
+    from hwnas.registry import SPACES
+
+    rows = []
+    for name in SPACES.names():
+        sp = SPACES.get(name)()
+        rows.append(
+            (name, f"{SPACES.describe(name)} [{sp.n_dims} dims, {float(sp.size()):.3g} vectors]")
+        )
+    _listing("search spaces", rows, as_json)
+
+
+@app.command()
+def benchmarks(as_json: JsonFlag = False) -> None:
+    """List the benchmarks."""
+    from hwnas.registry import BENCHMARKS
+
+    _listing("benchmarks", [(n, BENCHMARKS.describe(n)) for n in BENCHMARKS.names()], as_json)
+
+
+@app.command()
+def algorithms(as_json: JsonFlag = False) -> None:
+    """List the search algorithms."""
+    from hwnas.registry import ALGORITHMS
+
+    _listing("algorithms", [(n, ALGORITHMS.describe(n)) for n in ALGORITHMS.names()], as_json)
+
+
+@app.command()
+def devices(
+    benchmark: Annotated[str, typer.Option(help="Benchmark whose devices to list.")] = "nb201",
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List the devices with measured latency in a benchmark."""
+    if benchmark == "nb201":
+        from hwnas.bench.nb201 import nb201_devices
+
+        devs = nb201_devices(data_dir)
+    elif benchmark == "ofa-mbv3":
+        devs = ["note10"]
+    else:
+        raise HwnasError(f"benchmark '{benchmark}' has no device list")
+    if as_json:
+        _print_json(devs)
+    else:
+        out_console.print("\n".join(devs))
+
+
+# ---- predictors ------------------------------------------------------------------------
+@predictors_app.command("list")
+def predictors_list(as_json: JsonFlag = False) -> None:
+    """List the predictor models."""
+    from hwnas.registry import PREDICTORS
+
+    _listing("predictors", [(n, PREDICTORS.describe(n)) for n in PREDICTORS.names()], as_json)
+
+
+@predictors_app.command("evaluate")
+def predictors_evaluate(
+    benchmark: Annotated[str, typer.Option(help="Benchmark holding the data.")] = "nb201",
+    target: Annotated[str, typer.Option(help="'accuracy' or 'latency:DEVICE'.")] = "latency:pixel3",
+    dataset: Annotated[str, typer.Option(help="Accuracy dataset.")] = "cifar10",
+    models: Annotated[
+        str, typer.Option(help="Comma-separated predictor names.")
+    ] = "ridge,svr,stacked,gp,rbf,mlp,cart",
+    sizes: Annotated[str, typer.Option(help="Training-set sizes.")] = "25,50,100,200,500,1000",
+    trials: Annotated[int, typer.Option(min=1)] = 5,
+    test_size: Annotated[int, typer.Option(min=10)] = 1000,
+    seed: int = 0,
+    out: Annotated[Path | None, typer.Option(help="Directory for CSV and plot.")] = None,
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Sample efficiency of predictors: MAPE, Kendall tau and Spearman rho per model and
+    training-set size, on a fixed held-out test set, over trials."""
+    from hwnas.predict.evaluate import (
+        plot_sample_efficiency,
+        sample_efficiency,
+        summarize,
+        write_csv,
+    )
+
+    X, y = _predictor_data(benchmark, target, dataset, data_dir)
+    model_list, size_list = _csv(models), [int(s) for s in _csv(sizes)]
+    n_fits = len(model_list) * len(size_list) * trials
+    prog, update = _progress(n_fits, "fitting")
+    done = [0]
+
+    def tick(*_: Any) -> None:
+        done[0] += 1
+        update(done[0], n_fits)
+
+    with prog:
+        rows = sample_efficiency(
+            X, y, model_list, size_list, test_size, trials, seed, progress=tick
+        )
+    summary = summarize(rows)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_csv(rows, out / "trials.csv")
+        write_csv(summary, out / "summary.csv")
+        plot_sample_efficiency(rows, out / "kendall_tau.png", metric="kendall_tau")
+        plot_sample_efficiency(rows, out / "mape.png", metric="mape")
+    if as_json:
+        _print_json(summary)
+        return
+    table = Table(
+        title=f"{target} on {benchmark}: median over {trials} trials, test size {test_size}"
+    )
+    for col in ("model", "size", "kendall_tau", "spearman_rho", "mape"):
+        table.add_column(col, justify="right")
+    for r in summary:
+        table.add_row(
+            r["model"],
+            str(r["size"]),
+            f"{r['kendall_tau_median']:.3f}",
+            f"{r['spearman_rho_median']:.3f}",
+            f"{r['mape_median']:.2f}",
+        )
+    out_console.print(table)
+
+
+def _predictor_data(
+    benchmark: str, target: str, dataset: str, data_dir: str | None
+) -> tuple[Any, Any]:
+    from hwnas.bench import get_benchmark
+
+    kind, _, device = target.partition(":")
+    if benchmark == "nb201":
+        if kind == "latency" and not device:
+            raise HwnasError("target 'latency' needs a device: --target latency:DEVICE")
+        bench = get_benchmark(
+            "nb201", dataset=dataset, devices=device or "pixel3", data_dir=data_dir
+        )
+    elif benchmark == "ofa-mbv3":
+        bench = get_benchmark("ofa-mbv3", data_dir=data_dir)
+    else:
+        raise HwnasError(f"predictors evaluate: no data for benchmark '{benchmark}'")
+    names = [o.name for o in bench.objectives]
+    if kind not in names:
+        raise HwnasError(f"unknown target '{target}' (expected accuracy or latency:DEVICE)")
+    table = bench.table()
+    if table is not None:
+        X, values = table
+    else:
+        import numpy as np
+
+        X = bench.space.sample(5000, np.random.default_rng(0))
+        values = bench.evaluate(X)
+    return bench.space.features(X), values[:, names.index(kind)]
+
+
+# ---- bench -----------------------------------------------------------------------------
+@bench_app.command("search-efficiency")
+def bench_search_efficiency(
+    benchmark: Annotated[str, typer.Option()] = "nb201",
+    devices: Annotated[
+        str, typer.Option(help="Comma-separated devices.")
+    ] = "pixel3,raspi4,fpga,2080ti_1",
+    algorithms: Annotated[
+        str, typer.Option(help="Comma-separated algorithms.")
+    ] = "random,nsga2,linas",
+    evaluations: Annotated[int, typer.Option(min=1)] = 200,
+    seeds: Annotated[int, typer.Option(min=1)] = 10,
+    dataset: str = "cifar10",
+    jobs: Annotated[int, typer.Option(help="Parallel worker processes.")] = 1,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/search-efficiency"),
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Median HV fraction (and front recall, IGD) vs evaluations, with min/max bands, per
+    device and algorithm over seeds; CSV and plots in OUT."""
+    from hwnas.registry import ALGORITHMS
+    from hwnas.search.efficiency import efficiency_table, search_efficiency, write_efficiency
+
+    algs, devs = _csv(algorithms), _csv(devices)
+    for a in algs:
+        ALGORITHMS.get(a)
+    n = len(algs) * len(devs) * seeds
+    prog, update = _progress(n, "searches")
+    done = [0]
+
+    def tick(_: dict[str, Any]) -> None:
+        done[0] += 1
+        update(done[0], n)
+
+    with prog:
+        results = search_efficiency(
+            benchmark, devs, algs, evaluations, seeds, dataset, data_dir, jobs, progress=tick
+        )
+    write_efficiency(results, out, title=f"{benchmark} {dataset}, {seeds} seeds")
+    table_rows = efficiency_table(
+        results, at=sorted({min(50, evaluations), min(100, evaluations), evaluations})
+    )
+    if as_json:
+        _print_json(table_rows)
+        return
+    table = Table(title=f"search efficiency, median [min, max] over {seeds} seeds")
+    for col in ("device", "algorithm", "evals", "hv_fraction", "front_recall", "igd"):
+        table.add_column(col, justify="right")
+    for r in table_rows:
+        table.add_row(
+            r["device"],
+            r["algorithm"],
+            str(r["evaluations"]),
+            *(
+                f"{r[m + '_median']:.4f} [{r[m + '_min']:.3f}, {r[m + '_max']:.3f}]"
+                for m in ("hv_fraction", "front_recall", "igd")
+            ),
+        )
+    out_console.print(table)
+    out_console.print(f"CSV and plots in {out}/")
+
+
+# ---- data ------------------------------------------------------------------------------
+@data_app.command("list")
+def data_list(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
+    """The data sets hwnas knows, their files and whether they are present."""
+    from hwnas.fetch import data_status
+
+    rows = data_status(data_dir)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title="data sets")
+    for col in ("name", "file", "present", "source"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["file"], "yes" if r["present"] else "no", r["source"])
+    out_console.print(table)
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="Data set name (see 'hwnas data list').")],
+    data_dir: DataDir = None,
+    force: Annotated[bool, typer.Option(help="Download again even if present.")] = False,
+) -> None:
+    """Download a data set from its upstream source into the data dir, verifying checksums."""
+    from hwnas.fetch import fetch
+
+    for path in fetch(name, data_dir, force=force, log=lambda m: console.print(m)):
+        out_console.print(str(path))
+
+
+def _register_extensions() -> None:
+    """Commands of the measurement and training stages live in their own modules."""
+    import importlib
+
+    for mod in ("hwnas.cli_measure", "hwnas.cli_train"):
+        try:
+            module = importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name == mod:
+                continue
+            raise
+        module.register(app)
+
+
+_register_extensions()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app; user errors become one line on stderr and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=True)
+    except HwnasError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("interrupted; a run with --out can continue with --resume DIR")
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
