@@ -185,6 +185,62 @@ def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
 
 
 @app.command()
+def evaluate(
+    arch: Annotated[
+        list[str],
+        typer.Argument(help="Architecture(s): NB201 arch string, or a JSON vector/config."),
+    ],
+    benchmark: Annotated[str, typer.Option(help="Benchmark.")] = "nb201",
+    dataset: Annotated[str, typer.Option(help="Accuracy dataset (nb201).")] = "cifar10",
+    device: Annotated[str, typer.Option(help="Device(s), comma-separated (nb201).")] = "pixel3",
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Look up the objectives of given architectures on a benchmark."""
+    import numpy as np
+
+    from hwnas.bench import get_benchmark
+
+    opts: dict[str, Any] = {"data_dir": data_dir}
+    if benchmark == "nb201":
+        devs = _csv(device)
+        opts.update(dataset=dataset, devices=devs[0] if len(devs) == 1 else devs)
+    bench = get_benchmark(benchmark, **opts)
+    vectors = np.stack([_parse_arch(bench.space, a) for a in arch])
+    values = bench.evaluate(vectors)
+    rows = [
+        {
+            "arch": bench.space.decode(v),
+            **{o.name: float(x) for o, x in zip(bench.objectives, row, strict=True)},
+        }
+        for v, row in zip(vectors, values, strict=True)
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table()
+    table.add_column("architecture", overflow="fold")
+    for o in bench.objectives:
+        table.add_column(f"{o.name} ({o.unit})" if o.unit else o.name, justify="right")
+    for r in rows:
+        arch_text = r["arch"] if isinstance(r["arch"], str) else json.dumps(r["arch"])
+        table.add_row(arch_text, *(f"{r[o.name]:.4g}" for o in bench.objectives))
+    out_console.print(table)
+
+
+def _parse_arch(space: Any, text: str) -> Any:
+    """An architecture from the command line: a JSON vector, a JSON config, or a string
+    config (e.g. an NB201 arch string)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    if isinstance(value, list) and all(isinstance(v, int) for v in value):
+        return space.validate(value)
+    return space.encode(value)
+
+
+@app.command()
 def run(
     out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/default"),
     evaluations: Annotated[int, typer.Option(min=1)] = 200,
@@ -491,7 +547,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except HwnasError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("interrupted; a run with --out can continue with --resume DIR")

@@ -18,6 +18,9 @@ class Objective:
     name: str
     direction: Literal["min", "max"] = "min"
     unit: str = ""
+    # "quality" objectives (accuracy) depend on the function a network computes; "cost"
+    # objectives (latency, FLOPs, size) on the graph that is executed, dead parts included.
+    kind: Literal["quality", "cost"] = "cost"
 
     @property
     def sign(self) -> float:

@@ -83,7 +83,7 @@ class NB201Benchmark(Evaluator):
                 raise HwnasError(f"nb201: unknown device '{dev}' (known: {', '.join(known)})")
         self.dataset = dataset
         self.devices = devices
-        self.objectives = [Objective("accuracy", "max", "%")] + [
+        self.objectives = [Objective("accuracy", "max", "%", "quality")] + [
             Objective("latency" if len(devices) == 1 else f"latency_{d}", "min", "ms")
             for d in devices
         ]

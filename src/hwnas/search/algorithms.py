@@ -37,10 +37,9 @@ class SearchAlgorithm(ABC):
     max_objectives: ClassVar[int | None] = None
     supports_constraints: ClassVar[bool] = True
 
-    def __init__(self, seed: int = 0, pop_size: int | None = None, **options: Any) -> None:
+    def __init__(self, seed: int = 0, pop_size: int | None = None) -> None:
         self.seed = seed
         self.pop_size = pop_size
-        self.options = options
 
     def check(self, problem: SearchProblem) -> None:
         """Raise a clear error when the problem is one this algorithm cannot take."""

@@ -52,9 +52,13 @@ def _survive(F: np.ndarray, G: np.ndarray | None, k: int) -> np.ndarray:
         rank[feas] = nondominated_rank(F[feas])
     rank[~feas] += np.argsort(np.argsort(viol[~feas]))  # infeasible: by violation
     crowd = np.zeros(n)
-    for r in np.unique(rank[feas]):
+    taken = 0
+    for r in np.unique(rank[feas]):  # crowding only where it can decide survival
         idx = np.nonzero(rank == r)[0]
         crowd[idx] = crowding_distance(F[idx])
+        taken += len(idx)
+        if taken >= k:
+            break
     order = np.lexsort((-crowd, rank))
     return order[:k]
 

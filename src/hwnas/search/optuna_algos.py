@@ -12,10 +12,6 @@ from hwnas.search.algorithms import MAX_STALLED_BATCHES, SearchAlgorithm
 from hwnas.search.problem import SearchProblem
 
 
-def _constraints(trial: Any) -> list[float]:
-    return list(trial.user_attrs.get("constraints", []))
-
-
 class OptunaAlgorithm(SearchAlgorithm):
     def sampler(self, problem: SearchProblem) -> Any:
         raise NotImplementedError
@@ -41,9 +37,9 @@ class OptunaAlgorithm(SearchAlgorithm):
                 if not answered[0]:
                     break
                 stalled = stalled + 1 if problem.n_evaluated == before else 0
-                if problem.n_constr:
-                    g = np.where(np.isfinite(G[0]), G[0], 1e12)
-                    trial.set_user_attr("constraints", g.tolist())
+                if problem.n_constr:  # feasible when every value is <= 0
+                    for j, g in enumerate(np.where(np.isfinite(G[0]), G[0], 1e12)):
+                        trial.set_constraint(f"c{j}", float(g))
                 study.tell(trial, problem.minimisation(raw)[0].tolist())
 
 
@@ -60,7 +56,6 @@ class MOTPESearch(OptunaAlgorithm):
             seed=self.seed,
             n_startup_trials=self.pop(problem),
             multivariate=True,
-            constraints_func=_constraints if problem.n_constr else None,
         )
 
 
@@ -77,5 +72,4 @@ class OptunaNSGA2Search(OptunaAlgorithm):
         return optuna.samplers.NSGAIISampler(
             population_size=self.pop(problem),
             seed=self.seed,
-            constraints_func=_constraints if problem.n_constr else None,
         )

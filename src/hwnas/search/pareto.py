@@ -81,6 +81,11 @@ class ExactFront:
         ref = reference_point(F)
         return cls([keys[i] for i in front_idx], F, ref, hypervolume(F, ref), lo, hi)
 
+    def distances(self, point: np.ndarray) -> np.ndarray:
+        """Distance of each front point to ``point``, on min/max-scaled objectives."""
+        span = np.where(self.hi > self.lo, self.hi - self.lo, 1.0)
+        return np.sqrt((((self.F - point[None, :]) / span) ** 2).sum(axis=1))
+
     def scores(self, front_F: np.ndarray, keys: list[str], F: np.ndarray) -> dict[str, float]:
         """Quality of a search against this front: ``hypervolume`` and ``hv_fraction`` of
         its current front ``front_F``; ``front_recall`` and ``igd`` of everything it

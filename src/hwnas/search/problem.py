@@ -19,7 +19,7 @@ import numpy as np
 
 from hwnas.bench.base import Evaluator, Objective
 from hwnas.errors import HwnasError
-from hwnas.search.pareto import ExactFront, non_dominated_mask
+from hwnas.search.pareto import ExactFront, hypervolume, non_dominated_mask
 from hwnas.store.sqlite import EvaluationRecord, ResultsStore
 
 _CONSTRAINT_RE = re.compile(r"^\s*([A-Za-z_][\w:.-]*)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
@@ -107,6 +107,9 @@ class SearchProblem:
                 F_all = values * self.signs[None, :]
                 feas = self._feasible(values)
                 self.exact = ExactFront.from_table(self.space.keys(vecs), F_all, feas)
+                self._exact_keys = set(self.exact.keys)
+                self._exact_dist = np.full(len(self.exact.keys), np.inf)
+                self._found: set[str] = set()
         if store is not None and run_id is not None:
             for rec in store.evaluations(run_id):
                 self._remember(rec)
@@ -165,15 +168,37 @@ class SearchProblem:
         self._update_history()
 
     def _update_history(self) -> None:
+        """Quality after the newest evaluation, updated incrementally (O(front) per
+        evaluation, so long searches do not slow down quadratically)."""
         i = len(self.keys) - 1
+        changed = False
         if self.ok[i] and self._feasible(self.raw[i])[0]:
             cand = [*self._front_idx, i]
             F = np.stack([self.raw[j] * self.signs for j in cand])
             self._front_idx = [cand[j] for j in np.nonzero(non_dominated_mask(F))[0]]
+            changed = i in self._front_idx
+            if self.exact is not None:
+                self._exact_dist = np.minimum(
+                    self._exact_dist, self.exact.distances(self.raw[i] * self.signs)
+                )
+                if self.keys[i] in self._exact_keys:
+                    self._found.add(self.keys[i])
         entry: dict[str, float] = {"evaluations": float(len(self.keys))}
         if self.exact is not None:
-            ev_keys, ev_F = self.feasible_set()
-            entry.update(self.exact.scores(self.front_F(), ev_keys, ev_F))
+            prev = self.history[-1] if self.history else None
+            hv = (
+                hypervolume(self.front_F(), self.exact.ref)
+                if changed or prev is None
+                else prev["hypervolume"]
+            )
+            entry.update(
+                {
+                    "hypervolume": hv,
+                    "hv_fraction": hv / self.exact.hv if self.exact.hv > 0 else 0.0,
+                    "front_recall": len(self._found) / len(self.exact.keys),
+                    "igd": float(self._exact_dist.mean()),
+                }
+            )
         else:
             entry["front_size"] = float(len(self._front_idx))
         self.history.append(entry)

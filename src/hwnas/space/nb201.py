@@ -95,6 +95,14 @@ class NB201Space(SearchSpace):
         feats.append(connected[:, None].astype(np.float64))
         return np.concatenate(feats, axis=1)
 
+    def function_features(self, vectors: np.ndarray) -> np.ndarray:
+        """``features`` of the cell with its dead edges (off every input-output path)
+        set to 'none': cells that compute the same function share one row, so what is
+        measured for one transfers to all of them."""
+        x = np.atleast_2d(np.asarray(vectors, dtype=np.int64))
+        live, _ = live_edges(x)
+        return self.features(np.where(live, x, 0))
+
 
 def live_edges(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(n, 6) mask of edges that carry a non-'none' op on an open input-output path,

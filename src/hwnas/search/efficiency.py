@@ -1,0 +1,136 @@
+"""Search-efficiency study: quality vs number of evaluations, per algorithm and device,
+over seeds (the DyNAS-T paper's measure of a search algorithm)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwnas.search.runner import run_search
+
+METRICS = ("hv_fraction", "front_recall", "igd")
+
+
+def _one(job: dict[str, Any]) -> dict[str, Any]:
+    s = run_search(job["config"])
+    overhead = [it["overhead_s"] for it in s.get("iterations", [])]
+    return {
+        **{k: job[k] for k in ("device", "algorithm", "seed")},
+        "hv_fraction": s["hv_fraction_history"],
+        "front_recall": s["front_recall_history"],
+        "igd": s["igd_history"],
+        "wall_time_s": s["wall_time_s"],
+        "search_overhead_s": s["search_overhead_s"],
+        "overhead_per_iteration_s": float(np.median(overhead)) if overhead else None,
+        "exact_front_size": s["exact_front_size"],
+    }
+
+
+def search_efficiency(
+    benchmark: str,
+    devices: Sequence[str],
+    algorithms: Sequence[str],
+    evaluations: int,
+    seeds: int,
+    dataset: str = "cifar10",
+    data_dir: str | None = None,
+    jobs: int = 1,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run every (device, algorithm, seed) search; returns one record per run with its
+    per-evaluation histories of hv_fraction, front_recall and igd."""
+    work = [
+        {
+            "device": dev,
+            "algorithm": alg,
+            "seed": seed,
+            "config": {
+                "benchmark": benchmark,
+                "benchmark_options": {"dataset": dataset, "devices": dev},
+                "algorithm": alg,
+                "evaluations": evaluations,
+                "seed": seed,
+                "data_dir": data_dir,
+            },
+        }
+        for dev in devices
+        for alg in algorithms
+        for seed in range(seeds)
+    ]
+    results = []
+    if jobs <= 1:
+        for job in work:
+            results.append(_one(job))
+            if progress:
+                progress(results[-1])
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for res in pool.map(_one, work):
+                results.append(res)
+                if progress:
+                    progress(res)
+    return results
+
+
+def efficiency_table(
+    results: list[dict[str, Any]], at: Sequence[int] = (50, 100, 200)
+) -> list[dict[str, Any]]:
+    """Median (min, max) of each metric at the given evaluation counts, per device and
+    algorithm."""
+    rows = []
+    keys = sorted({(r["device"], r["algorithm"]) for r in results}, key=lambda k: k)
+    for dev, alg in keys:
+        runs = [r for r in results if r["device"] == dev and r["algorithm"] == alg]
+        for n in at:
+            row: dict[str, Any] = {"device": dev, "algorithm": alg, "evaluations": n}
+            for m in METRICS:
+                vals = np.array([r[m][min(n, len(r[m])) - 1] for r in runs])
+                row[f"{m}_median"] = float(np.median(vals))
+                row[f"{m}_min"] = float(vals.min())
+                row[f"{m}_max"] = float(vals.max())
+            row["seeds"] = len(runs)
+            ovh = [r["overhead_per_iteration_s"] for r in runs if r["overhead_per_iteration_s"]]
+            row["overhead_per_iteration_s"] = float(np.median(ovh)) if ovh else None
+            rows.append(row)
+    return rows
+
+
+def write_efficiency(results: list[dict[str, Any]], out: Path, title: str = "") -> dict[str, Path]:
+    """CSV of every run's history, a summary CSV, raw JSON and one plot per metric."""
+    from hwnas.report.plots import plot_efficiency
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    with (out / "histories.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["device", "algorithm", "seed", "evaluations", *METRICS])
+        for r in results:
+            for i in range(len(r["hv_fraction"])):
+                w.writerow(
+                    [r["device"], r["algorithm"], r["seed"], i + 1]
+                    + [f"{r[m][i]:.6g}" for m in METRICS]
+                )
+    paths["histories"] = out / "histories.csv"
+    table = efficiency_table(results)
+    with (out / "summary.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(table[0]))
+        w.writeheader()
+        w.writerows(table)
+    paths["summary"] = out / "summary.csv"
+    (out / "results.json").write_text(json.dumps(results))
+    for m in METRICS:
+        curves: dict[str, dict[str, np.ndarray]] = {}
+        for r in results:
+            curves.setdefault(r["device"], {}).setdefault(r["algorithm"], [])  # type: ignore[arg-type]
+            curves[r["device"]][r["algorithm"]].append(r[m])  # type: ignore[union-attr]
+        arrays = {
+            d: {a: np.array(v, dtype=float) for a, v in algs.items()} for d, algs in curves.items()
+        }
+        paths[m] = plot_efficiency(arrays, out / f"{m}.png", metric=m, title=title)
+    return paths

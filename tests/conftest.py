@@ -1,0 +1,34 @@
+"""Shared fixtures. Tests read real data from $HWNAS_DATA_DIR (``.ci/run`` sets it to
+../shared/data); a test that needs a missing file fails with the data-dir error."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from hwnas.config import ENV_DATA_DIR
+
+_DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Developers who run plain `pytest` beside ../shared get the same data as CI.
+    if not os.environ.get(ENV_DATA_DIR) and _DEFAULT.is_dir():
+        os.environ[ENV_DATA_DIR] = str(_DEFAULT)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    value = os.environ.get(ENV_DATA_DIR)
+    if not value or not Path(value).is_dir():
+        pytest.fail(f"{ENV_DATA_DIR} is not set to an existing data directory", pytrace=False)
+    return Path(value)
+
+
+@pytest.fixture(scope="session")
+def nb201_pixel3():
+    from hwnas.bench import get_benchmark
+
+    return get_benchmark("nb201", dataset="cifar10", devices="pixel3")

@@ -1,0 +1,173 @@
+import gzip
+import shutil
+
+import numpy as np
+import pytest
+
+from hwnas.bench import get_benchmark
+from hwnas.bench.nb201 import nb201_devices
+from hwnas.errors import DataNotFoundError, HwnasError
+from hwnas.search.pareto import ExactFront, hypervolume, non_dominated_mask, reference_point
+
+
+def test_nb201_lookup_matches_table(nb201_pixel3, data_dir):
+    import pandas as pd
+
+    df = pd.read_csv(data_dir / "nb201/nb201_acc200_latency27.csv.gz")
+    row = df.iloc[1234]
+    b = nb201_pixel3
+    v = b.space.encode(row["arch_str"])
+    acc, lat = b.evaluate(v[None])[0]
+    assert acc == pytest.approx(row["cifar10_test_acc"])
+    assert lat == pytest.approx(row["lat_pixel3"])
+    assert b.benchmark_index(v[None])[0] == row["index"]
+
+
+def test_nb201_devices_and_datasets(data_dir):
+    devs = nb201_devices()
+    assert len(devs) == 27 and "pixel3" in devs and "fpga" in devs
+    b = get_benchmark("nb201", dataset="imagenet16_120", devices=["raspi4", "fpga"])
+    assert [o.name for o in b.objectives] == ["accuracy", "latency_raspi4", "latency_fpga"]
+    _, V = b.table()
+    assert V.shape == (15625, 3)
+    assert V[:, 0].max() == pytest.approx(47.31, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"devices": "iphone99"}, "unknown device 'iphone99'"),
+        ({"dataset": "mnist"}, "unknown dataset 'mnist'"),
+    ],
+)
+def test_nb201_bad_options(kwargs, match, data_dir):
+    with pytest.raises(HwnasError, match=match):
+        get_benchmark("nb201", **kwargs)
+
+
+def test_missing_data_dir(tmp_path):
+    with pytest.raises(DataNotFoundError, match="hwnas data fetch nb201"):
+        get_benchmark("nb201", data_dir=tmp_path / "nowhere")
+
+
+def test_corrupt_csv(tmp_path, data_dir):
+    (tmp_path / "nb201").mkdir()
+    src = data_dir / "nb201/nb201_acc200_latency27.csv.gz"
+    with gzip.open(src, "rt") as f:
+        lines = f.readlines()
+    with gzip.open(tmp_path / "nb201/nb201_acc200_latency27.csv.gz", "wt") as f:
+        f.writelines(lines[:500])  # truncated
+    with pytest.raises(HwnasError, match="corrupt"):
+        get_benchmark("nb201", data_dir=tmp_path)
+    (tmp_path / "nb201/nb201_acc200_latency27.csv.gz").write_bytes(b"\x1f\x8bgarbage")
+    with pytest.raises(HwnasError, match="cannot read NB201 table|corrupt"):
+        get_benchmark("nb201", data_dir=tmp_path)
+
+
+def test_exact_front_brute_force(nb201_pixel3):
+    vecs, V = nb201_pixel3.table()
+    F = V * np.array([-1.0, 1.0])
+    keys = nb201_pixel3.space.keys(vecs)
+    ef = ExactFront.from_table(keys, F)
+    # brute force on a candidate subset that surely contains the front: the 2000 most
+    # accurate and the 2000 fastest plus the front itself
+    mask = non_dominated_mask(F)
+    sub = np.unique(
+        np.concatenate(
+            [np.argsort(F[:, 0])[:2000], np.argsort(F[:, 1])[:2000], np.nonzero(mask)[0]]
+        )
+    )
+    G = F[sub]
+    dominated = (
+        (G[:, None, :] <= G[None, :, :]).all(2) & (G[:, None, :] < G[None, :, :]).any(2)
+    ).any(0)
+    brute = set(sub[~dominated].tolist())
+    # nothing outside the subset dominates a subset front point either
+    for i in list(brute)[:10]:
+        assert not ((F <= F[i]).all(1) & (F < F[i]).any(1)).any()
+    assert set(np.nonzero(mask)[0].tolist()) == brute
+    assert len(ef.keys) == len(brute)
+    assert 13 <= len(ef.keys) <= 43
+    assert ef.hv == pytest.approx(hypervolume(F[mask], ef.ref))
+    ref = reference_point(F[mask])
+    span = F[mask].max(0) - F[mask].min(0)
+    assert np.allclose(ref, F[mask].max(0) + 0.1 * span)
+
+
+def test_non_dominated_mask_random_brute_force():
+    rng = np.random.default_rng(1)
+    for m in (2, 3):
+        F = rng.integers(0, 15, size=(400, m)).astype(float)
+        dom = (
+            (F[:, None, :] <= F[None, :, :]).all(2) & (F[:, None, :] < F[None, :, :]).any(2)
+        ).any(0)
+        assert np.array_equal(non_dominated_mask(F), ~dom)
+
+
+def test_exact_front_scores(nb201_pixel3):
+    vecs, V = nb201_pixel3.table()
+    F = V * np.array([-1.0, 1.0])
+    keys = nb201_pixel3.space.keys(vecs)
+    ef = ExactFront.from_table(keys, F)
+    s = ef.scores(ef.F, ef.keys, ef.F)
+    assert s["hv_fraction"] == pytest.approx(1.0)
+    assert s["front_recall"] == 1.0 and s["igd"] == pytest.approx(0.0)
+    s = ef.scores(np.zeros((0, 2)), [], np.zeros((0, 2)))
+    assert s["hv_fraction"] == 0.0 and s["front_recall"] == 0.0
+
+
+def test_ofa_mbv3_surrogate(data_dir):
+    b = get_benchmark("ofa-mbv3")
+    sp = b.space
+    X = np.stack([sp.smallest(), sp.largest()])
+    acc, lat = b.evaluate(X).T
+    assert 60 < acc[0] < acc[1] < 90  # ImageNet top-1 in %
+    assert 0 < lat[0] < lat[1]
+    # latency is the sum of table entries: a deeper stage adds a block's entry
+    v = sp.smallest().copy()
+    w = v.copy()
+    w[40] = 1  # stage 0 depth 2 -> 3
+    assert b.latency(w[None])[0] > b.latency(v[None])[0]
+    # resolution raises latency
+    w = v.copy()
+    w[-1] = 4
+    assert b.latency(w[None])[0] > b.latency(v[None])[0]
+    assert b.table() is None
+
+
+def test_ofa_latency_table_entries(data_dir):
+    import json
+
+    lut = json.loads((data_dir / "ofa/ofa_mbv3_note10_latency_lut.json").read_text())
+    b = get_benchmark("ofa-mbv3")
+    v = b.space.smallest()  # r=160, all stages depth 2, kernel 3, expand 3
+    t = lut["160"]
+    expected = sum(
+        t[k]["mean"]
+        for k in [
+            "Conv-input:160x160x3-output:80x80x24",
+            "expanded_conv-input:80x80x24-output:80x80x24-expand:24-kernel:3-stride:1-idskip:1-se:0-hs:0",
+            "expanded_conv-input:80x80x24-output:40x40x32-expand:72-kernel:3-stride:2-idskip:0-se:0-hs:0",
+            "expanded_conv-input:40x40x32-output:40x40x32-expand:96-kernel:3-stride:1-idskip:1-se:0-hs:0",
+            "expanded_conv-input:40x40x32-output:20x20x48-expand:96-kernel:3-stride:2-idskip:0-se:1-hs:0",
+            "expanded_conv-input:20x20x48-output:20x20x48-expand:144-kernel:3-stride:1-idskip:1-se:1-hs:0",
+            "expanded_conv-input:20x20x48-output:10x10x96-expand:144-kernel:3-stride:2-idskip:0-se:0-hs:1",
+            "expanded_conv-input:10x10x96-output:10x10x96-expand:288-kernel:3-stride:1-idskip:1-se:0-hs:1",
+            "expanded_conv-input:10x10x96-output:10x10x136-expand:288-kernel:3-stride:1-idskip:0-se:1-hs:1",
+            "expanded_conv-input:10x10x136-output:10x10x136-expand:408-kernel:3-stride:1-idskip:1-se:1-hs:1",
+            "expanded_conv-input:10x10x136-output:5x5x192-expand:408-kernel:3-stride:2-idskip:0-se:1-hs:1",
+            "expanded_conv-input:5x5x192-output:5x5x192-expand:576-kernel:3-stride:1-idskip:1-se:1-hs:1",
+            "Conv_1-input:5x5x192-output:5x5x1152",
+            "AvgPool2D-input:5x5x1152-output:1x1x1152",
+            "Conv_2-input:1x1x1152-output:1x1x1536",
+            "Logits-input:1x1x1536-output:1000",
+        ]
+    )
+    assert b.latency(v[None])[0] == pytest.approx(expected)
+
+
+def test_ofa_missing_file(tmp_path, data_dir):
+    (tmp_path / "ofa").mkdir()
+    shutil.copy(data_dir / "ofa/ofa_mbv3_acc_predictor.npz", tmp_path / "ofa")
+    with pytest.raises(DataNotFoundError, match="ofa_mbv3_note10_latency_lut.json"):
+        get_benchmark("ofa-mbv3", data_dir=tmp_path)

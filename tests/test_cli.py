@@ -1,0 +1,160 @@
+"""The CLI: real subprocesses for exit codes and error lines, CliRunner for the rest."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from hwnas.cli import app
+
+runner = CliRunner()
+
+
+def hwnas(*args, env=None):
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "hwnas.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {}), "COLUMNS": "80"},
+    )
+
+
+@pytest.mark.parametrize(
+    "args, env, message",
+    [
+        (["search", "--device", "iphone", "--out", "{tmp}"], None, "unknown device 'iphone'"),
+        (["evaluate", "|nor_conv_3x3~0|+|bad|"], None, "malformed"),
+        (["evaluate", "[0, 1, 2]"], None, "must have 6 entries"),
+        (
+            ["search", "--out", "{tmp}"],
+            {"HWNAS_DATA_DIR": "{tmp}/nowhere"},
+            "not found in data dir",
+        ),
+        (["search", "--constraint", "lat<5", "--out", "{tmp}"], None, "bad constraint"),
+        (["search", "--algorithm", "foo", "--out", "{tmp}"], None, "unknown algorithm 'foo'"),
+        (["search", "--out", "{tmp}", "--data-dir", "{tmp}/corrupt"], None, "corrupt"),
+        (["predictors", "evaluate", "--target", "energy"], None, "unknown target"),
+        (["data", "fetch", "nope"], None, "nope"),
+    ],
+)
+def test_bad_input_one_line_exit_2(args, env, message, tmp_path, data_dir):
+    corrupt = tmp_path / "corrupt" / "nb201"
+    corrupt.mkdir(parents=True)
+    (corrupt / "nb201_acc200_latency27.csv.gz").write_bytes(b"not gzip at all")
+    fill = lambda s: s.replace("{tmp}", str(tmp_path))  # noqa: E731
+    res = hwnas(*map(fill, args), env={k: fill(v) for k, v in (env or {}).items()})
+    assert res.returncode == 2, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error:") and message in lines[0]
+    assert "Traceback" not in res.stderr
+
+
+def test_search_cli_writes_outputs(tmp_path, data_dir):
+    res = runner.invoke(
+        app,
+        ["search", "--algorithm", "nsga2", "--evaluations", "60", "--out", str(tmp_path), "--json"],
+    )
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["evaluations"] == 60 and 0 < summary["hv_fraction"] <= 1
+    assert (tmp_path / "pareto.png").stat().st_size > 5000
+    pareto = (tmp_path / "pareto.csv").read_text().splitlines()
+    assert pareto[0].startswith("arch_key,arch,accuracy,latency")
+    assert len(pareto) == len(summary["pareto"]) + 1
+
+
+def test_search_cli_human_output(tmp_path, data_dir):
+    res = runner.invoke(
+        app, ["search", "--algorithm", "random", "--evaluations", "30", "--out", str(tmp_path)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "HV fraction" in res.stdout and "Pareto front" in res.stdout
+
+
+def test_listings(data_dir):
+    for cmd, expect in [
+        (["spaces", "--json"], "ofa-mbv3"),
+        (["benchmarks", "--json"], "nb201"),
+        (["algorithms", "--json"], "linas"),
+        (["devices", "--benchmark", "nb201", "--json"], "raspi4"),
+        (["predictors", "list", "--json"], "svr"),
+    ]:
+        res = runner.invoke(app, cmd)
+        assert res.exit_code == 0, res.output
+        assert expect in json.loads(res.stdout).__repr__()
+
+
+def test_evaluate_cli(data_dir):
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    res = runner.invoke(app, ["evaluate", arch, "--device", "pixel3,fpga", "--json"])
+    assert res.exit_code == 0, res.output
+    (row,) = json.loads(res.stdout)
+    assert row["arch"] == arch and row["accuracy"] > 94 and row["latency_fpga"] > 0
+
+
+def test_predictors_evaluate_cli(tmp_path, data_dir):
+    res = runner.invoke(
+        app,
+        [
+            "predictors",
+            "evaluate",
+            "--target",
+            "latency:fpga",
+            "--models",
+            "ridge,cart",
+            "--sizes",
+            "25,100",
+            "--trials",
+            "2",
+            "--test-size",
+            "500",
+            "--out",
+            str(tmp_path),
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert {(r["model"], r["size"]) for r in rows} == {
+        ("ridge", 25),
+        ("ridge", 100),
+        ("cart", 25),
+        ("cart", 100),
+    }
+    ridge100 = next(r for r in rows if r["model"] == "ridge" and r["size"] == 100)
+    assert ridge100["kendall_tau_median"] > 0.9  # fpga latency is near additive
+    assert (tmp_path / "kendall_tau.png").is_file() and (tmp_path / "summary.csv").is_file()
+
+
+def test_bench_search_efficiency_cli(tmp_path, data_dir):
+    res = runner.invoke(
+        app,
+        [
+            "bench",
+            "search-efficiency",
+            "--devices",
+            "fpga",
+            "--algorithms",
+            "random,linas",
+            "--evaluations",
+            "40",
+            "--seeds",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert {r["algorithm"] for r in rows} == {"random", "linas"}
+    for name in ("histories.csv", "summary.csv", "hv_fraction.png", "front_recall.png", "igd.png"):
+        assert (tmp_path / name).is_file()
+    lines = (tmp_path / "histories.csv").read_text().splitlines()
+    assert len(lines) == 1 + 2 * 2 * 40

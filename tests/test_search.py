@@ -1,0 +1,191 @@
+import json
+
+import numpy as np
+import pytest
+
+from hwnas.bench.base import Evaluator, Objective
+from hwnas.errors import HwnasError
+from hwnas.registry import ALGORITHMS
+from hwnas.search import Constraint, SearchProblem, run_search
+from hwnas.search.inner import vectorized_nsga2
+from hwnas.search.linas import LINAS, hvi_2d
+from hwnas.search.pareto import hypervolume, non_dominated_mask
+from hwnas.space import get_space
+
+ALL = ["random", "nsga2", "agemoea", "unsga3", "moead", "ctaea", "motpe", "nsga2-optuna", "linas"]
+
+
+def test_all_algorithms_registered():
+    assert set(ALL) <= set(ALGORITHMS.names())
+
+
+@pytest.mark.parametrize("algorithm", ALL)
+def test_every_algorithm_end_to_end(algorithm, tmp_path, data_dir):
+    s = run_search(
+        {
+            "benchmark": "nb201",
+            "benchmark_options": {"devices": "pixel3"},
+            "algorithm": algorithm,
+            "evaluations": 40,
+            "seed": 1,
+        },
+        out=tmp_path,
+    )
+    assert s["evaluations"] == 40
+    assert len(s["hv_history"]) == 40 and len(s["hv_fraction_history"]) == 40
+    assert 0.5 < s["hv_fraction"] <= 1.0 + 1e-9
+    assert np.all(np.diff(s["hv_fraction_history"]) >= -1e-12)  # never decreases
+    keys = [p["arch_key"] for p in s["pareto"]]
+    assert len(keys) == len(set(keys)) >= 1
+    for name in ("results.sqlite", "evaluations.csv", "pareto.csv", "pareto.png", "summary.json"):
+        assert (tmp_path / name).is_file()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    for key in (
+        "evaluations",
+        "hypervolume",
+        "exact_hypervolume",
+        "hv_fraction",
+        "front_recall",
+        "igd",
+        "hv_history",
+        "pareto",
+        "wall_time_s",
+        "search_overhead_s",
+    ):
+        assert key in summary
+    lines = (tmp_path / "evaluations.csv").read_text().splitlines()
+    assert len(lines) == 41  # header + one row per distinct architecture
+
+
+def test_pareto_is_of_measured_architectures(nb201_pixel3):
+    s = run_search({"benchmark": "nb201", "algorithm": "linas", "evaluations": 60, "seed": 0})
+    sp = nb201_pixel3.space
+    for p in s["pareto"]:
+        acc, lat = nb201_pixel3.evaluate(np.array([p["vector"]]))[0]
+        assert p["accuracy"] == acc and p["latency"] == lat
+    F = np.array([[-p["accuracy"], p["latency"]] for p in s["pareto"]])
+    assert non_dominated_mask(F).all()
+    assert all(sp.keys(np.array(p["vector"]))[0] == p["arch_key"] for p in s["pareto"])
+
+
+@pytest.mark.parametrize("algorithm", ["random", "nsga2", "linas", "motpe", "ctaea"])
+def test_constraints_respected(algorithm, data_dir):
+    s = run_search(
+        {
+            "benchmark": "nb201",
+            "algorithm": algorithm,
+            "evaluations": 50,
+            "seed": 0,
+            "constraints": ["latency<=5"],
+        }
+    )
+    assert s["pareto"] and all(p["latency"] <= 5 for p in s["pareto"])
+    assert s["constraints"] == ["latency<=5.0"] or s["constraints"] == ["latency<=5"]
+
+
+def test_moead_refuses_constraints(data_dir):
+    with pytest.raises(HwnasError, match="does not support constraints"):
+        run_search({"algorithm": "moead", "evaluations": 20, "constraints": ["latency<=5"]})
+
+
+def test_three_objectives_and_objective_limits(data_dir):
+    cfg = {
+        "benchmark_options": {"devices": ["pixel3", "fpga"]},
+        "evaluations": 40,
+        "seed": 0,
+    }
+    for alg in ("linas", "unsga3", "motpe"):
+        s = run_search({**cfg, "algorithm": alg})
+        assert len(s["objectives"]) == 3 and s["evaluations"] == 40
+    four = {**cfg, "benchmark_options": {"devices": ["pixel3", "fpga", "raspi4"]}}
+    with pytest.raises(HwnasError, match="takes 1..3 objectives"):
+        run_search({**four, "algorithm": "nsga2"})
+
+
+def test_bad_constraint_and_options(data_dir):
+    with pytest.raises(HwnasError, match="bad constraint"):
+        Constraint.parse("latency < 5")
+    with pytest.raises(HwnasError, match="unknown objective"):
+        run_search({"evaluations": 5, "constraints": ["energy<=5"]})
+    with pytest.raises(HwnasError, match="unknown algorithm"):
+        run_search({"algorithm": "simulated-annealing", "evaluations": 5})
+    with pytest.raises(HwnasError, match="bad search config"):
+        run_search({"evaluations": 0})
+    with pytest.raises(HwnasError, match="bad options"):
+        run_search({"algorithm": "random", "algorithm_options": {"nope": 1}, "evaluations": 5})
+
+
+class FlakyEvaluator(Evaluator):
+    """Fails for architectures whose first choice is 0; counts calls."""
+
+    source = "measured"
+
+    def __init__(self) -> None:
+        self.space = get_space("nb201")
+        self.objectives = [Objective("accuracy", "max", "%", "quality"), Objective("latency")]
+        self.calls = 0
+
+    def evaluate(self, vectors):
+        self.calls += len(vectors)
+        if (vectors[:, 0] == 0).any():
+            raise RuntimeError("device unreachable")
+        return np.stack([vectors.sum(1).astype(float), 1.0 + vectors[:, 1]], 1)
+
+
+def test_failed_evaluations_recorded_and_search_goes_on():
+    ev = FlakyEvaluator()
+    p = SearchProblem(ev, 30)
+    ALGORITHMS.get("random")(seed=0).run(p)
+    assert p.n_evaluated == 30
+    failed = [not ok for ok in p.ok]
+    assert any(failed) and not all(failed)
+    for vec, ok in zip(p.vectors, p.ok, strict=True):
+        assert ok == (vec[0] != 0)
+
+
+def test_dedup_and_budget():
+    ev = FlakyEvaluator()
+    p = SearchProblem(ev, 5)
+    x = np.array([[1, 1, 1, 1, 1, 1]] * 3 + [[2, 2, 2, 2, 2, 2]])
+    raw, _, answered = p.evaluate(x)
+    assert p.n_evaluated == 2 and answered.all() and (raw[0] == raw[1]).all()
+    p.evaluate(np.array([[1, 1, 1, 1, 1, 1]]))
+    assert p.n_evaluated == 2  # a repeat does not count
+    raw, _, answered = p.evaluate(np.array([[3, 3, 3, 3, 3, k] for k in range(5)]))
+    assert p.n_evaluated == 5 and answered.tolist() == [True, True, True, False, False]
+
+
+def test_hvi_2d_matches_hypervolume_difference():
+    rng = np.random.default_rng(0)
+    front = rng.random((8, 2))
+    front = front[non_dominated_mask(front)]
+    ref = np.array([1.2, 1.2])
+    cand = rng.random((50, 2)) * 1.3
+    base = hypervolume(front, ref)
+    expected = [hypervolume(np.concatenate([front, c[None]]), ref) - base for c in cand]
+    assert np.allclose(hvi_2d(front, ref, cand), expected, atol=1e-12)
+
+
+def test_vectorized_nsga2_finds_front_of_known_problem():
+    sp = get_space("nb201")
+    target = np.array([3, 3, 3, 3, 3, 3])
+
+    def objective(X):
+        # minimise distance to the target and the number of non-'none' ops
+        return np.stack([np.abs(X - target).sum(1), (X != 0).sum(1)], 1).astype(float), None
+
+    X, F = vectorized_nsga2(sp, objective, 60, 30, np.random.default_rng(0))
+    assert len(X) == len(np.unique(X, axis=0))
+    assert (F[:, 0] == 0).any() and (F[:, 1] == 0).any()  # both extremes reached
+
+
+def test_linas_overhead_and_iterations(data_dir):
+    s = run_search({"algorithm": "linas", "evaluations": 80, "seed": 0})
+    its = s["iterations"]
+    assert len(its) >= 3 and all(i["candidates"] > 1000 for i in its)
+    assert s["search_overhead_s"] > 0 and s["evaluation_time_s"] >= 0
+
+
+def test_linas_bad_options():
+    with pytest.raises(HwnasError):
+        LINAS(selection="magic")

@@ -1,0 +1,147 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hwnas.errors import HwnasError
+from hwnas.registry import SPACES
+from hwnas.space import get_space
+from hwnas.space.nb201 import live_edges
+
+CORE_SPACES = ["nb201", "fbnet", "ofa-mbv3"]
+
+
+def vectors_of(space):
+    return st.tuples(*(st.integers(0, d.size - 1) for d in space.dims)).map(
+        lambda t: np.array(t, dtype=np.int64)
+    )
+
+
+@pytest.mark.parametrize("name", CORE_SPACES)
+def test_registered(name):
+    assert name in SPACES.names()
+    sp = get_space(name)
+    assert sp.n_dims == len(sp.dims)
+    xl, xu = sp.bounds
+    assert (xl == 0).all() and (xu == sp.cardinalities - 1).all()
+
+
+@pytest.mark.parametrize("name", CORE_SPACES)
+def test_encode_decode_round_trip(name):
+    sp = get_space(name)
+
+    @settings(max_examples=200, deadline=None)
+    @given(vectors_of(sp))
+    def check(v):
+        canon = sp.canonicalize(v[None, :])[0]
+        config = sp.decode(v)
+        assert np.array_equal(sp.encode(config), canon)
+        assert sp.decode(canon) == config
+        assert np.array_equal(sp.from_key(sp.keys(v)[0]), canon)
+
+    check()
+
+
+def test_space_sizes_and_dimensions():
+    assert get_space("nb201").size() == 5**6
+    assert get_space("fbnet").size() == 9**22
+    ofa = get_space("ofa-mbv3")
+    assert ofa.n_dims == 20 + 20 + 5 + 1
+    assert [d.size for d in ofa.dims[-6:]] == [3, 3, 3, 3, 3, 5]
+
+
+def test_nb201_arch_string_edge_order():
+    sp = get_space("nb201")
+    s = "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|"
+    v = sp.encode(s)
+    # edges 1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2 ; ops none, skip, conv1x1, conv3x3, avgpool
+    assert v.tolist() == [4, 2, 1, 2, 1, 1]
+    assert sp.decode(v) == s
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|",
+        "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+        "|none~1|+|none~0|none~1|+|none~0|none~1|none~2|",
+        42,
+    ],
+)
+def test_nb201_malformed_arch(bad):
+    with pytest.raises(HwnasError):
+        get_space("nb201").encode(bad)
+
+
+@pytest.mark.parametrize(
+    "vec", [[0, 0, 0], [0, 0, 0, 0, 0, 5], [0, 0, 0, 0, 0, -1], [0.5, 0, 0, 0, 0, 0], ["a"] * 6]
+)
+def test_validate_rejects(vec):
+    with pytest.raises(HwnasError):
+        get_space("nb201").validate(vec)
+
+
+def test_ofa_canonicalize_ignores_skipped_blocks():
+    sp = get_space("ofa-mbv3")
+    v = sp.largest().copy()
+    v[40:45] = 0  # all stages depth 2: blocks 2, 3 of each stage skipped
+    canon = sp.canonicalize(v[None])[0]
+    mask = sp.active_mask(canon[None])[0]
+    assert mask.sum() == 10
+    assert (canon[:20][~mask] == 0).all() and (canon[20:40][~mask] == 0).all()
+    w = canon.copy()
+    w[2] = 2  # change a skipped block: same architecture
+    assert sp.keys(w) == sp.keys(canon)
+    cfg = sp.decode(canon)
+    assert cfg["d"] == [2] * 5 and cfg["r"] == 224
+
+
+def test_ofa_features_follow_published_encoding():
+    sp = get_space("ofa-mbv3")
+    f = sp.features(sp.largest()[None])[0]
+    assert f.shape == (128,)
+    assert f[3 * 0 + 2] == 1 and f[60 + 3 * 0 + 2] == 1  # ks 7, e 6 in block 0
+    assert f[120 + (224 - 112) // 16] == 1
+    assert f.sum() == 20 + 20 + 1
+
+
+def test_features_vectorised_shapes():
+    for name in CORE_SPACES:
+        sp = get_space(name)
+        X = sp.sample(7, 0)
+        F = sp.features(X)
+        assert F.shape[0] == 7 and np.isfinite(F).all()
+
+
+def test_nb201_live_edges():
+    # input->1 none: edge 1->3 is dead even though it holds a conv
+    x = np.array([[0, 3, 0, 0, 3, 3]])
+    live, connected = live_edges(x)
+    assert connected[0]
+    assert live[0].tolist() == [False, True, False, False, False, True]
+    live, connected = live_edges(np.zeros((1, 6), dtype=int))
+    assert not connected[0] and not live.any()
+
+
+def test_neighbours():
+    sp = get_space("nb201")
+    v = np.zeros((1, 6), dtype=np.int64)
+    nb = sp.neighbours(v)
+    assert len(nb) == 6 * 4
+    assert ((nb != 0).sum(axis=1) == 1).all()
+
+
+def test_sample_and_mutate_are_valid():
+    rng = np.random.default_rng(0)
+    for name in CORE_SPACES:
+        sp = get_space(name)
+        X = sp.sample(50, rng)
+        for row in X:
+            sp.validate(row)
+            m = sp.mutate(row, rng)
+            sp.validate(m)
+
+
+def test_unknown_space():
+    with pytest.raises(HwnasError, match="unknown search space"):
+        get_space("nope")
