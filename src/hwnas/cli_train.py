@@ -1,0 +1,137 @@
+"""CLI commands for supernets: ``train``, ``eval`` and ``export`` (added by ``register``)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from hwnas.errors import HwnasError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _user_errors(fn: F) -> F:
+    """HwnasError -> one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except HwnasError as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def train(
+    config: Path | None = typer.Option(None, "--config", help="JSON file of TrainConfig fields"),
+    space: str | None = typer.Option(None, help="mbv3-cifar or mbv3-ramnas"),
+    dataset: str | None = typer.Option(
+        None, help="digits, cifar10, mnist, flowers17 or folder:PATH"
+    ),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="data dir (HWNAS_DATA_DIR)"),
+    out: str | None = typer.Option(None, "--out", help="output dir (checkpoint, metrics)"),
+    epochs: int | None = typer.Option(None),
+    batch_size: int | None = typer.Option(None, "--batch-size"),
+    steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch"),
+    lr: float | None = typer.Option(None),
+    distill: str | None = typer.Option(None, help="smd, inplace or none"),
+    kd_loss: str | None = typer.Option(None, "--kd-loss", help="dkd, kl or soft_ce"),
+    num_random: int | None = typer.Option(None, "--num-random"),
+    grad_clip: float | None = typer.Option(None, "--grad-clip"),
+    seed: int | None = typer.Option(None),
+    threads: int | None = typer.Option(None, "--threads"),
+    resume: bool = typer.Option(True, "--resume/--no-resume"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Train a one-shot supernet (sandwich rule, SMD + DKD by default)."""
+    from hwnas.train.supernet import TrainConfig, train_supernet
+
+    fields: dict[str, Any] = {}
+    if config is not None:
+        try:
+            fields.update(json.loads(Path(config).read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            raise HwnasError(f"cannot read config '{config}': {e}") from None
+    overrides = {
+        "space": space,
+        "dataset": dataset,
+        "data_dir": data_dir,
+        "out_dir": out,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "steps_per_epoch": steps_per_epoch,
+        "lr": lr,
+        "distill": distill,
+        "kd_loss": kd_loss,
+        "num_random": num_random,
+        "grad_clip": grad_clip,
+        "seed": seed,
+        "num_threads": threads,
+    }
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    fields["resume"] = resume
+    fields["progress"] = progress
+    result = train_supernet(TrainConfig.from_dict(fields))
+    summary = {"checkpoint": str(result.checkpoint), "metrics": str(result.metrics_file)}
+    summary.update({k: v for k, v in result.final.items() if k.endswith("acc") or k == "loss"})
+    typer.echo(json.dumps(summary))
+
+
+def evaluate(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint file or run dir"),
+    subnet: str = typer.Option("max", "--subnet", help="min, max, random or JSON config"),
+    split: str = typer.Option("test", help="train, val or test"),
+    calib_batches: int = typer.Option(16, "--calib-batches", help="BN recalibration batches"),
+    data_dir: str | None = typer.Option(None, "--data-dir"),
+    seed: int = typer.Option(0),
+    threads: int = typer.Option(2, "--threads", help="torch CPU threads"),
+) -> None:
+    """Top-1 accuracy of a subnet (BN recalibrated) on the checkpoint's dataset."""
+    from hwnas.train.evaluate import evaluate_subnet
+
+    if split not in ("train", "val", "test"):
+        raise HwnasError(f"unknown split '{split}' (use train, val, test)")
+    res = evaluate_subnet(
+        checkpoint,
+        subnet,
+        split=split,
+        calib_batches=calib_batches,
+        data_dir=data_dir,
+        seed=seed,
+        num_threads=threads,
+    )
+    typer.echo(json.dumps(res))
+
+
+def export(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint file or run dir"),
+    subnet: str = typer.Option(..., "--subnet", help="min, max or JSON config"),
+    format: str = typer.Option("onnx", "--format", help="onnx or torch"),
+    out: Path = typer.Option(..., "--out", help="output file"),
+    threads: int = typer.Option(2, "--threads", help="torch CPU threads"),
+) -> None:
+    """Export a subnet as a standalone ONNX model or torch.export program."""
+    import torch
+
+    from hwnas.train.evaluate import export_subnet
+
+    torch.set_num_threads(threads)
+    if format not in ("onnx", "torch"):
+        raise HwnasError(f"unknown export format '{format}' (use onnx or torch)")
+    path = export_subnet(checkpoint, subnet, format, out)  # type: ignore[arg-type]
+    typer.echo(str(path))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``train``, ``eval`` and ``export`` commands to ``app``."""
+    app.command("train")(_user_errors(train))
+    app.command("eval")(_user_errors(evaluate))
+    app.command("export")(_user_errors(export))

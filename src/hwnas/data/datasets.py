@@ -1,0 +1,303 @@
+"""Dataset readers: CIFAR-10 / MNIST / Flowers-17 shards, scikit-learn digits, folders."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hwnas.config import data_file
+from hwnas.errors import HwnasError
+
+
+@dataclass
+class ImageData:
+    """Normalised (N, C, H, W) float tensors and int64 labels for three splits."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    mean: tuple[float, ...] = field(default_factory=tuple)
+    std: tuple[float, ...] = field(default_factory=tuple)
+    flip: bool = True  # horizontal flips are label-preserving for this data
+    pad: int = 4  # random-crop padding for augmentation
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.x_train.shape[-1])
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if name not in ("train", "val", "test"):
+            raise HwnasError(f"unknown split '{name}' (use train, val, test)")
+        return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "train": len(self.y_train),
+            "val": len(self.y_val),
+            "test": len(self.y_test),
+            "num_classes": self.num_classes,
+            "shape": list(self.x_train.shape[1:]),
+        }
+
+
+def _nhwc(x: np.ndarray) -> np.ndarray:
+    """(N, H, W) or (N, H, W, C) -> (N, H, W, C)."""
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise HwnasError(f"images must be (N, H, W) or (N, H, W, C), got shape {x.shape}")
+    return x
+
+
+def _split_val(
+    x: np.ndarray, y: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Hold a random, class-stratified ``fraction`` of (x, y) out as the validation set."""
+    if not 0.0 <= fraction < 1.0:
+        raise HwnasError(f"val_fraction must be in [0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    val_idx: list[np.ndarray] = []
+    for c in np.unique(y):
+        idx = np.nonzero(y == c)[0]
+        idx = rng.permutation(idx)
+        val_idx.append(idx[: round(fraction * len(idx))])
+    val = np.sort(np.concatenate(val_idx)) if val_idx else np.zeros(0, dtype=np.int64)
+    mask = np.ones(len(y), dtype=bool)
+    mask[val] = False
+    return x[mask], y[mask], x[val], y[val]
+
+
+def _finish(
+    name: str,
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    num_classes: int | None = None,
+    flip: bool = True,
+    scale: float = 255.0,
+) -> ImageData:
+    """uint8 NHWC arrays -> normalised NCHW float tensors (stats from the train split)."""
+    tensors = {}
+    xtr = _nhwc(splits["train"][0]).astype(np.float32) / scale
+    mean = xtr.mean(axis=(0, 1, 2))
+    std = xtr.std(axis=(0, 1, 2)) + 1e-6
+    for k, (x, y) in splits.items():
+        xf = (_nhwc(x).astype(np.float32) / scale - mean) / std
+        tensors[f"x_{k}"] = torch.from_numpy(np.ascontiguousarray(xf.transpose(0, 3, 1, 2)))
+        tensors[f"y_{k}"] = torch.from_numpy(np.asarray(y).astype(np.int64))
+    ncls = int(num_classes or (max(int(np.max(v[1])) for v in splits.values() if len(v[1])) + 1))
+    size = int(tensors["x_train"].shape[-1])
+    return ImageData(
+        name=name,
+        num_classes=ncls,
+        mean=tuple(float(m) for m in mean),
+        std=tuple(float(s) for s in std),
+        flip=flip,
+        pad=max(1, size // 8),
+        **tensors,
+    )
+
+
+def load_cifar10(
+    data_dir: str | os.PathLike[str] | None = None, val_fraction: float = 0.1, seed: int = 0
+) -> ImageData:
+    """CIFAR-10 from ``images/cifar10/cifar10_{train,test}_shardNN.npz`` (10k + 10k)."""
+    parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for split in ("train", "test"):
+        xs, ys = [], []
+        for i in range(10):
+            path = data_file(f"images/cifar10/cifar10_{split}_shard{i:02d}.npz", data_dir)
+            with np.load(path) as d:
+                xs.append(d["x"])
+                ys.append(d["y"])
+        parts[split] = (np.concatenate(xs), np.concatenate(ys))
+    xtr, ytr, xva, yva = _split_val(*parts["train"], val_fraction, seed)
+    return _finish("cifar10", {"train": (xtr, ytr), "val": (xva, yva), "test": parts["test"]}, 10)
+
+
+def load_mnist(
+    data_dir: str | os.PathLike[str] | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+) -> ImageData:
+    """MNIST from ``images/mnist_test_10k.npz`` (the 10k MNIST test images; a stratified
+    ``test_fraction`` of them is our test split, the rest train + validation)."""
+    with np.load(data_file("images/mnist_test_10k.npz", data_dir)) as d:
+        x, y = d["x"], d["y"]
+    xrest, yrest, xte, yte = _split_val(x, y, test_fraction, seed + 1)
+    xtr, ytr, xva, yva = _split_val(xrest, yrest, val_fraction, seed)
+    return _finish(
+        "mnist", {"train": (xtr, ytr), "val": (xva, yva), "test": (xte, yte)}, 10, flip=False
+    )
+
+
+def load_flowers17(
+    data_dir: str | os.PathLike[str] | None = None, val_fraction: float = 0.1, seed: int = 0
+) -> ImageData:
+    """Oxford Flowers-17 at 16x16 from ``images/flowers17_16px.npz`` (its own splits;
+    ``val_fraction`` is unused because the file has a validation split)."""
+    with np.load(data_file("images/flowers17_16px.npz", data_dir)) as d:
+        splits = {s: (d[f"x_{s}"], d[f"y_{s}"]) for s in ("train", "val", "test")}
+    return _finish("flowers17", splits, 17)
+
+
+def load_digits(
+    data_dir: str | os.PathLike[str] | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+) -> ImageData:
+    """scikit-learn's 8x8 digits (1,797 images, shipped with scikit-learn): the embedded
+    default for quick runs. Stratified test split, then validation from the rest."""
+    from sklearn.datasets import load_digits as _load
+
+    bunch = _load()
+    x = bunch.images.astype(np.float32)  # 0..16
+    y = bunch.target
+    xrest, yrest, xte, yte = _split_val(x, y, test_fraction, seed + 1)
+    xtr, ytr, xva, yva = _split_val(xrest, yrest, val_fraction, seed)
+    return _finish(
+        "digits",
+        {"train": (xtr, ytr), "val": (xva, yva), "test": (xte, yte)},
+        10,
+        flip=False,
+        scale=16.0,
+    )
+
+
+_IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".tif", ".tiff", ".webp"}
+
+
+def _read_image(path: Path, size: int | None) -> np.ndarray:
+    if path.suffix.lower() == ".npy":
+        arr = np.load(path)
+    else:
+        try:
+            from PIL import Image
+        except ImportError:  # pragma: no cover - PIL is optional
+            raise HwnasError(
+                f"reading {path.suffix} images needs Pillow, which is not installed; "
+                "store the images as .npy arrays instead"
+            ) from None
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if size is not None:
+                im = im.resize((size, size))
+            arr = np.asarray(im)
+    if size is not None and arr.shape[0] != size:
+        raise HwnasError(f"{path}: image is {arr.shape[:2]}, expected {size}x{size}")
+    return arr
+
+
+def _read_class_dirs(root: Path, size: int | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if not classes:
+        raise HwnasError(f"image folder '{root}' has no class sub-folders")
+    xs: list[np.ndarray] = []
+    ys: list[int] = []
+    for ci, cname in enumerate(classes):
+        for f in sorted((root / cname).iterdir()):
+            ext = f.suffix.lower()
+            if ext == ".npy" or ext in _IMAGE_EXT:
+                xs.append(_read_image(f, size))
+                ys.append(ci)
+    if not xs:
+        raise HwnasError(f"image folder '{root}' holds no images (.png/.jpg/.npy)")
+    shapes = {a.shape for a in xs}
+    if len(shapes) > 1:
+        raise HwnasError(
+            f"images in '{root}' have different shapes {sorted(shapes)[:3]}; pass image_size"
+        )
+    return np.stack(xs), np.asarray(ys, dtype=np.int64), classes
+
+
+def load_image_folder(
+    root: str | os.PathLike[str],
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    image_size: int | None = None,
+    test_fraction: float = 0.2,
+) -> ImageData:
+    """An image folder: ``root/<class>/<image>`` (or ``root/{train,test}/<class>/...``).
+
+    Images are .png/.jpg/... read with Pillow (resized to ``image_size`` when given) or
+    ``.npy`` arrays (H, W[, C]) that need no Pillow. A folder may instead hold
+    ``train.npz``/``test.npz`` files with arrays ``x`` (N, H, W[, C]) uint8 and ``y``.
+    Without a test split a stratified ``test_fraction`` is held out.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise HwnasError(f"image folder '{root}' does not exist")
+    name = f"folder:{root}"
+    if (root / "train.npz").is_file():
+        with np.load(root / "train.npz") as d:
+            x, y = d["x"], d["y"]
+        if (root / "test.npz").is_file():
+            with np.load(root / "test.npz") as d:
+                xte, yte = d["x"], d["y"]
+        else:
+            x, y, xte, yte = _split_val(x, y, test_fraction, seed + 1)
+    elif (root / "train").is_dir():
+        x, y, classes = _read_class_dirs(root / "train", image_size)
+        if (root / "test").is_dir():
+            xte, yte, cte = _read_class_dirs(root / "test", image_size)
+            if cte != classes:
+                raise HwnasError(f"'{root}': train and test class folders differ")
+        else:
+            x, y, xte, yte = _split_val(x, y, test_fraction, seed + 1)
+    else:
+        x, y, _ = _read_class_dirs(root, image_size)
+        x, y, xte, yte = _split_val(x, y, test_fraction, seed + 1)
+    xtr, ytr, xva, yva = _split_val(x, y, val_fraction, seed)
+    return _finish(name, {"train": (xtr, ytr), "val": (xva, yva), "test": (xte, yte)})
+
+
+DATASETS: dict[str, Callable[..., ImageData]] = {
+    "digits": load_digits,
+    "cifar10": load_cifar10,
+    "mnist": load_mnist,
+    "flowers17": load_flowers17,
+}
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    limit: int | None = None,
+) -> ImageData:
+    """Load a dataset by name (``digits``, ``cifar10``, ``mnist``, ``flowers17`` or
+    ``folder:PATH``); ``limit`` keeps a seeded random ``limit`` examples of each split."""
+    if name.startswith("folder:"):
+        data = load_image_folder(name.split(":", 1)[1], val_fraction, seed)
+    else:
+        try:
+            loader = DATASETS[name]
+        except KeyError:
+            known = ", ".join([*sorted(DATASETS), "folder:PATH"])
+            raise HwnasError(f"unknown dataset '{name}' (known: {known})") from None
+        data = loader(data_dir, val_fraction, seed)
+    if limit is not None:
+        gen = torch.Generator().manual_seed(seed)
+        for s in ("train", "val", "test"):
+            x, y = data.split(s)
+            keep = torch.randperm(len(y), generator=gen)[:limit].sort().values
+            setattr(data, f"x_{s}", x[keep])
+            setattr(data, f"y_{s}", y[keep])
+    return data

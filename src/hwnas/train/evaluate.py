@@ -1,0 +1,151 @@
+"""Evaluate and export subnets of a trained supernet checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from hwnas.data import ImageData, load_dataset
+from hwnas.errors import HwnasError
+from hwnas.supernet.mbv3 import MBv3Supernet
+from hwnas.train.supernet import evaluate_config, load_checkpoint, model_from_checkpoint
+
+
+def parse_subnet(
+    model: MBv3Supernet, subnet: Any, rng: np.random.Generator | int | None = None
+) -> dict[str, Any]:
+    """'min' | 'max' | 'random' | JSON text | config dict | vector -> canonical config."""
+    if isinstance(subnet, str):
+        s = subnet.strip()
+        if s == "random":
+            return model.sample_config(np.random.default_rng(rng))
+        if s in ("min", "max"):
+            return model.canonical(s)
+        if s.startswith(("{", "[")):
+            try:
+                subnet = json.loads(s)
+            except json.JSONDecodeError as e:
+                raise HwnasError(f"subnet is not valid JSON: {e}") from None
+        elif Path(s).is_file():
+            try:
+                subnet = json.loads(Path(s).read_text())
+            except json.JSONDecodeError as e:
+                raise HwnasError(f"subnet file '{s}' is not valid JSON: {e}") from None
+        else:
+            raise HwnasError(
+                f"subnet must be min, max, random, a JSON config/vector or a JSON file; got {s!r}"
+            )
+    return model.canonical(subnet)
+
+
+def _load(checkpoint: str | os.PathLike[str] | dict[str, Any]) -> tuple[dict, MBv3Supernet]:
+    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    return ckpt, model_from_checkpoint(ckpt)
+
+
+def evaluate_subnet(
+    checkpoint: str | os.PathLike[str] | dict[str, Any],
+    subnet: Any = "max",
+    data: ImageData | None = None,
+    split: Literal["train", "val", "test"] = "test",
+    calib_batches: int = 16,
+    batch_size: int = 256,
+    data_dir: str | None = None,
+    seed: int = 0,
+    num_threads: int | None = 2,
+) -> dict[str, Any]:
+    """Top-1 accuracy of one subnet of a checkpoint, after BN recalibration.
+
+    The subnet is extracted, its BN statistics re-estimated on ``calib_batches`` training
+    batches, and evaluated on ``split`` of the checkpoint's dataset (or ``data``).
+    """
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    ckpt, model = _load(checkpoint)
+    cfg = parse_subnet(model, subnet, seed)
+    if data is None:
+        tc = ckpt.get("train_config", {})
+        data = load_dataset(
+            tc.get("dataset", "digits"),
+            data_dir if data_dir is not None else tc.get("data_dir"),
+            tc.get("val_fraction", 0.1),
+            tc.get("seed", 0),
+            tc.get("limit"),
+        )
+    if data.in_channels != model.in_channels or data.num_classes != model.num_classes:
+        raise HwnasError(
+            f"data ({data.in_channels} channels, {data.num_classes} classes) does not match "
+            f"the checkpoint ({model.in_channels} channels, {model.num_classes} classes)"
+        )
+    acc = evaluate_config(model, cfg, data, split, calib_batches, batch_size, seed)
+    sub = model.get_subnet(cfg)
+    return {
+        "top1": acc,
+        "split": split,
+        "n": len(data.split(split)[1]),
+        "subnet": cfg,
+        "params": sum(p.numel() for p in sub.parameters()),
+        "macs": model.space.macs(cfg, model.in_channels, model.num_classes),
+        "calib_batches": calib_batches,
+    }
+
+
+def export_subnet(
+    checkpoint: str | os.PathLike[str] | dict[str, Any],
+    subnet_config: Any,
+    format: Literal["onnx", "torch"] = "onnx",
+    out: str | os.PathLike[str] = "subnet.onnx",
+    batch_size: int = 1,
+    include_resize: bool = False,
+    opset: int = 17,
+) -> Path:
+    """Write one subnet of a checkpoint as a standalone model.
+
+    ``onnx``: ``torch.onnx.export`` with ``dynamo=False`` (the dynamo exporter needs
+    onnxscript, which is not a dependency); dynamic batch axis, input ``input`` of shape
+    (N, C, r, r), output ``logits``. ``torch``: a ``torch.export`` program
+    (``torch.export.load(out).module()`` runs it without hwnas). The weights are the
+    supernet's (no BN recalibration), so the output equals the supernet's for that config.
+    """
+    _, model = _load(checkpoint)
+    cfg = parse_subnet(model, subnet_config)
+    sub = model.get_subnet(cfg, include_resize=include_resize).eval()
+    r = cfg["resolution"]
+    x = torch.randn(batch_size, model.in_channels, r, r)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if format == "onnx":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                sub,
+                (x,),
+                str(out),
+                dynamo=False,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=opset,
+            )
+    elif format == "torch":
+        batch = torch.export.Dim("batch", min=1, max=4096) if batch_size > 1 else None
+        shapes = ({0: batch},) if batch is not None else None
+        prog = torch.export.export(sub, (x,), dynamic_shapes=shapes)
+        torch.export.save(prog, str(out))
+    else:
+        raise HwnasError(f"unknown export format '{format}' (use onnx or torch)")
+    return out
+
+
+def subnet_from_checkpoint(
+    checkpoint: str | os.PathLike[str] | dict[str, Any], subnet: Any = "max"
+) -> torch.nn.Module:
+    """The extracted subnet (plain ``nn.Sequential``, eval mode) of a checkpoint."""
+    _, model = _load(checkpoint)
+    return model.get_subnet(parse_subnet(model, subnet)).eval()

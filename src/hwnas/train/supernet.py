@@ -1,0 +1,495 @@
+"""One-shot supernet training (BigNAS sandwich rule; RAM-NAS SMD and DKD, paper 000 III-B).
+
+Each step samples the largest subnet, ``num_random`` random subnets and the smallest
+subnet (sandwich rule), runs forward/backward for each in that order, accumulates the
+gradients and makes one optimiser step. Losses by ``distill``:
+
+* ``none``: every subnet learns from the labels;
+* ``inplace`` (BigNAS): the largest learns from the labels (label smoothing), the others
+  from its detached predictions;
+* ``smd`` (RAM-NAS subnet mutual distillation, eq. 3-4): the largest learns from the
+  labels and every subnet is a teacher of all subnets sampled after it, student ``j``
+  learning ``sum_{i<j} D(p_i || p_j) / (k - i)`` (1-based ``i``); gradients reach only
+  the student of each pair.
+
+``kd_loss`` picks ``D``: ``kl`` (temperature-scaled KL), ``dkd`` (decoupled KD, eq. 5,
+alpha=1, beta=0.5) or ``soft_ce`` (BigNAS). The max subnet runs at the largest
+resolution, the min at the smallest, random ones at random resolutions.
+
+``train_supernet(TrainConfig(...))`` checkpoints every epoch (model, optimiser,
+scheduler, RNG states, epoch) to ``out_dir/checkpoint.pt``, resumes from it
+(``resume=True``), and appends one JSON line per epoch to ``out_dir/metrics.jsonl``
+(loss, lr, BN-recalibrated validation accuracy of the min and max subnets, time).
+Distributed (torchrun, gloo on CPU): every rank samples the same subnets, trains on its
+shard of each batch order, and gradients are averaged before each step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hwnas.data import BatchIterator, ImageData, load_dataset
+from hwnas.errors import HwnasError
+from hwnas.supernet.mbv3 import MBv3Supernet
+from hwnas.train.losses import LogitLoss, make_kd_loss, smd_student_loss
+from hwnas.train.utils import accuracy, param_groups, recalibrate_bn, warmup_cosine
+
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.jsonl"
+
+
+class TrainConfig(BaseModel):
+    """Settings of one supernet training run (defaults: a quick CPU run on digits)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    space: Literal["mbv3-cifar", "mbv3-ramnas"] = "mbv3-cifar"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    out_dir: str = "runs/supernet"
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(64, ge=1)
+    steps_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch")
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_epochs: float = Field(1.0, ge=0)
+    warmup_start: float = Field(0.1, ge=0, le=1, description="initial lr fraction")
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    grad_clip: float | None = Field(None, gt=0)
+    num_random: int = Field(2, ge=0, description="random subnets per sandwich step")
+    distill: Literal["smd", "inplace", "none"] = "smd"
+    kd_loss: Literal["dkd", "kl", "soft_ce"] = "dkd"
+    dkd_alpha: float = 1.0
+    dkd_beta: float = 0.5
+    temperature: float = Field(1.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    kernel_transform: bool = False
+    augment: bool = True
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    limit: int | None = Field(None, ge=1, description="cap examples per split")
+    bn_calib_batches: int = Field(8, ge=0)
+    eval_batch_size: int = Field(256, ge=1)
+    eval_every: int = Field(1, ge=0, description="evaluate min/max every N epochs (0: never)")
+    seed: int = 0
+    num_threads: int | None = Field(2, ge=1)
+    channels_last: bool = True
+    resume: bool = True
+    progress: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        try:
+            return cls(**d)
+        except ValidationError as e:
+            first = e.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            if first["type"] == "extra_forbidden":
+                known = ", ".join(cls.model_fields)
+                raise HwnasError(f"unknown training setting '{loc}' (known: {known})") from None
+            raise HwnasError(f"bad training config: {loc}: {first['msg']}") from None
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    checkpoint: Path
+    metrics_file: Path
+    history: list[dict[str, Any]] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
+    model: MBv3Supernet | None = None
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.history[-1] if self.history else {}
+
+
+# ---- distributed helpers --------------------------------------------------------------
+def _dist() -> tuple[int, int, bool]:
+    """(rank, world size, whether we created the process group); under torchrun
+    (WORLD_SIZE > 1) initialises a gloo process group unless one exists."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, False
+    created = False
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+        created = True
+    return dist.get_rank(), dist.get_world_size(), created
+
+
+def _allreduce_grads(model: torch.nn.Module, world: int) -> None:
+    import torch.distributed as dist
+
+    grads = []
+    for p in model.parameters():
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        grads.append(p.grad)
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    off = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[off : off + n].view_as(g))
+        off += n
+
+
+# ---- sandwich step --------------------------------------------------------------------
+def sandwich_configs(
+    model: MBv3Supernet, num_random: int, rng: np.random.Generator
+) -> list[dict[str, Any]]:
+    """[largest, num_random random ones, smallest] subnet configs (BigNAS order)."""
+    return [
+        model.canonical("max"),
+        *[model.sample_config(rng) for _ in range(num_random)],
+        model.canonical("min"),
+    ]
+
+
+def sandwich_step(
+    model: MBv3Supernet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    configs: list[dict[str, Any]],
+    distill: str = "smd",
+    kd: LogitLoss | None = None,
+    label_smoothing: float = 0.0,
+) -> dict[str, Any]:
+    """Forward/backward every subnet of ``configs`` in order, accumulating gradients.
+
+    Does not zero gradients or step the optimiser. Returns the total loss, each subnet's
+    loss and the largest subnet's label cross-entropy.
+    """
+    kd = kd or make_kd_loss("kl")
+    k = len(configs)
+    teachers: list[torch.Tensor] = []
+    losses: list[float] = []
+    ce_max = float("nan")
+    for j, cfg in enumerate(configs):
+        model.set_active(cfg)
+        logits = model(x)
+        if j == 0 or distill == "none":
+            loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+            if j == 0:
+                ce_max = float(loss.detach())
+        elif distill == "inplace":
+            loss = kd(logits, teachers[0], y)
+        elif distill == "smd":
+            loss = smd_student_loss(j, teachers, logits, y, k, kd)
+        else:
+            raise HwnasError(f"unknown distillation mode '{distill}' (use smd, inplace, none)")
+        loss.backward()
+        teachers.append(logits.detach())
+        losses.append(float(loss.detach()))
+    model.set_active(configs[0])
+    return {"loss": float(sum(losses)), "subnet_losses": losses, "ce_max": ce_max}
+
+
+# ---- checkpoints ----------------------------------------------------------------------
+def _rng_state(np_rng: np.random.Generator, gen: torch.Generator) -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy_global": np.random.get_state(),
+        "python": random.getstate(),
+        "sampler": np_rng.bit_generator.state,
+        "data": gen.get_state(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any], np_rng: np.random.Generator, gen: torch.Generator):
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy_global"])
+    random.setstate(state["python"])
+    np_rng.bit_generator.state = state["sampler"]
+    gen.set_state(state["data"])
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Atomic ``torch.save`` (write to a temp file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    p = Path(path)
+    if p.is_dir():
+        p = p / CHECKPOINT_NAME
+    if not p.is_file():
+        raise HwnasError(f"checkpoint '{p}' not found")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as e:  # corrupt / not a checkpoint
+        raise HwnasError(f"cannot read checkpoint '{p}': {e}") from None
+
+
+def model_from_checkpoint(ckpt: dict[str, Any]) -> MBv3Supernet:
+    """Rebuild the supernet stored in a checkpoint and load its weights (eval mode)."""
+    if "model" not in ckpt or "hparams" not in ckpt:
+        raise HwnasError("not a supernet checkpoint (missing 'model'/'hparams')")
+    model = MBv3Supernet(**ckpt["hparams"])
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model
+
+
+# ---- evaluation during training ---------------------------------------------------------
+def evaluate_config(
+    model: MBv3Supernet,
+    cfg: dict[str, Any],
+    data: ImageData,
+    split: str = "val",
+    calib_batches: int = 8,
+    batch_size: int = 256,
+    seed: int = 0,
+    channels_last: bool = False,
+) -> float:
+    """Top-1 of subnet ``cfg``: extract it, recalibrate BN on training batches, evaluate."""
+    sub = model.get_subnet(cfg, include_resize=data.image_size != cfg["resolution"])
+    if channels_last:
+        sub = sub.to(memory_format=torch.channels_last)
+    gen = torch.Generator().manual_seed(seed)
+    calib = BatchIterator(
+        data.x_train,
+        data.y_train,
+        batch_size,
+        shuffle=True,
+        augment=False,
+        generator=gen,
+        channels_last=channels_last,
+    )
+    recalibrate_bn(sub, calib, calib_batches)
+    x, y = data.split(split)
+    acc, _ = accuracy(sub, BatchIterator(x, y, batch_size, channels_last=channels_last))
+    return acc
+
+
+# ---- the training loop ------------------------------------------------------------------
+def train_supernet(
+    config: TrainConfig | dict[str, Any] | None = None,
+    data: ImageData | None = None,
+    max_epochs: int | None = None,
+    return_model: bool = False,
+) -> TrainResult:
+    """Train (or resume training) a supernet; see the module docstring.
+
+    ``data`` overrides loading ``config.dataset``; ``max_epochs`` stops after that many
+    epochs of this call (the schedule still spans ``config.epochs``): used to test resume.
+    ``return_model`` keeps the trained supernet in ``result.model``.
+    """
+    if config is None:
+        config = TrainConfig()
+    elif isinstance(config, dict):
+        config = TrainConfig.from_dict(config)
+    cfg = config
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    rank, world, own_group = _dist()
+    out = Path(cfg.out_dir)
+    ckpt_path = out / CHECKPOINT_NAME
+    metrics_path = out / METRICS_NAME
+
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+    np_rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    if data is None:
+        data = load_dataset(cfg.dataset, cfg.data_dir, cfg.val_fraction, cfg.seed, cfg.limit)
+    model = MBv3Supernet(
+        cfg.space,
+        num_classes=data.num_classes,
+        in_channels=data.in_channels,
+        dropout=cfg.dropout,
+        kernel_transform=cfg.kernel_transform,
+    )
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train_iter = BatchIterator(
+        data.x_train,
+        data.y_train,
+        cfg.batch_size,
+        shuffle=True,
+        augment=cfg.augment,
+        pad=data.pad,
+        flip=data.flip,
+        drop_last=len(data.y_train) // world >= cfg.batch_size,
+        generator=gen,
+        max_batches=cfg.steps_per_epoch,
+        shard=(rank, world),
+        channels_last=cfg.channels_last,
+    )
+    steps_per_epoch = len(train_iter)
+    if steps_per_epoch == 0:
+        raise HwnasError("training set is empty")
+    optimizer = torch.optim.SGD(
+        param_groups(model, cfg.weight_decay),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov and cfg.momentum > 0,
+    )
+    total = cfg.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        warmup_cosine(total, round(cfg.warmup_epochs * steps_per_epoch), cfg.warmup_start),
+    )
+    kd = make_kd_loss(cfg.kd_loss, cfg.temperature, cfg.dkd_alpha, cfg.dkd_beta)
+
+    start_epoch = 0
+    if cfg.resume and ckpt_path.is_file():
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt.get("hparams") != model.hparams():
+            raise HwnasError(
+                f"checkpoint '{ckpt_path}' is for a different supernet "
+                f"({ckpt.get('hparams')}); use another out_dir or resume=False"
+            )
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        _set_rng_state(ckpt["rng"], np_rng, gen)
+        start_epoch = int(ckpt["epoch"]) + 1
+    elif rank == 0 and metrics_path.exists():
+        metrics_path.unlink()
+
+    result = TrainResult(out, ckpt_path, metrics_path)
+    end_epoch = cfg.epochs if max_epochs is None else min(cfg.epochs, start_epoch + max_epochs)
+    progress = _Progress(cfg.progress and rank == 0, total, start_epoch * steps_per_epoch)
+    with progress:
+        for epoch in range(start_epoch, end_epoch):
+            model.train()
+            t0 = time.perf_counter()
+            loss_sum = ce_sum = 0.0
+            n_steps = 0
+            for x, y in train_iter:
+                configs = sandwich_configs(model, cfg.num_random, np_rng)
+                optimizer.zero_grad(set_to_none=True)
+                info = sandwich_step(model, x, y, configs, cfg.distill, kd, cfg.label_smoothing)
+                if world > 1:
+                    _allreduce_grads(model, world)
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                sched.step()
+                loss_sum += info["loss"]
+                ce_sum += info["ce_max"]
+                n_steps += 1
+                result.step_losses.append(info["loss"])
+                progress.advance(epoch, info["loss"])
+            record: dict[str, Any] = {
+                "epoch": epoch,
+                "steps": n_steps,
+                "loss": loss_sum / n_steps,
+                "ce_max": ce_sum / n_steps,
+                "lr": optimizer.param_groups[0]["lr"],
+                "train_time_s": time.perf_counter() - t0,
+            }
+            if rank == 0:
+                do_eval = cfg.eval_every > 0 and (
+                    (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
+                )
+                if do_eval and len(data.y_val):
+                    for which in ("max", "min"):
+                        record[f"{which}_acc"] = evaluate_config(
+                            model,
+                            model.canonical(which),
+                            data,
+                            "val",
+                            cfg.bn_calib_batches,
+                            cfg.eval_batch_size,
+                            cfg.seed,
+                            cfg.channels_last,
+                        )
+                model.set_active("max")
+                save_checkpoint(
+                    ckpt_path,
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": sched.state_dict(),
+                        "rng": _rng_state(np_rng, gen),
+                        "epoch": epoch,
+                        "hparams": model.hparams(),
+                        "train_config": cfg.model_dump(),
+                        "data": data.summary(),
+                        "metrics": record,
+                    },
+                )
+                with metrics_path.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+                progress.epoch_done(record)
+            result.history.append(record)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        if own_group:
+            dist.destroy_process_group()
+    if return_model:
+        result.model = model
+    return result
+
+
+class _Progress:
+    """A rich progress bar over all training steps (no-op when disabled)."""
+
+    def __init__(self, enabled: bool, total: int, completed: int) -> None:
+        self.enabled = enabled
+        self.total, self.completed = total, completed
+        self._p = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._p = Progress(
+                TextColumn("[bold]epoch {task.fields[epoch]}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]:.4f}"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self._p.__enter__()
+            self._task = self._p.add_task(
+                "train", total=self.total, completed=self.completed, epoch=0, loss=float("nan")
+            )
+        return self
+
+    def advance(self, epoch: int, loss: float) -> None:
+        if self._p is not None:
+            self._p.update(self._task, advance=1, epoch=epoch, loss=loss)
+
+    def epoch_done(self, record: dict[str, Any]) -> None:
+        if self._p is not None:
+            accs = " ".join(f"{k}={record[k]:.3f}" for k in ("max_acc", "min_acc") if k in record)
+            self._p.console.print(
+                f"epoch {record['epoch']}: loss {record['loss']:.4f} {accs}".rstrip()
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        if self._p is not None:
+            self._p.__exit__(*exc)

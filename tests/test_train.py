@@ -1,0 +1,362 @@
+"""Distillation losses, sandwich steps, the training loop, checkpoints, eval and CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hwnas.errors import HwnasError
+from hwnas.supernet import MBv3Supernet
+from hwnas.train.losses import dkd_loss, kl_loss, make_kd_loss, smd_loss, smd_student_loss
+from hwnas.train.supernet import (
+    TrainConfig,
+    load_checkpoint,
+    sandwich_configs,
+    sandwich_step,
+    train_supernet,
+)
+
+# One thread: the test machine is shared (see tests/test_supernet.py).
+torch.set_num_threads(1)
+
+S = np.array([[1.0, 2.0, 0.5], [0.2, -1.0, 0.3]])
+T = np.array([[0.5, 1.5, -0.5], [1.0, 0.0, 0.2]])
+Y = np.array([1, 2])
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def _kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Row-wise KL(p || q)."""
+    return (p * (np.log(p) - np.log(q))).sum(1)
+
+
+def _tensors():
+    return (
+        torch.tensor(S, dtype=torch.float64, requires_grad=True),
+        torch.tensor(T, dtype=torch.float64, requires_grad=True),
+        torch.tensor(Y),
+    )
+
+
+# ---- losses ----------------------------------------------------------------------------
+@pytest.mark.parametrize("temp", [1.0, 2.0])
+def test_kl_loss_hand_computed(temp: float) -> None:
+    s, t, y = _tensors()
+    expect = _kl(_softmax(T / temp), _softmax(S / temp)).mean() * temp**2
+    assert kl_loss(s, t, y, temp).item() == pytest.approx(expect, rel=1e-10)
+
+
+@pytest.mark.parametrize(("alpha", "beta", "temp"), [(1.0, 0.5, 1.0), (1.0, 8.0, 4.0)])
+def test_dkd_loss_hand_computed(alpha: float, beta: float, temp: float) -> None:
+    s, t, y = _tensors()
+    ps, pt = _softmax(S / temp), _softmax(T / temp)
+    tckd, nckd = [], []
+    for n in range(2):
+        g = Y[n]
+        bs = np.array([ps[n, g], 1 - ps[n, g]])
+        bt = np.array([pt[n, g], 1 - pt[n, g]])
+        tckd.append((bt * np.log(bt / bs)).sum())
+        other = [c for c in range(3) if c != g]
+        qs = np.exp(S[n, other] / temp) / np.exp(S[n, other] / temp).sum()
+        qt = np.exp(T[n, other] / temp) / np.exp(T[n, other] / temp).sum()
+        nckd.append((qt * np.log(qt / qs)).sum())
+    expect = temp**2 * (alpha * np.mean(tckd) + beta * np.mean(nckd))
+    got = dkd_loss(s, t, y, alpha, beta, temp)
+    assert got.item() == pytest.approx(expect, rel=1e-10)
+    # the paper's defaults
+    assert make_kd_loss("dkd")(s, t, y).item() == pytest.approx(
+        dkd_loss(s, t, y, 1.0, 0.5, 1.0).item()
+    )
+    # gradients reach the student only
+    got.backward()
+    assert s.grad is not None and s.grad.abs().sum() > 0
+    assert t.grad is None
+
+
+def test_dkd_is_zero_when_student_equals_teacher() -> None:
+    s, _, y = _tensors()
+    assert dkd_loss(s, s.detach().clone(), y).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_smd_loss_hand_computed_and_gradients_flow_only_into_students() -> None:
+    rng = np.random.default_rng(0)
+    k = 4
+    raw = [rng.normal(size=(3, 5)) for _ in range(k)]
+    y = torch.tensor([0, 3, 4])
+    logits = [torch.tensor(r, requires_grad=True) for r in raw]
+    kd = make_kd_loss("kl")
+    total = smd_loss(logits, y, kd, label_smoothing=0.1)
+    # eq. 3: L_sum = L_max + sum_i 1/(k-i) sum_{j>i} KL(p_i || p_j), i 1-based
+    p = [_softmax(r) for r in raw]
+    expect = F.cross_entropy(
+        torch.tensor(raw[0]), y, label_smoothing=0.1
+    ).item()  # L_max (labels, with label smoothing)
+    for i in range(1, k + 1):
+        for j in range(i + 1, k + 1):
+            expect += _kl(p[i - 1], p[j - 1]).mean() / (k - i)
+    assert total.item() == pytest.approx(expect, rel=1e-10)
+    total.backward()
+    # subnet 0 (the largest) only gets its label loss's gradient: teachers are detached
+    x0 = torch.tensor(raw[0], requires_grad=True)
+    F.cross_entropy(x0, y, label_smoothing=0.1).backward()
+    assert torch.allclose(logits[0].grad, x0.grad)
+    # subnet 1 only gets gradients as a student of subnet 0 (weight 1/(k-1))
+    x1 = torch.tensor(raw[1], requires_grad=True)
+    (kd(x1, torch.tensor(raw[0]), y) / (k - 1)).backward()
+    assert torch.allclose(logits[1].grad, x1.grad)
+    # the student loss of the last subnet has every earlier subnet as teacher
+    last = smd_student_loss(3, logits, logits[3], y, k, kd)
+    manual = sum(_kl(p[i], p[3]).mean() / (k - (i + 1)) for i in range(3))
+    assert last.item() == pytest.approx(manual, rel=1e-10)
+
+
+# ---- sandwich steps ---------------------------------------------------------------------
+def _tiny_batch(n: int = 16, channels: int = 1, size: int = 8):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, channels, size, size, generator=g)
+    y = torch.arange(n) % 4
+    x[torch.arange(n), 0, y, y] += 3.0  # learnable signal
+    return x, y
+
+
+def test_sandwich_step_accumulates_gradients_of_all_subnets() -> None:
+    torch.manual_seed(0)
+    net = MBv3Supernet("mbv3-cifar", num_classes=4, in_channels=1)
+    net.train()
+    x, y = _tiny_batch(8)
+    configs = sandwich_configs(net, 2, np.random.default_rng(0))
+    assert configs[0] == net.canonical("max") and configs[-1] == net.canonical("min")
+    info = sandwich_step(net, x, y, configs, "none")
+    assert len(info["subnet_losses"]) == 4
+    g_total = net.stem.conv.weight.grad.clone()
+    # the same gradient from the 4 subnets one by one (BN batch stats: same batch)
+    net.zero_grad()
+    for c in configs:
+        net.set_active(c)
+        F.cross_entropy(net(x), y).backward()
+    assert torch.allclose(net.stem.conv.weight.grad, g_total, atol=1e-6)
+
+
+def test_inplace_distillation_students_learn_from_max() -> None:
+    torch.manual_seed(0)
+    net = MBv3Supernet("mbv3-cifar", num_classes=4, in_channels=1)
+    x, y = _tiny_batch(8)
+    configs = [net.canonical("max"), net.canonical("min")]
+    info = sandwich_step(net, x, y, configs, "inplace", make_kd_loss("kl"), 0.1)
+    net.set_active("max")
+    with torch.no_grad():
+        t = net(x)
+    net.set_active("min")
+    s = net(x)
+    assert info["subnet_losses"][1] == pytest.approx(kl_loss(s, t).item(), rel=1e-4)
+
+
+def test_training_steps_reduce_the_loss() -> None:
+    torch.manual_seed(0)
+    net = MBv3Supernet("mbv3-cifar", num_classes=4, in_channels=1)
+    net.train()
+    x, y = _tiny_batch(16)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    rng = np.random.default_rng(0)
+    kd = make_kd_loss("dkd")
+    ce = []
+    for _ in range(8):
+        opt.zero_grad()
+        info = sandwich_step(net, x, y, sandwich_configs(net, 1, rng), "smd", kd, 0.0)
+        opt.step()
+        ce.append(info["ce_max"])
+    assert ce[-1] < 0.7 * ce[0], ce
+
+
+# ---- the training loop ------------------------------------------------------------------
+def _cfg(tmp_path: Path, **kw) -> TrainConfig:
+    base = dict(
+        dataset="digits",
+        out_dir=str(tmp_path / "run"),
+        epochs=2,
+        batch_size=16,
+        steps_per_epoch=2,
+        limit=64,
+        num_random=1,
+        bn_calib_batches=1,
+        eval_batch_size=64,
+        num_threads=1,
+        progress=False,
+        warmup_epochs=0.5,
+        lr=0.05,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_train_supernet_writes_metrics_and_checkpoint(tmp_path) -> None:
+    res = train_supernet(_cfg(tmp_path, grad_clip=5.0, steps_per_epoch=1))
+    lines = [json.loads(s) for s in res.metrics_file.read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [0, 1]
+    for r in lines:
+        assert {"loss", "lr", "max_acc", "min_acc", "ce_max"} <= set(r)
+        assert 0.0 <= r["max_acc"] <= 1.0 and np.isfinite(r["loss"])
+    ckpt = load_checkpoint(res.out_dir)
+    assert {"model", "optimizer", "scheduler", "rng", "epoch", "hparams"} <= set(ckpt)
+    assert ckpt["epoch"] == 1
+    assert ckpt["train_config"]["dataset"] == "digits"
+
+
+def test_resume_reproduces_the_next_step_loss(tmp_path) -> None:
+    full = train_supernet(_cfg(tmp_path / "a", eval_every=0))
+    part = train_supernet(_cfg(tmp_path / "b", eval_every=0), max_epochs=1)
+    assert len(part.step_losses) == 2
+    resumed = train_supernet(_cfg(tmp_path / "b", eval_every=0))
+    assert len(resumed.step_losses) == 2  # only epoch 1 ran
+    np.testing.assert_allclose(part.step_losses, full.step_losses[:2], rtol=1e-6)
+    np.testing.assert_allclose(resumed.step_losses, full.step_losses[2:], rtol=1e-6)
+    # a finished run resumes to nothing; a different supernet in the same dir is refused
+    assert train_supernet(_cfg(tmp_path / "b", eval_every=0)).step_losses == []
+    with pytest.raises(HwnasError, match="different supernet"):
+        train_supernet(_cfg(tmp_path / "b", eval_every=0, kernel_transform=True))
+
+
+def test_bad_train_config_is_a_clear_error() -> None:
+    with pytest.raises(HwnasError, match="distill"):
+        TrainConfig.from_dict({"distill": "everything"})
+    with pytest.raises(HwnasError, match="unknown"):
+        TrainConfig.from_dict({"epochs": 1, "no_such_field": 3})
+    with pytest.raises(HwnasError, match="unknown dataset"):
+        train_supernet({"dataset": "imagenet", "progress": False, "num_threads": 1})
+
+
+# ---- eval / export / CLI ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("trained")
+    res = train_supernet(_cfg(tmp, epochs=1, eval_every=0))
+    return res.checkpoint
+
+
+def test_evaluate_subnet(trained) -> None:
+    from hwnas.train.evaluate import evaluate_subnet
+
+    r = evaluate_subnet(trained, "min", split="val", calib_batches=1, num_threads=1)
+    assert 0.0 <= r["top1"] <= 1.0 and r["n"] > 0 and r["split"] == "val"
+    assert r["subnet"]["resolution"] == 24 and r["macs"] > 0
+    with pytest.raises(HwnasError, match="subnet must be"):
+        evaluate_subnet(trained, "medium", num_threads=1)
+    with pytest.raises(HwnasError, match="not found"):
+        evaluate_subnet(trained.parent / "nope.pt", "min", num_threads=1)
+
+
+def test_cli_train_eval_export(tmp_path, trained) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from hwnas.cli_train import register
+
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    r = runner.invoke(
+        app,
+        [
+            "eval",
+            "--checkpoint",
+            str(trained),
+            "--subnet",
+            "max",
+            "--calib-batches",
+            "1",
+            "--split",
+            "val",
+            "--threads",
+            "1",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert 0.0 <= json.loads(r.stdout.strip().splitlines()[-1])["top1"] <= 1.0
+    cfg = MBv3Supernet("mbv3-cifar").canonical("min")
+    out = tmp_path / "m.onnx"
+    r = runner.invoke(
+        app,
+        [
+            "export",
+            "--checkpoint",
+            str(trained),
+            "--subnet",
+            json.dumps(cfg),
+            "--format",
+            "onnx",
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert out.stat().st_size > 1000
+    # user errors: one line on stderr, exit code 2
+    r = runner.invoke(app, ["eval", "--checkpoint", str(tmp_path / "missing.pt")])
+    assert r.exit_code == 2
+    assert r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1
+    bad = dict(cfg, resolution=99)
+    r = runner.invoke(
+        app,
+        ["export", "--checkpoint", str(trained), "--subnet", json.dumps(bad), "--out", str(out)],
+    )
+    assert r.exit_code == 2 and "resolution=99" in r.stderr
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            "--dataset",
+            "digits",
+            "--distill",
+            "bogus",
+            "--out",
+            str(tmp_path / "t"),
+            "--threads",
+            "1",
+        ],
+    )
+    assert r.exit_code == 2 and "distill" in r.stderr
+
+
+@pytest.mark.slow
+def test_ddp_two_processes(tmp_path) -> None:
+    """torchrun, 2 processes, gloo: ranks end with identical weights; rank 0 checkpoints."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp.py"
+    script.write_text(
+        "import os, torch\n"
+        "from hwnas.train.supernet import TrainConfig, train_supernet\n"
+        f"cfg = TrainConfig(dataset='digits', out_dir={str(tmp_path / 'run')!r}, epochs=1,\n"
+        "    batch_size=8, steps_per_epoch=2, limit=64, num_random=1, bn_calib_batches=1,\n"
+        "    num_threads=1, progress=False)\n"
+        "res = train_supernet(cfg, return_model=True)\n"
+        "w = torch.cat([p.detach().reshape(-1) for p in res.model.parameters()])\n"
+        f"torch.save(w, {str(tmp_path)!r} + f'/w{{os.environ[\"RANK\"]}}.pt')\n"
+    )
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29533",
+        str(script),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()
+    w0, w1 = torch.load(tmp_path / "w0.pt"), torch.load(tmp_path / "w1.pt")
+    assert torch.equal(w0, w1)
