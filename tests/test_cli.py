@@ -153,7 +153,7 @@ def test_bench_search_efficiency_cli(tmp_path, data_dir):
     )
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
-    assert {r["algorithm"] for r in rows} == {"random", "linas"}
+    assert {r["algorithm"] for r in rows} == {"random", "nsga2"}
     for name in ("histories.csv", "summary.csv", "hv_fraction.png", "front_recall.png", "igd.png"):
         assert (tmp_path / name).is_file()
     lines = (tmp_path / "histories.csv").read_text().splitlines()

@@ -28,7 +28,7 @@ def _cli(*args):
     return [sys.executable, "-m", "hwnas.cli", *args]
 
 
-@pytest.mark.parametrize("algorithm", ["nsga2", "random"])
+@pytest.mark.parametrize("algorithm", ["nsga2", pytest.param("random", marks=pytest.mark.slow)])
 def test_sigkill_then_resume(algorithm, tmp_path, data_dir):
     run_dir = tmp_path / "run"
     db = run_dir / "results.sqlite"

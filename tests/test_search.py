@@ -57,8 +57,19 @@ def test_every_algorithm_end_to_end(algorithm, tmp_path, data_dir):
     assert len(lines) == 41  # header + one row per distinct architecture
 
 
+SMALL_LINAS = {"inner_pop": 100, "inner_generations": 15}
+
+
 def test_pareto_is_of_measured_architectures(nb201_pixel3):
-    s = run_search({"benchmark": "nb201", "algorithm": "linas", "evaluations": 60, "seed": 0})
+    s = run_search(
+        {
+            "benchmark": "nb201",
+            "algorithm": "linas",
+            "algorithm_options": SMALL_LINAS,
+            "evaluations": 60,
+            "seed": 0,
+        }
+    )
     sp = nb201_pixel3.space
     for p in s["pareto"]:
         acc, lat = nb201_pixel3.evaluate(np.array([p["vector"]]))[0]
@@ -74,6 +85,7 @@ def test_constraints_respected(algorithm, data_dir):
         {
             "benchmark": "nb201",
             "algorithm": algorithm,
+            "algorithm_options": SMALL_LINAS if algorithm == "linas" else {},
             "evaluations": 50,
             "seed": 0,
             "constraints": ["latency<=5"],
@@ -95,7 +107,8 @@ def test_three_objectives_and_objective_limits(data_dir):
         "seed": 0,
     }
     for alg in ("linas", "unsga3", "motpe"):
-        s = run_search({**cfg, "algorithm": alg})
+        opts = SMALL_LINAS if alg == "linas" else {}
+        s = run_search({**cfg, "algorithm": alg, "algorithm_options": opts})
         assert len(s["objectives"]) == 3 and s["evaluations"] == 40
     four = {**cfg, "benchmark_options": {"devices": ["pixel3", "fpga", "raspi4"]}}
     with pytest.raises(HwnasError, match="takes 1..3 objectives"):
@@ -180,7 +193,7 @@ def test_vectorized_nsga2_finds_front_of_known_problem():
 
 
 def test_linas_overhead_and_iterations(data_dir):
-    s = run_search({"algorithm": "linas", "evaluations": 80, "seed": 0})
+    s = run_search({"algorithm": "linas", "evaluations": 60, "seed": 0})
     its = s["iterations"]
     assert len(its) >= 3 and all(i["candidates"] > 1000 for i in its)
     assert s["search_overhead_s"] > 0 and s["evaluation_time_s"] >= 0
@@ -189,3 +202,17 @@ def test_linas_overhead_and_iterations(data_dir):
 def test_linas_bad_options():
     with pytest.raises(HwnasError):
         LINAS(selection="magic")
+
+
+def test_surrogate_search_uses_fixed_reference(data_dir):
+    from hwnas.bench import get_benchmark
+
+    ref = get_benchmark("ofa-mbv3").reference_point()
+    runs = [
+        run_search({"benchmark": "ofa-mbv3", "algorithm": a, "evaluations": 30, "seed": 0})
+        for a in ("random", "nsga2")
+    ]
+    for s in runs:
+        assert s["hv_fraction"] is None and s["hypervolume"] > 0
+        assert np.allclose(s["reference_point"], ref * np.array([-1.0, 1.0]))
+        assert len(s["hv_history"]) == 30

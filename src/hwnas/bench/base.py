@@ -55,6 +55,11 @@ class Evaluator(ABC):
         """(all vectors, all raw values) when the whole space is known, else None."""
         return None
 
+    def reference_point(self) -> np.ndarray | None:
+        """A fixed hypervolume reference (raw units) for evaluators without a full table,
+        so that hypervolumes of different runs compare; None: derive from the run."""
+        return None
+
     def describe(self) -> dict[str, object]:
         return {
             "space": self.space.name,

@@ -130,6 +130,13 @@ class OFAMobileNetV3Benchmark(Evaluator):
         active = self.space.active_mask(x)
         return self._fixed[r] + (per * active).sum(axis=1)
 
+    def reference_point(self) -> np.ndarray:
+        """The space's worst corner plus 10 % of its range: the smallest subnet's
+        accuracy and the largest subnet's latency (the same for every run)."""
+        lo, hi = self.evaluate(np.stack([self.space.smallest(), self.space.largest()]))
+        span = np.abs(hi - lo)
+        return np.array([lo[0] - 0.1 * span[0], hi[1] + 0.1 * span[1]])
+
     def evaluate(self, vectors: np.ndarray) -> np.ndarray:
         x = np.atleast_2d(np.asarray(vectors, dtype=np.int64))
         return np.stack([self.accuracy(x), self.latency(x)], axis=1)

@@ -140,8 +140,13 @@ def summarize(problem: SearchProblem, config: SearchConfig, wall_time_s: float) 
             "igd_history": [h["igd"] for h in problem.history],
         }
     else:
-        # no known table: reference = nadir of the measured front + 10 % of its range
-        ref = reference_point(front_F) if len(front_F) else np.zeros(problem.n_obj)
+        # no known table: the evaluator's fixed reference, else the nadir of the measured
+        # front + 10 % of its range (then hypervolumes of different runs do not compare)
+        fixed = problem.evaluator.reference_point()
+        if fixed is not None:
+            ref = np.asarray(fixed, dtype=np.float64) * problem.signs
+        else:
+            ref = reference_point(front_F) if len(front_F) else np.zeros(problem.n_obj)
         hv_history = _hv_history(problem, ref)
         quality = {
             "hypervolume": hv_history[-1] if hv_history else 0.0,
