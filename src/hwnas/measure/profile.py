@@ -1,0 +1,495 @@
+"""Profile a search space on a device: measured latency of subnets spread over its size.
+
+:func:`profile_space` samples subnets of an MBv3 supernet space stratified over their MACs
+(the smallest and the largest subnet always included), extracts each from a randomly
+initialised supernet (weights do not change latency), exports it to ONNX, computes its
+cost (FLOPs, parameters, peak activation memory, ONNX size) and measures it with a
+:class:`~hwnas.measure.measurer.LatencyMeasurer` in groups, with the interleaved protocol
+of :mod:`hwnas.measure.latency`.
+
+Every measurement is committed to ``OUT/results.sqlite`` as an evaluation of a run of
+kind ``"profile"`` the moment its group has been measured: objectives ``latency_ms`` (the
+median over rounds of the per-round minimum), ``flops``, ``macs``, ``params``,
+``peak_activation_bytes`` and ``onnx_size_bytes``; ``extra`` holds the full statistics,
+the settings, runtime, threads, host and model hash. The planned subnets are stored in the
+run's config, so re-running with the same ``OUT`` measures only what is missing: a killed
+profile loses nothing that was stored and repeats nothing.
+
+:func:`load_profile` reads a profile run back as arrays for predictors and lookup tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hwnas.errors import HwnasError
+from hwnas.measure.latency import MeasureSettings
+from hwnas.store.sqlite import EvaluationRecord, ResultsStore
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hwnas.measure.measurer import LatencyMeasurer
+    from hwnas.space.mbv3_ramnas import MBv3SupernetSpace
+
+PROFILE_KIND = "profile"
+STORE_NAME = "results.sqlite"
+#: objective names stored for every measured subnet
+OBJECTIVES = (
+    "latency_ms",
+    "flops",
+    "macs",
+    "params",
+    "peak_activation_bytes",
+    "onnx_size_bytes",
+)
+#: classifier outputs per space (CIFAR-10 for the CIFAR variant, ImageNet otherwise)
+DEFAULT_NUM_CLASSES = {"mbv3-cifar": 10, "mbv3-ramnas": 1000}
+#: settings that must agree for a profile to be resumed (the rest may change)
+_RESUME_KEYS = ("space", "samples", "seed", "num_classes", "settings", "device")
+
+ProgressFn = Callable[[int, int], None]
+
+
+def num_classes_for(space_name: str) -> int:
+    return DEFAULT_NUM_CLASSES.get(space_name, 1000)
+
+
+# ---------------------------------------------------------------------------------------
+# sampling
+# ---------------------------------------------------------------------------------------
+def _candidate_pool(space: MBv3SupernetSpace, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Half uniform vectors, half 'size-biased' ones (every index ~ Binomial(card-1, u)
+    with one u ~ U(0, 1) per vector), so both tails of the size range are populated."""
+    card = space.cardinalities
+    half = n // 2
+    uniform = space.sample(half, rng)
+    u = rng.uniform(size=(n - half, 1))
+    biased = space.canonicalize(rng.binomial(card[None, :] - 1, u))
+    return np.concatenate([uniform, biased])
+
+
+def stratified_sample(
+    space: MBv3SupernetSpace,
+    n: int,
+    seed: int = 0,
+    num_classes: int | None = None,
+    pool_size: int | None = None,
+) -> np.ndarray:
+    """``n`` distinct canonical vectors spread evenly over the space's MACs range.
+
+    The smallest and the largest subnet come first; the other ``n - 2`` fill ``n - 2``
+    equal-width MACs bins between them, one each (a random pool member of the bin, or the
+    unused member nearest the bin's centre when the bin is empty), in a seeded random
+    order. Deterministic for a given (space, n, seed).
+    """
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 2:
+        raise HwnasError(f"the number of samples must be an integer >= 2, got {n!r}")
+    n = int(n)
+    nc = num_classes if num_classes is not None else num_classes_for(space.name)
+    rng = np.random.default_rng(seed)
+    lo, hi = space.smallest(), space.largest()
+    m_lo, m_hi = space.macs(lo, num_classes=nc), space.macs(hi, num_classes=nc)
+    chosen = [lo, hi]
+    if n > 2:
+        pool = _candidate_pool(space, pool_size or max(20 * n, 1000), rng)
+        keys = space.keys(pool)
+        seen = set(space.keys(np.stack(chosen)))
+        keep = []
+        for i, k in enumerate(keys):
+            if k not in seen:
+                seen.add(k)
+                keep.append(i)
+        pool = pool[keep]
+        if len(pool) < n - 2:
+            raise HwnasError(f"{space.name}: cannot find {n} distinct subnets to profile")
+        macs = np.array([space.macs(v, num_classes=nc) for v in pool], dtype=np.float64)
+        edges = np.linspace(m_lo, m_hi, n - 1)
+        used = np.zeros(len(pool), dtype=bool)
+        picks = []
+        for b in range(n - 2):
+            left, right = edges[b], edges[b + 1]
+            upper = macs <= right if b == n - 3 else macs < right
+            inside = np.flatnonzero((macs >= left) & upper & ~used)
+            if inside.size:
+                j = int(rng.choice(inside))
+            else:
+                free = np.flatnonzero(~used)
+                j = int(free[np.argmin(np.abs(macs[free] - (left + right) / 2))])
+            used[j] = True
+            picks.append(j)
+        rest = pool[np.asarray(picks)]
+        chosen += list(rest[rng.permutation(len(rest))])
+    return np.stack(chosen).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------
+# one subnet -> ONNX + cost
+# ---------------------------------------------------------------------------------------
+def _describe_measurer(measurer: Any) -> dict[str, Any]:
+    from hwnas.measure.measurer import LocalMeasurer, RemoteMeasurer
+
+    if isinstance(measurer, RemoteMeasurer):
+        return {"measurer": "remote", "agent": getattr(measurer.client, "url", None)}
+    if isinstance(measurer, LocalMeasurer):
+        return {"measurer": "local"}
+    return {"measurer": type(measurer).__name__}
+
+
+def export_subnet(
+    net: Any, space: MBv3SupernetSpace, vector: np.ndarray, path: Path, batch_size: int
+) -> tuple[Path, dict[str, Any]]:
+    """Extract ``vector`` from the supernet, export it to ``path`` and compute its cost."""
+    from hwnas.measure.cost import model_cost
+    from hwnas.measure.export import export_onnx
+
+    cfg = space.decode(vector)
+    r = cfg["resolution"]
+    sub = net.get_subnet(vector).eval()
+    shape = (net.in_channels, r, r)
+    export_onnx(sub, shape, path, batch_size)
+    cost = model_cost(sub, shape, batch_size, onnx_path=path)
+    return path, cost
+
+
+# ---------------------------------------------------------------------------------------
+# the profile run
+# ---------------------------------------------------------------------------------------
+def _open_run(
+    store: ResultsStore, config: dict[str, Any], seed: int, resume: bool, out_dir: Path
+) -> tuple[str, list[str]]:
+    """(run id, planned keys): the existing profile run when compatible, else a new one."""
+    runs = store.runs(PROFILE_KIND)
+    if not runs:
+        return store.create_run(config, seed, kind=PROFILE_KIND), list(config["plan"])
+    run = runs[-1]
+    if not resume:
+        raise HwnasError(
+            f"{out_dir} already holds a profile run ({run['run_id']}); "
+            "resume it or choose another output directory"
+        )
+    old = run["config"]
+    for key in _RESUME_KEYS:
+        a, b = old.get(key), config.get(key)
+        if a != b:
+            if isinstance(a, dict) and isinstance(b, dict):
+                diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+                what = ", ".join(f"{k} {a.get(k)} (now {b.get(k)})" for k in diff)
+            else:
+                what = f"{json.dumps(a)} (now {json.dumps(b)})"
+            raise HwnasError(
+                f"{out_dir} holds a profile with a different {key}: {what}; "
+                "use the same options to resume, or another output directory"
+            )
+    store.mark_resumed(run["run_id"])
+    return run["run_id"], list(old["plan"])
+
+
+def _record(
+    m: Any, cost: dict[str, Any], cfg: dict[str, Any], prep_s: float, group: int
+) -> tuple[dict[str, float], dict[str, Any]]:
+    objectives = {
+        "latency_ms": float(m.latency_ms),
+        "flops": float(cost["flops"]),
+        "macs": float(cost["macs"]),
+        "params": float(cost["params"]),
+        "peak_activation_bytes": float(cost["peak_activation_bytes"]),
+        "onnx_size_bytes": float(cost["onnx_size_bytes"] or 0),
+    }
+    extra = m.to_dict()
+    extra.pop("latency_ms", None)
+    extra["cost"] = cost
+    extra["resolution"] = cfg["resolution"]
+    extra["prepare_s"] = prep_s
+    extra["group"] = group
+    return objectives, extra
+
+
+def profile_space(
+    space_name: str,
+    samples: int,
+    out_dir: str | Path,
+    settings: MeasureSettings | None = None,
+    measurer: LatencyMeasurer | None = None,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+    resume: bool = True,
+    group_size: int = 8,
+    num_classes: int | None = None,
+) -> dict[str, Any]:
+    """Measure ``samples`` subnets of ``space_name`` and store them in ``out_dir``.
+
+    ``measurer`` defaults to a :class:`~hwnas.measure.measurer.LocalMeasurer` with
+    ``settings``; pass a :class:`~hwnas.measure.measurer.RemoteMeasurer` to measure on a
+    device agent. Subnets are measured ``group_size`` at a time, interleaved; each group is
+    committed as soon as it is measured. With ``resume`` (default) an existing profile in
+    ``out_dir`` with the same space, samples, seed, settings and kind of measurer is
+    continued; ``progress(done, total)`` is called after each stored subnet.
+
+    Returns a summary: run id, counts (``stored``, ``measured`` now, ``resumed_from``,
+    ``failed``), latency range, median robust CV, unstable count and time per subnet.
+    """
+    import torch
+
+    from hwnas.measure.measurer import LocalMeasurer
+    from hwnas.space.mbv3_ramnas import space_for
+    from hwnas.supernet.mbv3 import MBv3Supernet
+
+    settings = settings or MeasureSettings()
+    if settings.runtime != "onnxruntime":
+        raise HwnasError(
+            f"profile exports subnets to ONNX and measures them with onnxruntime, "
+            f"not {settings.runtime!r}"
+        )
+    if settings.input_shape is not None:
+        settings = dataclasses.replace(settings, input_shape=None)  # each subnet its own
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
+        raise HwnasError(f"group size must be a positive integer, got {group_size!r}")
+    space = space_for(space_name)
+    nc = int(num_classes) if num_classes is not None else num_classes_for(space.name)
+    measurer = measurer if measurer is not None else LocalMeasurer(settings)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise HwnasError(f"output path {out_dir} exists and is not a directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    t_start = time.perf_counter()
+    with ResultsStore(out_dir / STORE_NAME) as store:
+        has_run = bool(store.runs(PROFILE_KIND))
+        plan_keys = (
+            [] if has_run else space.keys(stratified_sample(space, samples, seed, num_classes=nc))
+        )
+        config = {
+            "space": space.name,
+            "samples": int(samples),
+            "seed": int(seed),
+            "num_classes": nc,
+            "settings": settings.to_dict(),
+            "device": _describe_measurer(measurer),
+            "group_size": group_size,
+            "plan": plan_keys,
+        }
+        run_id, plan = _open_run(store, config, seed, resume, out_dir)
+        done = {rec.arch_key for rec in store.evaluations(run_id)}
+        resumed_from = len(done)
+        todo = [k for k in plan if k not in done]
+        total = len(plan)
+        if progress is not None:
+            progress(len(done), total)
+        measured = 0
+        if todo:
+            net = MBv3Supernet(space, num_classes=nc).eval()
+            with torch.no_grad(), tempfile.TemporaryDirectory(prefix="hwnas-profile-") as tmp:
+                for g0 in range(0, len(todo), group_size):
+                    keys = todo[g0 : g0 + group_size]
+                    measured += _profile_group(
+                        store,
+                        run_id,
+                        space,
+                        net,
+                        keys,
+                        settings,
+                        measurer,
+                        Path(tmp),
+                        group=(resumed_from + g0) // group_size,
+                    )
+                    if progress is not None:
+                        progress(resumed_from + measured, total)
+        summary = summarize_profile(store, run_id)
+        summary.update(
+            out_dir=str(out_dir),
+            resumed_from=resumed_from,
+            measured=measured,
+            wall_time_s=time.perf_counter() - t_start,
+        )
+        if measured:
+            summary["seconds_per_subnet"] = summary["wall_time_s"] / measured
+        status = "finished" if summary["stored"] == total else "incomplete"
+        store.finish_run(run_id, summary, status=status)
+        with contextlib.suppress(OSError):
+            store.export_csv(run_id, out_dir / "profile.csv")
+            (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _profile_group(
+    store: ResultsStore,
+    run_id: str,
+    space: MBv3SupernetSpace,
+    net: Any,
+    keys: Sequence[str],
+    settings: MeasureSettings,
+    measurer: LatencyMeasurer,
+    tmp: Path,
+    group: int,
+) -> int:
+    """Export, cost and measure one group; store every result. Returns how many stored."""
+    ready: list[tuple[str, np.ndarray, Path, dict[str, Any], float]] = []
+    stored = 0
+    for i, key in enumerate(keys):
+        vec = space.from_key(key)
+        t0 = time.perf_counter()
+        try:
+            path, cost = export_subnet(
+                net, space, vec, tmp / f"subnet{i}.onnx", settings.batch_size
+            )
+        except Exception as exc:  # a subnet that cannot be exported is recorded as failed
+            _store_failure(store, run_id, space, key, vec, exc, time.perf_counter() - t0)
+            stored += 1
+            continue
+        ready.append((key, vec, path, cost, time.perf_counter() - t0))
+    if not ready:
+        return stored
+    t0 = time.perf_counter()
+    try:
+        found: list[Any] = list(measurer.measure([r[2] for r in ready], settings))
+    except HwnasError:
+        # isolate the failing model(s): measure one by one, record each failure
+        found = []
+        for r in ready:
+            try:
+                found.append(measurer.measure([r[2]], settings)[0])
+            except HwnasError as exc:
+                found.append(exc)
+    share = (time.perf_counter() - t0) / len(ready)
+    for (key, vec, path, cost, prep_s), m in zip(ready, found, strict=True):
+        if isinstance(m, Exception):
+            _store_failure(store, run_id, space, key, vec, m, prep_s + share)
+        else:
+            cfg = space.decode(vec)
+            objectives, extra = _record(m, cost, cfg, prep_s, group)
+            store.add_evaluation(
+                run_id,
+                key,
+                vec.tolist(),
+                objectives,
+                arch=cfg,
+                wall_time_s=prep_s + share,
+                source="measured",
+                extra=extra,
+            )
+        stored += 1
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return stored
+
+
+def _store_failure(
+    store: ResultsStore,
+    run_id: str,
+    space: MBv3SupernetSpace,
+    key: str,
+    vec: np.ndarray,
+    exc: BaseException,
+    wall: float,
+) -> None:
+    store.add_evaluation(
+        run_id,
+        key,
+        vec.tolist(),
+        None,
+        arch=space.decode(vec),
+        status="failed",
+        error=f"{type(exc).__name__}: {exc}",
+        wall_time_s=wall,
+        source="measured",
+    )
+
+
+def summarize_profile(store: ResultsStore, run_id: str) -> dict[str, Any]:
+    """Counts and latency statistics of a stored profile run."""
+    recs = store.evaluations(run_id)
+    ok = [r for r in recs if r.ok and r.objectives]
+    lat = np.array([r.objectives["latency_ms"] for r in ok], dtype=np.float64)
+    cvs = np.array([(r.extra or {}).get("stats", {}).get("robust_cv", np.nan) for r in ok])
+    unstable = sum(bool((r.extra or {}).get("stats", {}).get("unstable")) for r in ok)
+    out: dict[str, Any] = {"run_id": run_id, "stored": len(recs), "ok": len(ok)}
+    out["failed"] = len(recs) - len(ok)
+    out["unstable"] = int(unstable)
+    if len(ok):
+        out["latency_ms_min"] = float(lat.min())
+        out["latency_ms_median"] = float(np.median(lat))
+        out["latency_ms_max"] = float(lat.max())
+        out["robust_cv_median"] = float(np.nanmedian(cvs)) if np.isfinite(cvs).any() else None
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# reading a profile back
+# ---------------------------------------------------------------------------------------
+@dataclass
+class ProfileData:
+    """The successful measurements of one profile run, as arrays."""
+
+    space_name: str
+    run: dict[str, Any]
+    records: list[EvaluationRecord]
+    vectors: np.ndarray
+    objectives: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def host(self) -> dict[str, Any]:
+        return dict((self.records[0].extra or {}).get("host") or {}) if self.records else {}
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.run["config"].get("settings") or {})
+
+    def target(self, name: str) -> np.ndarray:
+        """Values of an objective; ``latency`` is an alias of ``latency_ms``."""
+        key = resolve_target(name, self.objectives)
+        return self.objectives[key]
+
+
+def resolve_target(name: str, available: Sequence[str] | dict[str, Any]) -> str:
+    names = list(available)
+    for cand in (name, f"{name}_ms", f"{name}_bytes"):
+        if cand in names:
+            return cand
+    raise HwnasError(f"unknown target '{name}' (stored: {', '.join(names) or 'none'})")
+
+
+def find_store(run_dir: str | Path) -> Path:
+    """``DIR/results.sqlite`` (or the file itself); error when missing."""
+    p = Path(run_dir)
+    path = p if p.is_file() else p / STORE_NAME
+    if not path.is_file():
+        raise HwnasError(f"no results store at {path} (run 'hwnas profile --out {p}' first)")
+    return path
+
+
+def load_profile(run_dir: str | Path, run_id: str | None = None) -> ProfileData:
+    """Read a profile run (the latest in ``run_dir`` unless ``run_id``): ok rows only."""
+    with ResultsStore(find_store(run_dir)) as store:
+        runs = store.runs(PROFILE_KIND)
+        if not runs:
+            raise HwnasError(f"{run_dir} holds no profile run")
+        if run_id is None:
+            run = runs[-1]
+        else:
+            match = [r for r in runs if r["run_id"] == run_id]
+            if not match:
+                raise HwnasError(f"{run_dir} holds no profile run '{run_id}'")
+            run = match[0]
+        recs = [r for r in store.evaluations(run["run_id"]) if r.ok and r.objectives]
+    names = [n for n in OBJECTIVES if recs and all(n in (r.objectives or {}) for r in recs)]
+    vectors = (
+        np.asarray([r.vector for r in recs], dtype=np.int64)
+        if recs
+        else np.zeros((0, 0), dtype=np.int64)
+    )
+    objectives = {
+        n: np.asarray([(r.objectives or {})[n] for r in recs], dtype=np.float64) for n in names
+    }
+    return ProfileData(run["config"]["space"], run, recs, vectors, objectives)

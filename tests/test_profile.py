@@ -1,0 +1,363 @@
+"""The hardware-aware pipeline: profiling a space (stored, killed, resumed), per-block
+latency tables, predictors fitted on measurements, and a search on a saved predictor."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from hwnas.cli import app
+from hwnas.errors import HwnasError
+from hwnas.measure.latency import MeasureSettings
+from hwnas.space.mbv3_ramnas import space_for
+
+SPACE = "mbv3-cifar"
+# tiny measurement settings: the tests check plumbing, not timing quality
+FAST = dict(warmup=1, rounds=3, repeats_per_round=1)
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def space():
+    return space_for(SPACE)
+
+
+def _rows(db):
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return con.execute("SELECT seq, arch_key FROM evaluations ORDER BY seq").fetchall()
+    except sqlite3.OperationalError:  # not created yet
+        return []
+    finally:
+        con.close()
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "hwnas.cli", *args]
+
+
+# ---- sampling ---------------------------------------------------------------------------
+def test_stratified_sample_spans_the_size_range(space):
+    from hwnas.measure.profile import stratified_sample
+
+    x = stratified_sample(space, 40, seed=1)
+    keys = space.keys(x)
+    assert len(set(keys)) == 40
+    assert keys[0] == space.keys(space.smallest())[0]
+    assert keys[1] == space.keys(space.largest())[0]
+    macs = np.array([space.macs(v, num_classes=10) for v in x])
+    lo, hi = macs[0], macs[1]
+    assert macs.min() == lo and macs.max() == hi
+    # every tenth of the MACs range holds some of the sample
+    counts, _ = np.histogram(macs, bins=10, range=(lo, hi))
+    assert counts.min() >= 2
+    assert np.array_equal(stratified_sample(space, 40, seed=1), x)  # deterministic
+    with pytest.raises(HwnasError):
+        stratified_sample(space, 1)
+
+
+# ---- profile: SIGKILL, then resume ------------------------------------------------------
+def test_profile_killed_then_resumed(tmp_path, space):
+    from hwnas.measure.profile import load_profile, profile_space
+
+    n = 6
+    run_dir = tmp_path / "run"
+    db = run_dir / "results.sqlite"
+    args = [
+        "profile", "--space", SPACE, "--samples", str(n), "--out", str(run_dir),
+        "--warmup", "1", "--rounds", "3", "--repeats", "1", "--group-size", "2", "--json",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(_cli(*args), env=env, stdout=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if db.exists() and len(_rows(db)) >= 2:
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"profile ended before it could be killed (rc {proc.returncode})")
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    before = _rows(db)
+    assert 2 <= len(before) < n, "kill landed outside the profile"
+
+    seen = []
+    settings = MeasureSettings(**FAST)
+    summary = profile_space(
+        SPACE, n, run_dir, settings, group_size=2, progress=lambda d, t: seen.append((d, t))
+    )
+    after = _rows(db)
+    assert len(after) == n == summary["stored"] == summary["ok"]
+    assert len({k for _, k in after}) == n  # none repeated
+    assert after[: len(before)] == before  # none lost, none rewritten
+    assert summary["resumed_from"] == len(before)
+    assert summary["measured"] == n - len(before)
+    assert seen[0] == (len(before), n) and seen[-1] == (n, n)
+
+    data = load_profile(run_dir)
+    keys = [r.arch_key for r in data.records]
+    assert space.keys(space.smallest())[0] in keys
+    assert space.keys(space.largest())[0] in keys
+    lat = data.target("latency")
+    assert lat.shape == (n,) and np.all(lat > 0)
+    for name in ("flops", "params", "peak_activation_bytes", "onnx_size_bytes"):
+        assert np.all(data.objectives[name] > 0), name
+    flops = data.objectives["flops"]
+    assert flops[keys.index(space.keys(space.largest())[0])] == flops.max()
+    for rec in data.records:
+        stats = rec.extra["stats"]
+        assert stats["rounds"] == 3 and stats["n"] == 3
+        assert stats["latency_ms"] == rec.objectives["latency_ms"]
+        assert rec.extra["settings"]["rounds"] == 3
+        assert rec.extra["host"].get("hostname")
+        assert rec.extra["runtime"] == "onnxruntime"
+    assert (run_dir / "profile.csv").is_file()
+
+    # nothing left to do; other settings or --no-resume are refused
+    again = profile_space(SPACE, n, run_dir, settings, group_size=2)
+    assert again["measured"] == 0 and len(_rows(db)) == n
+    with pytest.raises(HwnasError, match="different settings"):
+        profile_space(SPACE, n, run_dir, MeasureSettings(warmup=1, rounds=4, repeats_per_round=1))
+    with pytest.raises(HwnasError, match="already holds a profile"):
+        profile_space(SPACE, n, run_dir, settings, resume=False)
+
+
+# ---- a synthetic profile run (for the predictor tests: no timing needed) -----------------
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory, space):
+    """A profile store whose latency is a noisy, non-linear function of the subnet."""
+    from hwnas.measure.profile import PROFILE_KIND, stratified_sample
+    from hwnas.store.sqlite import ResultsStore
+
+    run_dir = tmp_path_factory.mktemp("synthetic")
+    x = stratified_sample(space, 80, seed=5)
+    rng = np.random.default_rng(0)
+    settings = MeasureSettings(**FAST).to_dict()
+    with ResultsStore(run_dir / "results.sqlite") as store:
+        config = {"space": SPACE, "samples": 80, "seed": 5, "num_classes": 10}
+        config.update(settings=settings, device={"measurer": "local"}, plan=space.keys(x))
+        run_id = store.create_run(config, 5, kind=PROFILE_KIND)
+        for v, key in zip(x, space.keys(x), strict=True):
+            macs = space.macs(v, num_classes=10)
+            r = space.decode(v)["resolution"]
+            lat = 0.3 + macs / 1e7 * (1 + 0.02 * r / 32) * rng.lognormal(0, 0.05)
+            objectives = {
+                "latency_ms": lat,
+                "flops": 2.0 * macs,
+                "macs": float(macs),
+                "params": 1e5 + macs / 10,
+                "peak_activation_bytes": 4.0 * r * r * 100,
+                "onnx_size_bytes": 1e6,
+            }
+            extra = {
+                "stats": {"latency_ms": lat, "robust_cv": 0.01, "unstable": False},
+                "settings": settings,
+                "host": {"hostname": "synthetic-host", "cpu_model": "test"},
+                "runtime": "onnxruntime",
+                "runtime_version": "0",
+                "provider": "CPUExecutionProvider",
+                "threads": {"intra_op": 1, "inter_op": 1},
+            }
+            store.add_evaluation(
+                run_id, key, v.tolist(), objectives, arch=space.decode(v), extra=extra
+            )
+    return run_dir
+
+
+def test_predictor_fit_save_load(synthetic_run, tmp_path, space):
+    from hwnas.predict.fitted import fit_on_profile, load_fitted, sidecar_path
+
+    fitted = fit_on_profile(synthetic_run, target="latency", model="ridge", seed=0)
+    meta = fitted.metadata
+    assert fitted.target == "latency_ms" and fitted.space_name == SPACE
+    assert meta["n_train"] == 80 and meta["n_test"] == 16 and meta["refit_on_all"]
+    assert meta["host"]["hostname"] == "synthetic-host"
+    assert meta["settings"]["rounds"] == 3 and meta["runtime"]["runtime"] == "onnxruntime"
+    assert {"cv", "test", "flops_baseline"} <= set(meta["scores"])
+    assert meta["scores"]["test"]["kendall_tau"] > 0.5
+    assert -1 <= meta["scores"]["flops_baseline"]["kendall_tau"] <= 1
+    assert "numpy" in meta["versions"]
+
+    x = space.sample(7, 1)
+    for name in ("p.joblib", "p.pkl"):
+        path = fitted.save(tmp_path / name)
+        loaded = load_fitted(path)
+        np.testing.assert_allclose(loaded.predict(x), fitted.predict(x))
+        assert loaded.metadata == meta
+        side = json.loads(sidecar_path(path).read_text())
+        assert side["space"] == SPACE and side["n_train"] == 80
+    bigger = fitted.predict(np.stack([space.smallest(), space.largest()]))
+    assert bigger[0] < bigger[1]
+
+    (tmp_path / "junk.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(HwnasError, match="cannot load"):
+        load_fitted(tmp_path / "junk.pkl")
+    with pytest.raises(HwnasError, match="unknown target"):
+        fit_on_profile(synthetic_run, target="energy", record=False)
+
+
+def test_predictors_cli_fit_and_evaluate_run(synthetic_run, tmp_path):
+    out = tmp_path / "lat.joblib"
+    res = runner.invoke(
+        app,
+        ["predictors", "fit", "--run", str(synthetic_run), "--model", "auto", "--out", str(out),
+         "--cv-folds", "0", "--json"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    meta = json.loads(res.stdout)
+    assert meta["chosen"] in ("ridge", "svr", "stacked", "gp", "cart")
+    assert out.is_file() and (tmp_path / "lat.joblib.json").is_file()
+
+    res = runner.invoke(
+        app,
+        ["predictors", "evaluate-run", "--run", str(synthetic_run), "--models", "ridge,cart",
+         "--sizes", "10,30", "--trials", "2", "--out", str(tmp_path / "curves"), "--json"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)
+    assert {(r["model"], r["size"]) for r in got["summary"]} == {
+        ("ridge", 10), ("ridge", 30), ("cart", 10), ("cart", 30)
+    }  # fmt: skip
+    assert "flops_kendall_tau" in got["baseline"]
+    assert (tmp_path / "curves" / "summary.csv").is_file()
+
+
+def test_predictor_evaluator_drives_a_search(synthetic_run, space):
+    from hwnas.predict.fitted import PredictorEvaluator, fit_on_profile
+    from hwnas.registry import ALGORITHMS
+    from hwnas.search.problem import SearchProblem
+
+    fitted = fit_on_profile(synthetic_run, model="ridge", cv_folds=0, record=False)
+
+    def accuracy(v):  # a toy accuracy that grows with the network
+        return np.array([60 + 5 * np.log(space.macs(a, num_classes=10) / 1e6) for a in v])
+
+    ev = PredictorEvaluator(space, {"latency": fitted, "accuracy": accuracy}, flops=True)
+    assert [o.name for o in ev.objectives] == ["latency", "accuracy", "flops"]
+    assert [o.direction for o in ev.objectives] == ["min", "max", "min"]
+    assert ev.evaluate(space.sample(3, 0)).shape == (3, 3)
+    problem = SearchProblem(ev, budget=40, exact_front=False)
+    ALGORITHMS.get("nsga2")(seed=0).run(problem)
+    assert problem.n_evaluated == 40
+    _, raw = problem.evaluated_arrays()
+    assert raw.shape == (40, 3) and np.all(np.isfinite(raw))
+    assert len(problem.front_indices()) >= 2
+    with pytest.raises(HwnasError, match="fitted on"):
+        PredictorEvaluator("mbv3-ramnas", {"latency": fitted})
+
+
+# ---- lookup tables ----------------------------------------------------------------------
+def test_lut_blocks_match_the_extracted_subnets(space):
+    from hwnas.measure.cost import count_params
+    from hwnas.measure.lut import all_blocks, arch_blocks, block_module
+    from hwnas.supernet.mbv3 import MBv3Supernet
+
+    net = MBv3Supernet(space, num_classes=10).eval()
+    cut = MBv3Supernet(space, num_classes=10).eval()
+    every = {b.key for b in all_blocks(space)}
+    assert len(every) > 100
+    for v in [space.smallest(), space.largest(), *space.sample(4, 2)]:
+        blocks = arch_blocks(space, v)
+        assert blocks[0].kind == "stem" and blocks[-1].kind == "head"
+        assert {b.key for b in blocks} <= every
+        assert sum(count_params(block_module(cut, b)) for b in blocks) == count_params(
+            net.get_subnet(v)
+        )
+
+
+def test_lut_build_predict_and_evaluate(tmp_path, space, synthetic_run):
+    from hwnas.measure.lut import LatencyLUT, all_blocks, build_lut, evaluate_lut
+
+    big = space.largest()
+    cfg = space.decode(big)
+    cfg["stages"][4]["depth"] = 3  # a strict sub-network: same blocks, fewer of them
+    cfg["stages"][4]["kernel"] = cfg["stages"][4]["kernel"][:3]
+    cfg["stages"][4]["expand"] = cfg["stages"][4]["expand"][:3]
+    shallower = space.encode(cfg)
+    out = tmp_path / "lut.json"
+    lut = build_lut(SPACE, MeasureSettings(**FAST), vectors=big[None, :], out=out, group_size=32)
+    assert len(lut) == len({b for b in lut.keys_of(big)[0]})
+    assert all(e["latency_ms"] > 0 for e in lut.entries.values())
+    pred = lut.predict(np.stack([big, shallower]))
+    assert np.all(pred > 0) and pred[1] < pred[0]
+
+    loaded = LatencyLUT.load(out)
+    np.testing.assert_allclose(loaded.predict(big[None, :]), pred[:1])
+    with pytest.raises(HwnasError, match="lacks block"):
+        loaded.predict(space.smallest()[None, :])
+    assert np.isnan(loaded.predict(space.smallest()[None, :], strict=False)[0])
+    again = build_lut(SPACE, MeasureSettings(**FAST), vectors=big[None, :], out=out)
+    assert again.entries == lut.entries  # nothing measured twice
+
+    # evaluation against a profile run: a table that sums block FLOPs-like numbers
+    fake = LatencyLUT(SPACE, 10, {}, entries={})
+    for b in all_blocks(space):
+        fake.entries[b.key] = {"latency_ms": 1e-7 * b.h * b.h * b.cin * b.cout * b.expand}
+    res = evaluate_lut(fake, synthetic_run)
+    assert res["n"] == 80 and res["n_missing"] == 0
+    assert 0 < res["kendall_tau"] <= 1 and "flops_kendall_tau" in res
+
+
+def test_published_tables(data_dir):
+    from hwnas.measure.lut import (
+        _parse_simple_yaml,
+        ofa_note10_arrays,
+        ofa_note10_latency,
+        proxylessnas_block_key,
+        read_proxylessnas_lut,
+        table_sum,
+    )
+    from hwnas.space.ofa_mbv3 import OFAMobileNetV3Space
+
+    table = read_proxylessnas_lut()
+    assert len(table) == 72
+    assert table == _parse_simple_yaml(
+        (data_dir / "ofa" / "proxylessnas_mobile_trim_lut.yaml").read_text()
+    )
+    key = proxylessnas_block_key(112, 16, 24, 3, 3, 2)
+    assert table_sum(table, [key]) == pytest.approx(6.240567073170731)
+    fixed, per_slot = ofa_note10_arrays()
+    assert fixed.shape[0] == per_slot.shape[0] == 5
+    lat = ofa_note10_latency(OFAMobileNetV3Space().sample(4, 0))
+    assert lat.shape == (4,) and np.all(lat > 0)
+
+
+# ---- CLI errors: one line, exit 2 -------------------------------------------------------
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["profile", "--samples", "1", "--out", "{tmp}"], "--samples must be >= 2"),
+        (["profile", "--space", "nb201", "--out", "{tmp}"], "unknown space 'nb201'"),
+        (["profile", "--runtime", "torch", "--out", "{tmp}"], "runtime 'torch'"),
+        (["profile", "--agent", "http://x", "--out", "{tmp}"], "--agent needs --token-file"),
+        (["profile", "--rounds", "0", "--out", "{tmp}"], "rounds"),
+        (["predictors", "fit", "--run", "{tmp}", "--out", "{tmp}/p.txt"], ".joblib or .pkl"),
+        (["predictors", "fit", "--run", "{tmp}", "--out", "{tmp}/p.pkl"], "no results store"),
+        (["predictors", "evaluate-run", "--run", "{tmp}"], "no results store"),
+        (["lut", "evaluate", "--lut", "{tmp}/none.json", "--run", "{tmp}"], "not found"),
+        (["lut", "build", "--space", "x", "--out", "{tmp}/l.json"], "unknown space"),
+    ],
+)
+def test_cli_bad_input_one_line_exit_2(args, message, tmp_path):
+    res = runner.invoke(app, [a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+
+
+def test_cli_bad_input_real_process(tmp_path):
+    done = subprocess.run(
+        _cli("profile", "--samples", "1", "--out", str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["error: --samples must be >= 2, got 1"]
