@@ -141,7 +141,7 @@ def test_bench_search_efficiency_cli(tmp_path, data_dir):
             "--devices",
             "fpga",
             "--algorithms",
-            "random,linas",
+            "random,nsga2",
             "--evaluations",
             "40",
             "--seeds",

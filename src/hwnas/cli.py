@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hwnas.errors import HwnasError
+from hwnas.report.progress import progress_bar
 
 app = typer.Typer(
     name="hwnas",
@@ -54,33 +54,6 @@ def _parse_options(options: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key.replace("-", "_")] = value
     return out
-
-
-def _progress(total: int, label: str) -> tuple[Any, Callable[[int, int], None]]:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    prog = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    )
-    task = prog.add_task(label, total=total)
-
-    def update(done: int, budget: int) -> None:
-        prog.update(task, completed=done, total=budget)
-
-    return prog, update
 
 
 def _print_json(obj: Any) -> None:
@@ -127,8 +100,7 @@ def search(
     from hwnas.search.runner import resume_search, run_search
 
     if resume is not None:
-        prog, update = _progress(evaluations, "resuming")
-        with prog:
+        with progress_bar("resuming") as update:
             summary = resume_search(resume, progress=update)
         out = resume
     else:
@@ -148,8 +120,7 @@ def search(
             "constraints": list(constraint or []),
             "data_dir": data_dir,
         }
-        prog, update = _progress(evaluations, f"{algorithm} on {benchmark}")
-        with prog:
+        with progress_bar(f"{algorithm} on {benchmark}") as update:
             summary = run_search(config, out=out, progress=update)
     if as_json:
         _print_json({k: v for k, v in summary.items() if not k.endswith("history")})
@@ -365,14 +336,13 @@ def predictors_evaluate(
     X, y = _predictor_data(benchmark, target, dataset, data_dir)
     model_list, size_list = _csv(models), [int(s) for s in _csv(sizes)]
     n_fits = len(model_list) * len(size_list) * trials
-    prog, update = _progress(n_fits, "fitting")
     done = [0]
+    with progress_bar("fitting") as update:
 
-    def tick(*_: Any) -> None:
-        done[0] += 1
-        update(done[0], n_fits)
+        def tick(*_: Any) -> None:
+            done[0] += 1
+            update(done[0], n_fits)
 
-    with prog:
         rows = sample_efficiency(
             X, y, model_list, size_list, test_size, trials, seed, progress=tick
         )
@@ -459,14 +429,13 @@ def bench_search_efficiency(
     for a in algs:
         ALGORITHMS.get(a)
     n = len(algs) * len(devs) * seeds
-    prog, update = _progress(n, "searches")
     done = [0]
+    with progress_bar("searches") as update:
 
-    def tick(_: dict[str, Any]) -> None:
-        done[0] += 1
-        update(done[0], n)
+        def tick(_: dict[str, Any]) -> None:
+            done[0] += 1
+            update(done[0], n)
 
-    with prog:
         results = search_efficiency(
             benchmark, devs, algs, evaluations, seeds, dataset, data_dir, jobs, progress=tick
         )

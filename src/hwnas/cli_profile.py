@@ -14,8 +14,6 @@ on measured data.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,51 +21,12 @@ import typer
 
 from hwnas.cli_measure import _user_errors
 from hwnas.errors import HwnasError
+from hwnas.report.progress import progress_bar
 
 
 # ---------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------
-@contextmanager
-def _progress(label: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar with ETA on stderr; yields ``update(done, total)``."""
-    if not enabled:
-        yield lambda done, total: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    prog = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    task = prog.add_task(label, total=None)
-    started: list[int] = []
-
-    def update(done: int, total: int) -> None:
-        if not started:  # subnets already stored do not count towards the ETA
-            started.append(done)
-            prog.reset(task, total=total - done, completed=0)
-        else:
-            prog.update(task, completed=done - started[0], total=total - started[0])
-
-    with prog:
-        yield update
-
-
 def _settings(
     runtime: str,
     batch_size: int,
@@ -211,7 +170,7 @@ def register(app: typer.Typer) -> None:
         settings = _settings(runtime, batch_size, threads, warmup, rounds, repeats, seed)
         measurer = _measurer(settings, agent, token_file, timeout_s)
         _torch_threads(threads)
-        with _progress(f"profiling {space}", enabled=not as_json) as update:
+        with progress_bar(f"profiling {space}", enabled=not as_json) as update:
             summary = profile_space(
                 space,
                 samples,
@@ -283,7 +242,7 @@ def register(app: typer.Typer) -> None:
         settings = _settings(runtime, batch_size, threads, warmup, rounds, repeats, seed)
         measurer = _measurer(settings, agent, token_file, timeout_s)
         _torch_threads(threads)
-        with _progress(f"lut {space}", enabled=not as_json) as update:
+        with progress_bar(f"lut {space}", enabled=not as_json) as update:
             lut = build_lut(
                 space,
                 settings,
@@ -414,7 +373,7 @@ def register(app: typer.Typer) -> None:
             size_list = [int(s) for s in sizes.split(",") if s.strip()]
         except ValueError:
             raise HwnasError(f"--sizes must be comma-separated integers, got '{sizes}'") from None
-        with _progress("fitting", enabled=not as_json) as update:
+        with progress_bar("fitting", enabled=not as_json) as update:
             rows, summary, base = sample_efficiency_on_profile(
                 run,
                 target,
