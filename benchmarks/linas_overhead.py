@@ -13,6 +13,7 @@ import os
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from hwnas.bench import get_benchmark
 from hwnas.search.linas import LINAS
@@ -32,13 +33,14 @@ def main() -> None:
     rng = np.random.default_rng(0)
     rows = []
     for i in range(args.repeats):
-        t0 = time.perf_counter()
-        models = alg._fit(problem, i)
-        t1 = time.perf_counter()
-        cand = alg._inner_search(problem, models, rng)
-        t2 = time.perf_counter()
-        alg._select(problem, models, cand, 10)
-        t3 = time.perf_counter()
+        with threadpool_limits(limits=1):  # as LINAS.run does
+            t0 = time.perf_counter()
+            models = alg._fit(problem, i)
+            t1 = time.perf_counter()
+            cand = alg._inner_search(problem, models, rng)
+            t2 = time.perf_counter()
+            alg._select(problem, models, cand, 10)
+            t3 = time.perf_counter()
         rows.append((t1 - t0, t2 - t1, t3 - t2, t3 - t0, len(cand)))
     fit, inner, sel, total, n = np.median(np.array(rows), axis=0)
     print(

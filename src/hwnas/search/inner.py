@@ -75,7 +75,8 @@ def vectorized_nsga2(
     """Run NSGA-II; ``objective(X) -> (F minimised, G <= 0 feasible or None)``.
 
     Returns every distinct candidate it generated and their objective values, so the
-    caller can choose from all of them, not only the final population.
+    caller can choose from all of them, not only the final population. A child that was
+    generated before is dropped rather than predicted again.
     """
     card = space.cardinalities
     n_var = space.n_dims
@@ -86,6 +87,7 @@ def vectorized_nsga2(
     X = np.unique(X, axis=0)
     F, G = objective(X)
     seen_X, seen_F = [X], [F]
+    archive = {row.tobytes() for row in X}
     keep = _survive(F, G, pop_size)
     X, F = X[keep], F[keep]
     G = G[keep] if G is not None else None
@@ -105,13 +107,15 @@ def vectorized_nsga2(
         mut = rng.random(child.shape) < p_mut
         child = np.where(mut, rng.integers(0, card, size=child.shape), child)
         child = space.canonicalize(child)
-        # drop duplicates of each other and of the population
-        allX = np.concatenate([X, child])
-        _, first = np.unique(allX, axis=0, return_index=True)
-        new = np.sort(first[first >= n]) - n
-        if new.size == 0:
+        # keep only children never generated before: each candidate is predicted once
+        _, first = np.unique(child, axis=0, return_index=True)
+        first.sort()
+        keys = [row.tobytes() for row in child[first]]
+        fresh = [i for i, key in zip(first.tolist(), keys, strict=True) if key not in archive]
+        if not fresh:
             continue
-        child = child[new]
+        child = child[fresh]
+        archive.update(row.tobytes() for row in child)
         Fc, Gc = objective(child)
         seen_X.append(child)
         seen_F.append(Fc)
@@ -122,7 +126,4 @@ def vectorized_nsga2(
         keep = _survive(F, G, pop_size)
         X, F = X[keep], F[keep]
         G = G[keep] if G is not None else None
-    allX = np.concatenate(seen_X)
-    allF = np.concatenate(seen_F)
-    _, first = np.unique(allX, axis=0, return_index=True)
-    return allX[first], allF[first]
+    return np.concatenate(seen_X), np.concatenate(seen_F)
