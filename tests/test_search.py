@@ -199,9 +199,29 @@ def test_linas_overhead_and_iterations(data_dir):
     assert s["search_overhead_s"] > 0 and s["evaluation_time_s"] >= 0
 
 
-def test_linas_bad_options():
+def test_linas_bad_options(data_dir):
     with pytest.raises(HwnasError):
         LINAS(selection="magic")
+    with pytest.raises(HwnasError, match="one predictor per objective"):
+        run_search(
+            {
+                "algorithm": "linas",
+                "algorithm_options": {"predictors": ["ridge"]},
+                "evaluations": 30,
+            }
+        )
+
+
+def test_linas_explicit_predictors(data_dir):
+    s = run_search(
+        {
+            "algorithm": "linas",
+            "algorithm_options": {**SMALL_LINAS, "predictors": ["cart", "ridge"], "batch_size": 5},
+            "evaluations": 30,
+            "seed": 0,
+        }
+    )
+    assert s["evaluations"] == 30 and len(s["iterations"]) == 4
 
 
 def test_surrogate_search_uses_fixed_reference(data_dir):

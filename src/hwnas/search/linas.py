@@ -28,6 +28,7 @@ import numpy as np
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 from threadpoolctl import threadpool_limits
 
+from hwnas.errors import HwnasError
 from hwnas.registry import ALGORITHMS
 from hwnas.search.algorithms import SearchAlgorithm
 from hwnas.search.inner import vectorized_nsga2
@@ -62,7 +63,7 @@ class LINAS(SearchAlgorithm):
         pop_size: int | None = None,
         n_init: int | None = None,
         batch_size: int | None = None,
-        predictors: str | list[str] = "auto",
+        predictors: str | list[str] | None = None,
         ensemble: int = 5,
         kappa: float = 0.0,
         inner_pop: int = 400,
@@ -80,25 +81,22 @@ class LINAS(SearchAlgorithm):
         self.inner_generations = inner_generations
         self.local = local
         if selection not in ("rank", "hvi"):
-            from hwnas.errors import HwnasError
-
             raise HwnasError(f"linas: selection must be 'rank' or 'hvi', got '{selection}'")
         self.selection = selection
         self.iterations: list[dict[str, float]] = []
 
     # ---- predictors ---------------------------------------------------------------------
     def _predictor_names(self, problem: SearchProblem) -> list[str]:
+        """One predictor name per objective: given (one for all, or a list), else the
+        default for each objective's kind."""
+        if self.predictors is None:
+            return [self._default_predictor(problem, i) for i in range(problem.n_obj)]
         if isinstance(self.predictors, str):
-            names = [self.predictors] * problem.n_obj
-        else:
-            names = list(self.predictors)
+            return [self.predictors] * problem.n_obj
+        names = list(self.predictors)
         if len(names) != problem.n_obj:
-            from hwnas.errors import HwnasError
-
             raise HwnasError(f"linas: need one predictor per objective ({problem.n_obj})")
-        return [
-            self._default_predictor(problem, i) if n == "auto" else n for i, n in enumerate(names)
-        ]
+        return names
 
     @staticmethod
     def _default_predictor(problem: SearchProblem, i: int) -> str:
