@@ -56,6 +56,14 @@ def _parse_options(options: list[str]) -> dict[str, Any]:
     return out
 
 
+def _benchmark_options(benchmark: str, dataset: str, device: str) -> dict[str, Any]:
+    """The --dataset/--device flags as benchmark options (only NB201 takes them)."""
+    if benchmark != "nb201":
+        return {}
+    devs = _csv(device)
+    return {"dataset": dataset, "devices": devs[0] if len(devs) == 1 else devs}
+
+
 def _print_json(obj: Any) -> None:
     from hwnas.search.runner import _json_default
 
@@ -106,13 +114,9 @@ def search(
     else:
         if out is None:
             raise HwnasError("--out DIR is required (or --resume DIR)")
-        benchmark_options: dict[str, Any] = {}
-        if benchmark == "nb201":
-            devs = _csv(device)
-            benchmark_options = {"dataset": dataset, "devices": devs[0] if len(devs) == 1 else devs}
         config = {
             "benchmark": benchmark,
-            "benchmark_options": benchmark_options,
+            "benchmark_options": _benchmark_options(benchmark, dataset, device),
             "algorithm": algorithm,
             "algorithm_options": _parse_options(option or []),
             "evaluations": evaluations,
@@ -172,11 +176,9 @@ def evaluate(
 
     from hwnas.bench import get_benchmark
 
-    opts: dict[str, Any] = {"data_dir": data_dir}
-    if benchmark == "nb201":
-        devs = _csv(device)
-        opts.update(dataset=dataset, devices=devs[0] if len(devs) == 1 else devs)
-    bench = get_benchmark(benchmark, **opts)
+    bench = get_benchmark(
+        benchmark, data_dir=data_dir, **_benchmark_options(benchmark, dataset, device)
+    )
     vectors = np.stack([_parse_arch(bench.space, a) for a in arch])
     values = bench.evaluate(vectors)
     rows = [

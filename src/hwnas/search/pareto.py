@@ -81,10 +81,14 @@ class ExactFront:
         ref = reference_point(F)
         return cls([keys[i] for i in front_idx], F, ref, hypervolume(F, ref), lo, hi)
 
+    def _scaled(self, F: np.ndarray) -> np.ndarray:
+        """Objectives scaled by the table's min/max (the space IGD is measured in)."""
+        span = np.where(self.hi > self.lo, self.hi - self.lo, 1.0)
+        return (F - self.lo) / span
+
     def distances(self, point: np.ndarray) -> np.ndarray:
         """Distance of each front point to ``point``, on min/max-scaled objectives."""
-        span = np.where(self.hi > self.lo, self.hi - self.lo, 1.0)
-        return np.sqrt((((self.F - point[None, :]) / span) ** 2).sum(axis=1))
+        return np.sqrt(((self._scaled(self.F) - self._scaled(point[None, :])) ** 2).sum(axis=1))
 
     def scores(self, front_F: np.ndarray, keys: list[str], F: np.ndarray) -> dict[str, float]:
         """Quality of a search against this front: ``hypervolume`` and ``hv_fraction`` of
@@ -95,9 +99,7 @@ class ExactFront:
         recall = sum(k in found for k in self.keys) / len(self.keys)
         F = np.asarray(F, dtype=np.float64).reshape(-1, self.F.shape[1])
         if F.shape[0]:
-            span = np.where(self.hi > self.lo, self.hi - self.lo, 1.0)
-            a = (self.F - self.lo) / span
-            b = (F - self.lo) / span
+            a, b = self._scaled(self.F), self._scaled(F)
             d = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2)).min(axis=1)
             igd = float(d.mean())
         else:
