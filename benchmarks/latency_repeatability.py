@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--group-size", type=int, default=8)
+    ap.add_argument("--no-anchor", action="store_true", help="no drift anchor (raw latency only)")
     ap.add_argument("--out", type=Path, default=Path("runs/bench-latency-repeatability"))
     args = ap.parse_args()
 
@@ -63,16 +64,22 @@ def main() -> None:
             settings,
             seed=args.seed,
             group_size=args.group_size,
+            anchor=not args.no_anchor,
         )
         wall = time.perf_counter() - t0
         data = load_profile(args.out / f"session{s}")
-        lat = dict(zip([r.arch_key for r in data.records], data.target("latency"), strict=True))
+        keys = [r.arch_key for r in data.records]
+        lat = dict(zip(keys, data.target("latency"), strict=True))
+        raw = dict(
+            zip(keys, data.objectives.get("latency_raw_ms", data.target("latency")), strict=True)
+        )
         cv = [r.extra["stats"]["robust_cv"] for r in data.records]
         unstable = [bool(r.extra["stats"]["unstable"]) for r in data.records]
         prep = [r.extra.get("prepare_s", 0.0) for r in data.records]
         sessions.append(
             {
                 "latency": lat,
+                "raw": raw,
                 "robust_cv_median": float(np.median(cv)),
                 "unstable_share": float(np.mean(unstable)),
                 "seconds_per_subnet": summary.get("seconds_per_subnet", wall / max(1, args.n)),
@@ -89,6 +96,8 @@ def main() -> None:
     common = sorted(set(sessions[0]["latency"]) & set(sessions[1]["latency"]))
     a = np.array([sessions[0]["latency"][k] for k in common])
     b = np.array([sessions[1]["latency"][k] for k in common])
+    a_raw = np.array([sessions[0]["raw"][k] for k in common])
+    b_raw = np.array([sessions[1]["raw"][k] for k in common])
     result = {
         "space": args.space,
         "n": len(common),
@@ -99,21 +108,24 @@ def main() -> None:
             "rounds": args.rounds,
             "repeats": args.repeats,
             "group_size": args.group_size,
+            "anchor": not args.no_anchor,
         },
         "kendall_tau": kendall_tau(a, b),
+        "kendall_tau_raw": kendall_tau(a_raw, b_raw),
         "spearman_rho": spearman_rho(a, b),
         "median_abs_rel_diff": float(np.median(np.abs(a - b) / np.minimum(a, b))),
         "latency_ms_range": [float(min(a.min(), b.min())), float(max(a.max(), b.max()))],
-        "sessions": [{k: v for k, v in s.items() if k != "latency"} for s in sessions],
+        "sessions": [{k: v for k, v in s.items() if k not in ("latency", "raw")} for s in sessions],
     }
     lines = [
         f"Latency repeatability, {args.space}, {len(common)} subnets, ONNX Runtime, batch "
         f"{args.batch_size}, {args.threads} thread(s), {args.rounds} rounds x {args.repeats} "
-        f"runs, host: {sessions[0]['host']}",
+        f"runs, groups of {args.group_size}, drift anchor {'off' if args.no_anchor else 'on'}, host: {sessions[0]['host']}",
         "",
         "| metric | value |",
         "|---|---|",
         f"| Kendall tau, session 1 vs 2 | {result['kendall_tau']:.3f} |",
+        f"| Kendall tau without the anchor correction | {result['kendall_tau_raw']:.3f} |",
         f"| Spearman rho, session 1 vs 2 | {result['spearman_rho']:.3f} |",
         f"| median relative difference | {100 * result['median_abs_rel_diff']:.2f} % |",
         f"| latency range (ms) | {result['latency_ms_range'][0]:.3f} - "

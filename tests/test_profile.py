@@ -32,7 +32,10 @@ def space():
 def _rows(db):
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
     try:
-        return con.execute("SELECT seq, arch_key FROM evaluations ORDER BY seq").fetchall()
+        return con.execute(
+            "SELECT e.seq, e.arch_key FROM evaluations e JOIN runs r ON e.run_id = r.run_id "
+            "WHERE r.kind = 'profile' ORDER BY e.seq"
+        ).fetchall()
     except sqlite3.OperationalError:  # not created yet
         return []
     finally:
@@ -114,11 +117,27 @@ def test_profile_killed_then_resumed(tmp_path, space):
     for rec in data.records:
         stats = rec.extra["stats"]
         assert stats["rounds"] == 3 and stats["n"] == 3
-        assert stats["latency_ms"] == rec.objectives["latency_ms"]
+        assert stats["latency_ms"] == rec.objectives["latency_raw_ms"]
         assert rec.extra["settings"]["rounds"] == 3
         assert rec.extra["host"].get("hostname")
         assert rec.extra["runtime"] == "onnxruntime"
     assert (run_dir / "profile.csv").is_file()
+
+    # drift anchor: measured in every group, across the kill; one reference for all
+    from hwnas.measure.profile import ANCHOR_KIND
+    from hwnas.store.sqlite import ResultsStore
+
+    with ResultsStore(db) as store:
+        (anchor_run,) = store.runs(ANCHOR_KIND)
+        anchor_recs = store.evaluations(anchor_run["run_id"])
+    assert anchor_run["config"]["anchor"] == data.run["config"]["anchor"]
+    assert {r.arch_key for r in anchor_recs} == {f"group-{i}" for i in range(len(anchor_recs))}
+    assert len(anchor_recs) >= n // 2  # >= one per group of 2 (plus the killed group's)
+    reference = anchor_recs[0].objectives["latency_ms"]
+    for rec in data.records:
+        ratio = rec.extra["anchor"]["ratio"]
+        assert ratio > 0
+        assert rec.objectives["latency_ms"] == pytest.approx(ratio * reference)
 
     # nothing left to do; other settings or --no-resume are refused
     again = profile_space(SPACE, n, run_dir, settings, group_size=2)
@@ -127,6 +146,44 @@ def test_profile_killed_then_resumed(tmp_path, space):
         profile_space(SPACE, n, run_dir, MeasureSettings(warmup=1, rounds=4, repeats_per_round=1))
     with pytest.raises(HwnasError, match="already holds a profile"):
         profile_space(SPACE, n, run_dir, settings, resume=False)
+
+
+def test_profile_without_anchor_keeps_raw_latency(tmp_path):
+    from hwnas.measure.profile import ANCHOR_KIND, load_profile, profile_space
+    from hwnas.store.sqlite import ResultsStore
+
+    run_dir = tmp_path / "raw"
+    summary = profile_space(SPACE, 3, run_dir, MeasureSettings(**FAST), anchor=False)
+    assert summary["ok"] == 3
+    data = load_profile(run_dir)
+    assert data.run["config"]["anchor"] is None
+    assert np.array_equal(data.objectives["latency_ms"], data.objectives["latency_raw_ms"])
+    assert all("anchor" not in r.extra for r in data.records)
+    with ResultsStore(run_dir / "results.sqlite") as store:
+        assert store.runs(ANCHOR_KIND) == []
+    # resuming the same directory with the anchor on would mix two statistics: refused
+    with pytest.raises(HwnasError, match="different anchor"):
+        profile_space(SPACE, 3, run_dir, MeasureSettings(**FAST))
+
+
+def test_anchor_correction_cancels_drift():
+    """A model always 2x the anchor reads 2x the reference, whatever the per-round drift."""
+    from types import SimpleNamespace
+
+    from hwnas.measure.profile import AnchorCorrection
+
+    drift = np.array([1.0, 1.3, 0.9, 1.7, 1.1])
+    anchor = SimpleNamespace(stats=SimpleNamespace(round_min_ms=tuple(1.5 * drift)))
+    model = SimpleNamespace(stats=SimpleNamespace(round_min_ms=tuple(3.0 * drift)))
+    out = AnchorCorrection(reference_ms=1.2, group_ms=1.6).apply(model, anchor)
+    assert out["ratio"] == pytest.approx(2.0)
+    assert out["latency_ms"] == pytest.approx(2.4)
+    assert out["ratio_cv"] == pytest.approx(0.0, abs=1e-12)
+    # uncorrected, the same model would read anywhere from 3.0 to 5.1 ms
+    jitter = np.array([1.0, 1.1, 0.9, 1.05, 0.95])
+    model = SimpleNamespace(stats=SimpleNamespace(round_min_ms=tuple(3.0 * drift * jitter)))
+    out = AnchorCorrection(reference_ms=1.2, group_ms=1.6).apply(model, anchor)
+    assert out["ratio"] == pytest.approx(2.0) and out["ratio_cv"] > 0
 
 
 # ---- a synthetic profile run (for the predictor tests: no timing needed) -----------------

@@ -500,7 +500,13 @@ def _register_extensions() -> None:
     """Commands of the measurement and training stages live in their own modules."""
     import importlib
 
-    for mod in ("hwnas.cli_measure", "hwnas.cli_train", "hwnas.cli_profile"):
+    for mod in (
+        "hwnas.cli_measure",
+        "hwnas.cli_train",
+        "hwnas.cli_profile",
+        "hwnas.cli_dnas",
+        "hwnas.cli_dtrain",
+    ):
         try:
             module = importlib.import_module(mod)
         except ModuleNotFoundError as exc:

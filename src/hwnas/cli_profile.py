@@ -152,6 +152,11 @@ def register(app: typer.Typer) -> None:
         rounds: int = _ROUNDS,
         repeats: int = _REPEATS,
         group_size: int = typer.Option(8, "--group-size", help="Subnets measured together."),
+        anchor: bool = typer.Option(
+            True,
+            "--anchor/--no-anchor",
+            help="Correct drift between groups by a subnet measured in every group.",
+        ),
         seed: int = typer.Option(0, "--seed", help="Seed of the sample and the round order."),
         agent: str = _AGENT,
         token_file: Path = _TOKEN,
@@ -181,6 +186,7 @@ def register(app: typer.Typer) -> None:
                 progress=update,
                 resume=resume,
                 group_size=group_size,
+                anchor=anchor,
             )
         if as_json:
             _echo_json(summary)

@@ -7,6 +7,15 @@ cost (FLOPs, parameters, peak activation memory, ONNX size) and measures it with
 :class:`~hwnas.measure.measurer.LatencyMeasurer` in groups, with the interleaved protocol
 of :mod:`hwnas.measure.latency`.
 
+Drift anchor (on by default): one fixed subnet of the plan (the one nearest its median
+MACs) is measured inside every group, interleaved with the others. A subnet's latency is
+the median over rounds of (its round minimum / the anchor's round minimum of the same
+round), times the anchor's latency in the first group. Groups measured minutes apart on
+a shared machine drift by 10-30 %; the ratio cancels that drift, which is what ranks
+subnets of different groups consistently. The raw statistic is kept as
+``latency_raw_ms``; the anchor's own measurements form a run of kind
+``"profile-anchor"`` in the same store.
+
 Every measurement is committed to ``OUT/results.sqlite`` as an evaluation of a run of
 kind ``"profile"`` the moment its group has been measured: objectives ``latency_ms`` (the
 median over rounds of the per-round minimum), ``flops``, ``macs``, ``params``,
@@ -41,6 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from hwnas.space.mbv3_ramnas import MBv3SupernetSpace
 
 PROFILE_KIND = "profile"
+ANCHOR_KIND = "profile-anchor"
 STORE_NAME = "results.sqlite"
 #: objective names stored for every measured subnet
 OBJECTIVES = (
@@ -50,11 +60,12 @@ OBJECTIVES = (
     "params",
     "peak_activation_bytes",
     "onnx_size_bytes",
+    "latency_raw_ms",
 )
 #: classifier outputs per space (CIFAR-10 for the CIFAR variant, ImageNet otherwise)
 DEFAULT_NUM_CLASSES = {"mbv3-cifar": 10, "mbv3-ramnas": 1000}
 #: settings that must agree for a profile to be resumed (the rest may change)
-_RESUME_KEYS = ("space", "samples", "seed", "num_classes", "settings", "device")
+_RESUME_KEYS = ("space", "samples", "seed", "num_classes", "settings", "device", "anchor")
 
 ProgressFn = Callable[[int, int], None]
 
@@ -193,11 +204,48 @@ def _open_run(
     return run["run_id"], list(old["plan"])
 
 
+def anchor_key(space: MBv3SupernetSpace, plan: Sequence[str], num_classes: int) -> str:
+    """The drift anchor of a plan: its subnet nearest the plan's median MACs."""
+    macs = np.array([space.macs(space.from_key(k), num_classes=num_classes) for k in plan])
+    return plan[int(np.argmin(np.abs(macs - np.median(macs))))]
+
+
+@dataclass(frozen=True)
+class AnchorCorrection:
+    """Per-round latency ratios to the anchor measured in the same group."""
+
+    reference_ms: float  # the anchor's latency in the profile's first group
+    group_ms: float  # the anchor's latency in this group
+
+    def apply(self, m: Any, anchor: Any) -> dict[str, float]:
+        """Drift-corrected latency of measurement ``m`` and the spread of its ratios."""
+        mine = np.asarray(m.stats.round_min_ms, dtype=np.float64)
+        ref = np.asarray(anchor.stats.round_min_ms, dtype=np.float64)
+        n = min(len(mine), len(ref))
+        if n == 0:  # no per-round data (should not happen): fall back to group ratio
+            ratio = float(m.latency_ms) / self.group_ms
+            return {"latency_ms": ratio * self.reference_ms, "ratio": ratio, "ratio_cv": 0.0}
+        ratios = mine[:n] / ref[:n]
+        ratio = float(np.median(ratios))
+        q1, q3 = np.percentile(ratios, [25, 75])
+        return {
+            "latency_ms": ratio * self.reference_ms,
+            "ratio": ratio,
+            "ratio_cv": float((q3 - q1) / 1.349 / ratio) if ratio > 0 else 0.0,
+        }
+
+
 def _record(
-    m: Any, cost: dict[str, Any], cfg: dict[str, Any], prep_s: float, group: int
+    m: Any,
+    cost: dict[str, Any],
+    cfg: dict[str, Any],
+    prep_s: float,
+    group: int,
+    corrected: dict[str, float] | None = None,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     objectives = {
-        "latency_ms": float(m.latency_ms),
+        "latency_ms": float(corrected["latency_ms"] if corrected else m.latency_ms),
+        "latency_raw_ms": float(m.latency_ms),
         "flops": float(cost["flops"]),
         "macs": float(cost["macs"]),
         "params": float(cost["params"]),
@@ -210,6 +258,8 @@ def _record(
     extra["resolution"] = cfg["resolution"]
     extra["prepare_s"] = prep_s
     extra["group"] = group
+    if corrected:
+        extra["anchor"] = {k: v for k, v in corrected.items() if k != "latency_ms"}
     return objectives, extra
 
 
@@ -224,6 +274,7 @@ def profile_space(
     resume: bool = True,
     group_size: int = 8,
     num_classes: int | None = None,
+    anchor: bool = True,
 ) -> dict[str, Any]:
     """Measure ``samples`` subnets of ``space_name`` and store them in ``out_dir``.
 
@@ -233,6 +284,8 @@ def profile_space(
     committed as soon as it is measured. With ``resume`` (default) an existing profile in
     ``out_dir`` with the same space, samples, seed, settings and kind of measurer is
     continued; ``progress(done, total)`` is called after each stored subnet.
+    ``anchor`` (default) corrects drift between groups with an anchor subnet measured
+    in every group (see the module docstring); ``latency_raw_ms`` keeps the raw value.
 
     Returns a summary: run id, counts (``stored``, ``measured`` now, ``resumed_from``,
     ``failed``), latency range, median robust CV, unstable count and time per subnet.
@@ -276,7 +329,11 @@ def profile_space(
             "device": _describe_measurer(measurer),
             "group_size": group_size,
             "plan": plan_keys,
+            "anchor": anchor_key(space, plan_keys, nc) if anchor and plan_keys else None,
         }
+        if has_run and anchor:  # the anchor follows from the stored plan
+            old_plan = store.runs(PROFILE_KIND)[-1]["config"]["plan"]
+            config["anchor"] = anchor_key(space, old_plan, nc) if old_plan else None
         run_id, plan = _open_run(store, config, seed, resume, out_dir)
         done = {rec.arch_key for rec in store.evaluations(run_id)}
         resumed_from = len(done)
@@ -288,6 +345,11 @@ def profile_space(
         if todo:
             net = MBv3Supernet(space, num_classes=nc).eval()
             with torch.no_grad(), tempfile.TemporaryDirectory(prefix="hwnas-profile-") as tmp:
+                anchors = (
+                    _AnchorLog(store, run_id, space, net, config["anchor"], settings, Path(tmp))
+                    if config["anchor"]
+                    else None
+                )
                 for g0 in range(0, len(todo), group_size):
                     keys = todo[g0 : g0 + group_size]
                     measured += _profile_group(
@@ -300,6 +362,7 @@ def profile_space(
                         measurer,
                         Path(tmp),
                         group=(resumed_from + g0) // group_size,
+                        anchors=anchors,
                     )
                     if progress is not None:
                         progress(resumed_from + measured, total)
@@ -330,8 +393,12 @@ def _profile_group(
     measurer: LatencyMeasurer,
     tmp: Path,
     group: int,
+    anchors: _AnchorLog | None = None,
 ) -> int:
-    """Export, cost and measure one group; store every result. Returns how many stored."""
+    """Export, cost and measure one group; store every result. Returns how many stored.
+
+    With ``anchors`` the anchor subnet is measured first in the same interleaved call
+    and every latency is corrected by the per-round ratio to it."""
     ready: list[tuple[str, np.ndarray, Path, dict[str, Any], float]] = []
     stored = 0
     for i, key in enumerate(keys):
@@ -349,23 +416,37 @@ def _profile_group(
     if not ready:
         return stored
     t0 = time.perf_counter()
+    head = [anchors.path] if anchors is not None else []
+    # per model: its measurement (or the error) and the anchor measured beside it
+    found: list[Any]
+    beside: list[Any]
     try:
-        found: list[Any] = list(measurer.measure([r[2] for r in ready], settings))
+        got = list(measurer.measure(head + [r[2] for r in ready], settings))
+        found, beside = got[len(head) :], [got[0] if head else None] * len(ready)
     except HwnasError:
-        # isolate the failing model(s): measure one by one, record each failure
-        found = []
+        # isolate the failing model(s): measure one by one (with the anchor), record each
+        found, beside = [], []
         for r in ready:
             try:
-                found.append(measurer.measure([r[2]], settings)[0])
+                got = measurer.measure([*head, r[2]], settings)
+                found.append(got[-1])
+                beside.append(got[0] if head else None)
             except HwnasError as exc:
                 found.append(exc)
+                beside.append(None)
     share = (time.perf_counter() - t0) / len(ready)
-    for (key, vec, path, cost, prep_s), m in zip(ready, found, strict=True):
+    corrections: dict[int, AnchorCorrection] = {}
+    if anchors is not None:
+        for a in beside:
+            if a is not None and id(a) not in corrections:
+                corrections[id(a)] = anchors.log(a, group)
+    for (key, vec, path, cost, prep_s), m, a in zip(ready, found, beside, strict=True):
         if isinstance(m, Exception):
             _store_failure(store, run_id, space, key, vec, m, prep_s + share)
         else:
             cfg = space.decode(vec)
-            objectives, extra = _record(m, cost, cfg, prep_s, group)
+            corrected = corrections[id(a)].apply(m, a) if a is not None else None
+            objectives, extra = _record(m, cost, cfg, prep_s, group, corrected)
             store.add_evaluation(
                 run_id,
                 key,
@@ -380,6 +461,56 @@ def _profile_group(
         with contextlib.suppress(OSError):
             path.unlink()
     return stored
+
+
+class _AnchorLog:
+    """The anchor subnet of a profile: its ONNX file, its measurement per group (a run of
+    kind ``profile-anchor``) and the reference latency (its first group's)."""
+
+    def __init__(
+        self,
+        store: ResultsStore,
+        profile_run: str,
+        space: MBv3SupernetSpace,
+        net: Any,
+        key: str,
+        settings: MeasureSettings,
+        tmp: Path,
+    ) -> None:
+        self.store, self.key = store, key
+        self.vector = space.from_key(key)
+        self.path, _ = export_subnet(
+            net, space, self.vector, tmp / "anchor.onnx", settings.batch_size
+        )
+        runs = [r for r in store.runs(ANCHOR_KIND) if r["config"].get("profile_run") == profile_run]
+        if runs:
+            self.run_id = runs[-1]["run_id"]
+            store.mark_resumed(self.run_id)
+        else:
+            config = {"profile_run": profile_run, "anchor": key}
+            self.run_id = store.create_run(config, None, kind=ANCHOR_KIND)
+        done = [r for r in store.evaluations(self.run_id) if r.ok and r.objectives]
+        self.count = len(store.evaluations(self.run_id))
+        self.reference_ms = float(done[0].objectives["latency_ms"]) if done else None
+
+    def log(self, m: Any, group: int) -> AnchorCorrection:
+        """Store the anchor's measurement in ``group``; the correction it implies."""
+        if self.reference_ms is None:
+            self.reference_ms = float(m.latency_ms)
+        extra = m.to_dict()
+        extra.pop("latency_ms", None)
+        extra["group"] = group
+        self.store.add_evaluation(
+            self.run_id,
+            f"group-{self.count}",
+            self.vector.tolist(),
+            {"latency_ms": float(m.latency_ms)},
+            arch=self.key,
+            source="anchor",
+            extra=extra,
+        )
+        self.count += 1
+        return AnchorCorrection(self.reference_ms, float(m.latency_ms))
 
 
 def _store_failure(
