@@ -67,6 +67,24 @@ def test_ramnas_space_matches_table_one() -> None:
     assert 1.8e9 < sp.macs("max") < 2.0e9
 
 
+def test_space_macs_equal_the_extracted_subnets_macs() -> None:
+    """space.macs (used to stratify profiles) counts exactly what the subnet computes,
+    including the MBPool expansion at 6x the *active* last-stage width."""
+    from hwnas.measure.cost import model_cost
+    from hwnas.supernet.mbv3 import MBv3Supernet
+
+    sp = CifarMBv3Space()
+    net = MBv3Supernet(sp, num_classes=10).eval()
+    small_last = sp.largest().copy()
+    cfg = sp.decode(small_last)
+    cfg["stages"][-1]["width"] = min(sp.spec.stages[-1].widths)
+    vectors = [sp.smallest(), sp.largest(), sp.encode(cfg), *sp.sample(3, rng=4)]
+    for v in vectors:
+        r = sp.decode(v)["resolution"]
+        sub = net.get_subnet(v).eval()
+        assert model_cost(sub, (3, r, r), 1)["macs"] == sp.macs(v, num_classes=10)
+
+
 @pytest.mark.parametrize("space_cls", [RamNasMBv3Space, CifarMBv3Space])
 def test_space_roundtrip_and_canonicalize(space_cls) -> None:
     sp = space_cls()

@@ -117,6 +117,9 @@ class MBv3Supernet(ElasticModule):
             for p, block in enumerate(stage):
                 if p < sc["depth"]:
                     block.set_active(sc["width"], sc["kernel"][p], sc["expand"][p])
+        # MBPool: the 1x1 expansion is 6x the *active* last-stage width (Table I), not
+        # 6x its largest width
+        self.final_expand.active_out = cfg["stages"][-1]["width"] * self.space.spec.final_expand
         self.feature_mix.active_out = cfg["last"]
         self.config = cfg
         return cfg
