@@ -418,3 +418,28 @@ def test_cli_bad_input_real_process(tmp_path):
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == ["error: --samples must be >= 2, got 1"]
+
+
+def test_profile_through_a_live_agent_on_loopback(tmp_path):
+    """`hwnas profile --agent URL`: the same profile, measured by a real agent server."""
+    from hwnas.measure.agent import AgentClient, create_server
+    from hwnas.measure.measurer import RemoteMeasurer
+    from hwnas.measure.profile import load_profile, profile_space
+
+    token = "t" * 32
+    server = create_server("127.0.0.1", 0, token, timeout_s=120.0)
+    server.start_background()
+    try:
+        settings = MeasureSettings(**FAST)
+        measurer = RemoteMeasurer(AgentClient(server.url, token), settings)
+        run_dir = tmp_path / "remote"
+        summary = profile_space(SPACE, 3, run_dir, settings, measurer=measurer, group_size=3)
+    finally:
+        server.close()
+    assert summary["ok"] == 3 and summary["failed"] == 0
+    data = load_profile(run_dir)
+    assert data.run["config"]["device"] != "local"
+    assert np.all(data.target("latency") > 0)
+    for rec in data.records:
+        assert rec.extra["measured_by"].startswith("agent http://127.0.0.1:")
+        assert rec.extra["anchor"]["ratio"] > 0
