@@ -1,6 +1,6 @@
 """Latency predictors on measured data: profile TRAIN + TEST subnets of a space (or reuse a
 profile run), fit each predictor on TRAIN of them (default 100) and rank the TEST held-out
-ones (default 200). Compared with the ranking by FLOPs alone and by the sum of a per-block
+ones (default 200), from the space's cost features and from one-hot choices. Compared with the ranking by FLOPs alone and by the sum of a per-block
 latency lookup table (built here for the profiled networks, or read with --lut).
 Writes OUT/table.md and OUT/result.json.
 
@@ -71,17 +71,23 @@ def main() -> None:
         raise SystemExit(f"{run_dir} holds {n} measurements; need more than --train")
     perm = np.random.default_rng(args.seed).permutation(n)
     train, test = perm[: args.train], perm[args.train : args.train + args.test]
-    X = space.features(data.vectors)
     y = data.target("latency")
     rows = []
-    for name in args.models.split(","):
-        t1 = time.perf_counter()
-        model = make_predictor(name, seed=args.seed).fit(X[train], y[train])
-        fit_s = time.perf_counter() - t1
-        m = rank_metrics(y[test], model.predict(X[test]))
-        label = f"{name} ({model.chosen_})" if name == "auto" else name
-        rows.append({"method": label, **m, "fit_time_s": fit_s})
-        print(f"{label}: tau {m['kendall_tau']:.3f}", flush=True)
+    # cost features (per-stage MACs, activations, block counts: the default) and the
+    # one-hot choices they replaced
+    for feats, X in (
+        ("cost features", space.cost_features(data.vectors)),
+        ("one-hot", space.features(data.vectors)),
+    ):
+        for name in args.models.split(","):
+            t1 = time.perf_counter()
+            model = make_predictor(name, seed=args.seed).fit(X[train], y[train])
+            fit_s = time.perf_counter() - t1
+            m = rank_metrics(y[test], model.predict(X[test]))
+            label = f"{name} ({model.chosen_})" if name == "auto" else name
+            label = f"{label}, {feats}"
+            rows.append({"method": label, **m, "fit_time_s": fit_s})
+            print(f"{label}: tau {m['kendall_tau']:.3f}", flush=True)
     rows.append({"method": "FLOPs only", **rank_metrics(y[test], data.objectives["flops"][test])})
     rows[-1]["mape"] = float("nan")  # FLOPs are not in ms
     lut_info = None

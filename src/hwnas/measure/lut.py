@@ -93,10 +93,9 @@ class BlockSpec:
         return (self.cin, self.h, self.h)
 
 
-def _head_mid(space: MBv3SupernetSpace) -> int:
-    # MBv3Supernet's final 1x1 expansion keeps its full width (final_expand x the widest
-    # last-stage width) whatever the active last-stage width; the table follows the net.
-    return max(space.spec.stages[-1].widths) * space.spec.final_expand
+def _head_mid(space: MBv3SupernetSpace, cin: int) -> int:
+    # the MBPool 1x1 expansion: final_expand x the active last-stage width
+    return cin * space.spec.final_expand
 
 
 def arch_blocks(
@@ -131,7 +130,7 @@ def arch_blocks(
                 )
             )
             h, c = _down(h, stride), w
-    out.append(BlockSpec("head", h, c, cfg["last"], mid=_head_mid(space), classes=nc))
+    out.append(BlockSpec("head", h, c, cfg["last"], mid=_head_mid(space, c), classes=nc))
     return out
 
 
@@ -171,7 +170,7 @@ def all_blocks(space: MBv3SupernetSpace, num_classes: int | None = None) -> list
             h, cins = ho, st.widths
         for cin in cins:
             for last in sp.last_widths:
-                add(BlockSpec("head", h, cin, last, mid=_head_mid(space), classes=nc))
+                add(BlockSpec("head", h, cin, last, mid=_head_mid(space, cin), classes=nc))
     return list(found.values())
 
 
@@ -190,6 +189,7 @@ def block_module(net: Any, b: BlockSpec) -> nn.Module:
         block.set_active(b.cout, b.kernel, b.expand)
         return block.export_with_input(b.cin)
     if b.kind == "head":
+        net.final_expand.active_out = b.mid
         expand = net.final_expand.export_with_input(b.cin)
         net.feature_mix.active_out = b.cout
         return nn.Sequential(

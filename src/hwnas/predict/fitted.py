@@ -1,6 +1,6 @@
 """Predictors fitted on measured data, saved with their provenance, and used in a search.
 
-* :func:`fit_on_profile` fits a predictor (features: ``space.features(vectors)``) on the
+* :func:`fit_on_profile` fits a predictor (features: ``space.cost_features(vectors)``) on the
   measurements of a profile run (:func:`hwnas.measure.profile.profile_space`) and scores
   it: K-fold cross-validation and a held-out test split (MAPE, Kendall tau, Spearman rho),
   with the FLOPs-only ranking on the same test rows as a baseline.
@@ -66,7 +66,11 @@ class FittedPredictor:
 
     def predict(self, vectors: np.ndarray) -> np.ndarray:
         """Predicted target values, shape (n,)."""
-        X = self.space.features(np.atleast_2d(np.asarray(vectors, dtype=np.int64)))
+        x = np.atleast_2d(np.asarray(vectors, dtype=np.int64))
+        if self.metadata.get("features", "").startswith("space.features"):
+            X = self.space.features(x)  # saved before cost features existed
+        else:
+            X = self.space.cost_features(x)
         return np.asarray(self.model.predict(X), dtype=np.float64).ravel()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -193,7 +197,7 @@ def fit_on_profile(
     if n < MIN_SAMPLES:
         raise HwnasError(f"{run_dir} holds {n} successful measurements; need >= {MIN_SAMPLES}")
     space = _space(data.space_name)
-    X = space.features(data.vectors)
+    X = space.cost_features(data.vectors)
     y = data.objectives[key]
     flops = data.objectives.get("flops") if flops_baseline else None
     rng = np.random.default_rng(seed)
@@ -231,7 +235,7 @@ def fit_on_profile(
         "model": model,
         "chosen": getattr(est, "chosen_", model),
         "auto_cv_kendall_tau": getattr(est, "cv_scores_", None),
-        "features": "space.features (one-hot per dimension)",
+        "features": "space.cost_features",
         "target_key": key,
         "target_unit": "ms" if key.endswith("_ms") else "",
         "n_train": int(n_train),
@@ -299,7 +303,7 @@ def sample_efficiency_on_profile(
     pool = n - test_size
     sizes = [int(s) for s in sizes if int(s) <= pool] or [pool]
     space = _space(data.space_name)
-    X = space.features(data.vectors)
+    X = space.cost_features(data.vectors)
     y = data.objectives[key]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

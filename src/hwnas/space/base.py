@@ -116,6 +116,12 @@ class SearchSpace(ABC):
         Default: ``features``; spaces with dead parts (NB201) override it."""
         return self.features(vectors)
 
+    def cost_features(self, vectors: np.ndarray) -> np.ndarray:
+        """Features for cost objectives (latency, energy, memory), which add up over the
+        layers a network runs. Default: ``features``; spaces whose layers' sizes follow
+        from the config (the MBv3 supernets) give their per-stage costs instead."""
+        return self.features(vectors)
+
     def largest(self) -> np.ndarray:
         """The vector with every dimension at its last (largest) choice."""
         return self.canonicalize(self.cardinalities[None, :] - 1)[0]
