@@ -216,6 +216,8 @@ def main() -> None:
         for v, _ in jobs:
             if v not in VARIANTS:
                 raise SystemExit(f"unknown variant {v!r} (known: {', '.join(VARIANTS)})")
+        # a run whose result is stored is not repeated (continue a killed invocation)
+        jobs = [(v, s) for v, s in jobs if not (args.out / f"{v}-s{s}" / "result.json").is_file()]
         t0 = time.time()
         with ProcessPoolExecutor(max_workers=args.jobs) as ex:
             futs = {ex.submit(run_one, v, s, budget, str(args.out)): (v, s) for v, s in jobs}
