@@ -1,13 +1,16 @@
-"""Process-wide settings: where hwnas finds its data files."""
+"""Process-wide settings (where hwnas finds its data files) and config validation."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, TypeVar
 
 from platformdirs import user_cache_dir
 
-from hwnas.errors import DataNotFoundError
+from hwnas.errors import DataNotFoundError, HwnasError
+
+M = TypeVar("M")
 
 ENV_DATA_DIR = "HWNAS_DATA_DIR"
 
@@ -34,3 +37,19 @@ def data_file(relative: str, override: str | os.PathLike[str] | None = None) -> 
             f"(set --data-dir or {ENV_DATA_DIR}, or run 'hwnas data fetch {dataset}')"
         )
     return path
+
+
+def validate_model(model_cls: type[M], data: dict[str, Any], what: str) -> M:
+    """``model_cls(**data)`` with pydantic's first validation error as one line a user can
+    act on: ``unknown WHAT setting 'x' (known: ...)`` or ``bad WHAT config: x: reason``."""
+    from pydantic import ValidationError
+
+    try:
+        return model_cls(**data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "extra_forbidden":
+            known = ", ".join(model_cls.model_fields)  # type: ignore[attr-defined]
+            raise HwnasError(f"unknown {what} setting '{loc}' (known: {known})") from None
+        raise HwnasError(f"bad {what} config: {loc}: {first['msg']}") from None

@@ -37,10 +37,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from hwnas.config import validate_model
 from hwnas.data import BatchIterator, ImageData, load_dataset
 from hwnas.errors import HwnasError
+from hwnas.report.progress import StepProgress
 from hwnas.supernet.mbv3 import MBv3Supernet
 from hwnas.train.losses import LogitLoss, make_kd_loss, smd_student_loss
 from hwnas.train.utils import accuracy, param_groups, recalibrate_bn, warmup_cosine
@@ -91,15 +93,7 @@ class TrainConfig(BaseModel):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        try:
-            return cls(**d)
-        except ValidationError as e:
-            first = e.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"])
-            if first["type"] == "extra_forbidden":
-                known = ", ".join(cls.model_fields)
-                raise HwnasError(f"unknown training setting '{loc}' (known: {known})") from None
-            raise HwnasError(f"bad training config: {loc}: {first['msg']}") from None
+        return validate_model(cls, d, "training")
 
 
 @dataclass
@@ -371,7 +365,7 @@ def train_supernet(
 
     result = TrainResult(out, ckpt_path, metrics_path)
     end_epoch = cfg.epochs if max_epochs is None else min(cfg.epochs, start_epoch + max_epochs)
-    progress = _Progress(cfg.progress and rank == 0, total, start_epoch * steps_per_epoch)
+    progress = StepProgress(cfg.progress and rank == 0, total, start_epoch * steps_per_epoch)
     with progress:
         for epoch in range(start_epoch, end_epoch):
             model.train()
@@ -392,7 +386,7 @@ def train_supernet(
                 ce_sum += info["ce_max"]
                 n_steps += 1
                 result.step_losses.append(info["loss"])
-                progress.advance(epoch, info["loss"])
+                progress.advance(epoch, loss=info["loss"])
             record: dict[str, Any] = {
                 "epoch": epoch,
                 "steps": n_steps,
@@ -434,7 +428,12 @@ def train_supernet(
                 )
                 with metrics_path.open("a") as f:
                     f.write(json.dumps(record) + "\n")
-                progress.epoch_done(record)
+                accs = " ".join(
+                    f"{k}={record[k]:.3f}" for k in ("max_acc", "min_acc") if k in record
+                )
+                progress.print(
+                    f"epoch {record['epoch']}: loss {record['loss']:.4f} {accs}".rstrip()
+                )
             result.history.append(record)
     if world > 1:
         import torch.distributed as dist
@@ -445,51 +444,3 @@ def train_supernet(
     if return_model:
         result.model = model
     return result
-
-
-class _Progress:
-    """A rich progress bar over all training steps (no-op when disabled)."""
-
-    def __init__(self, enabled: bool, total: int, completed: int) -> None:
-        self.enabled = enabled
-        self.total, self.completed = total, completed
-        self._p = None
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self._p = Progress(
-                TextColumn("[bold]epoch {task.fields[epoch]}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]:.4f}"),
-                TimeRemainingColumn(),
-                transient=False,
-            )
-            self._p.__enter__()
-            self._task = self._p.add_task(
-                "train", total=self.total, completed=self.completed, epoch=0, loss=float("nan")
-            )
-        return self
-
-    def advance(self, epoch: int, loss: float) -> None:
-        if self._p is not None:
-            self._p.update(self._task, advance=1, epoch=epoch, loss=loss)
-
-    def epoch_done(self, record: dict[str, Any]) -> None:
-        if self._p is not None:
-            accs = " ".join(f"{k}={record[k]:.3f}" for k in ("max_acc", "min_acc") if k in record)
-            self._p.console.print(
-                f"epoch {record['epoch']}: loss {record['loss']:.4f} {accs}".rstrip()
-            )
-
-    def __exit__(self, *exc: object) -> None:
-        if self._p is not None:
-            self._p.__exit__(*exc)

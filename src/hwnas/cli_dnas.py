@@ -1,0 +1,306 @@
+"""CLI of the differentiable constrained search (DCA-NAS): ``hwnas dsearch``.
+
+* ``hwnas dsearch --space nb201 --constraint 'params<=8e5' --epochs 50 --out DIR
+  [--resume] [--lookup lug.json] [...]``: one search; writes DIR/metrics.jsonl,
+  checkpoint.pt and summary.json, prints the summary's main fields as JSON;
+* ``hwnas dsearch lug --budgets 2e5,4e5,8e5 --jobs 2 --constraint 'params<=1' --out DIR``:
+  the lookup graph (one short search per search budget) in DIR/lug.json.
+
+Thin: parses options into a :class:`hwnas.dnas.search.DSearchConfig` and calls the
+library; user errors print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hwnas.cli_train import _user_errors
+from hwnas.errors import HwnasError
+
+dsearch_app = typer.Typer(
+    help="Differentiable architecture search under a device budget (DCA-NAS).",
+    invoke_without_command=True,
+    no_args_is_help=True,
+)
+
+# options shared by the plain search and the lookup graph
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="JSON file of DSearchConfig fields.")
+]
+SpaceOpt = Annotated[str | None, typer.Option("--space", help="darts or nb201 (default nb201).")]
+DatasetOpt = Annotated[
+    str | None, typer.Option("--dataset", help="cifar10 (default), digits, mnist, flowers17.")
+]
+DataDirOpt = Annotated[
+    str | None, typer.Option("--data-dir", help="Data directory (default $HWNAS_DATA_DIR).")
+]
+ConstraintOpt = Annotated[
+    str | None,
+    typer.Option("--constraint", help="'params<=3.5e6', 'flops<=600e6' or 'latency:DEVICE<=MS'."),
+]
+EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Search epochs (default 50).")]
+StepsOpt = Annotated[int | None, typer.Option("--steps-per-epoch", help="Cap on steps per epoch.")]
+BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Batch size (default 64).")]
+ChannelsOpt = Annotated[
+    int | None, typer.Option("--channels", help="Search network C (default 16).")
+]
+LayersOpt = Annotated[
+    int | None, typer.Option("--layers", help="DARTS search network cells (default 8).")
+]
+StageCellsOpt = Annotated[
+    int | None, typer.Option("--stage-cells", help="NB201 search cells per stage (default 5).")
+]
+EvalChannelsOpt = Annotated[
+    int | None, typer.Option("--eval-channels", help="Evaluation network C (36 / 16).")
+]
+EvalLayersOpt = Annotated[
+    int | None, typer.Option("--eval-layers", help="Evaluation cells (DARTS 20 / NB201 N=5).")
+]
+SubsetOpt = Annotated[
+    int | None,
+    typer.Option("--train-subset", help="Training images used (half weights, half alpha)."),
+]
+ImageSizeOpt = Annotated[
+    int | None, typer.Option("--image-size", help="Downscale inputs to this size (speed).")
+]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (default 0).")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Torch threads (default 1).")]
+SharingOpt = Annotated[
+    bool | None,
+    typer.Option("--weight-sharing/--no-weight-sharing", help="Share ops per source node."),
+]
+BottleneckOpt = Annotated[
+    int | None, typer.Option("--bottleneck", help="Channel bottleneck factor (1: off; def. 2).")
+]
+DerivedOpt = Annotated[
+    bool | None,
+    typer.Option("--derived-cells/--no-derived-cells", help="Only 1-2 cells hold alpha."),
+]
+LrOpt = Annotated[float | None, typer.Option("--lr", help="Weight lr (default 0.025).")]
+ArchLrOpt = Annotated[float | None, typer.Option("--arch-lr", help="Alpha lr (default 3e-4).")]
+LambdaLrOpt = Annotated[
+    float | None, typer.Option("--lambda-lr", help="Lagrange multiplier lr (default 0.1).")
+]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")]
+
+
+def _fields(config: Path | None, base: dict[str, Any] | None, **overrides: Any) -> dict[str, Any]:
+    """Config fields: ``base`` (a resumed run's config), then --config, then flags."""
+    fields: dict[str, Any] = dict(base or {})
+    if config is not None:
+        try:
+            loaded = json.loads(Path(config).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise HwnasError(f"cannot read config '{config}': {e}") from None
+        if not isinstance(loaded, dict):
+            raise HwnasError(f"config '{config}' must hold a JSON object")
+        fields.update(loaded)
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    return fields
+
+
+def _echo_warnings(caught: list[warnings.WarningMessage]) -> None:
+    for w in caught:
+        typer.echo(f"warning: {w.message}", err=True)
+
+
+@dsearch_app.callback()
+@_user_errors
+def dsearch(
+    ctx: typer.Context,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Run directory (metrics, checkpoint, summary).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the search in --out from its checkpoint.")
+    ] = False,
+    lookup: Annotated[
+        Path | None,
+        typer.Option("--lookup", help="Lookup graph (lug.json): search budget for the budget."),
+    ] = None,
+    search_budget: Annotated[
+        float | None, typer.Option("--search-budget", help="Search budget B (override).")
+    ] = None,
+    latency_table: Annotated[
+        Path | None, typer.Option("--latency-table", help="DARTS per-op latency JSON.")
+    ] = None,
+    config: ConfigOpt = None,
+    space: SpaceOpt = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    constraint: ConstraintOpt = None,
+    epochs: EpochsOpt = None,
+    steps_per_epoch: StepsOpt = None,
+    batch_size: BatchOpt = None,
+    channels: ChannelsOpt = None,
+    layers: LayersOpt = None,
+    stage_cells: StageCellsOpt = None,
+    eval_channels: EvalChannelsOpt = None,
+    eval_layers: EvalLayersOpt = None,
+    train_subset: SubsetOpt = None,
+    image_size: ImageSizeOpt = None,
+    seed: SeedOpt = None,
+    threads: ThreadsOpt = None,
+    weight_sharing: SharingOpt = None,
+    bottleneck: BottleneckOpt = None,
+    derived_cells: DerivedOpt = None,
+    lr: LrOpt = None,
+    arch_lr: ArchLrOpt = None,
+    lambda_lr: LambdaLrOpt = None,
+    progress: ProgressOpt = True,
+) -> None:
+    """Search a cell (DARTS or NB201) whose evaluation network meets a resource budget.
+
+    Writes OUT/metrics.jsonl (per epoch), OUT/checkpoint.pt and OUT/summary.json and
+    prints the main summary fields as JSON. Subcommand 'lug' builds a lookup graph.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from hwnas.dnas.search import CONFIG_NAME, DSearchConfig, dsearch
+
+    if out is None:
+        raise HwnasError("--out DIR is required")
+    base = None
+    if resume and (out / CONFIG_NAME).is_file():
+        try:
+            base = json.loads((out / CONFIG_NAME).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise HwnasError(f"cannot read '{out / CONFIG_NAME}': {e}") from None
+    fields = _fields(
+        config,
+        base,
+        space=space,
+        dataset=dataset,
+        data_dir=data_dir,
+        constraint=constraint,
+        search_budget=search_budget,
+        lookup=str(lookup) if lookup else None,
+        latency_table=str(latency_table) if latency_table else None,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        channels=channels,
+        layers=layers,
+        stage_cells=stage_cells,
+        eval_channels=eval_channels,
+        eval_layers=eval_layers,
+        train_subset=train_subset,
+        image_size=image_size,
+        seed=seed,
+        threads=threads,
+        weight_sharing=weight_sharing,
+        bottleneck=bottleneck,
+        derived_cells=derived_cells,
+        lr=lr,
+        arch_lr=arch_lr,
+        lambda_lr=lambda_lr,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cfg = DSearchConfig.from_dict(fields)
+        result = dsearch(cfg, out, resume=resume, progress=progress)
+    _echo_warnings(caught)
+    s = result.summary
+    keys = (
+        "genotype",
+        "constraint",
+        "budget",
+        "search_budget",
+        "derived",
+        "satisfied",
+        "params",
+        "flops",
+        "seconds",
+    )
+    brief: dict[str, Any] = {"out": str(out), **{k: s.get(k) for k in keys}}
+    if "nb201" in s:
+        nb = s["nb201"]
+        brief["nb201_index"] = nb["index"]
+        brief["test_acc"] = nb["test_acc"]
+        best = nb["best_under_budget"].get(cfg.dataset if cfg.dataset in nb["test_acc"] else "")
+        if best:
+            brief["best_test_acc_under_budget"] = best["test_acc"]
+    typer.echo(json.dumps(brief))
+
+
+@dsearch_app.command("lug")
+@_user_errors
+def lug(
+    budgets: Annotated[
+        str, typer.Option("--budgets", help="Comma-separated search budgets, e.g. 2e5,4e5,8e5.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Directory for lug.json and the runs.")],
+    jobs: Annotated[int, typer.Option("--jobs", help="Parallel searches (1 thread each).")] = 1,
+    config: ConfigOpt = None,
+    space: SpaceOpt = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    constraint: ConstraintOpt = None,
+    epochs: EpochsOpt = None,
+    steps_per_epoch: StepsOpt = None,
+    batch_size: BatchOpt = None,
+    channels: ChannelsOpt = None,
+    layers: LayersOpt = None,
+    stage_cells: StageCellsOpt = None,
+    train_subset: SubsetOpt = None,
+    image_size: ImageSizeOpt = None,
+    seed: SeedOpt = None,
+    arch_lr: ArchLrOpt = None,
+    lambda_lr: LambdaLrOpt = None,
+    progress: ProgressOpt = True,
+) -> None:
+    """Build a lookup graph: derived resource of short searches over search budgets.
+
+    The constraint gives the metric (its budget is not used). Prints the curve as JSON.
+    """
+    from hwnas.dnas.lookup import LUG_NAME, build_lookup_graph
+    from hwnas.dnas.search import DSearchConfig
+    from hwnas.report.progress import progress_bar
+
+    try:
+        values = [float(b) for b in budgets.split(",") if b.strip()]
+    except ValueError:
+        raise HwnasError(f"--budgets must be comma-separated numbers, got '{budgets}'") from None
+    fields = _fields(
+        config,
+        None,
+        space=space,
+        dataset=dataset,
+        data_dir=data_dir,
+        constraint=constraint,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        channels=channels,
+        layers=layers,
+        stage_cells=stage_cells,
+        train_subset=train_subset,
+        image_size=image_size,
+        seed=seed,
+        arch_lr=arch_lr,
+        lambda_lr=lambda_lr,
+    )
+    cfg = DSearchConfig.from_dict(fields)
+    with progress_bar("lookup graph", enabled=progress) as update:
+        graph = build_lookup_graph(cfg, values, out, jobs=jobs, progress=update)
+    xs, ys = graph.curve()
+    typer.echo(
+        json.dumps(
+            {
+                "lug": str(out / LUG_NAME),
+                "metric": graph.metric,
+                "search_budget": xs.tolist(),
+                "derived": ys.tolist(),
+            }
+        )
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``dsearch`` (and ``dsearch lug``) to the main app."""
+    app.add_typer(dsearch_app, name="dsearch")

@@ -1,0 +1,616 @@
+"""DCA-NAS: differentiable architecture search under a device resource budget (paper 001).
+
+Each step makes two first-order updates (DARTS-style, alternating):
+
+1. weights ``w`` (SGD, momentum, cosine lr, grad clip) on a batch of the weight half of
+   the training subset, minimising the cross-entropy;
+2. alpha (Adam) on a batch of the alpha half, minimising
+   ``L_val(w, alpha) + lambda * (R(alpha) / B - 1)``, where ``R`` is the expected
+   resource of paper eq. 3 (:meth:`ResourceModel.expected`) and ``B`` the search budget.
+   Dividing by ``B`` makes the constraint term unit-free, so one ``lambda_lr`` works for
+   any metric and budget (paper eq. 4 writes ``lambda (R - B)``; this is the same
+   Lagrangian with lambda rescaled by ``B``);
+3. ``lambda <- max(0, lambda + lambda_lr * (R(alpha) / B - 1))``: gradient ascent on the
+   violation (eq. 2/4), so lambda grows while the budget is exceeded, shrinks towards 0
+   while it is met, and never goes negative.
+
+The search budget ``B`` is the constraint's device budget, an explicit ``search_budget``
+or, with ``lookup``, the lookup graph's value for the device budget (section 3.2.1).
+
+``dsearch(config, out_dir)`` appends one JSON line per epoch to ``metrics.jsonl``,
+checkpoints every epoch (model, both optimisers, scheduler, lambda, RNG states, epoch,
+config) to ``checkpoint.pt``, continues exactly with ``resume=True``, and writes
+``summary.json`` at the end (see :func:`dsearch`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import random
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hwnas.config import validate_model
+from hwnas.data import BatchIterator, ImageData, load_dataset
+from hwnas.dnas.derive import nb201_record, nb201_table
+from hwnas.dnas.genotype import Genotype, genotype_to_dict
+from hwnas.dnas.resources import (
+    Constraint,
+    EvalNetConfig,
+    ResourceModel,
+    parse_constraint,
+    resource_model,
+)
+from hwnas.dnas.search_model import SearchNetwork
+from hwnas.errors import HwnasError
+from hwnas.report.progress import StepProgress
+from hwnas.train.utils import warmup_cosine
+
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.jsonl"
+SUMMARY_NAME = "summary.json"
+CONFIG_NAME = "config.json"
+
+# settings that may differ between a run and its resumption
+_RESUME_FREE = ("data_dir", "threads")
+
+__all__ = ["DSearchConfig", "DSearchResult", "dsearch", "resolve_budgets"]
+
+
+class DSearchConfig(BaseModel):
+    """Settings of one DCA-NAS search (defaults: the paper's optimisers, NB201 space)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    space: Literal["darts", "nb201"] = "nb201"
+    dataset: str = Field("cifar10", description="cifar10, digits (8x8), mnist, flowers17, ...")
+    data_dir: str | None = None
+    constraint: str | None = Field(
+        None, description="params<=3.5e6, flops<=600e6 or latency:DEVICE<=MS (None: DARTS)"
+    )
+    search_budget: float | None = Field(None, gt=0, description="override of B in the loss")
+    lookup: str | None = Field(None, description="lookup graph (lug.json) for B")
+    latency_table: str | None = Field(None, description="DARTS per-op latency JSON")
+    epochs: int = Field(50, ge=1)
+    steps_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch")
+    batch_size: int = Field(64, ge=1)
+    channels: int = Field(16, ge=1, description="search network C")
+    layers: int = Field(8, ge=3, description="DARTS search network cells")
+    stage_cells: int = Field(5, ge=1, description="NB201 search network cells per stage")
+    eval_channels: int | None = Field(None, ge=1, description="evaluation C (36 / 16)")
+    eval_layers: int | None = Field(None, ge=1, description="evaluation cells (20 / N=5)")
+    eval_num_classes: int | None = Field(None, ge=1, description="default: the dataset's")
+    eval_resolution: int | None = Field(None, ge=1, description="default: the dataset's")
+    train_subset: int | None = Field(
+        None, ge=2, description="training images used (half weights, half alpha)"
+    )
+    image_size: int | None = Field(None, ge=4, description="downscale inputs for speed")
+    augment: bool = True
+    seed: int = 0
+    threads: int | None = Field(1, ge=1)
+    weight_sharing: bool = True
+    bottleneck: int = Field(2, ge=1, description="channel bottleneck factor (1: off)")
+    derived_cells: bool = True
+    lr: float = Field(0.025, gt=0)
+    lr_min: float = Field(0.001, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(3e-4, ge=0)
+    grad_clip: float | None = Field(5.0, gt=0)
+    arch_lr: float = Field(3e-4, gt=0)
+    arch_betas: tuple[float, float] = (0.5, 0.999)
+    arch_weight_decay: float = Field(1e-3, ge=0)
+    lambda_lr: float = Field(0.1, ge=0)
+    lambda_init: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> DSearchConfig:
+        if self.constraint is not None:
+            c = parse_constraint(self.constraint)
+            if c.metric == "latency" and self.space == "darts" and not self.latency_table:
+                raise HwnasError(
+                    "a DARTS latency constraint needs a per-op latency table (latency_table, "
+                    "--latency-table JSON)"
+                )
+        elif self.search_budget is not None or self.lookup is not None:
+            raise HwnasError("search_budget/lookup need a constraint (e.g. params<=1e6)")
+        if self.search_budget is not None and self.lookup is not None:
+            raise HwnasError("give either search_budget or lookup, not both")
+        return self
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DSearchConfig:
+        """Validate ``d``; errors become one-line :class:`HwnasError`."""
+        return validate_model(cls, d, "search")
+
+    def eval_net(self, num_classes: int, in_channels: int, resolution: int) -> EvalNetConfig:
+        """The evaluation network the constraint is about."""
+        return EvalNetConfig(
+            space=self.space,
+            C=self.eval_channels,
+            layers=self.eval_layers,
+            num_classes=self.eval_num_classes or num_classes,
+            in_channels=in_channels,
+            resolution=self.eval_resolution or resolution,
+        )
+
+
+@dataclass
+class DSearchResult:
+    """Outcome of :func:`dsearch`; ``summary`` is empty until the last epoch is done."""
+
+    out_dir: Path
+    genotype: Genotype | str
+    alphas: list[torch.Tensor]
+    lam: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    model: SearchNetwork | None = None
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.history[-1] if self.history else {}
+
+
+def resolve_budgets(cfg: DSearchConfig) -> tuple[Constraint | None, float | None, str]:
+    """(constraint, search budget B, where B came from: constraint/override/lookup)."""
+    if cfg.constraint is None:
+        return None, None, "none"
+    c = parse_constraint(cfg.constraint)
+    if cfg.search_budget is not None:
+        return c, float(cfg.search_budget), "override"
+    if cfg.lookup is not None:
+        from hwnas.dnas.lookup import LookupGraph
+
+        lug = LookupGraph.load(cfg.lookup)
+        if lug.metric != c.key:
+            raise HwnasError(
+                f"lookup graph '{cfg.lookup}' is for {lug.metric}, the constraint is on {c.key}"
+            )
+        return c, lug.search_budget_for(c.budget), "lookup"
+    return c, c.budget, "constraint"
+
+
+# ---- data -------------------------------------------------------------------------------
+@dataclass
+class _SearchData:
+    x_w: torch.Tensor
+    y_w: torch.Tensor
+    x_a: torch.Tensor
+    y_a: torch.Tensor
+    num_classes: int
+    in_channels: int
+    resolution: int  # native image size (for the evaluation network)
+    pad: int
+    flip: bool
+
+
+@functools.lru_cache(maxsize=1)
+def _load_train(dataset: str, data_dir: str | None) -> ImageData:
+    """The dataset with no validation hold-out, kept for the next search in this process
+    (lookup graphs and tests run many searches; the search never uses the test split, so
+    the loader's seed is fixed and ``cfg.seed`` only picks the subset)."""
+    return load_dataset(dataset, data_dir, val_fraction=0.0, seed=0)
+
+
+def _search_data(cfg: DSearchConfig) -> _SearchData:
+    """The training split (no held-out validation), a seeded subset, halved (DARTS)."""
+    data = _load_train(cfg.dataset, cfg.data_dir)
+    x, y = data.x_train, data.y_train
+    gen = torch.Generator().manual_seed(cfg.seed)
+    n = len(y) if cfg.train_subset is None else min(cfg.train_subset, len(y))
+    if n < 2:
+        raise HwnasError(f"dataset '{cfg.dataset}' has too few training images ({len(y)})")
+    perm = torch.randperm(len(y), generator=gen)[:n]
+    x, y = x[perm], y[perm]
+    native = int(data.x_train.shape[-1])
+    if cfg.image_size is not None and cfg.image_size != native:
+        x = F.adaptive_avg_pool2d(x, cfg.image_size)
+    half = n // 2
+    size = int(x.shape[-1])
+    return _SearchData(
+        x_w=x[:half].contiguous(),
+        y_w=y[:half].contiguous(),
+        x_a=x[half:].contiguous(),
+        y_a=y[half:].contiguous(),
+        num_classes=data.num_classes,
+        in_channels=data.in_channels,
+        resolution=native,
+        pad=max(1, size // 8),
+        flip=data.flip,
+    )
+
+
+# ---- RNG state ----------------------------------------------------------------------------
+def _rng_state(gens: dict[str, torch.Generator]) -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+        **{k: g.get_state() for k, g in gens.items()},
+    }
+
+
+def _set_rng_state(state: dict[str, Any], gens: dict[str, torch.Generator]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    for k, g in gens.items():
+        g.set_state(state[k])
+
+
+def _save(path: Path, payload: dict[str, Any]) -> None:
+    """Atomic ``torch.save``."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _peak_rss_mib() -> float:
+    """Peak resident set size of this process so far (``getrusage`` ru_maxrss, MiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _genotype_json(g: Genotype | str) -> Any:
+    return g if isinstance(g, str) else genotype_to_dict(g)
+
+
+# ---- the search -------------------------------------------------------------------------
+def dsearch(
+    config: DSearchConfig | dict[str, Any],
+    out_dir: str | os.PathLike[str],
+    resume: bool = False,
+    progress: bool = True,
+    max_epochs: int | None = None,
+    return_model: bool = False,
+) -> DSearchResult:
+    """Run (or, with ``resume=True``, continue) a DCA-NAS search; see the module docstring.
+
+    ``resume=True`` continues from ``out_dir/checkpoint.pt`` (starts afresh when there is
+    none; the config must match the checkpoint's except data_dir/threads). ``max_epochs``
+    stops after that many epochs of this call (the schedules still span
+    ``config.epochs``). Per epoch ``metrics.jsonl`` gets: epoch, genotype, alpha entropy,
+    lambda, expected and derived resource, train/val loss and accuracy (val: the alpha
+    batches, before each alpha update), lr, seconds, peak RSS (``getrusage`` maxrss, MiB:
+    the process peak so far). ``summary.json`` (after the last epoch): config, genotype,
+    derived params/flops (latency where defined), budget, search budget, satisfied,
+    seconds; for NB201 also the benchmark index, true test accuracies, 27 device
+    latencies and the best table accuracy under the same budget and resource model.
+    """
+    cfg = DSearchConfig.from_dict(config) if isinstance(config, dict) else config
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path, metrics_path = out / CHECKPOINT_NAME, out / METRICS_NAME
+    constraint, search_budget, budget_source = resolve_budgets(cfg)
+
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+    gens = {"data_w": torch.Generator(), "data_a": torch.Generator()}
+    gens["data_w"].manual_seed(cfg.seed)
+    gens["data_a"].manual_seed(cfg.seed + 1)
+
+    data = _search_data(cfg)
+    eval_cfg = cfg.eval_net(data.num_classes, data.in_channels, data.resolution)
+    rmodel = resource_model(
+        constraint if constraint is not None else "params",
+        eval_cfg,
+        data_dir=cfg.data_dir,
+        latency_table=cfg.latency_table,
+    )
+    model = SearchNetwork(
+        cfg.space,
+        C=cfg.channels,
+        layers=cfg.layers if cfg.space == "darts" else cfg.stage_cells,
+        num_classes=data.num_classes,
+        in_channels=data.in_channels,
+        weight_sharing=cfg.weight_sharing,
+        bottleneck=cfg.bottleneck,
+        derived_cells=cfg.derived_cells,
+    )
+    w_iter = BatchIterator(
+        data.x_w,
+        data.y_w,
+        cfg.batch_size,
+        shuffle=True,
+        augment=cfg.augment,
+        pad=data.pad,
+        flip=data.flip,
+        drop_last=len(data.y_w) >= cfg.batch_size,
+        generator=gens["data_w"],
+        max_batches=cfg.steps_per_epoch,
+    )
+    a_iter = BatchIterator(
+        data.x_a,
+        data.y_a,
+        cfg.batch_size,
+        shuffle=True,
+        drop_last=len(data.y_a) >= cfg.batch_size,
+        generator=gens["data_a"],
+        max_batches=cfg.steps_per_epoch,
+    )
+    steps = min(len(w_iter), len(a_iter))
+    if steps == 0:
+        raise HwnasError("the training subset is too small for one batch")
+    w_opt = torch.optim.SGD(
+        model.weight_parameters(),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        w_opt, warmup_cosine(cfg.epochs * steps, 0, final=min(1.0, cfg.lr_min / cfg.lr))
+    )
+    a_opt = torch.optim.Adam(
+        model.arch_parameters(),
+        lr=cfg.arch_lr,
+        betas=cfg.arch_betas,
+        weight_decay=cfg.arch_weight_decay,
+    )
+    lam = float(cfg.lambda_init)
+    start_epoch, seconds_before = 0, 0.0
+    history: list[dict[str, Any]] = []
+    if resume and ckpt_path.is_file():
+        ckpt = _load_checkpoint(ckpt_path)
+        _check_same_config(ckpt.get("config", {}), cfg, ckpt_path)
+        model.load_state_dict(ckpt["model"])
+        w_opt.load_state_dict(ckpt["w_opt"])
+        a_opt.load_state_dict(ckpt["a_opt"])
+        sched.load_state_dict(ckpt["scheduler"])
+        lam = float(ckpt["lambda"])
+        _set_rng_state(ckpt["rng"], gens)
+        start_epoch = int(ckpt["epoch"]) + 1
+        seconds_before = float(ckpt.get("seconds", 0.0))
+        history = list(ckpt.get("history", []))
+    else:
+        for p in (metrics_path, out / SUMMARY_NAME, ckpt_path):
+            if p.exists():
+                p.unlink()
+    (out / CONFIG_NAME).write_text(json.dumps(cfg.model_dump(), indent=2) + "\n")
+
+    end_epoch = cfg.epochs if max_epochs is None else min(cfg.epochs, start_epoch + max_epochs)
+    seconds = seconds_before
+    bar = StepProgress(
+        progress,
+        cfg.epochs * steps,
+        start_epoch * steps,
+        label="dsearch epoch",
+        fields="loss {loss:.3f} lambda {lam:.3g}",
+        lam=0.0,
+    )
+    with bar:
+        for epoch in range(start_epoch, end_epoch):
+            t0 = time.perf_counter()
+            sums = {"train_loss": 0.0, "train_acc": 0.0, "val_loss": 0.0, "val_acc": 0.0}
+            n = 0
+            model.train()
+            for (xw, yw), (xa, ya) in zip(w_iter, a_iter, strict=False):
+                # 1. weights on a training batch
+                w_opt.zero_grad(set_to_none=True)
+                logits = model(xw)
+                loss = F.cross_entropy(logits, yw)
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.weight_parameters(), cfg.grad_clip)
+                w_opt.step()
+                sched.step()
+                # 2. alpha on a validation batch: L_val + lambda * (R/B - 1)
+                alphas = model.arch_parameters()
+                a_opt.zero_grad(set_to_none=True)
+                logits_a = model(xa)
+                val_loss = F.cross_entropy(logits_a, ya)
+                objective = val_loss
+                violation = 0.0
+                if search_budget is not None:
+                    r = rmodel.expected(alphas)
+                    rel = r / search_budget - 1.0
+                    objective = objective + lam * rel.to(val_loss.dtype)
+                    violation = float(rel.detach())
+                grads = torch.autograd.grad(objective, alphas)
+                for a, g in zip(alphas, grads, strict=True):
+                    a.grad = g
+                a_opt.step()
+                # 3. lambda: gradient ascent on the violation, kept >= 0
+                if search_budget is not None:
+                    lam = max(0.0, lam + cfg.lambda_lr * violation)
+                sums["train_loss"] += float(loss.detach())
+                sums["train_acc"] += float((logits.argmax(1) == yw).float().mean())
+                sums["val_loss"] += float(val_loss.detach())
+                sums["val_acc"] += float((logits_a.argmax(1) == ya).float().mean())
+                n += 1
+                bar.advance(epoch, loss=float(loss.detach()), lam=lam)
+            secs = time.perf_counter() - t0
+            seconds += secs
+            record = _epoch_record(epoch, n, sums, model, rmodel, lam, search_budget, w_opt, secs)
+            history.append(record)
+            _save(
+                ckpt_path,
+                {
+                    "model": model.state_dict(),
+                    "hparams": model.hparams(),
+                    "w_opt": w_opt.state_dict(),
+                    "a_opt": a_opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "lambda": lam,
+                    "rng": _rng_state(gens),
+                    "epoch": epoch,
+                    "config": cfg.model_dump(),
+                    "seconds": seconds,
+                    "history": history,
+                },
+            )
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            r = record
+            bar.print(
+                f"epoch {r['epoch']}: train {r['train_loss']:.3f}/{r['train_acc']:.3f} "
+                f"val {r['val_loss']:.3f}/{r['val_acc']:.3f} lambda {r['lambda']:.3g} "
+                f"{r['metric']} expected {r['expected']:.4g} derived {r['derived']:.4g}"
+            )
+
+    genotype = model.genotype()
+    result = DSearchResult(
+        out_dir=out,
+        genotype=genotype,
+        alphas=[a.detach().clone() for a in model.arch_parameters()],
+        lam=lam,
+        history=history,
+        model=model if return_model else None,
+    )
+    if end_epoch >= cfg.epochs:
+        result.summary = _summary(
+            cfg,
+            genotype,
+            model,
+            rmodel,
+            constraint,
+            search_budget,
+            budget_source,
+            lam,
+            seconds,
+            eval_cfg,
+        )
+        (out / SUMMARY_NAME).write_text(json.dumps(result.summary, indent=2) + "\n")
+    return result
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # corrupt / not a checkpoint
+        raise HwnasError(f"cannot read checkpoint '{path}': {e}") from None
+
+
+def _check_same_config(saved: dict[str, Any], cfg: DSearchConfig, path: Path) -> None:
+    now = cfg.model_dump()
+    diff = sorted(
+        k for k in set(saved) | set(now) if k not in _RESUME_FREE and saved.get(k) != now.get(k)
+    )
+    # tuples come back from torch.load as tuples, from JSON as lists
+    diff = [k for k in diff if not _same(saved.get(k), now.get(k))]
+    if diff:
+        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff[:4])
+        raise HwnasError(
+            f"checkpoint '{path}' was made with other settings ({shown}); "
+            "resume with the same settings or use another --out"
+        )
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return list(a) == list(b)
+    return a == b
+
+
+def _epoch_record(
+    epoch: int,
+    n: int,
+    sums: dict[str, float],
+    model: SearchNetwork,
+    rmodel: ResourceModel,
+    lam: float,
+    search_budget: float | None,
+    w_opt: torch.optim.Optimizer,
+    secs: float,
+) -> dict[str, Any]:
+    genotype = model.genotype()
+    with torch.no_grad():
+        expected = float(rmodel.expected(model.arch_parameters()))
+    record: dict[str, Any] = {
+        "epoch": epoch,
+        "steps": n,
+        "genotype": _genotype_json(genotype),
+        "alpha_entropy": model.alpha_entropy(),
+        "lambda": lam,
+        "metric": rmodel.key,
+        "expected": expected,
+        "derived": rmodel.derived(genotype),
+        "search_budget": search_budget,
+        **{k: v / max(n, 1) for k, v in sums.items()},
+        "lr": w_opt.param_groups[0]["lr"],
+        "seconds": secs,
+        "peak_rss_mib": _peak_rss_mib(),
+    }
+    return record
+
+
+def _summary(
+    cfg: DSearchConfig,
+    genotype: Genotype | str,
+    model: SearchNetwork,
+    rmodel: ResourceModel,
+    constraint: Constraint | None,
+    search_budget: float | None,
+    budget_source: str,
+    lam: float,
+    seconds: float,
+    eval_cfg: EvalNetConfig,
+) -> dict[str, Any]:
+    params = resource_model("params", eval_cfg)
+    flops = resource_model("flops", eval_cfg)
+    derived = rmodel.derived(genotype)
+    with torch.no_grad():
+        expected = float(rmodel.expected(model.arch_parameters()))
+    s: dict[str, Any] = {
+        "config": cfg.model_dump(),
+        "space": cfg.space,
+        "genotype": _genotype_json(genotype),
+        "params": params.derived(genotype),
+        "flops": flops.derived(genotype),
+        "constraint": str(constraint) if constraint else None,
+        "metric": rmodel.key,
+        "budget": constraint.budget if constraint else None,
+        "search_budget": search_budget,
+        "search_budget_source": budget_source,
+        "derived": derived,
+        "expected": expected,
+        "satisfied": (derived <= constraint.budget) if constraint else None,
+        "lambda": lam,
+        "resource_model": rmodel.describe(),
+        "seconds": seconds,
+    }
+    if rmodel.metric == "latency":
+        s["latency_ms"] = derived
+    if cfg.space == "nb201":
+        s["nb201"] = _nb201_summary(genotype, rmodel, constraint, cfg.data_dir)
+    return s
+
+
+def _nb201_summary(
+    arch: Genotype | str, rmodel: ResourceModel, constraint: Constraint | None, data_dir: Any
+) -> dict[str, Any]:
+    """Benchmark facts of the found cell and the best table cell under the same budget."""
+    from hwnas.bench.nb201 import NB201_DATASETS
+
+    assert isinstance(arch, str)
+    rec = nb201_record(arch, data_dir)
+    row_of_code, df = nb201_table(data_dir)
+    cost = rmodel.derived_all_nb201()  # by base-5 code
+    ok = cost <= constraint.budget if constraint else np.ones(len(cost), dtype=bool)
+    best: dict[str, Any] = {"feasible_cells": int(ok.sum())}
+    for d in NB201_DATASETS:
+        acc = df[f"{d}_test_acc"].to_numpy(dtype=np.float64)[row_of_code]
+        if not ok.any():
+            best[d] = None
+            continue
+        code = int(np.flatnonzero(ok)[np.argmax(acc[ok])])
+        row = int(row_of_code[code])
+        best[d] = {
+            "test_acc": float(acc[code]),
+            "index": int(df["index"].iloc[row]) if "index" in df.columns else row,
+            "arch_str": str(df["arch_str"].iloc[row]),
+            "resource": float(cost[code]),
+            "regret": float(acc[code]) - rec["test_acc"][d],
+        }
+    return {**rec, "best_under_budget": best}

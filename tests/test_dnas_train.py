@@ -1,0 +1,359 @@
+"""Evaluation networks of derived cells (NB201, DARTS), their training, resume, export, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hwnas.data import ImageData, load_dataset
+from hwnas.dnas.dtrain import (
+    DTrainConfig,
+    cutout,
+    dtrain,
+    genotype_from_search,
+    load_network,
+    resolve_arch,
+)
+from hwnas.dnas.evalnet import (
+    DartsNetworkCIFAR,
+    NB201Network,
+    count_params,
+    drop_path,
+    validate_genotype,
+)
+from hwnas.dnas.genotype import DARTS_V2, Genotype, genotype_to_dict
+from hwnas.errors import HwnasError
+
+# One thread: the test machine is shared.
+torch.set_num_threads(1)
+
+ALL_CONV = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+ALL_NONE = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
+MIXED = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|nor_conv_1x1~0|avg_pool_3x3~1|none~2|"
+# Parameter-light DARTS genotype whose parameters are easy to count by hand: normal cells
+# hold only identities; each reduction cell one FactorizedReduce (skip_connect, stride 2).
+TINY = Genotype(
+    normal=[("skip_connect", 0), ("skip_connect", 1)] * 4,
+    normal_concat=[2, 3, 4, 5],
+    reduce=[("skip_connect", 0), ("max_pool_3x3", 1)]
+    + [("max_pool_3x3", 0), ("skip_connect", 2)] * 3,
+    reduce_concat=[2, 3, 4, 5],
+)
+FAST_LATENCY = {"warmup": 1, "rounds": 3, "repeats_per_round": 2}
+
+
+@pytest.fixture(scope="module")
+def cifar(data_dir: Path) -> ImageData:
+    """Real CIFAR-10, cut to 256 training and 128 test images (loaded once)."""
+    data = load_dataset("cifar10", data_dir, val_fraction=0.0)
+    gen = torch.Generator().manual_seed(0)
+    tr = torch.randperm(len(data.y_train), generator=gen)[:256]
+    te = torch.randperm(len(data.y_test), generator=gen)[:128]
+    data.x_train, data.y_train = data.x_train[tr], data.y_train[tr]
+    data.x_test, data.y_test = data.x_test[te], data.y_test[te]
+    return data
+
+
+# ---- networks ----------------------------------------------------------------------------
+def test_nb201_param_counts_published_and_by_hand() -> None:
+    # NAS-Bench-201 (CIFAR-10, C=16, N=5): 1.53 M for the all-3x3 cell, 0.07 M without convs
+    assert count_params(NB201Network(ALL_CONV)) == pytest.approx(1.53e6, rel=0.005)
+    assert count_params(NB201Network(ALL_CONV)) == 1_531_546
+    for arch in (ALL_NONE, ALL_SKIP):
+        assert count_params(NB201Network(arch)) == pytest.approx(0.073e6, rel=0.01)
+    # by hand: C=4, N=1, MIXED cell = one conv3x3 (9c^2 + 2c) and one conv1x1 (c^2 + 2c)
+    stem = 3 * 9 * 4 + 2 * 4
+    cells = sum(10 * c * c + 4 * c for c in (4, 8, 16))
+
+    def res(ci: int, co: int) -> int:  # conv_a + BN, conv_b + BN, avgpool + 1x1 shortcut
+        return 9 * ci * co + 2 * co + 9 * co * co + 2 * co + ci * co
+
+    head = 2 * 16 + 16 * 10 + 10
+    assert (
+        count_params(NB201Network(MIXED, C=4, N=1)) == stem + cells + res(4, 8) + res(8, 16) + head
+    )
+
+
+def test_nb201_forward_shapes_and_none_edges() -> None:
+    net = NB201Network(MIXED, C=4, N=1, num_classes=7)
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 7)
+    net1 = NB201Network(ALL_NONE, C=4, N=1, in_channels=1).eval()
+    out = net1(torch.randn(3, 1, 28, 28))
+    # all-'none' cells output zeros, so every input gives the same logits
+    assert (
+        out.shape == (3, 10) and torch.allclose(out[0], out[1]) and torch.allclose(out[0], out[2])
+    )
+    with pytest.raises(HwnasError, match="malformed"):
+        NB201Network("|nor_conv_3x3~0|+|none~0|")
+
+
+def test_darts_param_counts_published_and_by_hand() -> None:
+    # DARTS (2nd order) on CIFAR-10: 3.3 M parameters at C=36, 20 cells, without aux head
+    assert count_params(DartsNetworkCIFAR(DARTS_V2)) == pytest.approx(3.3e6, rel=0.02)
+    net = DartsNetworkCIFAR(TINY, C=4, layers=3, auxiliary=True)
+    stem = 3 * 9 * 12 + 2 * 12
+    cell0 = (12 * 4 + 8) + (12 * 4 + 8)  # normal, C=4: two 1x1 ReLUConvBN preprocessings
+    cell1 = (12 * 8 + 16) + (16 * 8 + 16) + (8 * 8 + 16)  # reduction, C=8: + FactorizedReduce op
+    cell2 = (2 * 16 * 8 + 32) + (32 * 16 + 32) + (16 * 16 + 32)  # FR preprocess0 after reduction
+    classifier = 64 * 10 + 10
+    assert count_params(net) == stem + cell0 + cell1 + cell2 + classifier
+    aux = 64 * 128 + 2 * 128 + 128 * 768 * 4 + 2 * 768 + 768 * 10 + 10
+    assert count_params(net, exclude_auxiliary=False) - count_params(net) == aux
+
+
+def test_darts_outputs_train_tuple_eval_logits() -> None:
+    net = DartsNetworkCIFAR(DARTS_V2, C=4, layers=3, auxiliary=True, drop_path_prob=0.2)
+    x = torch.randn(2, 3, 32, 32)
+    out = net.train()(x)
+    assert isinstance(out, tuple) and [t.shape for t in out] == [(2, 10), (2, 10)]
+    assert net.eval()(x).shape == (2, 10)
+    plain = DartsNetworkCIFAR(DARTS_V2, C=4, layers=3)
+    assert plain.train()(x).shape == (2, 10)  # no aux head: logits in training too
+    with pytest.raises(HwnasError, match="8x8"):
+        net.train()(torch.randn(2, 3, 16, 16))
+
+
+def test_genotype_validation() -> None:
+    bad = genotype_to_dict(DARTS_V2)
+    bad["normal"][3] = ["sep_conv_9x9", 1]
+    with pytest.raises(HwnasError, match="unknown darts op 'sep_conv_9x9'"):
+        validate_genotype(bad)
+    bad = genotype_to_dict(DARTS_V2)
+    bad["normal"][0] = ["sep_conv_3x3", 2]  # node 2 cannot read itself
+    with pytest.raises(HwnasError, match="earlier state"):
+        validate_genotype(bad)
+    assert resolve_arch("darts", "darts-v2") == genotype_to_dict(DARTS_V2)
+    assert resolve_arch("darts", json.dumps(genotype_to_dict(DARTS_V2))) == genotype_to_dict(
+        DARTS_V2
+    )
+    with pytest.raises(HwnasError, match="unknown genotype 'DARTS_V9'"):
+        resolve_arch("darts", "DARTS_V9")
+    assert resolve_arch("nb201", {"arch_str": f" {MIXED} "}) == MIXED
+
+
+def test_cutout_zeroes_a_square() -> None:
+    x = torch.ones(64, 3, 32, 32)
+    y = cutout(x, 16, torch.Generator().manual_seed(0))
+    assert torch.equal(cutout(x, 0), x)
+    for img in y:
+        assert torch.equal(img[0], img[1]) and torch.equal(img[0], img[2])  # same on channels
+        zero = img[0] == 0
+        rows = torch.nonzero(zero.any(1)).flatten()
+        cols = torch.nonzero(zero.any(0)).flatten()
+        # one axis-aligned block, at most 16x16, at least 8x8 (the centre is in the image)
+        assert int(zero.sum()) == len(rows) * len(cols)
+        assert 8 <= len(rows) <= 16 and 8 <= len(cols) <= 16
+        assert rows[-1] - rows[0] + 1 == len(rows) and cols[-1] - cols[0] + 1 == len(cols)
+        assert bool(zero[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].all())
+    # some squares sit inside the image: exactly 16 x 16
+    assert int((y[:, 0] == 0).sum(dim=(1, 2)).max()) == 256
+
+
+def test_drop_path_only_in_training() -> None:
+    x = torch.ones(4000, 1, 1, 1)
+    torch.manual_seed(0)
+    d = drop_path(x, 0.25)
+    assert torch.equal(d.unique(), torch.tensor([0.0, 1 / 0.75]))
+    assert float(d.mean()) == pytest.approx(1.0, abs=0.05)
+    torch.manual_seed(0)
+    net = DartsNetworkCIFAR(DARTS_V2, C=4, layers=3, drop_path_prob=0.5)
+    xb = torch.randn(4, 3, 32, 32)
+    net.eval()
+    e1, e2 = net(xb), net(xb)
+    net.drop_path_prob = 0.0
+    assert torch.equal(e1, e2) and torch.equal(e1, net(xb))  # eval: no drop path at all
+    net.train()
+    assert torch.equal(net(xb), net(xb))  # train, p=0: deterministic
+    net.drop_path_prob = 0.5
+    assert not torch.equal(net(xb), net(xb))  # train, p>0: random paths dropped
+
+
+def test_a_few_steps_reduce_the_loss(cifar: ImageData) -> None:
+    torch.manual_seed(0)
+    net = NB201Network(MIXED, C=8, N=1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=3e-4)
+    x, y = cifar.x_train[:64], cifar.y_train[:64]
+    losses = []
+    for _ in range(15):
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.7 * losses[0]
+
+
+# ---- training runs ----------------------------------------------------------------------
+def _cfg(**kw) -> dict:
+    base = {
+        "space": "darts",
+        "genotype": "DARTS_V2",
+        "C": 4,
+        "layers": 3,
+        "epochs": 2,
+        "batch_size": 64,
+        "drop_path_prob": 0.3,
+        "cutout": 8,
+        "threads": 1,
+        "measure_latency": False,
+    }
+    base.update(kw)
+    return base
+
+
+def test_resume_continues_exactly(cifar: ImageData, tmp_path: Path) -> None:
+    full = dtrain(_cfg(), tmp_path / "full", progress=False, data=cifar)
+    part = tmp_path / "part"
+    first = dtrain(_cfg(), part, progress=False, data=cifar, max_epochs=1)
+    assert len(first.history) == 1 and first.summary is None
+    assert not (part / "summary.json").exists()
+    resumed = dtrain(_cfg(), part, resume=True, progress=False, data=cifar)
+    keys = ("loss", "train_acc", "test_acc", "lr", "drop_path_prob", "steps")
+    for a, b in zip(full.history, resumed.history, strict=True):
+        assert {k: a[k] for k in keys} == pytest.approx({k: b[k] for k in keys}, rel=1e-6)
+    assert full.history[1]["drop_path_prob"] == pytest.approx(0.15)  # 0.3 * 1 / 2
+    assert full.history[1]["lr"] < full.history[0]["lr"] == pytest.approx(0.025)
+    lines = (part / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(s)["epoch"] for s in lines] == [0, 1]
+    assert resumed.summary is not None and (part / "summary.json").is_file()
+    assert resumed.summary["test_acc"] == pytest.approx(full.summary["test_acc"])
+    with pytest.raises(HwnasError, match="different settings"):
+        dtrain(_cfg(C=6), part, resume=True, progress=False, data=cifar)
+
+
+def test_summary_onnx_matches_and_latency(cifar: ImageData, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    cfg = _cfg(epochs=1, auxiliary=True, train_subset=128)
+    cfg.update(measure_latency=True, latency_settings=FAST_LATENCY)
+    res = dtrain(cfg, tmp_path, progress=False, data=cifar, return_model=True)
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["train_examples"] == 128 and s["test_examples"] == 128
+    assert s["params"] == count_params(res.model) < s["params_with_aux"]
+    assert s["flops"] > 0 and s["macs"] * 2 == s["flops"] and s["cost_batch_size"] == 1
+    assert s["onnx_max_abs_diff"] < 1e-4
+    assert s["latency_ms"] > 0
+    st = s["latency"]["settings"]
+    assert st["batch_size"] == 1 and st["intra_op_threads"] == 1 and st["runtime"] == "onnxruntime"
+    # the exported file reproduces the reloaded trained network
+    net = load_network(tmp_path)
+    x = torch.randn(3, 3, 32, 32)
+    sess = ort.InferenceSession(s["onnx"], providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        assert np.abs(net(x).numpy() - got).max() < 1e-4
+
+
+def test_config_errors() -> None:
+    with pytest.raises(HwnasError, match="unknown dtrain setting 'epoch'"):
+        DTrainConfig.from_dict({"epoch": 3})
+    with pytest.raises(HwnasError, match="needs an arch string"):
+        DTrainConfig(space="nb201").resolved()
+    with pytest.raises(HwnasError, match="no auxiliary head"):
+        DTrainConfig(space="nb201", genotype=MIXED, auxiliary=True).resolved()
+    r = DTrainConfig(space="nb201", genotype=MIXED).resolved()
+    assert (r.C, r.layers, r.drop_path_prob, r.cutout) == (16, 5, 0.0, 16)
+    r = DTrainConfig(dataset="mnist").resolved()
+    assert (r.C, r.layers, r.drop_path_prob, r.cutout) == (36, 20, 0.2, 0)
+    assert DTrainConfig(genotype=TINY).resolved().genotype == genotype_to_dict(TINY)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_device_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(HwnasError, match="CUDA is not available"):
+        dtrain(_cfg(device="cuda"), tmp_path, progress=False)
+    with pytest.raises(HwnasError, match="unknown device"):
+        dtrain(_cfg(device="tpu9"), tmp_path, progress=False)
+
+
+# ---- CLI ----------------------------------------------------------------------------------
+def _app():
+    import typer
+
+    from hwnas.cli_dtrain import register
+
+    app = typer.Typer()
+    register(app)
+
+    @app.callback()
+    def _main() -> None:  # keep 'dtrain' a sub-command
+        pass
+
+    return app
+
+
+def test_cli_from_search_end_to_end(tmp_path: Path, data_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    search = tmp_path / "search"
+    search.mkdir()
+    (search / "summary.json").write_text(json.dumps({"genotype": genotype_to_dict(TINY)}))
+    assert genotype_from_search(search) == ("darts", genotype_to_dict(TINY))
+    out = tmp_path / "run"
+    r = CliRunner().invoke(
+        _app(),
+        ["dtrain", "--from-search", str(search), "--dataset", "cifar10", "--data-dir", str(data_dir),
+         "--epochs", "1", "--C", "4", "--layers", "3", "--train-subset", "64", "--test-subset", "32",
+         "--batch-size", "32", "--cutout", "16", "--drop-path", "0.2", "--threads", "1",
+         "--out", str(out), "--no-progress"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    s = json.loads((out / "summary.json").read_text())
+    assert s["space"] == "darts" and s["arch"] == genotype_to_dict(TINY)
+    assert s["params"] == count_params(DartsNetworkCIFAR(TINY, C=4, layers=3))
+    assert s["latency_ms"] > 0 and 0.0 <= s["test_acc"] <= 1.0
+    assert json.loads(r.stdout.strip().splitlines()[-1])["params"] == s["params"]
+
+
+def test_cli_nb201_arch_digits(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    r = CliRunner().invoke(
+        _app(),
+        ["dtrain", "--arch", MIXED, "--dataset", "digits", "--epochs", "1", "--C", "4",
+         "--layers", "1", "--train-subset", "64", "--test-subset", "64", "--batch-size", "32",
+         "--no-latency", "--threads", "1", "--out", str(tmp_path), "--no-progress"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["arch"] == MIXED and s["input_shape"] == [1, 8, 8] and s["latency_ms"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--genotype", "UNKNOWN_OP"], "unknown genotype"),
+        (["--arch", "|nor_conv_3x3~0|+|none~0|"], "malformed arch string"),
+        (["--arch", "|conv_7x7~0|+|none~0|none~1|+|none~0|none~1|none~2|"], "bad edge"),
+        (["--space", "darts", "--arch", MIXED], "NB201 arch string"),
+        (["--genotype", "DARTS_V2", "--arch", MIXED], "exactly one"),
+        (["--from-search", "/nonexistent/run"], "not found"),
+        (["--genotype", "DARTS_V2", "--drop-path", "1.5"], "drop_path_prob"),
+    ],
+)
+def test_cli_bad_inputs(tmp_path: Path, args: list[str], needle: str) -> None:
+    from typer.testing import CliRunner
+
+    r = CliRunner().invoke(_app(), ["dtrain", *args, "--out", str(tmp_path)])
+    assert r.exit_code == 2, r.output
+    err = r.stderr.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1 and needle in err
+
+
+def test_cli_unknown_op_in_genotype(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    bad = genotype_to_dict(DARTS_V2)
+    bad["reduce"][1] = ["conv_7x7", 1]
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(bad))
+    for value in (json.dumps(bad), str(path)):
+        r = CliRunner().invoke(_app(), ["dtrain", "--genotype", value, "--out", str(tmp_path)])
+        assert r.exit_code == 2
+        err = r.stderr.strip()
+        assert len(err.splitlines()) == 1 and "unknown darts op 'conv_7x7'" in err
