@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# Search-side public API, imported lazily so that ``import hwnas.dnas.ops`` stays light.
+# Public API, imported lazily so that ``import hwnas.dnas.ops`` stays light.
 _LAZY = {
     "SearchNetwork": "hwnas.dnas.search_model",
     "derive": "hwnas.dnas.derive",
@@ -26,6 +26,12 @@ _LAZY = {
     "dsearch": "hwnas.dnas.search",
     "LookupGraph": "hwnas.dnas.lookup",
     "build_lookup_graph": "hwnas.dnas.lookup",
+    "NB201Network": "hwnas.dnas.evalnet",
+    "DartsNetworkCIFAR": "hwnas.dnas.evalnet",
+    "DTrainConfig": "hwnas.dnas.dtrain",
+    "DTrainResult": "hwnas.dnas.dtrain",
+    "dtrain": "hwnas.dnas.dtrain",
+    "Genotype": "hwnas.dnas.genotype",
 }
 
 
