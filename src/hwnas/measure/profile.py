@@ -17,8 +17,9 @@ subnets of different groups consistently. The raw statistic is kept as
 ``"profile-anchor"`` in the same store.
 
 Every measurement is committed to ``OUT/results.sqlite`` as an evaluation of a run of
-kind ``"profile"`` the moment its group has been measured: objectives ``latency_ms`` (the
-median over rounds of the per-round minimum), ``flops``, ``macs``, ``params``,
+kind ``"profile"`` the moment its group has been measured: objectives ``latency_ms``
+(drift-corrected as above; without the anchor, the median over rounds of the per-round
+minimum), ``latency_raw_ms`` (always the latter), ``flops``, ``macs``, ``params``,
 ``peak_activation_bytes`` and ``onnx_size_bytes``; ``extra`` holds the full statistics,
 the settings, runtime, threads, host and model hash. The planned subnets are stored in the
 run's config, so re-running with the same ``OUT`` measures only what is missing: a killed
@@ -489,8 +490,9 @@ class _AnchorLog:
         else:
             config = {"profile_run": profile_run, "anchor": key}
             self.run_id = store.create_run(config, None, kind=ANCHOR_KIND)
-        done = [r for r in store.evaluations(self.run_id) if r.ok and r.objectives]
-        self.count = len(store.evaluations(self.run_id))
+        recs = store.evaluations(self.run_id)
+        done = [r for r in recs if r.ok and r.objectives]
+        self.count = len(recs)
         self.reference_ms = float(done[0].objectives["latency_ms"]) if done else None
 
     def log(self, m: Any, group: int) -> AnchorCorrection:
