@@ -212,6 +212,13 @@ def test_linas_bad_options(data_dir):
         )
 
 
+def test_linas_default_predictors(data_dir):
+    from hwnas.bench import get_benchmark
+
+    problem = SearchProblem(get_benchmark("nb201", devices="pixel3"), 10, exact_front=False)
+    assert LINAS()._predictor_names(problem) == ["mlp", "ridge"]
+
+
 def test_linas_explicit_predictors(data_dir):
     s = run_search(
         {
