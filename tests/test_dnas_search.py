@@ -495,3 +495,19 @@ def test_cli_end_to_end(tmp_path) -> None:
 
     r = runner.invoke(app, ["dsearch", "--help"])
     assert r.exit_code == 0 and "--constraint" in r.output and "lug" in r.output
+
+
+def test_search_independent_of_process_caches(tmp_path) -> None:
+    """A search must not depend on what ran before it in the process: building the
+    resource model with cold caches constructs modules (drawing from the global RNG),
+    which must not shift the search network's initialisation."""
+    from hwnas.dnas import resources, search
+
+    cfg = dict(TINY, constraint="params<=3e5", arch_lr=0.05)
+    resources.op_cost.cache_clear()
+    search._load_train.cache_clear()
+    cold = dsearch(cfg, tmp_path / "cold", progress=False)
+    warm = dsearch(cfg, tmp_path / "warm", progress=False)
+    for a, b in zip(cold.alphas, warm.alphas, strict=True):
+        assert torch.equal(a, b)
+    assert cold.history[0]["train_loss"] == warm.history[0]["train_loss"]

@@ -26,10 +26,10 @@ Metrics:
   (convolutions and matmuls at 2 FLOPs per multiply-accumulate; pooling, BN, ReLU and
   additions are not counted), the definition of :func:`hwnas.measure.cost.count_flops`;
 * ``latency`` (ms): NB201 from the benchmark's 27 devices: per-(edge, op) costs fitted
-  by least squares with an intercept (the intercept is ``fixed``; 'none' is the
-  reference op with cost 0) on all 15,625 cells; ``meta`` holds R^2 and Kendall tau of
-  the fit; ``derived`` is the cell's true table value. DARTS: a per-op table from a
-  JSON file (:func:`load_darts_latency_table`).
+  by least squares with an intercept, all bounded below by 0 (the intercept is
+  ``fixed``; 'none' is the reference op with cost 0) on all 15,625 cells; ``meta``
+  holds R^2 and Kendall tau of the fit; ``derived`` is the cell's true table value.
+  DARTS: a per-op table from a JSON file (:func:`load_darts_latency_table`).
 """
 
 from __future__ import annotations
@@ -376,7 +376,8 @@ def _nb201_tables(cfg: EvalNetConfig, metric: str) -> tuple[dict[str, torch.Tens
 def _nb201_latency(
     device: str, data_dir: str | os.PathLike[str] | None
 ) -> tuple[dict[str, torch.Tensor], float, np.ndarray, dict[str, Any]]:
-    """Least-squares per-(edge, op) latency costs on all 15,625 NB201 cells."""
+    """Least-squares per-(edge, op) latency costs (>= 0) on all 15,625 NB201 cells."""
+    from scipy.optimize import lsq_linear
     from scipy.stats import kendalltau
 
     from hwnas.space.nb201 import NB201Space
@@ -394,7 +395,11 @@ def _nb201_latency(
         + [(vectors[:, [e]] == k).astype(np.float64) for e in range(6) for k in range(1, 5)],
         axis=1,
     )
-    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    # no latency is negative and no op saves time over 'none': the intercept and every
+    # op cost are bounded below by 0 (plain least squares gives some ops and the
+    # intercept negative values, and a search then drives its expected latency below
+    # zero by choosing those ops)
+    coef = lsq_linear(X, y, bounds=(0.0, np.inf)).x
     pred = X @ coef
     r2 = 1.0 - float(((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum())
     tau = float(kendalltau(pred, y).statistic)
@@ -403,7 +408,8 @@ def _nb201_latency(
     meta = {
         "latency_fit": {
             "device": device,
-            "method": "least squares on one-hot (edge, op), 'none' as reference, intercept",
+            "method": "least squares on one-hot (edge, op), 'none' as reference, intercept; "
+            "all >= 0",
             "n": len(y),
             "r2": r2,
             "kendall_tau": tau,

@@ -294,13 +294,6 @@ def dsearch(
     ckpt_path, metrics_path = out / CHECKPOINT_NAME, out / METRICS_NAME
     constraint, search_budget, budget_source = resolve_budgets(cfg)
 
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    random.seed(cfg.seed)
-    gens = {"data_w": torch.Generator(), "data_a": torch.Generator()}
-    gens["data_w"].manual_seed(cfg.seed)
-    gens["data_a"].manual_seed(cfg.seed + 1)
-
     data = _search_data(cfg)
     eval_cfg = cfg.eval_net(data.num_classes, data.in_channels, data.resolution)
     rmodel = resource_model(
@@ -309,6 +302,15 @@ def dsearch(
         data_dir=cfg.data_dir,
         latency_table=cfg.latency_table,
     )
+    # seed only now: the dataset load and the resource model (which builds modules, with
+    # per-process caches) may draw from the global RNGs, and must not shift the search's
+    # initialisation (a search must not depend on what ran before it in the process)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+    gens = {"data_w": torch.Generator(), "data_a": torch.Generator()}
+    gens["data_w"].manual_seed(cfg.seed)
+    gens["data_a"].manual_seed(cfg.seed + 1)
     model = SearchNetwork(
         cfg.space,
         C=cfg.channels,
