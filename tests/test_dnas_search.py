@@ -18,7 +18,10 @@ from typer.testing import CliRunner
 from hwnas.dnas.derive import (
     darts_cell_edges,
     derive_darts,
+    derive_darts_within,
     derive_nb201,
+    derive_nb201_within,
+    nb201_connected,
     nb201_record,
 )
 from hwnas.dnas.genotype import DARTS_V2
@@ -186,6 +189,91 @@ def test_nb201_argmax_and_benchmark_index(data_dir) -> None:
     assert rec["test_acc"]["cifar10"] == pytest.approx(row["cifar10_test_acc"])
     assert rec["latency_ms"]["pixel3"] == pytest.approx(row["lat_pixel3"])
     assert len(rec["latency_ms"]) == 27
+
+
+def test_nb201_connectivity() -> None:
+    none, skip, conv = (NB201_OPS.index(o) for o in ("none", "skip_connect", "nor_conv_3x3"))
+    cells = [
+        [none] * 6,  # nothing
+        [conv, none, none, none, none, none],  # node 1 reached, never leaves
+        [none, none, none, skip, none, none],  # direct 3<-0
+        [conv, none, none, none, skip, none],  # 0 -> 1 -> 3
+        [none, none, conv, none, none, conv],  # 1->2->3 but 1 unreached
+        [none, skip, none, none, none, conv],  # 0 -> 2 -> 3
+        [conv, none, conv, none, none, conv],  # 0 -> 1 -> 2 -> 3
+    ]
+    assert nb201_connected(np.array(cells)).tolist() == [0, 0, 1, 1, 0, 1, 1]
+
+
+def test_nb201_disconnected_cells_are_the_benchmarks_constant_output_cells(data_dir) -> None:
+    from hwnas.dnas.derive import nb201_table
+    from hwnas.space.nb201 import NB201Space
+
+    row_of_code, df = nb201_table(data_dir)
+    acc = df["cifar10_test_acc"].to_numpy()[row_of_code]
+    ok = nb201_connected(NB201Space().all_vectors())
+    assert (~ok).sum() == 341  # a brute-force count over the 15,625 cells
+    assert np.all(acc[~ok] < 15) and np.median(acc[ok]) > 80
+
+
+def test_nb201_feasible_derivation_is_the_best_fitting_connected_cell() -> None:
+    from hwnas.space.nb201 import NB201Space
+
+    model = resource_model("params", EvalNetConfig("nb201", C=16, layers=5, num_classes=10))
+    cost = model.derived_all_nb201()
+    vectors = NB201Space().all_vectors()
+    rng = np.random.default_rng(0)
+    alpha = torch.tensor(rng.normal(0, 1.5, (6, 5)))
+    argmax = derive_nb201(alpha)
+    # a budget the argmax meets (and connected): kept
+    alpha_c = alpha.clone()
+    alpha_c[:, NB201_OPS.index("nor_conv_3x3")] += 5.0
+    assert derive_nb201_within(alpha_c, cost, 2e6) == derive_nb201(alpha_c)
+    logw = torch.log_softmax(alpha, -1).numpy()
+    score = logw[np.arange(6)[None, :], vectors].sum(1)
+    for budget in (8e4, 2e5, 5e5):
+        got = derive_nb201_within(alpha, cost, budget)
+        v = NB201Space().encode(got)
+        code = int(NB201Space().index_of(v)[0])
+        assert cost[code] <= budget and nb201_connected(v)[0]
+        ok = (cost <= budget) & nb201_connected(vectors)
+        assert score[code] == pytest.approx(score[ok].max())  # brute force
+        if model.derived(argmax) <= budget and nb201_connected(NB201Space().encode(argmax))[0]:
+            assert got == argmax
+    # argmax disconnected ('none' everywhere strongest): the best connected cell instead
+    alpha_n = torch.zeros(6, 5)
+    alpha_n[:, NB201_OPS.index("none")] = 3.0
+    alpha_n[3, NB201_OPS.index("skip_connect")] = 1.0
+    assert derive_nb201(alpha_n) == "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+    assert derive_nb201_within(alpha_n, cost, 2e6) == (
+        "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"
+    )
+    assert derive_nb201_within(alpha, cost, cost.min() - 1) is None
+
+
+def test_darts_feasible_derivation() -> None:
+    model = resource_model("params", EvalNetConfig("darts", C=16, layers=8, num_classes=10))
+    rng = np.random.default_rng(1)
+    an, ar = (torch.tensor(rng.normal(0, 1, (14, 8))) for _ in range(2))
+    argmax = derive_darts(an, ar)
+    full = model.derived(argmax)
+    assert derive_darts_within(an, ar, model.tables, model.fixed, full) == argmax
+    cheapest = derive_darts_within(an, ar, model.tables, model.fixed, 0.0)
+    assert cheapest is None  # the stem and classifier alone exceed 0
+    last = full
+    for frac in (0.8, 0.6, 0.4):
+        budget = model.fixed + frac * (full - model.fixed)  # the cells' share shrinks
+        g = derive_darts_within(an, ar, model.tables, model.fixed, budget)
+        assert g is not None
+        c = model.derived(g)
+        assert c <= budget and c <= last
+        assert all(op != "none" for op, _ in g.normal + g.reduce)
+        # still two distinct inputs per node, in the range the node may use
+        for gene in (g.normal, g.reduce):
+            for node in range(4):
+                (_, a), (_, b) = gene[2 * node : 2 * node + 2]
+                assert a != b and max(a, b) < node + 2
+        last = c
 
 
 # ---- resources ---------------------------------------------------------------------------
@@ -386,6 +474,28 @@ def test_tight_budget_raises_lambda_and_moves_alpha_to_cheap_ops(tmp_path) -> No
         "train_acc", "val_loss", "val_acc", "seconds", "peak_rss_mib",
     ):  # fmt: skip
         assert key in rec
+
+
+def test_summary_derivation_modes(tmp_path) -> None:
+    # just above the 73,306 floor (parameter-free cells), alpha near its initial value:
+    # the argmax cell holds a conv and violates; the feasible rule has parameter-free ops
+    budget = 7.5e4
+    cfg = dict(TINY, constraint=f"params<={budget}", eval_channels=16, eval_layers=5, lambda_lr=0.0)
+    feas = dsearch(cfg, tmp_path / "feasible", progress=False).summary
+    assert feas["derivation"] == "feasible" and feas["derivation_found"] is True
+    assert feas["satisfied"] is True and feas["derived"] <= budget
+    assert feas["argmax_satisfied"] is False and feas["argmax_derived"] > budget
+    from hwnas.space.nb201 import NB201Space
+
+    assert "conv" not in feas["genotype"]
+    assert nb201_connected(NB201Space().encode(feas["genotype"]))[0]
+    assert feas["genotype"] != feas["argmax_genotype"]
+    plain = dsearch(dict(cfg, derivation="argmax"), tmp_path / "argmax", progress=False).summary
+    assert plain["genotype"] == plain["argmax_genotype"] == feas["argmax_genotype"]
+    assert plain["satisfied"] is False
+    # the derivation is not part of the search: a finished run re-derives on resume
+    again = dsearch(cfg, tmp_path / "argmax", resume=True, progress=False).summary
+    assert again["genotype"] == feas["genotype"]
 
 
 def test_satisfied_budget_lets_lambda_fall_to_zero(tmp_path) -> None:

@@ -81,6 +81,14 @@ DerivedOpt = Annotated[
     bool | None,
     typer.Option("--derived-cells/--no-derived-cells", help="Only 1-2 cells hold alpha."),
 ]
+DerivationOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--derivation",
+        help="feasible (default): best-scoring cell within the budget (NB201: connected); "
+        "argmax: the plain rule.",
+    ),
+]
 LrOpt = Annotated[float | None, typer.Option("--lr", help="Weight lr (default 0.025).")]
 ArchLrOpt = Annotated[float | None, typer.Option("--arch-lr", help="Alpha lr (default 3e-4).")]
 LambdaLrOpt = Annotated[
@@ -149,6 +157,7 @@ def dsearch(
     weight_sharing: SharingOpt = None,
     bottleneck: BottleneckOpt = None,
     derived_cells: DerivedOpt = None,
+    derivation: DerivationOpt = None,
     lr: LrOpt = None,
     arch_lr: ArchLrOpt = None,
     lambda_lr: LambdaLrOpt = None,
@@ -196,6 +205,7 @@ def dsearch(
         weight_sharing=weight_sharing,
         bottleneck=bottleneck,
         derived_cells=derived_cells,
+        derivation=derivation,
         lr=lr,
         arch_lr=arch_lr,
         lambda_lr=lambda_lr,
@@ -213,6 +223,8 @@ def dsearch(
         "search_budget",
         "derived",
         "satisfied",
+        "derivation",
+        "argmax_derived",
         "params",
         "flops",
         "seconds",

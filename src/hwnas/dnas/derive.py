@@ -7,6 +7,17 @@
 * NAS-Bench-201 (``derive_nb201``): the argmax op of each of the 6 edges over all 5 ops
   ('none' included: a cell with 'none' edges is a valid NB201 cell), as an arch string.
 
+Budget-aware derivation (``derive_within``, DSearchConfig ``derivation="feasible"``, the
+default): the argmax cell can exceed the device budget (a 0.3 softmax weight on a conv is
+enough to pick it) and, on NB201, can be disconnected ('none' edges cut the input off the
+output: the network then outputs a constant). The feasible rule picks the cell with the
+highest alpha score (sum of log softmax weights of its chosen ops) among the cells that fit
+the budget (and, on NB201, are connected): NB201 by enumerating all 15,625 cells (exact,
+with the measured latency where the budget is latency); DARTS by Lagrangian relaxation of
+the multiple-choice knapsack (per node the best pair of inputs under score - mu * cost,
+mu bisected to the smallest value that fits). With mu = 0 both reduce to the plain rules, so
+the argmax cell is kept whenever it fits.
+
 ``nb201_record`` maps an arch string to its NAS-Bench-201 ``index``, true test accuracies
 and the 27 device latencies of the benchmark table.
 """
@@ -108,6 +119,106 @@ def nb201_arch_str(ops: Sequence[int]) -> str:
 def derive_nb201(alpha: torch.Tensor | np.ndarray) -> str:
     """NB201 arch string of the per-edge argmax of ``alpha`` (6, 5)."""
     return nb201_arch_str(nb201_ops_of(alpha))
+
+
+def nb201_connected(vectors: np.ndarray | Sequence[int]) -> np.ndarray:
+    """Whether node 3 of each NB201 cell (rows of 6 op indices) is reachable from node 0
+    through non-'none' edges; a disconnected cell's output does not depend on its input."""
+    on = np.atleast_2d(np.asarray(vectors)) != NB201_OPS.index("none")
+    r1 = on[:, 0]
+    r2 = on[:, 1] | (r1 & on[:, 2])
+    return on[:, 3] | (r1 & on[:, 4]) | (r2 & on[:, 5])
+
+
+def _log_weights(alpha: torch.Tensor | np.ndarray) -> np.ndarray:
+    return np.log(np.clip(_weights(alpha), 1e-300, None))
+
+
+def derive_nb201_within(
+    alpha: torch.Tensor | np.ndarray, cost_by_code: np.ndarray, budget: float
+) -> str | None:
+    """Highest-scoring connected NB201 cell with ``cost_by_code[code] <= budget`` (exact,
+    by enumeration); ``None`` when no connected cell fits."""
+    from hwnas.space.nb201 import NB201Space
+
+    logw = _log_weights(alpha)
+    if logw.shape != (6, len(NB201_OPS)):
+        raise HwnasError(f"NB201 alpha must be (6, 5), got {tuple(logw.shape)}")
+    vectors = NB201Space().all_vectors()  # row i has base-5 code i
+    ok = (np.asarray(cost_by_code) <= budget) & nb201_connected(vectors)
+    if not ok.any():
+        return None
+    score = np.where(ok, logw[np.arange(6)[None, :], vectors].sum(axis=1), -np.inf)
+    return nb201_arch_str(vectors[int(np.argmax(score))])
+
+
+def _darts_choice(
+    logw: np.ndarray, cost: np.ndarray, mu: float, steps: int
+) -> tuple[list[tuple[str, int]], float]:
+    """Per node the two inputs (and their non-'none' op) maximising log w - mu * cost;
+    the DARTS rule when mu = 0. Returns the gene and its cost."""
+    none = DARTS_OPS.index("none")
+    val = logw - mu * cost
+    val[:, none] = -np.inf
+    gene: list[tuple[str, int]] = []
+    total = 0.0
+    start, n = 0, 2
+    for _ in range(steps):
+        rows = val[start : start + n]
+        best_k = np.argmax(rows, axis=1)  # lowest op index on ties
+        best_v = rows[np.arange(n), best_k]
+        for j in sorted(range(n), key=lambda j: -best_v[j])[:2]:
+            gene.append((DARTS_OPS[int(best_k[j])], j))
+            total += float(cost[start + j, best_k[j]])
+        start += n
+        n += 1
+    return gene, total
+
+
+def derive_darts_within(
+    alpha_normal: torch.Tensor | np.ndarray,
+    alpha_reduce: torch.Tensor | np.ndarray,
+    tables: dict[str, Any],
+    fixed: float,
+    budget: float,
+    steps: int = DARTS_STEPS,
+) -> Genotype | None:
+    """DARTS genotype fitting ``fixed + sum of chosen (edge, op) costs <= budget`` with the
+    highest score found by Lagrangian relaxation (see the module docstring); ``None`` when
+    even the cheapest choice does not fit. ``tables[t]`` is a (14, 8) cost table per cell
+    type (``ResourceModel.tables``)."""
+    lw = {"normal": _log_weights(alpha_normal), "reduce": _log_weights(alpha_reduce)}
+    cost = {t: np.asarray(tables[t], dtype=np.float64) for t in ("normal", "reduce")}
+
+    def choose(mu: float) -> tuple[Genotype, float]:
+        genes, total = {}, fixed
+        for t in ("normal", "reduce"):
+            genes[t], c = _darts_choice(lw[t], cost[t], mu, steps)
+            total += c
+        concat = list(range(2, 2 + steps))
+        return Genotype(genes["normal"], concat, genes["reduce"], concat), total
+
+    g, c = choose(0.0)
+    if c <= budget:
+        return g
+    scale = max(float(np.abs(cost["normal"]).max()), float(np.abs(cost["reduce"]).max()), 1e-30)
+    lo, hi = 0.0, 1.0 / scale
+    for _ in range(60):  # grow mu until the choice fits
+        g, c = choose(hi)
+        if c <= budget:
+            break
+        lo, hi = hi, hi * 4
+    else:
+        return None
+    best = g
+    for _ in range(60):  # smallest mu that fits (the cost is non-increasing in mu)
+        mid = 0.5 * (lo + hi)
+        g, c = choose(mid)
+        if c <= budget:
+            hi, best = mid, g
+        else:
+            lo = mid
+    return best
 
 
 def derive(space: str, alphas: Sequence[torch.Tensor]) -> Genotype | str:

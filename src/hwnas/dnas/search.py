@@ -31,6 +31,7 @@ import os
 import random
 import resource
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -42,7 +43,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hwnas.config import validate_model
 from hwnas.data import BatchIterator, ImageData, load_dataset
-from hwnas.dnas.derive import nb201_record, nb201_table
+from hwnas.dnas.derive import (
+    derive,
+    derive_darts_within,
+    derive_nb201_within,
+    nb201_record,
+    nb201_table,
+)
 from hwnas.dnas.genotype import Genotype, genotype_to_dict
 from hwnas.dnas.resources import (
     Constraint,
@@ -62,7 +69,7 @@ SUMMARY_NAME = "summary.json"
 CONFIG_NAME = "config.json"
 
 # settings that may differ between a run and its resumption
-_RESUME_FREE = ("data_dir", "threads")
+_RESUME_FREE = ("data_dir", "threads", "derivation")
 
 __all__ = ["DSearchConfig", "DSearchResult", "dsearch", "resolve_budgets"]
 
@@ -101,6 +108,11 @@ class DSearchConfig(BaseModel):
     weight_sharing: bool = True
     bottleneck: int = Field(2, ge=1, description="channel bottleneck factor (1: off)")
     derived_cells: bool = True
+    derivation: Literal["feasible", "argmax"] = Field(
+        "feasible",
+        description="feasible: best-scoring cell within the budget (NB201: and connected); "
+        "argmax: the plain rule",
+    )
     lr: float = Field(0.025, gt=0)
     lr_min: float = Field(0.001, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -461,7 +473,8 @@ def dsearch(
                 f"{r['metric']} expected {r['expected']:.4g} derived {r['derived']:.4g}"
             )
 
-    genotype = model.genotype()
+    argmax_genotype = model.genotype()
+    genotype, fits = final_genotype(cfg, model.arch_parameters(), rmodel, constraint)
     result = DSearchResult(
         out_dir=out,
         genotype=genotype,
@@ -482,9 +495,40 @@ def dsearch(
             lam,
             seconds,
             eval_cfg,
+            argmax_genotype,
+            fits,
         )
+        if not fits:
+            warnings.warn(
+                f"no cell fits {constraint}: the summary holds the argmax cell "
+                f"({result.summary['derived']:.4g})",
+                stacklevel=2,
+            )
         (out / SUMMARY_NAME).write_text(json.dumps(result.summary, indent=2) + "\n")
     return result
+
+
+def final_genotype(
+    cfg: DSearchConfig,
+    alphas: list[torch.Tensor],
+    rmodel: ResourceModel,
+    constraint: Constraint | None,
+) -> tuple[Genotype | str, bool]:
+    """The search's answer under ``cfg.derivation`` and whether a cell fitting the device
+    budget (and, on NB201, connected) was found; ``argmax`` (or no fitting cell) gives the
+    plain rule's cell (see :mod:`hwnas.dnas.derive`)."""
+    argmax = derive(cfg.space, alphas)
+    if cfg.derivation == "argmax":
+        return argmax, True
+    budget = constraint.budget if constraint is not None else float("inf")
+    found: Genotype | str | None
+    if cfg.space == "nb201":
+        found = derive_nb201_within(alphas[0], rmodel.derived_all_nb201(), budget)
+    elif constraint is None:
+        found = argmax  # the DARTS rule never leaves a node without inputs
+    else:
+        found = derive_darts_within(alphas[0], alphas[1], rmodel.tables, rmodel.fixed, budget)
+    return (found, True) if found is not None else (argmax, False)
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:
@@ -558,6 +602,8 @@ def _summary(
     lam: float,
     seconds: float,
     eval_cfg: EvalNetConfig,
+    argmax_genotype: Genotype | str,
+    fits: bool,
 ) -> dict[str, Any]:
     params = resource_model("params", eval_cfg)
     flops = resource_model("flops", eval_cfg)
@@ -578,6 +624,13 @@ def _summary(
         "derived": derived,
         "expected": expected,
         "satisfied": (derived <= constraint.budget) if constraint else None,
+        "derivation": cfg.derivation,
+        "derivation_found": fits,
+        "argmax_genotype": _genotype_json(argmax_genotype),
+        "argmax_derived": rmodel.derived(argmax_genotype),
+        "argmax_satisfied": (
+            (rmodel.derived(argmax_genotype) <= constraint.budget) if constraint else None
+        ),
         "lambda": lam,
         "resource_model": rmodel.describe(),
         "seconds": seconds,
