@@ -296,7 +296,10 @@ def dsearch(
     the process peak so far). ``summary.json`` (after the last epoch): config, genotype,
     derived params/flops (latency where defined), budget, search budget, satisfied,
     seconds; for NB201 also the benchmark index, true test accuracies, 27 device
-    latencies and the best table accuracy under the same budget and resource model.
+    latencies and the best table accuracy under the same budget and resource model. The
+    summary's ``genotype`` follows ``config.derivation`` (default: the best-scoring cell
+    within the device budget); ``argmax_genotype``/``argmax_derived`` keep the plain rule's
+    cell, and the per-epoch log always shows the argmax cell.
     """
     cfg = DSearchConfig.from_dict(config) if isinstance(config, dict) else config
     if cfg.threads:
