@@ -531,6 +531,9 @@ def test_darts_search_runs(tmp_path) -> None:
     assert set(s["genotype"]) == {"normal", "normal_concat", "reduce", "reduce_concat"}
     assert s["params"] == s["derived"] and s["flops"] > 0
     assert "nb201" not in s
+    # the DARTS evaluation network (C=36, 20 cells) of the argmax cell exceeds 2e6 here;
+    # the feasible rule (Lagrangian) returns a cell within it
+    assert s["argmax_derived"] > 2e6 >= s["derived"] and s["satisfied"] is True
 
 
 # ---- lookup graph ------------------------------------------------------------------------
