@@ -587,6 +587,8 @@ def test_cli_end_to_end(tmp_path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["channels"] == 4 and math.isfinite(summary["derived"])
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    png = (out / "search.png").read_bytes()
+    assert brief["plot"] == str(out / "search.png") and png[:4] == b"\x89PNG" and len(png) > 10_000
     # resume of a finished run reads the saved config and just re-summarises
     r = runner.invoke(app, ["dsearch", "--out", str(out), "--resume", "--no-progress"])
     assert r.exit_code == 0, r.output
@@ -594,6 +596,13 @@ def test_cli_end_to_end(tmp_path) -> None:
     r = runner.invoke(app, ["dsearch", "--constraint", "params>=1", "--out", str(out)])
     assert r.exit_code == 2 and "upper bounds" in r.output
     assert r.output.strip().count("\n") == 0
+    r = runner.invoke(app, [*args, "--derivation", "best", "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "derivation" in r.output
+    r = runner.invoke(
+        app, [*args, "--derivation", "argmax", "--out", str(tmp_path / "a"), "--no-progress"]
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.strip().splitlines()[-1])["derivation"] == "argmax"
 
     lug_dir = tmp_path / "lug"
     r = runner.invoke(
@@ -605,6 +614,8 @@ def test_cli_end_to_end(tmp_path) -> None:
     lug = json.loads((lug_dir / "lug.json").read_text())
     assert lug["metric"] == "params" and len(lug["points"]) == 2
     assert [p["search_budget"] for p in lug["points"]] == [1e5, 3e5]
+    assert (lug_dir / "lug.png").read_bytes()[:4] == b"\x89PNG"
+    assert not list(lug_dir.glob("sb_*/search.png"))  # the graph's own searches: no plots
 
     r = runner.invoke(app, ["dsearch", "--help"])
     assert r.exit_code == 0 and "--constraint" in r.output and "lug" in r.output

@@ -170,7 +170,7 @@ def dsearch(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from hwnas.dnas.search import CONFIG_NAME, DSearchConfig, dsearch
+    from hwnas.dnas.search import CONFIG_NAME, PLOT_NAME, DSearchConfig, dsearch
 
     if out is None:
         raise HwnasError("--out DIR is required")
@@ -230,6 +230,8 @@ def dsearch(
         "seconds",
     )
     brief: dict[str, Any] = {"out": str(out), **{k: s.get(k) for k in keys}}
+    if (out / PLOT_NAME).is_file():
+        brief["plot"] = str(out / PLOT_NAME)
     if "nb201" in s:
         nb = s["nb201"]
         brief["nb201_index"] = nb["index"]
@@ -270,7 +272,7 @@ def lug(
 
     The constraint gives the metric (its budget is not used). Prints the curve as JSON.
     """
-    from hwnas.dnas.lookup import LUG_NAME, build_lookup_graph
+    from hwnas.dnas.lookup import LUG_NAME, LUG_PLOT_NAME, build_lookup_graph
     from hwnas.dnas.search import DSearchConfig
     from hwnas.report.progress import progress_bar
 
@@ -305,6 +307,7 @@ def lug(
         json.dumps(
             {
                 "lug": str(out / LUG_NAME),
+                "plot": str(out / LUG_PLOT_NAME),
                 "metric": graph.metric,
                 "search_budget": xs.tolist(),
                 "derived": ys.tolist(),

@@ -7,9 +7,9 @@ translated into the search budget that yields a derived cell within it.
 
 ``build_lookup_graph(base_config, search_budgets, out_dir, jobs)`` runs one search per
 search budget (in parallel processes, one torch thread each, when ``jobs > 1``) and
-writes ``lug.json``; ``LookupGraph.load(path).search_budget_for(device_budget)`` inverts
-the isotonic (non-decreasing) fit of derived resource against search budget by linear
-interpolation.
+writes ``lug.json`` and a plot, ``lug.png``;
+``LookupGraph.load(path).search_budget_for(device_budget)`` inverts the isotonic
+(non-decreasing) fit of derived resource against search budget by linear interpolation.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import numpy as np
 from hwnas.errors import HwnasError
 
 LUG_NAME = "lug.json"
+LUG_PLOT_NAME = "lug.png"
 
 __all__ = ["LookupGraph", "build_lookup_graph"]
 
@@ -194,7 +195,7 @@ def build_lookup_graph(
     out.mkdir(parents=True, exist_ok=True)
     base = cfg.model_dump()
     # the graph records what the search itself ends with: the plain argmax cell
-    base.update(lookup=None, derivation="argmax")
+    base.update(lookup=None, derivation="argmax", plot=False)
     tasks = []
     for b in budgets:
         c = dict(base, search_budget=b)
@@ -224,4 +225,8 @@ def build_lookup_graph(
         {"space": cfg.space, "dataset": cfg.dataset, "runs": results, "config": base},
     )
     lug.save(out / LUG_NAME)
+    if cfg.plot:
+        from hwnas.report.plots import plot_lookup_graph
+
+        plot_lookup_graph(lug.points, lug.curve(), metric, out / LUG_PLOT_NAME)
     return lug

@@ -51,6 +51,7 @@ from hwnas.dnas.derive import (
     nb201_table,
 )
 from hwnas.dnas.genotype import Genotype, genotype_to_dict
+from hwnas.dnas.ops import DARTS_OPS, NB201_OPS
 from hwnas.dnas.resources import (
     Constraint,
     EvalNetConfig,
@@ -67,9 +68,10 @@ CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
 SUMMARY_NAME = "summary.json"
 CONFIG_NAME = "config.json"
+PLOT_NAME = "search.png"
 
 # settings that may differ between a run and its resumption
-_RESUME_FREE = ("data_dir", "threads", "derivation")
+_RESUME_FREE = ("data_dir", "threads", "derivation", "plot")
 
 __all__ = ["DSearchConfig", "DSearchResult", "dsearch", "resolve_budgets"]
 
@@ -113,6 +115,7 @@ class DSearchConfig(BaseModel):
         description="feasible: best-scoring cell within the budget (NB201: and connected); "
         "argmax: the plain rule",
     )
+    plot: bool = Field(True, description="write search.png (resource, lambda, alphas)")
     lr: float = Field(0.025, gt=0)
     lr_min: float = Field(0.001, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -508,6 +511,16 @@ def dsearch(
                 stacklevel=2,
             )
         (out / SUMMARY_NAME).write_text(json.dumps(result.summary, indent=2) + "\n")
+        if cfg.plot:
+            from hwnas.report.plots import plot_dsearch
+
+            plot_dsearch(
+                history,
+                result.summary,
+                [a.numpy() for a in result.alphas],
+                DARTS_OPS if cfg.space == "darts" else NB201_OPS,
+                out / PLOT_NAME,
+            )
     return result
 
 

@@ -105,3 +105,92 @@ def plot_efficiency(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_dsearch(
+    history: Sequence[dict[str, Any]],
+    summary: dict[str, Any],
+    alphas: Sequence[Any],
+    op_names: Sequence[str],
+    path: Path,
+) -> Path:
+    """A DCA-NAS search at a glance: expected and argmax-derived resource per epoch against
+    the budgets, lambda and alpha entropy, and the final op weights per edge."""
+    plt = _plt()
+    n_heat = len(alphas)
+    fig, axes = plt.subplots(
+        1, 2 + n_heat, figsize=(4.2 * (2 + n_heat), 3.8), dpi=110, squeeze=False
+    )
+    ax, ax_l = axes[0][0], axes[0][1]
+    ep = [r["epoch"] + 1 for r in history]
+    unit = summary.get("resource_model", {}).get("unit", "")
+    ax.plot(ep, [r["expected"] for r in history], marker=".", label="expected (eq. 3)")
+    ax.plot(ep, [r["derived"] for r in history], marker=".", label="argmax cell")
+    if summary.get("budget") is not None:
+        ax.axhline(summary["budget"], color="tab:red", lw=1, label="device budget")
+    sb = summary.get("search_budget")
+    if sb is not None and sb != summary.get("budget"):
+        ax.axhline(sb, color="tab:red", lw=1, ls="--", label="search budget")
+    if ep:
+        ax.scatter([ep[-1]], [summary["derived"]], marker="*", s=90, color="k", zorder=3,
+                   label=f"answer ({summary.get('derivation', 'argmax')})")  # fmt: skip
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{summary.get('metric', 'resource')} ({unit})" if unit else "resource")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax_l.plot(ep, [r["lambda"] for r in history], color="tab:purple", marker=".")
+    ax_l.set_xlabel("epoch")
+    ax_l.set_ylabel("lambda", color="tab:purple")
+    ax_e = ax_l.twinx()
+    ax_e.plot(ep, [r["alpha_entropy"] for r in history], color="tab:green", marker=".")
+    ax_e.set_ylabel("alpha entropy (nats)", color="tab:green")
+    ax_l.grid(alpha=0.3)
+    names = ["normal cells", "reduction cells"] if n_heat == 2 else ["all cells"]
+    for k, (a, name) in enumerate(zip(alphas, names, strict=False)):
+        w = np.exp(a - a.max(axis=-1, keepdims=True))
+        w = w / w.sum(axis=-1, keepdims=True)
+        axh = axes[0][2 + k]
+        im = axh.imshow(w, aspect="auto", cmap="viridis", vmin=0, vmax=1)
+        axh.set_xticks(range(len(op_names)))
+        axh.set_xticklabels(op_names, rotation=60, ha="right", fontsize=7)
+        axh.set_ylabel("edge")
+        axh.set_title(f"softmax(alpha), {name}", fontsize=9)
+        fig.colorbar(im, ax=axh, fraction=0.05)
+    ok = summary.get("satisfied")
+    fig.suptitle(
+        f"{summary.get('space')} search, {summary.get('constraint') or 'no constraint'}: "
+        f"answer {summary['derived']:.4g} {unit}"
+        + ("" if ok is None else (" (fits)" if ok else " (VIOLATES)")),
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_lookup_graph(
+    points: Sequence[tuple[float, float]],
+    curve: tuple[np.ndarray, np.ndarray],
+    metric: str,
+    path: Path,
+) -> Path:
+    """The lookup graph: derived resource of each short search against its search budget,
+    the isotonic curve used to invert it, and the identity for reference."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.6, 4.4), dpi=110)
+    P = np.asarray(points, dtype=np.float64)
+    xs, ys = curve
+    ax.scatter(P[:, 0], P[:, 1], s=18, alpha=0.6, label="searches")
+    ax.plot(xs, ys, color="tab:red", marker=".", label="isotonic curve")
+    lo, hi = float(min(P.min(), 0)), float(P.max())
+    ax.plot([lo, hi], [lo, hi], color="0.5", ls=":", lw=1, label="derived = search budget")
+    ax.set_xlabel(f"search budget ({metric})")
+    ax.set_ylabel(f"derived cell ({metric})")
+    ax.set_title("DCA-NAS lookup graph", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
