@@ -220,6 +220,7 @@ def test_resume_continues_exactly(cifar: ImageData, tmp_path: Path) -> None:
     assert full.history[1]["lr"] < full.history[0]["lr"] == pytest.approx(0.025)
     lines = (part / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(s)["epoch"] for s in lines] == [0, 1]
+    assert (part / "training.png").read_bytes()[:4] == b"\x89PNG"  # curves of both calls
     assert resumed.summary is not None and (part / "summary.json").is_file()
     assert resumed.summary["test_acc"] == pytest.approx(full.summary["test_acc"])
     with pytest.raises(HwnasError, match="different settings"):

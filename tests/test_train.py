@@ -210,6 +210,7 @@ def test_train_supernet_writes_metrics_and_checkpoint(tmp_path) -> None:
     assert {"model", "optimizer", "scheduler", "rng", "epoch", "hparams"} <= set(ckpt)
     assert ckpt["epoch"] == 1
     assert ckpt["train_config"]["dataset"] == "digits"
+    assert (res.out_dir / "training.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_resume_reproduces_the_next_step_loss(tmp_path) -> None:

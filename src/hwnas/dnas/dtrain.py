@@ -11,7 +11,8 @@ plus cutout, drop-path probability raised linearly from 0 over the epochs as
 * ``checkpoint.pt`` every epoch (model, optimiser, scheduler, RNG states, history), from
   which ``resume=True`` continues exactly (the same numbers as an uninterrupted run);
 * ``metrics.jsonl``, one line per epoch (loss, train/test accuracy, lr, drop-path
-  probability, seconds), rewritten from the checkpoint's history on resume;
+  probability, seconds), rewritten from the checkpoint's history on resume, and its
+  curves in ``training.png``;
 * at the end ``summary.json``: final test accuracy, parameters (without the auxiliary
   head), FLOPs/MACs at batch 1 (:func:`hwnas.measure.cost.count_flops`) and, with
   ``measure_latency``, ``model.onnx`` (eval mode, :func:`hwnas.measure.export.export_onnx`),
@@ -62,6 +63,7 @@ from hwnas.train.utils import accuracy, warmup_cosine
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
 SUMMARY_NAME = "summary.json"
+PLOT_NAME = "training.png"
 ONNX_NAME = "model.onnx"
 
 # Defaults per space: (C, layers); layers is N (cells per stage) for NB201.
@@ -478,7 +480,7 @@ def dtrain(
         history = list(ckpt.get("history", []))
         _write_metrics(metrics_path, history)
     else:
-        for name in (CHECKPOINT_NAME, METRICS_NAME, SUMMARY_NAME, ONNX_NAME):
+        for name in (CHECKPOINT_NAME, METRICS_NAME, SUMMARY_NAME, ONNX_NAME, PLOT_NAME):
             (out / name).unlink(missing_ok=True)
 
     end_epoch = cfg.epochs if max_epochs is None else min(cfg.epochs, start_epoch + max_epochs)
@@ -516,6 +518,15 @@ def dtrain(
                 f"lr {record['lr']:.4g} ({record['seconds']:.1f} s)"
             )
 
+    if metrics_path.exists():
+        from hwnas.report.plots import plot_training
+
+        plot_training(
+            metrics_path,
+            [("loss", ["loss"]), ("accuracy", ["train_acc", "test_acc"])],
+            out / PLOT_NAME,
+            title=f"evaluation network ({cfg.space})",
+        )
     model = model.cpu().eval()
     result = DTrainResult(out, ckpt_path, metrics_path, history)
     if history and len(history) == cfg.epochs and history[-1]["epoch"] == cfg.epochs - 1:

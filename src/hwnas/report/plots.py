@@ -194,3 +194,41 @@ def plot_lookup_graph(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_training(
+    metrics_jsonl: Path,
+    panels: Sequence[tuple[str, Sequence[str]]],
+    path: Path,
+    title: str = "",
+) -> Path | None:
+    """Per-epoch curves from a ``metrics.jsonl`` log (one JSON object per epoch, key
+    ``epoch``): one panel per ``(label, keys)``, keys missing from every record skipped.
+    Returns ``None`` (and writes nothing) when the log has no epoch yet."""
+    import json
+
+    records = [json.loads(x) for x in Path(metrics_jsonl).read_text().splitlines() if x.strip()]
+    if not records:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), dpi=110,
+                             squeeze=False)  # fmt: skip
+    for ax, (label, keys) in zip(axes[0], panels, strict=True):
+        drawn = 0
+        for key in keys:
+            pts = [(r["epoch"] + 1, r[key]) for r in records if r.get(key) is not None]
+            if pts:
+                x, y = zip(*pts, strict=True)
+                ax.plot(x, y, marker="." if len(pts) < 60 else None, label=key)
+                drawn += 1
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if drawn > 1:
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -19,7 +19,8 @@ resolution, the min at the smallest, random ones at random resolutions.
 ``train_supernet(TrainConfig(...))`` checkpoints every epoch (model, optimiser,
 scheduler, RNG states, epoch) to ``out_dir/checkpoint.pt``, resumes from it
 (``resume=True``), and appends one JSON line per epoch to ``out_dir/metrics.jsonl``
-(loss, lr, BN-recalibrated validation accuracy of the min and max subnets, time).
+(loss, lr, BN-recalibrated validation accuracy of the min and max subnets, time), plotted
+at the end of each call in ``out_dir/training.png``.
 Distributed (torchrun, gloo on CPU): every rank samples the same subnets, trains on its
 shard of each batch order, and gradients are averaged before each step.
 """
@@ -49,6 +50,7 @@ from hwnas.train.utils import accuracy, param_groups, recalibrate_bn, warmup_cos
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
+PLOT_NAME = "training.png"
 
 
 class TrainConfig(BaseModel):
@@ -435,6 +437,15 @@ def train_supernet(
                     f"epoch {record['epoch']}: loss {record['loss']:.4f} {accs}".rstrip()
                 )
             result.history.append(record)
+    if rank == 0 and metrics_path.exists():
+        from hwnas.report.plots import plot_training
+
+        plot_training(
+            metrics_path,
+            [("loss", ["loss", "ce_max"]), ("validation accuracy", ["max_acc", "min_acc"])],
+            out / PLOT_NAME,
+            title=f"supernet training ({cfg.space})",
+        )
     if world > 1:
         import torch.distributed as dist
 
