@@ -560,6 +560,11 @@ def test_lookup_graph_interpolation(tmp_path) -> None:
     assert c.budget == 2.5e5 and b == pytest.approx(1.5e5) and src == "lookup"
     with pytest.raises(HwnasError, match="is for params"):
         resolve_budgets(DSearchConfig.from_dict({"constraint": "flops<=1e8", "lookup": str(path)}))
+    darts_lug = LookupGraph("params", g.points, {"space": "darts"}).save(tmp_path / "d.json")
+    with pytest.raises(HwnasError, match="built in the darts space"):
+        resolve_budgets(
+            DSearchConfig.from_dict({"constraint": "params<=2e5", "lookup": str(darts_lug)})
+        )
     with pytest.raises(HwnasError, match="malformed"):
         (tmp_path / "bad.json").write_text('{"metric": "params"}')
         LookupGraph.load(tmp_path / "bad.json")

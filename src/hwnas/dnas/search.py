@@ -191,6 +191,11 @@ def resolve_budgets(cfg: DSearchConfig) -> tuple[Constraint | None, float | None
             raise HwnasError(
                 f"lookup graph '{cfg.lookup}' is for {lug.metric}, the constraint is on {c.key}"
             )
+        if lug.meta.get("space", cfg.space) != cfg.space:
+            raise HwnasError(
+                f"lookup graph '{cfg.lookup}' was built in the {lug.meta['space']} space, "
+                f"the search is in {cfg.space}"
+            )
         return c, lug.search_budget_for(c.budget), "lookup"
     return c, c.budget, "constraint"
 
