@@ -623,7 +623,11 @@ def serve(
     on_ready: Callable[[AgentServer], None] | None = None,
     **limits: Any,
 ) -> None:
-    """Run the agent until interrupted (Ctrl-C); ``on_ready(server)`` once it listens."""
+    """Run the agent until interrupted (Ctrl-C or SIGTERM, e.g. ``systemctl stop`` or
+    ``docker stop``: both stop it gracefully); ``on_ready(server)`` once it listens."""
+    import signal
+    import threading
+
     server = create_server(host, port, token, max_bytes, timeout_s, memory_mb, queue_size, **limits)
     if not is_loopback(host):
         log.warning(
@@ -635,12 +639,21 @@ def serve(
         on_ready(server)
     else:
         log.info("hwnas agent listening on %s", server.url)
+
+    def _terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 # ---------------------------------------------------------------------------------------
