@@ -231,6 +231,44 @@ def test_linas_explicit_predictors(data_dir):
     assert s["evaluations"] == 30 and len(s["iterations"]) == 4
 
 
+def test_linas_class_mean_uses_measured_equivalents(data_dir):
+    from hwnas.bench import get_benchmark
+
+    bench = get_benchmark("nb201", devices="pixel3")
+    problem = SearchProblem(bench, 40, exact_front=False)
+    X = bench.space.sample(30, 0)
+    X[0] = [0, 3, 0, 0, 0, 3]  # 1<-0 none: 2<-1 and 3<-1 are dead
+    problem.evaluate(X)
+    acc = problem.evaluated_arrays()[1][0, 0]
+    twins = np.array([[0, 3, 2, 0, 4, 3], [0, 3, 4, 0, 1, 3]])  # same function, not measured
+    assert not problem.is_evaluated(twins).any()
+    alg = LINAS(seed=0, class_mean=True)
+    models = alg._fit(problem, 0)
+    pred = alg._predict(problem, models, twins, optimistic=False)
+    assert np.allclose(pred[:, 0], acc)  # accuracy: the measured equivalent's value
+    assert pred[0, 1] != pred[1, 1]  # latency: still the model's, per cell
+    plain = LINAS(seed=0)  # default: the model's predictions
+    pred_plain = plain._predict(problem, plain._fit(problem, 0), twins, optimistic=False)
+    assert not np.allclose(pred_plain[:, 0], acc)
+
+
+@pytest.mark.parametrize("benchmark", ["nb201", "ofa-mbv3"])
+def test_linas_class_mean_end_to_end(data_dir, benchmark):
+    # on spaces without function equivalences (OFA MobileNetV3) class_mean leaves the
+    # model's predictions as they are
+    for class_mean in (True, False):
+        s = run_search(
+            {
+                "benchmark": benchmark,
+                "algorithm": "linas",
+                "algorithm_options": {**SMALL_LINAS, "class_mean": class_mean},
+                "evaluations": 30,
+                "seed": 0,
+            }
+        )
+        assert s["evaluations"] == 30 and len(s["iterations"]) >= 1
+
+
 def test_surrogate_search_uses_fixed_reference(data_dir):
     from hwnas.bench import get_benchmark
 

@@ -123,6 +123,31 @@ def test_nb201_live_edges():
     assert not connected[0] and not live.any()
 
 
+def test_nb201_function_features_equivalence_classes():
+    sp = get_space("nb201")
+    # 1<-0 none: node 1 is unreachable, so 2<-1 and 3<-1 are dead whatever they hold
+    base = np.array([0, 3, 0, 0, 0, 3])
+    same = np.array([[0, 3, 2, 0, 3, 3], [0, 3, 4, 0, 1, 3], [0, 3, 3, 0, 2, 3]])
+    F = sp.function_features(np.concatenate([base[None], same]))
+    assert (F == F[0]).all()
+    # 3<-2 none as well: no input-output path is left, so every disconnected cell is
+    # the same (constant) function, different from base
+    cut = np.array([[0, 3, 0, 0, 0, 0], [4, 1, 2, 0, 0, 0]])
+    Fc = sp.function_features(cut)
+    assert (Fc[0] == Fc[1]).all() and not (Fc[0] == F[0]).all()
+    # a change on a live edge changes the function
+    live = np.array([[0, 2, 0, 0, 0, 3], [0, 3, 0, 0, 0, 2], [0, 3, 0, 1, 0, 3]])
+    Fl = sp.function_features(live)
+    assert not any((row == F[0]).all() for row in Fl)
+    # cost features still see dead edges (they run on the device)
+    C = sp.cost_features(np.concatenate([base[None], same]))
+    assert len(np.unique(C, axis=0)) == 4
+    # the 15,625 cells fall into far fewer functions; size classes as in NB201
+    allF = sp.function_features(sp.all_vectors())
+    _, counts = np.unique(allF, axis=0, return_counts=True)
+    assert counts.max() == 341 and len(counts) < 15625
+
+
 def test_neighbours():
     sp = get_space("nb201")
     v = np.zeros((1, 6), dtype=np.int64)
