@@ -36,7 +36,7 @@ def main() -> None:
     rows = []
     bench = get_benchmark("nb201", devices=devices)
     X, V = bench.table()
-    graph, function = bench.space.features(X), bench.space.function_features(X)
+    graph, function = bench.space.cost_features(X), bench.space.function_features(X)
     targets = [("accuracy_cifar10", function, V[:, 0])] + [
         (f"latency_{d}", graph, V[:, i + 1]) for i, d in enumerate(devices)
     ]

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -130,6 +131,22 @@ def test_predictors_evaluate_cli(tmp_path, data_dir):
     ridge100 = next(r for r in rows if r["model"] == "ridge" and r["size"] == 100)
     assert ridge100["kendall_tau_median"] > 0.9  # fpga latency is near additive
     assert (tmp_path / "kendall_tau.png").is_file() and (tmp_path / "summary.csv").is_file()
+
+
+def test_predictor_data_uses_linas_feature_views(data_dir):
+    from hwnas.cli import _predictor_data
+    from hwnas.space import get_space
+
+    sp = get_space("nb201")
+    all_v = sp.all_vectors()
+    # two cells that differ only on dead edges (1<-0 none: 2<-1 and 3<-1 are dead)
+    a, b = (int(sp.index_of(np.array(v))[0]) for v in ([0, 3, 0, 0, 0, 3], [0, 3, 2, 0, 4, 3]))
+    Xa, _ = _predictor_data("nb201", "accuracy", "cifar10", None)
+    Xl, yl = _predictor_data("nb201", "latency:pixel3", "cifar10", None)
+    assert len(Xa) == len(all_v) == len(yl)
+    assert (Xa[a] == Xa[b]).all()  # accuracy: same function, same features
+    assert not (Xl[a] == Xl[b]).all()  # latency: the dead edges still run
+    assert (Xl == sp.cost_features(all_v)).all()
 
 
 def test_bench_search_efficiency_cli(tmp_path, data_dir):

@@ -401,7 +401,11 @@ def _predictor_data(
 
         X = bench.space.sample(5000, np.random.default_rng(0))
         values = bench.evaluate(X)
-    return bench.space.features(X), values[:, names.index(kind)]
+    # the features LINAS fits on: what a cell computes for quality, what it runs for costs
+    objective = bench.objectives[names.index(kind)]
+    space = bench.space
+    feats = space.function_features if objective.kind == "quality" else space.cost_features
+    return feats(X), values[:, names.index(kind)]
 
 
 # ---- bench -----------------------------------------------------------------------------

@@ -21,6 +21,14 @@ def _plt() -> Any:
     return plt
 
 
+def _save(plt: Any, fig: Any, path: Path) -> Path:
+    """Lay out, write and close a figure (closing frees it: searches draw many)."""
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def plot_pareto(problem: SearchProblem, summary: dict[str, Any], path: Path) -> Path:
     """Evaluated architectures, the front found and (where known) the exact front, on the
     first two objectives in their raw units."""
@@ -65,10 +73,7 @@ def plot_pareto(problem: SearchProblem, summary: dict[str, Any], path: Path) -> 
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_efficiency(
@@ -101,10 +106,7 @@ def plot_efficiency(
     axes[0][0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_dsearch(
@@ -163,10 +165,7 @@ def plot_dsearch(
         + ("" if ok is None else (" (fits)" if ok else " (VIOLATES)")),
         fontsize=10,
     )
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_lookup_graph(
@@ -190,10 +189,7 @@ def plot_lookup_graph(
     ax.set_title("DCA-NAS lookup graph", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_training(
@@ -228,7 +224,4 @@ def plot_training(
             ax.legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
