@@ -28,6 +28,12 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=100)
     ap.add_argument("--trials", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("runs/bench-predictors"))
+    ap.add_argument(
+        "--latency-views",
+        choices=("select", "all"),
+        default="select",
+        help="latency models choose their feature view by CV as in LINAS, or use all features",
+    )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     models = args.models.split(",")
@@ -40,8 +46,12 @@ def main() -> None:
     targets = [("accuracy_cifar10", function, V[:, 0])] + [
         (f"latency_{d}", graph, V[:, i + 1]) for i, d in enumerate(devices)
     ]
+    cost_views = bench.space.cost_feature_views() if args.latency_views == "select" else None
     for name, feats, y in targets:
-        res = sample_efficiency(feats, y, models, [args.size], 1000, args.trials, seed=0)
+        views = cost_views if name.startswith("latency") else None
+        res = sample_efficiency(
+            feats, y, models, [args.size], 1000, args.trials, seed=0, views=views
+        )
         for r in summarize(res):
             rows.append({"target": name, **r})
         best = max((r for r in rows if r["target"] == name), key=lambda r: r["kendall_tau_median"])

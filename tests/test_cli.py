@@ -141,9 +141,11 @@ def test_predictor_data_uses_linas_feature_views(data_dir):
     all_v = sp.all_vectors()
     # two cells that differ only on dead edges (1<-0 none: 2<-1 and 3<-1 are dead)
     a, b = (int(sp.index_of(np.array(v))[0]) for v in ([0, 3, 0, 0, 0, 3], [0, 3, 2, 0, 4, 3]))
-    Xa, _ = _predictor_data("nb201", "accuracy", "cifar10", None)
-    Xl, yl = _predictor_data("nb201", "latency:pixel3", "cifar10", None)
+    Xa, _, views_a = _predictor_data("nb201", "accuracy", "cifar10", None)
+    Xl, yl, views_l = _predictor_data("nb201", "latency:pixel3", "cifar10", None)
     assert len(Xa) == len(all_v) == len(yl)
+    assert views_a is None and len(views_l) == 2 and views_l[1] is None
+    assert (views_l[0] == np.arange(30)).all()  # the one-hot ops
     assert (Xa[a] == Xa[b]).all()  # accuracy: same function, same features
     assert not (Xl[a] == Xl[b]).all()  # latency: the dead edges still run
     assert (Xl == sp.cost_features(all_v)).all()

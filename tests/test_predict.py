@@ -20,6 +20,7 @@ from hwnas.predict import (
     AutoPredictor,
     EnsemblePredictor,
     RBFPredictor,
+    ViewSelectPredictor,
     make_predictor,
     plot_sample_efficiency,
     predict_with_std,
@@ -226,6 +227,62 @@ def test_auto_picks_by_cv_and_exposes_scores(nb201, split) -> None:
     small = AutoPredictor(candidates=("svr", "ridge")).fit(X[train[:8]], y[train[:8]])
     assert small.chosen_ == "ridge"
     assert small.cv_scores_ == {}
+
+
+def test_view_select_picks_the_view_that_generalises(nb201, split) -> None:
+    # NB201 latency from 100 samples: the plain per-op sum (one-hot view) ranks a GPU's
+    # latency better than all 74 graph features; on pixel3 the live-edge terms win
+    X, table = nb201
+    train, test = split
+    views = get_space("nb201").cost_feature_views()
+    picks, taus = {}, {}
+    for dev in ("2080ti_1", "pixel3"):
+        y = table[f"lat_{dev}"].to_numpy()
+        model = ViewSelectPredictor("ridge", views).fit(X[train], y[train])
+        picks[dev] = model.view_
+        assert set(model.cv_scores_) == {0, 1}
+        assert model.cv_scores_[model.view_] == max(model.cv_scores_.values())
+        taus[dev] = rank_metrics(y[test], model.predict(X[test]))["kendall_tau"]
+        plain = make_predictor("ridge").fit(X[train], y[train])
+        plain_tau = rank_metrics(y[test], plain.predict(X[test]))["kendall_tau"]
+        assert taus[dev] >= plain_tau - 1e-9  # never worse than all features here
+    assert picks == {"2080ti_1": 0, "pixel3": 1}
+    y = table["lat_2080ti_1"].to_numpy()
+    assert (
+        taus["2080ti_1"]
+        > rank_metrics(y[test], make_predictor("ridge").fit(X[train], y[train]).predict(X[test]))[
+            "kendall_tau"
+        ]
+        + 0.01
+    )
+    clone(ViewSelectPredictor("ridge", views))  # a well-behaved estimator
+
+
+def test_view_select_small_data_bad_views_and_std() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 6))
+    y = X[:, 0] + 0.1 * rng.normal(size=40)
+    few = ViewSelectPredictor("ridge", [[0, 1], None]).fit(X[:6], y[:6])
+    assert few.view_ == 0 and few.cv_scores_ == {}  # too few samples: the simplest view
+    with pytest.raises(HwnasError, match="does not fit 6 columns"):
+        ViewSelectPredictor("ridge", [[0, 9], None]).fit(X, y)
+    # the signal is in column 5 only: the view without it loses
+    y5 = X[:, 5] + 0.1 * rng.normal(size=40)
+    assert ViewSelectPredictor("ridge", [[0, 1], None]).fit(X, y5).view_ == 1
+    gp = ViewSelectPredictor("gp", [[0], None]).fit(X, y)
+    mean, std = gp.predict(X[:5], return_std=True)
+    assert mean.shape == std.shape == (5,) and (std >= 0).all()
+    with pytest.raises(HwnasError, match="has no std"):
+        ViewSelectPredictor("ridge", [[0], None]).fit(X, y).predict(X, return_std=True)
+
+
+def test_sample_efficiency_with_views_records_the_view(nb201) -> None:
+    X, table = nb201
+    views = get_space("nb201").cost_feature_views()
+    y = table["lat_2080ti_1"].to_numpy()
+    rows = sample_efficiency(X, y, ["ridge"], [100], 500, 2, views=views)
+    assert [r["view"] for r in rows] == [0, 0]
+    assert summarize(rows)[0]["view"] == 0
 
 
 def test_predict_with_std(nb201, split) -> None:

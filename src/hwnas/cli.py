@@ -335,7 +335,7 @@ def predictors_evaluate(
         write_csv,
     )
 
-    X, y = _predictor_data(benchmark, target, dataset, data_dir)
+    X, y, views = _predictor_data(benchmark, target, dataset, data_dir)
     model_list, size_list = _csv(models), [int(s) for s in _csv(sizes)]
     n_fits = len(model_list) * len(size_list) * trials
     done = [0]
@@ -346,7 +346,7 @@ def predictors_evaluate(
             update(done[0], n_fits)
 
         rows = sample_efficiency(
-            X, y, model_list, size_list, test_size, trials, seed, progress=tick
+            X, y, model_list, size_list, test_size, trials, seed, progress=tick, views=views
         )
     summary = summarize(rows)
     if out is not None:
@@ -376,7 +376,8 @@ def predictors_evaluate(
 
 def _predictor_data(
     benchmark: str, target: str, dataset: str, data_dir: str | None
-) -> tuple[Any, Any]:
+) -> tuple[Any, Any, Any]:
+    """Features, target values and (cost targets) the feature views LINAS chooses among."""
     from hwnas.bench import get_benchmark
 
     kind, _, device = target.partition(":")
@@ -404,8 +405,10 @@ def _predictor_data(
     # the features LINAS fits on: what a cell computes for quality, what it runs for costs
     objective = bench.objectives[names.index(kind)]
     space = bench.space
-    feats = space.function_features if objective.kind == "quality" else space.cost_features
-    return feats(X), values[:, names.index(kind)]
+    y = values[:, names.index(kind)]
+    if objective.kind == "quality":
+        return space.function_features(X), y, None
+    return space.cost_features(X), y, space.cost_feature_views()
 
 
 # ---- bench -----------------------------------------------------------------------------

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         EnsemblePredictor,
         GPPredictor,
         RBFPredictor,
+        ViewSelectPredictor,
         make_predictor,
         predict_with_std,
     )
@@ -65,6 +66,7 @@ _LAZY: dict[str, str] = {
     "EnsemblePredictor": "hwnas.predict.models",
     "GPPredictor": "hwnas.predict.models",
     "RBFPredictor": "hwnas.predict.models",
+    "ViewSelectPredictor": "hwnas.predict.models",
     "make_predictor": "hwnas.predict.models",
     "predict_with_std": "hwnas.predict.models",
     "kendall_tau": "hwnas.predict.evaluate",
@@ -97,6 +99,7 @@ __all__ = [
     "EnsemblePredictor",
     "GPPredictor",
     "RBFPredictor",
+    "ViewSelectPredictor",
     "kendall_tau",
     "make_predictor",
     "plot_sample_efficiency",

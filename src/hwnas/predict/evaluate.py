@@ -74,6 +74,7 @@ def sample_efficiency(
     trials: int = 5,
     seed: int = 0,
     progress: ProgressFn | None = None,
+    views: Sequence[Sequence[int] | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Learning curves: held-out metrics of each model vs. training-set size.
 
@@ -84,9 +85,11 @@ def sample_efficiency(
 
     Returns one row per (trial, size, model) with ``model, size, trial, mape,
     kendall_tau, spearman_rho, fit_time_s`` (fit time only). ``progress(done, total,
-    row)`` is called after every fit.
+    row)`` is called after every fit. With ``views`` (column subsets, as a space's
+    ``cost_feature_views``) each model fits on the view that cross-validates best, as in
+    LINAS; rows then also say which (``view``).
     """
-    from hwnas.predict.models import make_predictor
+    from hwnas.predict.models import ViewSelectPredictor, make_predictor
 
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).ravel()
@@ -133,7 +136,10 @@ def sample_efficiency(
         for size in valid:
             train = order[:size]
             for name in models:
-                model = make_predictor(name, seed=seed + trial)
+                if views is not None and len(views) > 1:
+                    model = ViewSelectPredictor(name, views, seed=seed + trial)
+                else:
+                    model = make_predictor(name, seed=seed + trial)
                 start = time.perf_counter()
                 try:
                     model.fit(X[train], y[train])
@@ -147,6 +153,8 @@ def sample_efficiency(
                 row: dict[str, Any] = {"model": name, "size": size, "trial": trial}
                 row.update(rank_metrics(y_test, model.predict(X_test)))
                 row["fit_time_s"] = fit_time
+                if isinstance(model, ViewSelectPredictor):
+                    row["view"] = model.view_
                 rows.append(row)
                 if progress is not None:
                     progress(len(rows), total, row)
@@ -155,8 +163,9 @@ def sample_efficiency(
 
 def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Median, min and max of each metric per (model, size): keys ``model``, ``size``,
-    ``trials`` and ``<metric>_median`` / ``_min`` / ``_max``. Models keep their first-seen
-    order; sizes ascend."""
+    ``trials`` and ``<metric>_median`` / ``_min`` / ``_max`` (and ``view``, the feature view
+    chosen most often, where views were given). Models keep their first-seen order; sizes
+    ascend."""
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     model_order: dict[str, int] = {}
     for row in rows:
@@ -176,6 +185,9 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             else:
                 for stat in ("median", "min", "max"):
                     summary[f"{metric}_{stat}"] = float("nan")
+        chosen = [int(r["view"]) for r in group if "view" in r]
+        if chosen:  # the feature view picked most often (see ``sample_efficiency``)
+            summary["view"] = int(np.bincount(chosen).argmax())
         out.append(summary)
     return out
 

@@ -122,6 +122,11 @@ class SearchSpace(ABC):
         from the config (the MBv3 supernets) give their per-stage costs instead."""
         return self.features(vectors)
 
+    def cost_feature_views(self) -> list[np.ndarray | None]:
+        """Column subsets of ``cost_features`` a cost predictor may choose among by
+        cross-validation, simplest first (``None`` = all columns). Default: all only."""
+        return [None]
+
     def largest(self) -> np.ndarray:
         """The vector with every dimension at its last (largest) choice."""
         return self.canonicalize(self.cardinalities[None, :] - 1)[0]
