@@ -131,6 +131,26 @@ def test_predictors_evaluate_cli(tmp_path, data_dir):
     ridge100 = next(r for r in rows if r["model"] == "ridge" and r["size"] == 100)
     assert ridge100["kendall_tau_median"] > 0.9  # fpga latency is near additive
     assert (tmp_path / "kendall_tau.png").is_file() and (tmp_path / "summary.csv").is_file()
+    assert ridge100["view"] == 0  # fpga latency: the plain per-op sum
+    res = runner.invoke(
+        app,
+        [
+            "predictors",
+            "evaluate",
+            "--target",
+            "latency:fpga",
+            "--models",
+            "ridge",
+            "--sizes",
+            "100",
+            "--trials",
+            "1",
+            "--test-size",
+            "500",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "features" in res.output and "30 of 79" in res.output
 
 
 def test_predictor_data_uses_linas_feature_views(data_dir):

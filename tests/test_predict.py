@@ -231,7 +231,7 @@ def test_auto_picks_by_cv_and_exposes_scores(nb201, split) -> None:
 
 def test_view_select_picks_the_view_that_generalises(nb201, split) -> None:
     # NB201 latency from 100 samples: the plain per-op sum (one-hot view) ranks a GPU's
-    # latency better than all 74 graph features; on pixel3 the live-edge terms win
+    # latency better than all 79 graph features; on pixel3 the live-edge terms win
     X, table = nb201
     train, test = split
     views = get_space("nb201").cost_feature_views()

@@ -361,16 +361,23 @@ def predictors_evaluate(
     table = Table(
         title=f"{target} on {benchmark}: median over {trials} trials, test size {test_size}"
     )
-    for col in ("model", "size", "kendall_tau", "spearman_rho", "mape"):
+    cols = ["model", "size", "kendall_tau", "spearman_rho", "mape"]
+    if views is not None and len(views) > 1:
+        cols.append("features")  # the view the CV picked most often
+    for col in cols:
         table.add_column(col, justify="right")
     for r in summary:
-        table.add_row(
+        cells = [
             r["model"],
             str(r["size"]),
             f"{r['kendall_tau_median']:.3f}",
             f"{r['spearman_rho_median']:.3f}",
             f"{r['mape_median']:.2f}",
-        )
+        ]
+        if "features" in cols:
+            v = views[r["view"]]
+            cells.append(f"{X.shape[1] if v is None else len(v)} of {X.shape[1]}")
+        table.add_row(*cells)
     out_console.print(table)
 
 

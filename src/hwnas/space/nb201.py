@@ -75,7 +75,7 @@ class NB201Space(SearchSpace):
         return np.array(list(itertools.product(range(5), repeat=6)), dtype=np.int64)
 
     def features(self, vectors: np.ndarray) -> np.ndarray:
-        """Predictor features (74): one-hot ops (30); per input-output path, whether it
+        """Predictor features (79): one-hot ops (30); per input-output path, whether it
         is open and how many of each op it carries (4 x 5); one-hot of the *live* ops
         (on an open input-output path; 6 x 4), their counts (4) and whether the cell is
         connected at all (1). Live-op features lift the Kendall tau of an SVR accuracy
