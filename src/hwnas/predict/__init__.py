@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         RBFPredictor,
         ViewSelectPredictor,
         make_predictor,
+        make_view_predictor,
         predict_with_std,
     )
 
@@ -68,6 +69,7 @@ _LAZY: dict[str, str] = {
     "RBFPredictor": "hwnas.predict.models",
     "ViewSelectPredictor": "hwnas.predict.models",
     "make_predictor": "hwnas.predict.models",
+    "make_view_predictor": "hwnas.predict.models",
     "predict_with_std": "hwnas.predict.models",
     "kendall_tau": "hwnas.predict.evaluate",
     "plot_sample_efficiency": "hwnas.predict.evaluate",
@@ -102,6 +104,7 @@ __all__ = [
     "ViewSelectPredictor",
     "kendall_tau",
     "make_predictor",
+    "make_view_predictor",
     "plot_sample_efficiency",
     "predict_with_std",
     "rank_metrics",

@@ -89,7 +89,7 @@ def sample_efficiency(
     ``cost_feature_views``) each model fits on the view that cross-validates best, as in
     LINAS; rows then also say which (``view``).
     """
-    from hwnas.predict.models import ViewSelectPredictor, make_predictor
+    from hwnas.predict.models import ViewSelectPredictor, make_predictor, make_view_predictor
 
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).ravel()
@@ -136,10 +136,7 @@ def sample_efficiency(
         for size in valid:
             train = order[:size]
             for name in models:
-                if views is not None and len(views) > 1:
-                    model = ViewSelectPredictor(name, views, seed=seed + trial)
-                else:
-                    model = make_predictor(name, seed=seed + trial)
+                model = make_view_predictor(name, views, seed=seed + trial)
                 start = time.perf_counter()
                 try:
                     model.fit(X[train], y[train])

@@ -366,7 +366,7 @@ class ViewSelectPredictor(RegressorMixin, BaseEstimator):
     cross-validates best (pooled out-of-fold Kendall tau, as ``auto``); ties go to the
     earlier, simpler view. Spaces offer views for cost objectives
     (``SearchSpace.cost_feature_views``): on NB201, latency as a plain sum of per-op
-    costs generalises best from 100 samples on 25 of 27 devices, the richer graph
+    costs ranks as well or better from 100 samples on 25 of 27 devices, the richer graph
     features on pixel3 and raspi4.
 
     ``views``: column-index sequences, ``None`` for all columns. Fitted attributes:
@@ -423,6 +423,16 @@ class ViewSelectPredictor(RegressorMixin, BaseEstimator):
                 raise HwnasError(f"predictor '{self.base_name}' has no std")
             return mean, std
         return self.best_estimator_.predict(Xv)
+
+
+def make_view_predictor(
+    name: str, views: Sequence[Sequence[int] | None] | None, seed: int = 0
+) -> BaseEstimator:
+    """Predictor ``name`` choosing among feature ``views`` by CV where there is a choice
+    (``ViewSelectPredictor``), else the plain registered predictor."""
+    if views is not None and len(views) > 1:
+        return ViewSelectPredictor(name, views, seed=seed)
+    return make_predictor(name, seed=seed)
 
 
 # ---- the factories (registered, lazily, by hwnas.predict.__init__) -------------------

@@ -145,7 +145,7 @@ class LINAS(SearchAlgorithm):
     def _fit(self, problem: SearchProblem, iteration: int) -> list[tuple[Any, Any]]:
         """Per objective: a predictor fitted on everything measured, and (for non-linear
         predictors) a bagged ensemble whose spread is the uncertainty used in selection."""
-        from hwnas.predict import EnsemblePredictor, ViewSelectPredictor, make_predictor
+        from hwnas.predict import EnsemblePredictor, make_view_predictor
 
         X, raw = problem.evaluated_arrays()
         feats = self._features(problem, X)
@@ -153,12 +153,9 @@ class LINAS(SearchAlgorithm):
         models = []
         for i, name in enumerate(self._predictor_names(problem)):
             t0 = time.perf_counter()
-            if problem.objectives[i].kind != "quality" and len(cost_views) > 1:
-                # the space offers simpler cost models too: keep the one that CVs best
-                model = ViewSelectPredictor(name, cost_views, seed=self.seed)
-            else:
-                model = make_predictor(name, seed=self.seed)
-            model.fit(feats[i], raw[:, i])
+            # cost objectives: a simpler view of the features may fit better (CV decides)
+            views = cost_views if problem.objectives[i].kind != "quality" else None
+            model = make_view_predictor(name, views, seed=self.seed).fit(feats[i], raw[:, i])
             ens = None
             if self.ensemble > 1 and self.kappa and name != "ridge":
                 ens = EnsemblePredictor(name, n_members=self.ensemble, seed=self.seed + iteration)

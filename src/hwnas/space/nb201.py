@@ -98,7 +98,7 @@ class NB201Space(SearchSpace):
     def cost_feature_views(self) -> list[np.ndarray | None]:
         """The one-hot ops alone (latency as a sum of per-op costs), then all
         ``cost_features`` (adds path and live-edge terms). From 100 samples the plain
-        sum ranks latency better on 25 of the 27 NB201 devices (e.g. 2080ti_1 Kendall
+        sum ranks latency as well or better on 25 of the 27 NB201 devices (e.g. 2080ti_1 Kendall
         tau 0.83 vs 0.80); the live-edge terms win on pixel3 and raspi4 (0.81 vs 0.78)."""
         return [np.arange(int(self.cardinalities.sum())), None]
 
