@@ -131,7 +131,7 @@ def test_predictors_evaluate_cli(tmp_path, data_dir):
     ridge100 = next(r for r in rows if r["model"] == "ridge" and r["size"] == 100)
     assert ridge100["kendall_tau_median"] > 0.9  # fpga latency is near additive
     assert (tmp_path / "kendall_tau.png").is_file() and (tmp_path / "summary.csv").is_file()
-    assert ridge100["view"] == 0  # fpga latency: the plain per-op sum
+    assert ridge100["view"] == 0  # fpga latency: one price per op
     res = runner.invoke(
         app,
         [
@@ -150,7 +150,7 @@ def test_predictors_evaluate_cli(tmp_path, data_dir):
         ],
     )
     assert res.exit_code == 0, res.output
-    assert "features" in res.output and "30 of 79" in res.output
+    assert "features" in res.output and "4 of 83" in res.output
 
 
 def test_predictor_data_uses_linas_feature_views(data_dir):
@@ -164,8 +164,9 @@ def test_predictor_data_uses_linas_feature_views(data_dir):
     Xa, _, views_a = _predictor_data("nb201", "accuracy", "cifar10", None)
     Xl, yl, views_l = _predictor_data("nb201", "latency:pixel3", "cifar10", None)
     assert len(Xa) == len(all_v) == len(yl)
-    assert views_a is None and len(views_l) == 2 and views_l[1] is None
-    assert (views_l[0] == np.arange(30)).all()  # the one-hot ops
+    assert views_a is None and len(views_l) == 3 and views_l[2] is None
+    assert (views_l[0] == np.arange(79, 83)).all()  # the op counts
+    assert (views_l[1] == np.arange(30)).all()  # the one-hot ops
     assert (Xa[a] == Xa[b]).all()  # accuracy: same function, same features
     assert not (Xl[a] == Xl[b]).all()  # latency: the dead edges still run
     assert (Xl == sp.cost_features(all_v)).all()

@@ -365,9 +365,9 @@ class ViewSelectPredictor(RegressorMixin, BaseEstimator):
     """A registered predictor fitted on the column subset ("view") of the features that
     cross-validates best (pooled out-of-fold Kendall tau, as ``auto``); ties go to the
     earlier, simpler view. Spaces offer views for cost objectives
-    (``SearchSpace.cost_feature_views``): on NB201, latency as a plain sum of per-op
-    costs ranks as well or better from 100 samples on 25 of 27 devices, the richer graph
-    features on pixel3 and raspi4.
+    (``SearchSpace.cost_feature_views``): on NB201, latency as one price per op times op
+    counts ranks better from 100 samples on 25 of 27 devices than all graph features,
+    which win on pixel3 and raspi4.
 
     ``views``: column-index sequences, ``None`` for all columns. Fitted attributes:
     ``view_`` (index of the chosen view), ``cv_scores_`` (tau per view, empty without
