@@ -105,12 +105,18 @@ class NB201Space(SearchSpace):
 
     def cost_feature_views(self) -> list[np.ndarray | None]:
         """Simplest first: the op counts (one price per op, 4 columns), the one-hot ops
-        (a price per op and edge, 30), all cost features (adds path and live-edge terms).
-        From 100 samples ridge on the counts ranks latency better than on all features on
-        25 of the 27 NB201 devices (2080ti_1 Kendall tau 0.88 vs 0.80); on pixel3 and
-        raspi4 the live-edge terms win (dead edges are partly pruned there)."""
+        (a price per op and edge, 30), the graph ``features`` (79: adds path and live-edge
+        terms). From 100 samples ridge on the counts ranks latency better than on the
+        graph features on 25 of the 27 NB201 devices (2080ti_1 Kendall tau 0.88 vs 0.80);
+        on pixel3 and raspi4 the live-edge terms win (dead edges are partly pruned)."""
         width = self.features(np.zeros((1, 6), dtype=np.int64)).shape[1]
-        return [np.arange(width, width + 4), np.arange(int(self.cardinalities.sum())), None]
+        # the last view leaves the counts out: they are sums of one-hot columns, and
+        # adding them would only weaken the ridge penalty on those directions
+        return [
+            np.arange(width, width + 4),
+            np.arange(int(self.cardinalities.sum())),
+            np.arange(width),
+        ]
 
     def function_features(self, vectors: np.ndarray) -> np.ndarray:
         """``features`` of the cell with its dead edges (off every input-output path)
