@@ -13,11 +13,11 @@ What we add to the paper's loop:
   that compute the same function coincide; cost objectives (latency) from the space's
   cost features (NB201: graph one-hot; MBv3 supernets: per-stage costs);
 - where the space offers simpler views of its cost features
-  (``SearchSpace.cost_feature_views``; NB201: the one-hot ops alone, i.e. latency as a
-  sum of per-op costs), each fit keeps the view that cross-validates best
-  (``ViewSelectPredictor``). On NB201, 200 evaluations, median of 10 seeds, front recall
-  0.128 / 0.128 / 0.188 / 0.338 -> 0.128 / 0.163 / 0.188 / 0.471 (pixel3 / raspi4 /
-  fpga / 2080ti_1), hv_fraction within 0.0006 or better;
+  (``SearchSpace.cost_feature_views``; NB201: op counts, i.e. one price per op, or the
+  one-hot ops, or the graph features), each fit keeps the view that cross-validates
+  best (``ViewSelectPredictor``). On NB201, 200 evaluations, median of 10 seeds, front
+  recall 0.128 / 0.128 / 0.188 / 0.338 -> 0.116 / 0.093 / 0.344 / 0.559 (pixel3 /
+  raspi4 / fpga / 2080ti_1), hv_fraction up on all four;
 - candidates are ranked together with the *measured* front, so one predicted to be
   dominated by something already measured is not sent; within the last rank that fits,
   the batch is spread along the front, not clustered at one end;
