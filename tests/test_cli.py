@@ -100,26 +100,9 @@ def test_evaluate_cli(data_dir):
 
 
 def test_predictors_evaluate_cli(tmp_path, data_dir):
-    res = runner.invoke(
-        app,
-        [
-            "predictors",
-            "evaluate",
-            "--target",
-            "latency:fpga",
-            "--models",
-            "ridge,cart",
-            "--sizes",
-            "25,100",
-            "--trials",
-            "2",
-            "--test-size",
-            "500",
-            "--out",
-            str(tmp_path),
-            "--json",
-        ],
-    )
+    base = ["predictors", "evaluate", "--target", "latency:fpga", "--test-size", "500"]
+    opts = ["--models", "ridge,cart", "--sizes", "25,100", "--trials", "2", "--json"]
+    res = runner.invoke(app, [*base, *opts, "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
     assert {(r["model"], r["size"]) for r in rows} == {
@@ -132,23 +115,8 @@ def test_predictors_evaluate_cli(tmp_path, data_dir):
     assert ridge100["kendall_tau_median"] > 0.9  # fpga latency is near additive
     assert (tmp_path / "kendall_tau.png").is_file() and (tmp_path / "summary.csv").is_file()
     assert ridge100["view"] == 0  # fpga latency: one price per op
-    res = runner.invoke(
-        app,
-        [
-            "predictors",
-            "evaluate",
-            "--target",
-            "latency:fpga",
-            "--models",
-            "ridge",
-            "--sizes",
-            "100",
-            "--trials",
-            "1",
-            "--test-size",
-            "500",
-        ],
-    )
+    # the table says which feature view the CV chose
+    res = runner.invoke(app, [*base, "--models", "ridge", "--sizes", "100", "--trials", "1"])
     assert res.exit_code == 0, res.output
     assert "features" in res.output and "4 of 83" in res.output
 
