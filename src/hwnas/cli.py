@@ -410,9 +410,8 @@ def _predictor_data(
         X = bench.space.sample(5000, np.random.default_rng(0))
         values = bench.evaluate(X)
     # the features LINAS fits on: what a cell computes for quality, what it runs for costs
-    objective = bench.objectives[names.index(kind)]
-    space = bench.space
-    y = values[:, names.index(kind)]
+    i = names.index(kind)
+    objective, space, y = bench.objectives[i], bench.space, values[:, i]
     if objective.kind == "quality":
         return space.function_features(X), y, None
     return space.cost_features(X), y, space.cost_feature_views()

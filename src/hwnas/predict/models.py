@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.interpolate import RBFInterpolator
@@ -333,12 +334,19 @@ class AutoPredictor(RegressorMixin, BaseEstimator):
 
     def predict(self, X, return_std: bool = False):
         check_is_fitted(self, "best_estimator_")
-        if return_std:
-            mean, std = predict_with_std(self.best_estimator_, X)
-            if std is None:
-                raise HwnasError(f"auto predictor chose '{self.chosen_}', which has no std")
-            return mean, std
-        return self.best_estimator_.predict(X)
+        what = f"auto predictor chose '{self.chosen_}', which"
+        return _predict_best(self.best_estimator_, X, return_std, what)
+
+
+def _predict_best(estimator: Any, X: Any, return_std: bool, what: str) -> Any:
+    """A meta-predictor's chosen ``estimator`` predicting ``X``, with its std when asked
+    (``HwnasError`` naming ``what`` when it has none)."""
+    if not return_std:
+        return estimator.predict(X)
+    mean, std = predict_with_std(estimator, X)
+    if std is None:
+        raise HwnasError(f"{what} has no std")
+    return mean, std
 
 
 def _splits(n: int, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -417,12 +425,7 @@ class ViewSelectPredictor(RegressorMixin, BaseEstimator):
     def predict(self, X, return_std: bool = False):
         check_is_fitted(self, "best_estimator_")
         Xv = self._cols(check_array(X, dtype=np.float64), self.view_)
-        if return_std:
-            mean, std = predict_with_std(self.best_estimator_, Xv)
-            if std is None:
-                raise HwnasError(f"predictor '{self.base_name}' has no std")
-            return mean, std
-        return self.best_estimator_.predict(Xv)
+        return _predict_best(self.best_estimator_, Xv, return_std, f"predictor '{self.base_name}'")
 
 
 def make_view_predictor(
