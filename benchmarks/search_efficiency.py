@@ -4,6 +4,9 @@ OUT/table.md (pasted into docs/BENCHMARKS.md).
 
     HWNAS_DATA_DIR=../shared/data python benchmarks/search_efficiency.py \
         --seeds 10 --jobs 2 --out runs/bench-search-efficiency
+
+Variants of one algorithm are compared by giving options in brackets, e.g.
+``--algorithms 'linas,linas[class_mean=false]'``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hwnas.search.efficiency import efficiency_table, search_efficiency, write_efficiency
+from hwnas.search.efficiency import (
+    efficiency_table,
+    search_efficiency,
+    split_algorithms,
+    write_efficiency,
+)
 
 ALGORITHMS = "random,nsga2,agemoea,unsga3,moead,ctaea,motpe,nsga2-optuna,linas"
 DEVICES = "pixel3,raspi4,fpga,2080ti_1"
@@ -26,6 +34,7 @@ def main() -> None:
     ap.add_argument("--algorithms", default=ALGORITHMS)
     ap.add_argument("--devices", default=DEVICES)
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--evaluations", type=int, default=200)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("runs/bench-search-efficiency"))
@@ -44,11 +53,12 @@ def main() -> None:
     results = search_efficiency(
         "nb201",
         args.devices.split(","),
-        args.algorithms.split(","),
+        split_algorithms(args.algorithms),
         args.evaluations,
         args.seeds,
         jobs=args.jobs,
         progress=tick,
+        first_seed=args.first_seed,
     )
     write_efficiency(results, args.out, title=f"NB201 CIFAR-10, {args.seeds} seeds")
     rows = efficiency_table(results, at=(50, 100, args.evaluations))

@@ -150,11 +150,13 @@ def test_bench_search_efficiency_cli(tmp_path, data_dir):
             "--devices",
             "fpga",
             "--algorithms",
-            "random,nsga2",
+            "random,nsga2[pop_size=10]",
             "--evaluations",
             "40",
             "--seeds",
             "2",
+            "--first-seed",
+            "5",
             "--out",
             str(tmp_path),
             "--json",
@@ -162,7 +164,9 @@ def test_bench_search_efficiency_cli(tmp_path, data_dir):
     )
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
-    assert {r["algorithm"] for r in rows} == {"random", "nsga2"}
+    assert {r["algorithm"] for r in rows} == {"random", "nsga2[pop_size=10]"}
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert sorted({r["seed"] for r in results}) == [5, 6]
     for name in ("histories.csv", "summary.csv", "hv_fraction.png", "front_recall.png", "igd.png"):
         assert (tmp_path / name).is_file()
     lines = (tmp_path / "histories.csv").read_text().splitlines()

@@ -7,6 +7,12 @@ from hwnas.bench.base import Evaluator, Objective
 from hwnas.errors import HwnasError
 from hwnas.registry import ALGORITHMS
 from hwnas.search import Constraint, SearchProblem, run_search
+from hwnas.search.efficiency import (
+    parse_algorithm,
+    parse_options,
+    search_efficiency,
+    split_algorithms,
+)
 from hwnas.search.inner import vectorized_nsga2
 from hwnas.search.linas import LINAS, hvi_2d
 from hwnas.search.pareto import hypervolume, non_dominated_mask
@@ -126,6 +132,32 @@ def test_bad_constraint_and_options(data_dir):
         run_search({"evaluations": 0})
     with pytest.raises(HwnasError, match="bad options"):
         run_search({"algorithm": "random", "algorithm_options": {"nope": 1}, "evaluations": 5})
+
+
+def test_algorithm_specs_with_options():
+    assert split_algorithms("random, linas[class_mean=false,kappa=1],nsga2") == [
+        "random",
+        "linas[class_mean=false,kappa=1]",
+        "nsga2",
+    ]
+    assert parse_algorithm("linas") == ("linas", {})
+    assert parse_algorithm("linas[class_mean=false,kappa=1.5,selection=hvi]") == (
+        "linas",
+        {"class_mean": False, "kappa": 1.5, "selection": "hvi"},
+    )
+    assert parse_options(["inner-pop=100", 'predictors=["mlp", "ridge"]']) == {
+        "inner_pop": 100,
+        "predictors": ["mlp", "ridge"],
+    }
+    for bad in ("linas[kappa=1", "linas]", "a,b]"):
+        with pytest.raises(HwnasError, match="unclosed|unbalanced"):
+            split_algorithms(bad)
+    with pytest.raises(HwnasError, match="expected key=value"):
+        parse_algorithm("linas[kappa]")
+    with pytest.raises(HwnasError, match="expected NAME"):
+        parse_algorithm("linas[kappa=1]x")
+    with pytest.raises(HwnasError, match="unknown algorithm"):
+        search_efficiency("nb201", ["fpga"], ["annealing[t=1]"], 10, 1)
 
 
 class FlakyEvaluator(Evaluator):

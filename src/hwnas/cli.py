@@ -43,19 +43,6 @@ def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def _parse_options(options: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for opt in options:
-        key, sep, value = opt.partition("=")
-        if not sep or not key:
-            raise HwnasError(f"bad --option '{opt}' (expected key=value)")
-        try:
-            out[key.replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.replace("-", "_")] = value
-    return out
-
-
 def _benchmark_options(benchmark: str, dataset: str, device: str) -> dict[str, Any]:
     """The --dataset/--device flags as benchmark options (only NB201 takes them)."""
     if benchmark != "nb201":
@@ -105,6 +92,7 @@ def search(
     as_json: JsonFlag = False,
 ) -> None:
     """Search for Pareto-optimal architectures for a device on a benchmark."""
+    from hwnas.search.efficiency import parse_options
     from hwnas.search.runner import resume_search, run_search
 
     if resume is not None:
@@ -118,7 +106,7 @@ def search(
             "benchmark": benchmark,
             "benchmark_options": _benchmark_options(benchmark, dataset, device),
             "algorithm": algorithm,
-            "algorithm_options": _parse_options(option or []),
+            "algorithm_options": parse_options(option or []),
             "evaluations": evaluations,
             "seed": seed,
             "constraints": list(constraint or []),
@@ -425,10 +413,15 @@ def bench_search_efficiency(
         str, typer.Option(help="Comma-separated devices.")
     ] = "pixel3,raspi4,fpga,2080ti_1",
     algorithms: Annotated[
-        str, typer.Option(help="Comma-separated algorithms.")
+        str,
+        typer.Option(
+            help="Comma-separated algorithms; options in brackets compare variants, "
+            "e.g. 'linas,linas[class_mean=false]'."
+        ),
     ] = "random,nsga2,linas",
     evaluations: Annotated[int, typer.Option(min=1)] = 200,
     seeds: Annotated[int, typer.Option(min=1)] = 10,
+    first_seed: Annotated[int, typer.Option(help="Seeds run from this one up.")] = 0,
     dataset: str = "cifar10",
     jobs: Annotated[int, typer.Option(help="Parallel worker processes.")] = 1,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/search-efficiency"),
@@ -438,11 +431,17 @@ def bench_search_efficiency(
     """Median HV fraction (and front recall, IGD) vs evaluations, with min/max bands, per
     device and algorithm over seeds; CSV and plots in OUT."""
     from hwnas.registry import ALGORITHMS
-    from hwnas.search.efficiency import efficiency_table, search_efficiency, write_efficiency
+    from hwnas.search.efficiency import (
+        efficiency_table,
+        parse_algorithm,
+        search_efficiency,
+        split_algorithms,
+        write_efficiency,
+    )
 
-    algs, devs = _csv(algorithms), _csv(devices)
+    algs, devs = split_algorithms(algorithms), _csv(devices)
     for a in algs:
-        ALGORITHMS.get(a)
+        ALGORITHMS.get(parse_algorithm(a)[0])
     n = len(algs) * len(devs) * seeds
     done = [0]
     with progress_bar("searches") as update:
@@ -452,7 +451,16 @@ def bench_search_efficiency(
             update(done[0], n)
 
         results = search_efficiency(
-            benchmark, devs, algs, evaluations, seeds, dataset, data_dir, jobs, progress=tick
+            benchmark,
+            devs,
+            algs,
+            evaluations,
+            seeds,
+            dataset,
+            data_dir,
+            jobs,
+            progress=tick,
+            first_seed=first_seed,
         )
     write_efficiency(results, out, title=f"{benchmark} {dataset}, {seeds} seeds")
     table_rows = efficiency_table(

@@ -12,9 +12,56 @@ from typing import Any
 
 import numpy as np
 
+from hwnas.errors import HwnasError
 from hwnas.search.runner import run_search
 
 METRICS = ("hv_fraction", "front_recall", "igd")
+
+
+def parse_options(options: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` strings as a dict; values as JSON where they parse (numbers, true,
+    false, lists), else strings; '-' in keys becomes '_'."""
+    out: dict[str, Any] = {}
+    for opt in options:
+        key, sep, value = opt.partition("=")
+        if not sep or not key.strip():
+            raise HwnasError(f"bad option '{opt}' (expected key=value)")
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def split_algorithms(text: str) -> list[str]:
+    """A comma-separated algorithm list whose entries may carry options in brackets,
+    e.g. ``random,linas,linas[class_mean=false,kappa=1]``: commas inside brackets stay."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += (ch == "[") - (ch == "]")
+        if depth < 0:
+            raise HwnasError(f"unbalanced ']' in algorithms '{text}'")
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if depth:
+        raise HwnasError(f"unclosed '[' in algorithms '{text}'")
+    out.append(cur.strip())
+    return [a for a in out if a]
+
+
+def parse_algorithm(spec: str) -> tuple[str, dict[str, Any]]:
+    """``'linas'`` -> ('linas', {}); ``'linas[class_mean=false,kappa=1]'`` -> ('linas',
+    {'class_mean': False, 'kappa': 1}): one study can compare variants of an algorithm."""
+    name, sep, rest = spec.strip().partition("[")
+    if not sep:
+        return name.strip(), {}
+    if not rest.endswith("]"):
+        raise HwnasError(f"bad algorithm '{spec}' (expected NAME[key=value,...])")
+    items = [t for t in rest[:-1].split(",") if t.strip()]
+    return name.strip(), parse_options(items)
 
 
 def _one(job: dict[str, Any]) -> dict[str, Any]:
@@ -42,9 +89,17 @@ def search_efficiency(
     data_dir: str | None = None,
     jobs: int = 1,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    first_seed: int = 0,
 ) -> list[dict[str, Any]]:
     """Run every (device, algorithm, seed) search; returns one record per run with its
-    per-evaluation histories of hv_fraction, front_recall and igd."""
+    per-evaluation histories of hv_fraction, front_recall and igd. An algorithm may
+    carry options (``linas[class_mean=false]``, see ``parse_algorithm``); its record is
+    labelled with the whole spec. Seeds are ``first_seed .. first_seed + seeds - 1``."""
+    from hwnas.registry import ALGORITHMS
+
+    specs = {alg: parse_algorithm(alg) for alg in algorithms}
+    for name, _ in specs.values():
+        ALGORITHMS.get(name)  # an unknown name fails here, not in a worker
     work = [
         {
             "device": dev,
@@ -53,7 +108,8 @@ def search_efficiency(
             "config": {
                 "benchmark": benchmark,
                 "benchmark_options": {"dataset": dataset, "devices": dev},
-                "algorithm": alg,
+                "algorithm": specs[alg][0],
+                "algorithm_options": specs[alg][1],
                 "evaluations": evaluations,
                 "seed": seed,
                 "data_dir": data_dir,
@@ -61,7 +117,7 @@ def search_efficiency(
         }
         for dev in devices
         for alg in algorithms
-        for seed in range(seeds)
+        for seed in range(first_seed, first_seed + seeds)
     ]
     results = []
     if jobs <= 1:
