@@ -118,7 +118,7 @@ def test_predictors_evaluate_cli(tmp_path, data_dir):
     # the table says which feature view the CV chose
     res = runner.invoke(app, [*base, "--models", "ridge", "--sizes", "100", "--trials", "1"])
     assert res.exit_code == 0, res.output
-    assert "features" in res.output and "4 of 83" in res.output
+    assert "features" in res.output and "4 of 87" in res.output
 
 
 def test_predictor_data_uses_linas_feature_views(data_dir):
@@ -132,10 +132,11 @@ def test_predictor_data_uses_linas_feature_views(data_dir):
     Xa, _, views_a = _predictor_data("nb201", "accuracy", "cifar10", None)
     Xl, yl, views_l = _predictor_data("nb201", "latency:pixel3", "cifar10", None)
     assert len(Xa) == len(all_v) == len(yl)
-    assert views_a is None and len(views_l) == 3
+    assert views_a is None and len(views_l) == 4
     assert (views_l[0] == np.arange(79, 83)).all()  # the op counts
-    assert (views_l[1] == np.arange(30)).all()  # the one-hot ops
-    assert (views_l[2] == np.arange(79)).all()  # the graph features
+    assert (views_l[1] == np.arange(83, 87)).all()  # the computed-op counts
+    assert (views_l[2] == np.arange(30)).all()  # the one-hot ops
+    assert (views_l[3] == np.arange(79)).all()  # the graph features
     assert (Xa[a] == Xa[b]).all()  # accuracy: same function, same features
     assert not (Xl[a] == Xl[b]).all()  # latency: the dead edges still run
     assert (Xl == sp.cost_features(all_v)).all()

@@ -238,7 +238,8 @@ def nb201_cost(nb201) -> np.ndarray:
 
 def test_view_select_picks_the_view_that_generalises(nb201, nb201_cost, split) -> None:
     # NB201 latency from 100 samples: one price per op (op-count view) ranks a GPU's
-    # latency better than all graph features; on pixel3 the live-edge terms win
+    # latency better than all graph features; on pixel3 the counts of the ops that are
+    # computed (dead-end branches pruned) win
     _, table = nb201
     X = nb201_cost
     train, test = split
@@ -248,14 +249,14 @@ def test_view_select_picks_the_view_that_generalises(nb201, nb201_cost, split) -
         y = table[f"lat_{dev}"].to_numpy()
         model = ViewSelectPredictor("ridge", views).fit(X[train], y[train])
         picks[dev] = model.view_
-        assert set(model.cv_scores_) == {0, 1, 2}
+        assert set(model.cv_scores_) == {0, 1, 2, 3}
         assert model.cv_scores_[model.view_] == max(model.cv_scores_.values())
         tau = rank_metrics(y[test], model.predict(X[test]))["kendall_tau"]
         G = X[:, :79]  # the graph features alone (LINAS's latency features before views)
         plain = make_predictor("ridge").fit(G[train], y[train])
         gains[dev] = tau - rank_metrics(y[test], plain.predict(G[test]))["kendall_tau"]
-    assert picks == {"2080ti_1": 0, "pixel3": 2}
-    assert gains["2080ti_1"] > 0.03 and gains["pixel3"] == 0.0  # pixel3: the same model
+    assert picks == {"2080ti_1": 0, "pixel3": 1}
+    assert gains["2080ti_1"] > 0.03 and gains["pixel3"] > 0.03
     clone(ViewSelectPredictor("ridge", views))  # a well-behaved estimator
 
 

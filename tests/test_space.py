@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from hwnas.errors import HwnasError
 from hwnas.registry import SPACES
 from hwnas.space import get_space
-from hwnas.space.nb201 import live_edges
+from hwnas.space.nb201 import computed_edges, live_edges
 
 CORE_SPACES = ["nb201", "fbnet", "ofa-mbv3"]
 
@@ -121,6 +121,25 @@ def test_nb201_live_edges():
     assert live[0].tolist() == [False, True, False, False, False, True]
     live, connected = live_edges(np.zeros((1, 6), dtype=int))
     assert not connected[0] and not live.any()
+
+
+def test_nb201_computed_edges_and_cost_features():
+    sp = get_space("nb201")
+    # 3<-2 none: node 2 feeds nothing, so 2<-0 and 2<-1 are pruned; 1<-0 none: node 1
+    # gets only zeros, but 3<-1 still runs on them (it feeds the output)
+    x = np.array([[0, 3, 2, 4, 3, 0]])
+    assert computed_edges(x)[0].tolist() == [False, False, False, True, True, False]
+    C = sp.cost_features(x)
+    assert C.shape == (1, 87)
+    assert C[0, 79:83].tolist() == [0, 1, 2, 1]  # every edge: skip, conv1x1, conv3x3, pool
+    assert C[0, 83:87].tolist() == [0, 0, 1, 1]  # computed: conv3x3 (3<-1), pool (3<-0)
+    views = sp.cost_feature_views()
+    assert [len(v) for v in views] == [4, 4, 30, 79]
+    # live edges are computed; computed edges need not be live
+    allv = sp.all_vectors()
+    live, _ = live_edges(allv)
+    run = computed_edges(allv)
+    assert not (live & ~run).any() and (run & ~live).any()
 
 
 def test_nb201_function_features_equivalence_classes():

@@ -374,8 +374,9 @@ class ViewSelectPredictor(RegressorMixin, BaseEstimator):
     cross-validates best (pooled out-of-fold Kendall tau, as ``auto``); ties go to the
     earlier, simpler view. Spaces offer views for cost objectives
     (``SearchSpace.cost_feature_views``): on NB201, latency as one price per op times op
-    counts ranks better from 100 samples on 25 of 27 devices than all graph features,
-    which win on pixel3 and raspi4.
+    counts ranks better from 100 samples on 25 of 27 devices than all graph features; on
+    pixel3 and raspi4 the counts of the ops that are computed (dead-end branches pruned)
+    win.
 
     ``views``: column-index sequences, ``None`` for all columns. Fitted attributes:
     ``view_`` (index of the chosen view), ``cv_scores_`` (tau per view, empty without
