@@ -13,11 +13,22 @@ What we add to the paper's loop:
   that compute the same function coincide; cost objectives (latency) from the space's
   cost features (NB201: graph one-hot; MBv3 supernets: per-stage costs);
 - where the space offers simpler views of its cost features
-  (``SearchSpace.cost_feature_views``; NB201: op counts, i.e. one price per op, or the
-  one-hot ops, or the graph features), each fit keeps the view that cross-validates
-  best (``ViewSelectPredictor``). On NB201, 200 evaluations, median of 10 seeds, front
-  recall 0.128 / 0.128 / 0.188 / 0.338 -> 0.116 / 0.093 / 0.344 / 0.559 (pixel3 /
-  raspi4 / fpga / 2080ti_1), hv_fraction up on all four;
+  (``SearchSpace.cost_feature_views``; NB201: op counts, i.e. one price per op, the
+  counts of the ops that are computed, one-hot ops, graph features), each fit keeps the
+  view that cross-validates best (``ViewSelectPredictor``). On NB201, 200 evaluations,
+  median of 10 seeds, front recall 0.128 / 0.128 / 0.188 / 0.338 -> 0.116 / 0.093 /
+  0.344 / 0.559 (pixel3 / raspi4 / fpga / 2080ti_1; op counts, one-hot, graph views),
+  hv_fraction up on all four. The computed-op counts (session 5) rank pixel3 / raspi4
+  latency better (Kendall tau 0.81 -> 0.87 at 100 samples); in LINAS with ``class_mean``
+  (20 seeds) they move recall 0.163 -> 0.186 / 0.116 -> 0.128 and hv_fraction by
+  -0.0001 / -0.0005;
+- a candidate that computes the same function as measured architectures (equal function
+  features: NB201 cells that differ only in dead edges) is predicted to have their mean
+  measured quality, not the model's guess (``class_mean``, default since session 5; no
+  effect on spaces without such equivalences). On NB201 with the computed-op view,
+  200 evaluations, median of 20 seeds, hv_fraction / front recall without -> with:
+  pixel3 0.9961 / 0.163 -> 0.9965 / 0.186, raspi4 0.9956 / 0.070 -> 0.9971 / 0.128,
+  fpga 0.9846 / 0.375 -> 0.9826 / 0.375, 2080ti_1 0.9975 / 0.544 -> 0.9974 / 0.544;
 - candidates are ranked together with the *measured* front, so one predicted to be
   dominated by something already measured is not sent; within the last rank that fits,
   the batch is spread along the front, not clustered at one end;
@@ -28,13 +39,13 @@ What we add to the paper's loop:
   evaluations, median of 10 seeds, it lifted front recall from 0.081 / 0.035 / 0.094 /
   0.279 to 0.128 / 0.128 / 0.188 / 0.338 (pixel3 / raspi4 / fpga / 2080ti_1) and
   hv_fraction on every device too; it costs about 0.4 s more fit per iteration.
-- optional (``class_mean=True``, off by default): a candidate that computes the same
-  function as measured architectures (equal function features: NB201 cells that differ
-  only in dead edges) is predicted to have their mean measured quality, not the model's
-  guess; no effect on spaces without such equivalences. On NB201, 200 evaluations, mean
-  front recall over 20 seeds: pixel3 0.129 -> 0.166 (better in 15 seeds, worse in 3),
-  fpga 0.188 -> 0.219, raspi4 0.126 -> 0.120, 2080ti_1 0.374 -> 0.355; hv_fraction
-  unchanged within 0.001. Mixed across devices, so not the default.
+- tried in session 5 and not kept (NB201, 10-20 seeds): function features of a canonical
+  form of the cell (skip = identity, sums unordered: 4,930 functions instead of 9,445):
+  pixel3 / raspi4 recall up (0.163-0.198 / 0.128-0.163) but fpga hv_fraction down
+  0.984 -> 0.974-0.980 and 2080ti_1 recall 0.54 -> 0.44-0.53; skip-elided path-encoding
+  features added to the function features (MLP accuracy tau +0.01-0.02 at 100-200
+  samples; recall mixed: pixel3 0.116, raspi4 0.140, fpga 0.375, hv_fraction 0.979 on
+  fpga); the graph features plus computed-op counts as one view (no better than apart).
 - tried in session 3 and not kept (no better on NB201, 5 seeds, 2-3 devices): choosing
   the batch by the Monte-Carlo probability of each candidate being non-dominated under
   the observed prediction error (sum = expected front members found; it chased cheap,
@@ -101,7 +112,7 @@ class LINAS(SearchAlgorithm):
         inner_generations: int = 50,
         local: bool = True,
         selection: str = "rank",
-        class_mean: bool = False,
+        class_mean: bool = True,
     ) -> None:
         super().__init__(seed=seed, pop_size=pop_size)
         self.n_init = n_init
