@@ -228,7 +228,7 @@ def synthetic_run(tmp_path_factory, space):
     return run_dir
 
 
-def test_predictor_fit_save_load(synthetic_run, tmp_path, space):
+def test_predictor_fit_save_load(synthetic_run, tmp_path, space, monkeypatch):
     from hwnas.predict.fitted import fit_on_profile, load_fitted, sidecar_path
 
     fitted = fit_on_profile(synthetic_run, target="latency", model="ridge", seed=0)
@@ -252,6 +252,14 @@ def test_predictor_fit_save_load(synthetic_run, tmp_path, space):
         assert side["space"] == SPACE and side["n_train"] == 80
     bigger = fitted.predict(np.stack([space.smallest(), space.largest()]))
     assert bigger[0] < bigger[1]
+    # a model saved when the space's cost features had another width: one clear error
+    wider = type(space).cost_features
+    monkeypatch.setattr(
+        type(space), "cost_features", lambda self, v: np.pad(wider(self, v), ((0, 0), (0, 4)))
+    )
+    with pytest.raises(HwnasError, match="refit it on its profile"):
+        load_fitted(tmp_path / "p.pkl").predict(x)
+    monkeypatch.undo()
 
     (tmp_path / "junk.pkl").write_bytes(b"not a pickle")
     with pytest.raises(HwnasError, match="cannot load"):

@@ -71,6 +71,12 @@ class FittedPredictor:
             X = self.space.features(x)  # saved before cost features existed
         else:
             X = self.space.cost_features(x)
+        expected = getattr(self.model, "n_features_in_", X.shape[1])
+        if expected != X.shape[1]:
+            raise HwnasError(
+                f"this predictor was fitted on {expected} features, but space "
+                f"'{self.space_name}' now gives {X.shape[1]}: refit it on its profile"
+            )
         return np.asarray(self.model.predict(X), dtype=np.float64).ravel()
 
     def __getstate__(self) -> dict[str, Any]:
