@@ -145,6 +145,10 @@ def test_algorithm_specs_with_options():
         "linas",
         {"class_mean": False, "kappa": 1.5, "selection": "hvi"},
     )
+    assert parse_algorithm('linas[predictors=["mlp","ridge"],kappa=0]') == (
+        "linas",
+        {"predictors": ["mlp", "ridge"], "kappa": 0},
+    )
     assert parse_options(["inner-pop=100", 'predictors=["mlp", "ridge"]']) == {
         "inner_pop": 100,
         "predictors": ["mlp", "ridge"],

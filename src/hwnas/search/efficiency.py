@@ -35,7 +35,8 @@ def parse_options(options: Sequence[str]) -> dict[str, Any]:
 
 def split_algorithms(text: str) -> list[str]:
     """A comma-separated algorithm list whose entries may carry options in brackets,
-    e.g. ``random,linas,linas[class_mean=false,kappa=1]``: commas inside brackets stay."""
+    e.g. ``random,linas,linas[class_mean=false,kappa=1]``: commas inside brackets stay
+    (also used for the options themselves, whose values may be JSON lists)."""
     out, depth, cur = [], 0, ""
     for ch in text:
         depth += (ch == "[") - (ch == "]")
@@ -60,8 +61,7 @@ def parse_algorithm(spec: str) -> tuple[str, dict[str, Any]]:
         return name.strip(), {}
     if not rest.endswith("]"):
         raise HwnasError(f"bad algorithm '{spec}' (expected NAME[key=value,...])")
-    items = [t for t in rest[:-1].split(",") if t.strip()]
-    return name.strip(), parse_options(items)
+    return name.strip(), parse_options(split_algorithms(rest[:-1]))
 
 
 def _one(job: dict[str, Any]) -> dict[str, Any]:
