@@ -45,7 +45,10 @@ What we add to the paper's loop:
   0.984 -> 0.974-0.980 and 2080ti_1 recall 0.54 -> 0.44-0.53; skip-elided path-encoding
   features added to the function features (MLP accuracy tau +0.01-0.02 at 100-200
   samples; recall mixed: pixel3 0.116, raspi4 0.140, fpga 0.375, hv_fraction 0.979 on
-  fpga); the graph features plus computed-op counts as one view (no better than apart).
+  fpga); the graph features plus computed-op counts as one view (no better than apart);
+  the accuracy MLP fitted on log error, -log(100.5 - acc) (tau 0.770 -> 0.794 at 200
+  samples; LINAS recall, 20 seeds, fpga 0.375 -> 0.41, raspi4 0.128 -> 0.140, 2080ti_1
+  0.544 -> 0.56, but pixel3 0.186 -> 0.14).
 - tried in session 3 and not kept (no better on NB201, 5 seeds, 2-3 devices): choosing
   the batch by the Monte-Carlo probability of each candidate being non-dominated under
   the observed prediction error (sum = expected front members found; it chased cheap,
