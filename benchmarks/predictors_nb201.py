@@ -42,11 +42,12 @@ def main() -> None:
     rows = []
     bench = get_benchmark("nb201", devices=devices)
     X, V = bench.table()
-    graph, function = bench.space.cost_features(X), bench.space.function_features(X)
+    space = bench.space
+    graph, function = space.predictor_features(X, "cost"), space.predictor_features(X, "quality")
     targets = [("accuracy_cifar10", function, V[:, 0])] + [
         (f"latency_{d}", graph, V[:, i + 1]) for i, d in enumerate(devices)
     ]
-    cost_views = bench.space.cost_feature_views() if args.latency_views == "select" else None
+    cost_views = space.predictor_views("cost") if args.latency_views == "select" else None
     for name, feats, y in targets:
         views = cost_views if name.startswith("latency") else None
         res = sample_efficiency(

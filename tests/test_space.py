@@ -142,6 +142,16 @@ def test_nb201_computed_edges_and_cost_features():
     assert not (live & ~run).any() and (run & ~live).any()
 
 
+def test_predictor_features_and_views_follow_the_objective_kind():
+    for name in ("nb201", "ofa-mbv3"):
+        sp = get_space(name)
+        X = sp.sample(5, 0)
+        assert (sp.predictor_features(X, "quality") == sp.function_features(X)).all()
+        assert (sp.predictor_features(X, "cost") == sp.cost_features(X)).all()
+        assert sp.predictor_views("quality") is None
+        assert len(sp.predictor_views("cost")) == len(sp.cost_feature_views())
+
+
 def test_nb201_function_features_equivalence_classes():
     sp = get_space("nb201")
     # 1<-0 none: node 1 is unreachable, so 2<-1 and 3<-1 are dead whatever they hold

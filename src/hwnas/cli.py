@@ -399,10 +399,12 @@ def _predictor_data(
         values = bench.evaluate(X)
     # the features LINAS fits on: what a cell computes for quality, what it runs for costs
     i = names.index(kind)
-    objective, space, y = bench.objectives[i], bench.space, values[:, i]
-    if objective.kind == "quality":
-        return space.function_features(X), y, None
-    return space.cost_features(X), y, space.cost_feature_views()
+    okind = bench.objectives[i].kind
+    return (
+        bench.space.predictor_features(X, okind),
+        values[:, i],
+        bench.space.predictor_views(okind),
+    )
 
 
 # ---- bench -----------------------------------------------------------------------------
@@ -430,18 +432,14 @@ def bench_search_efficiency(
 ) -> None:
     """Median HV fraction (and front recall, IGD) vs evaluations, with min/max bands, per
     device and algorithm over seeds; CSV and plots in OUT."""
-    from hwnas.registry import ALGORITHMS
     from hwnas.search.efficiency import (
         efficiency_table,
-        parse_algorithm,
         search_efficiency,
         split_algorithms,
         write_efficiency,
     )
 
     algs, devs = split_algorithms(algorithms), _csv(devices)
-    for a in algs:
-        ALGORITHMS.get(parse_algorithm(a)[0])
     n = len(algs) * len(devs) * seeds
     done = [0]
     with progress_bar("searches") as update:

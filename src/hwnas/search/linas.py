@@ -163,12 +163,11 @@ class LINAS(SearchAlgorithm):
 
         X, raw = problem.evaluated_arrays()
         feats = self._features(problem, X)
-        cost_views = problem.space.cost_feature_views()
         models = []
         for i, name in enumerate(self._predictor_names(problem)):
             t0 = time.perf_counter()
             # cost objectives: a simpler view of the features may fit better (CV decides)
-            views = cost_views if problem.objectives[i].kind != "quality" else None
+            views = problem.space.predictor_views(problem.objectives[i].kind)
             model = make_view_predictor(name, views, seed=self.seed).fit(feats[i], raw[:, i])
             ens = None
             if self.ensemble > 1 and self.kappa and name != "ridge":
@@ -196,15 +195,15 @@ class LINAS(SearchAlgorithm):
 
     @staticmethod
     def _features(problem: SearchProblem, X: np.ndarray) -> list[np.ndarray]:
-        """Per objective: function features for quality objectives, cost features for
-        cost objectives (each kind computed once)."""
-        cache: dict[str, np.ndarray] = {}
+        """Per objective: ``space.predictor_features`` for its kind (function features for
+        quality, cost features for costs; each kind computed once)."""
+        cache: dict[bool, np.ndarray] = {}
         out = []
         for o in problem.objectives:
-            kind = "function_features" if o.kind == "quality" else "cost_features"
-            if kind not in cache:
-                cache[kind] = getattr(problem.space, kind)(X)
-            out.append(cache[kind])
+            quality = o.kind == "quality"
+            if quality not in cache:
+                cache[quality] = problem.space.predictor_features(X, o.kind)
+            out.append(cache[quality])
         return out
 
     def _predict(

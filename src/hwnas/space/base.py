@@ -127,6 +127,19 @@ class SearchSpace(ABC):
         cross-validation, simplest first (``None`` = all columns). Default: all only."""
         return [None]
 
+    def predictor_features(self, vectors: np.ndarray, kind: str) -> np.ndarray:
+        """What a predictor of an objective of ``kind`` fits on: what the network computes
+        (``function_features``) for quality objectives, what it runs (``cost_features``)
+        for costs."""
+        if kind == "quality":
+            return self.function_features(vectors)
+        return self.cost_features(vectors)
+
+    def predictor_views(self, kind: str) -> list[np.ndarray | None] | None:
+        """The feature views a predictor of an objective of ``kind`` chooses among by CV:
+        ``cost_feature_views`` for costs, ``None`` (all features) for quality."""
+        return None if kind == "quality" else self.cost_feature_views()
+
     def largest(self) -> np.ndarray:
         """The vector with every dimension at its last (largest) choice."""
         return self.canonicalize(self.cardinalities[None, :] - 1)[0]

@@ -85,9 +85,8 @@ class NB201Space(SearchSpace):
         for path in NB201_PATHS:
             ops = x[:, list(path)]
             open_ = np.all(ops != 0, axis=1, keepdims=True).astype(np.float64)
-            counts = np.stack([(ops == k).sum(axis=1) for k in range(1, 5)], axis=1)
             feats.append(open_)
-            feats.append(open_ * counts)
+            feats.append(open_ * _op_counts(ops))
         live, connected = live_edges(x)
         live_ops = np.stack([(x == k) & live for k in range(1, 5)], axis=2)
         feats.append(live_ops.reshape(len(x), -1).astype(np.float64))
@@ -101,12 +100,8 @@ class NB201Space(SearchSpace):
         a cell has the same channels and resolution, so an op costs about the same wherever
         it sits, and latency is close to a per-op price times one of these counts."""
         x = np.atleast_2d(np.asarray(vectors, dtype=np.int64))
-        counts = np.stack([(x == k).sum(axis=1) for k in range(1, 5)], axis=1)
-        run = computed_edges(x)
-        computed = np.stack([((x == k) & run).sum(axis=1) for k in range(1, 5)], axis=1)
-        return np.concatenate(
-            [self.features(x), counts.astype(np.float64), computed.astype(np.float64)], axis=1
-        )
+        computed = _op_counts(np.where(computed_edges(x), x, 0))
+        return np.concatenate([self.features(x), _op_counts(x), computed], axis=1)
 
     def cost_feature_views(self) -> list[np.ndarray | None]:
         """Simplest first: the op counts (one price per op, 4 columns), the counts of
@@ -133,6 +128,12 @@ class NB201Space(SearchSpace):
         x = np.atleast_2d(np.asarray(vectors, dtype=np.int64))
         live, _ = live_edges(x)
         return self.features(np.where(live, x, 0))
+
+
+def _op_counts(x: np.ndarray) -> np.ndarray:
+    """(n, 4) how many of the given edges carry each non-'none' op (skip, conv 1x1,
+    conv 3x3, avg pool), as floats."""
+    return np.stack([(x == k).sum(axis=1) for k in range(1, 5)], axis=1).astype(np.float64)
 
 
 def _reach(x: np.ndarray) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], np.ndarray]:
