@@ -8,6 +8,11 @@
    feeding a dead-end node pruned, ``computed_edges``), and gradient-boosted trees on
    the edges' ops plus both masks, scored out of fold (5-fold, 12,500 training cells).
    When the trees barely beat four op prices, what is left is measurement noise.
+3. Whether that noise drifts with measurement order: the trees' out-of-fold residuals
+   sorted by NAS-Bench-201's architecture index (the order HW-NAS-Bench measured in),
+   their lag-1 autocorrelation, and what is left after subtracting the mean residual of
+   the two cells either side in that order. A drift is a property of the measurement
+   session, not of the cell: no predictor of the cell can learn it.
 
     HWNAS_DATA_DIR=../shared/data python benchmarks/nb201_latency_noise.py
 """
@@ -54,6 +59,7 @@ def main() -> None:
         "| trees' Kendall tau |"
     )
     print("|---|---|---|---|---|")
+    drift = []
     for dev, (bench, X, V) in tables.items():
         y = V[:, 1]
         C = bench.space.cost_features(X)
@@ -69,6 +75,27 @@ def main() -> None:
         print(
             f"| {dev} | {med[0]:.3f} ms | {med[1]:.3f} ms | "
             f"{np.median(np.abs(pred - y)):.3f} ms | {tau:.3f} |"
+        )
+        drift.append((dev, (y - pred)[np.argsort(bench.benchmark_index(X))]))
+    print()
+    bench, X, _ = next(iter(tables.values()))
+    Xo = X[np.argsort(bench.benchmark_index(X))]
+    shuffled = Xo[np.random.default_rng(0).permutation(len(Xo))]
+    print(
+        f"(cells adjacent in index order differ in {(Xo[1:] != Xo[:-1]).sum(1).mean():.2f} "
+        f"of 6 edges, random pairs in {(shuffled != Xo).sum(1).mean():.2f})\n"
+    )
+    print(
+        "| device | trees' residual, median | lag-1 autocorrelation in index order "
+        "| minus the mean of 2 neighbours either side |"
+    )
+    print("|---|---|---|---|")
+    for dev, r in drift:
+        kernel = np.array([1.0, 1.0, 0.0, 1.0, 1.0])
+        near = np.convolve(r, kernel, "same") / np.convolve(np.ones_like(r), kernel, "same")
+        print(
+            f"| {dev} | {np.median(np.abs(r)):.3f} ms | {np.corrcoef(r[:-1], r[1:])[0, 1]:.3f} "
+            f"| {np.median(np.abs(r - near)):.3f} ms |"
         )
 
 

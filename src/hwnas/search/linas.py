@@ -49,6 +49,9 @@ What we add to the paper's loop:
   the accuracy MLP fitted on log error, -log(100.5 - acc) (tau 0.770 -> 0.794 at 200
   samples; LINAS recall, 20 seeds, fpga 0.375 -> 0.41, raspi4 0.128 -> 0.140, 2080ti_1
   0.544 -> 0.57, but pixel3 0.186 -> 0.14).
+- tried in session 6 and not kept: zero-cost proxies (NASWOT, synflow, snip, grad_norm,
+  jacob_cov on the untrained network) as extra accuracy features: MLP tau +0.01-0.02
+  at 100-200 samples, 0.8 s of CPU per cell (``benchmarks/zero_cost_proxies.py``).
 - tried in session 3 and not kept (no better on NB201, 5 seeds, 2-3 devices): choosing
   the batch by the Monte-Carlo probability of each candidate being non-dominated under
   the observed prediction error (sum = expected front members found; it chased cheap,
