@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from hwnas.search.efficiency import (
+    checkpoints,
     efficiency_table,
     search_efficiency,
-    split_algorithms,
     write_efficiency,
 )
+from hwnas.search.spec import split_algorithms
 
 ALGORITHMS = "random,nsga2,agemoea,unsga3,moead,ctaea,motpe,nsga2-optuna,linas"
 DEVICES = "pixel3,raspi4,fpga,2080ti_1"
@@ -61,7 +62,7 @@ def main() -> None:
         first_seed=args.first_seed,
     )
     write_efficiency(results, args.out, title=f"NB201 CIFAR-10, {args.seeds} seeds")
-    rows = efficiency_table(results, at=(50, 100, args.evaluations))
+    rows = efficiency_table(results, at=checkpoints(args.evaluations))
     lines = [
         "| device | algorithm | evals | hv_fraction median [min, max] | front_recall median "
         "[min, max] | igd median | overhead/iteration (s) |",

@@ -38,6 +38,22 @@ def hwnas(*args, env=None):
         ),
         (["search", "--constraint", "lat<5", "--out", "{tmp}"], None, "bad constraint"),
         (["search", "--algorithm", "foo", "--out", "{tmp}"], None, "unknown algorithm 'foo'"),
+        # brackets in the message are printed, not read as rich markup
+        (
+            ["search", "--algorithm", "linas[kappa=1]x", "--out", "{tmp}"],
+            None,
+            "bad algorithm 'linas[kappa=1]x' (expected NAME[key=value,...])",
+        ),
+        (
+            ["search", "--algorithm", "linas[class_mean=maybe]", "--out", "{tmp}"],
+            None,
+            "class_mean='maybe': Input should be a valid boolean",
+        ),
+        (
+            ["search", "--constraint", "latency<=0.001", "--out", "{tmp}"],
+            None,
+            "no architecture in the benchmark's table satisfies latency<=0.001",
+        ),
         (["search", "--out", "{tmp}", "--data-dir", "{tmp}/corrupt"], None, "corrupt"),
         (["predictors", "evaluate", "--target", "energy"], None, "unknown target"),
         (["data", "fetch", "nope"], None, "nope"),
@@ -71,11 +87,15 @@ def test_search_cli_writes_outputs(tmp_path, data_dir):
 
 
 def test_search_cli_human_output(tmp_path, data_dir):
-    res = runner.invoke(
-        app, ["search", "--algorithm", "random", "--evaluations", "30", "--out", str(tmp_path)]
-    )
+    args = ["search", "--algorithm", "random", "--evaluations", "30", "--out", str(tmp_path)]
+    res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "HV fraction" in res.stdout and "Pareto front" in res.stdout
+    assert "already holds a search" not in res.stderr
+    # the same --out again: a second run beside the first, and the user is told so
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "already holds a search" in res.stderr and "--resume" in res.stderr
 
 
 def test_listings(data_dir):
@@ -172,3 +192,70 @@ def test_bench_search_efficiency_cli(tmp_path, data_dir):
         assert (tmp_path / name).is_file()
     lines = (tmp_path / "histories.csv").read_text().splitlines()
     assert len(lines) == 1 + 2 * 2 * 40
+    # the summary reports the budget's checkpoints only (50 and 100 are beyond 40)
+    summary = (tmp_path / "summary.csv").read_text().splitlines()
+    assert [ln.split(",")[2] for ln in summary[1:]] == ["40", "40"]
+
+
+def test_search_cli_algorithm_spec_and_human_tables(tmp_path, data_dir):
+    """``--algorithm NAME[k=v]`` runs the variant, and its name survives rich's tables."""
+    res = runner.invoke(
+        app,
+        [
+            "search",
+            "--algorithm",
+            "nsga2[pop_size=10]",
+            "--evaluations",
+            "20",
+            "--out",
+            str(tmp_path / "a"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith("nsga2[pop_size=10]: 20 evaluations")
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["algorithm"] == (
+        "nsga2[pop_size=10]"
+    )
+    res = runner.invoke(
+        app,
+        [
+            "bench",
+            "search-efficiency",
+            "--devices",
+            "fpga",
+            "--algorithms",
+            "nsga2[pop_size=10]",
+            "--evaluations",
+            "20",
+            "--seeds",
+            "1",
+            "--out",
+            str(tmp_path / "b"),
+        ],
+        env={"COLUMNS": "200"},
+    )
+    assert res.exit_code == 0, res.output
+    assert "nsga2[pop_size=10]" in res.stdout and "median [min, max]" in res.stdout
+
+
+def test_search_cli_no_feasible_architecture(tmp_path, data_dir):
+    """A benchmark without a table cannot tell beforehand; the search says so after."""
+    res = runner.invoke(
+        app,
+        [
+            "search",
+            "--benchmark",
+            "ofa-mbv3",
+            "--algorithm",
+            "random",
+            "--constraint",
+            "latency<=0.001",
+            "--evaluations",
+            "5",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "none of the 5 evaluated architectures satisfies latency<=0.001" in res.stdout
+    assert json.loads((tmp_path / "summary.json").read_text())["feasible"] == 0

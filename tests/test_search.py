@@ -7,15 +7,17 @@ from hwnas.bench.base import Evaluator, Objective
 from hwnas.errors import HwnasError
 from hwnas.registry import ALGORITHMS
 from hwnas.search import Constraint, SearchProblem, run_search
-from hwnas.search.efficiency import (
-    parse_algorithm,
-    parse_options,
-    search_efficiency,
-    split_algorithms,
-)
+from hwnas.search.efficiency import checkpoints, efficiency_table, search_efficiency
 from hwnas.search.inner import vectorized_nsga2
 from hwnas.search.linas import LINAS, hvi_2d
 from hwnas.search.pareto import hypervolume, non_dominated_mask
+from hwnas.search.spec import (
+    build_algorithm,
+    parse_algorithm,
+    parse_options,
+    resolve_algorithm,
+    split_algorithms,
+)
 from hwnas.space import get_space
 
 ALL = ["random", "nsga2", "agemoea", "unsga3", "moead", "ctaea", "motpe", "nsga2-optuna", "linas"]
@@ -162,6 +164,58 @@ def test_algorithm_specs_with_options():
         parse_algorithm("linas[kappa=1]x")
     with pytest.raises(HwnasError, match="unknown algorithm"):
         search_efficiency("nb201", ["fpga"], ["annealing[t=1]"], 10, 1)
+    with pytest.raises(HwnasError, match="unknown 'kapa'"):  # before any worker starts
+        search_efficiency("nb201", ["fpga"], ["linas[kapa=1]"], 10, 1)
+
+
+def test_algorithm_options_are_checked_against_type_hints():
+    name, cls, opts = resolve_algorithm("linas[kappa=1,class_mean=false]", {"inner_pop": "64"})
+    assert (name, cls) == ("linas", LINAS)
+    assert opts == {"kappa": 1.0, "class_mean": False, "inner_pop": 64}
+    assert isinstance(opts["kappa"], float) and isinstance(opts["inner_pop"], int)
+    algo = build_algorithm("linas[class_mean=false]", seed=3, options={"ensemble": 2})
+    assert isinstance(algo, LINAS) and algo.seed == 3
+    assert algo.class_mean is False and algo.ensemble == 2
+    with pytest.raises(HwnasError, match="class_mean='maybe': Input should be a valid boolean"):
+        resolve_algorithm("linas[class_mean=maybe]")
+    with pytest.raises(HwnasError, match=r"unknown 'kapa' \(known: batch_size, class_mean"):
+        resolve_algorithm("linas", {"kapa": 1})
+    with pytest.raises(HwnasError, match="given twice"):
+        resolve_algorithm("linas[kappa=1]", {"kappa": 2})
+    assert resolve_algorithm("linas[kappa=1]", {"kappa": 1})[2] == {"kappa": 1.0}
+    with pytest.raises(HwnasError, match="inner_pop"):
+        resolve_algorithm("linas[inner_pop=many]")
+    with pytest.raises(HwnasError, match="selection must be 'rank' or 'hvi'"):
+        build_algorithm("linas[selection=best]")
+
+
+def test_run_search_takes_an_algorithm_spec(data_dir):
+    s = run_search({"algorithm": "nsga2[pop_size=10]", "evaluations": 25, "seed": 1})
+    assert s["algorithm"] == "nsga2[pop_size=10]" and s["evaluations"] == 25
+    with pytest.raises(HwnasError, match="no architecture in the benchmark's table"):
+        run_search({"algorithm": "random", "evaluations": 5, "constraints": ["latency<=0.001"]})
+
+
+def test_efficiency_checkpoints():
+    assert checkpoints(30) == [30]
+    assert checkpoints(100) == [50, 100]
+    assert checkpoints(200) == [50, 100, 200]
+    assert checkpoints(500) == [50, 100, 200, 500]
+    runs = [
+        {
+            "device": "d",
+            "algorithm": "a",
+            "seed": s,
+            "hv_fraction": [0.1 * s] * 30,
+            "front_recall": [0.0] * 30,
+            "igd": [1.0] * 30,
+            "overhead_per_iteration_s": None,
+        }
+        for s in (1, 2, 3)
+    ]
+    (row,) = efficiency_table(runs)
+    assert row["evaluations"] == 30 and row["hv_fraction_median"] == pytest.approx(0.2)
+    assert row["hv_fraction_min"] == pytest.approx(0.1) and row["seeds"] == 3
 
 
 class FlakyEvaluator(Evaluator):

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hwnas.errors import HwnasError
@@ -30,7 +31,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(data_app, name="data")
 
 console = Console(stderr=True)
-out_console = Console()
+out_console = Console(markup=False)  # names like linas[kappa=1] are not markup
 
 DataDir = Annotated[
     str | None,
@@ -92,8 +93,8 @@ def search(
     as_json: JsonFlag = False,
 ) -> None:
     """Search for Pareto-optimal architectures for a device on a benchmark."""
-    from hwnas.search.efficiency import parse_options
-    from hwnas.search.runner import resume_search, run_search
+    from hwnas.search.runner import STORE_NAME, resume_search, run_search
+    from hwnas.search.spec import parse_options
 
     if resume is not None:
         with progress_bar("resuming") as update:
@@ -102,6 +103,13 @@ def search(
     else:
         if out is None:
             raise HwnasError("--out DIR is required (or --resume DIR)")
+        if (out / STORE_NAME).exists():
+            console.print(
+                f"note: {escape(str(out))} already holds a search; this one is stored beside "
+                f"it and its CSVs, plot and summary replace the old ones (--resume "
+                f"{escape(str(out))} would continue the latest instead)",
+                soft_wrap=True,
+            )
         config = {
             "benchmark": benchmark,
             "benchmark_options": _benchmark_options(benchmark, dataset, device),
@@ -132,6 +140,12 @@ def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
         line += f", hypervolume {s['hypervolume']:.4g}"
     line += f"; {s['wall_time_s']:.1f} s ({s['search_overhead_s']:.1f} s search overhead)"
     out_console.print(line)
+    if s["constraints"] and not s["pareto"]:
+        out_console.print(
+            f"none of the {s['evaluations']} evaluated architectures satisfies "
+            f"{' and '.join(s['constraints'])}: loosen the constraint or evaluate more"
+        )
+        return
     objs = [o["name"] for o in s["objectives"]]
     table = Table(title=f"Pareto front ({len(s['pareto'])} architectures, measured)")
     table.add_column("architecture", overflow="fold")
@@ -433,11 +447,12 @@ def bench_search_efficiency(
     """Median HV fraction (and front recall, IGD) vs evaluations, with min/max bands, per
     device and algorithm over seeds; CSV and plots in OUT."""
     from hwnas.search.efficiency import (
+        checkpoints,
         efficiency_table,
         search_efficiency,
-        split_algorithms,
         write_efficiency,
     )
+    from hwnas.search.spec import split_algorithms
 
     algs, devs = split_algorithms(algorithms), _csv(devices)
     n = len(algs) * len(devs) * seeds
@@ -461,15 +476,13 @@ def bench_search_efficiency(
             first_seed=first_seed,
         )
     write_efficiency(results, out, title=f"{benchmark} {dataset}, {seeds} seeds")
-    table_rows = efficiency_table(
-        results, at=sorted({min(50, evaluations), min(100, evaluations), evaluations})
-    )
+    table_rows = efficiency_table(results, at=checkpoints(evaluations))
     if as_json:
         _print_json(table_rows)
         return
     table = Table(title=f"search efficiency, median [min, max] over {seeds} seeds")
     for col in ("device", "algorithm", "evals", "hv_fraction", "front_recall", "igd"):
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", overflow="fold")
     for r in table_rows:
         table.add_row(
             r["device"],
@@ -543,7 +556,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except HwnasError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("interrupted; a run with --out can continue with --resume DIR")

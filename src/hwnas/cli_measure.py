@@ -47,6 +47,7 @@ def _fmt_ms(x: float) -> str:
 def print_measurements(measurements: list[Any], file: Any = None) -> None:
     """A rich table of measurements plus the settings and host they were taken with."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(file=file or sys.stdout)
@@ -70,7 +71,7 @@ def print_measurements(measurements: list[Any], file: Any = None) -> None:
     for m in measurements:
         st = m.stats
         table.add_row(
-            m.model,
+            escape(m.model),  # a file name is not markup
             _fmt_ms(st.latency_ms),
             _fmt_ms(st.p10_ms),
             _fmt_ms(st.median_ms),
@@ -98,13 +99,15 @@ def print_measurements(measurements: list[Any], file: Any = None) -> None:
     gpu_text = f", GPU {gpu['name']}" if isinstance(gpu, dict) and gpu.get("name") else ""
     board = f" ({host['board']})" if host.get("board") else ""
     console.print(
-        f"host {host.get('hostname')}{board}: {host.get('cpu_model')}, {cores} cores{gpu_text}",
+        f"host {escape(str(host.get('hostname')))}{board}: {host.get('cpu_model')}, "
+        f"{cores} cores{gpu_text}",
         soft_wrap=True,
     )
     for m in measurements:
         if m.stats.unstable:
             console.print(
-                f"[yellow]warning:[/yellow] {m.model}: {m.stats.unstable_reason}", soft_wrap=True
+                f"[yellow]warning:[/yellow] {escape(m.model)}: {m.stats.unstable_reason}",
+                soft_wrap=True,
             )
 
 

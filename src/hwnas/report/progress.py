@@ -14,6 +14,7 @@ def progress_bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, in
         yield lambda done, total: None
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -33,7 +34,7 @@ def progress_bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, in
         console=Console(stderr=True),
         transient=True,
     )
-    task = prog.add_task(label, total=None)
+    task = prog.add_task(escape(label), total=None)  # labels like linas[kappa=1]
     started: list[int] = []
 
     def update(done: int, total: int) -> None:

@@ -12,56 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from hwnas.errors import HwnasError
 from hwnas.search.runner import run_search
+from hwnas.search.spec import resolve_algorithm
 
 METRICS = ("hv_fraction", "front_recall", "igd")
-
-
-def parse_options(options: Sequence[str]) -> dict[str, Any]:
-    """``key=value`` strings as a dict; values as JSON where they parse (numbers, true,
-    false, lists), else strings; '-' in keys becomes '_'."""
-    out: dict[str, Any] = {}
-    for opt in options:
-        key, sep, value = opt.partition("=")
-        if not sep or not key.strip():
-            raise HwnasError(f"bad option '{opt}' (expected key=value)")
-        try:
-            out[key.strip().replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip().replace("-", "_")] = value
-    return out
-
-
-def split_algorithms(text: str) -> list[str]:
-    """A comma-separated algorithm list whose entries may carry options in brackets,
-    e.g. ``random,linas,linas[class_mean=false,kappa=1]``: commas inside brackets stay
-    (also used for the options themselves, whose values may be JSON lists)."""
-    out, depth, cur = [], 0, ""
-    for ch in text:
-        depth += (ch == "[") - (ch == "]")
-        if depth < 0:
-            raise HwnasError(f"unbalanced ']' in algorithms '{text}'")
-        if ch == "," and depth == 0:
-            out.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    if depth:
-        raise HwnasError(f"unclosed '[' in algorithms '{text}'")
-    out.append(cur.strip())
-    return [a for a in out if a]
-
-
-def parse_algorithm(spec: str) -> tuple[str, dict[str, Any]]:
-    """``'linas'`` -> ('linas', {}); ``'linas[class_mean=false,kappa=1]'`` -> ('linas',
-    {'class_mean': False, 'kappa': 1}): one study can compare variants of an algorithm."""
-    name, sep, rest = spec.strip().partition("[")
-    if not sep:
-        return name.strip(), {}
-    if not rest.endswith("]"):
-        raise HwnasError(f"bad algorithm '{spec}' (expected NAME[key=value,...])")
-    return name.strip(), parse_options(split_algorithms(rest[:-1]))
 
 
 def _one(job: dict[str, Any]) -> dict[str, Any]:
@@ -93,13 +47,10 @@ def search_efficiency(
 ) -> list[dict[str, Any]]:
     """Run every (device, algorithm, seed) search; returns one record per run with its
     per-evaluation histories of hv_fraction, front_recall and igd. An algorithm may
-    carry options (``linas[class_mean=false]``, see ``parse_algorithm``); its record is
-    labelled with the whole spec. Seeds are ``first_seed .. first_seed + seeds - 1``."""
-    from hwnas.registry import ALGORITHMS
-
-    specs = {alg: parse_algorithm(alg) for alg in algorithms}
-    for name, _ in specs.values():
-        ALGORITHMS.get(name)  # an unknown name fails here, not in a worker
+    carry options (``linas[class_mean=false]``, see ``hwnas.search.spec``); its record
+    is labelled with the whole spec. Seeds are ``first_seed .. first_seed + seeds - 1``."""
+    for alg in algorithms:
+        resolve_algorithm(alg)  # an unknown name or bad option fails here, not in a worker
     work = [
         {
             "device": dev,
@@ -108,8 +59,7 @@ def search_efficiency(
             "config": {
                 "benchmark": benchmark,
                 "benchmark_options": {"dataset": dataset, "devices": dev},
-                "algorithm": specs[alg][0],
-                "algorithm_options": specs[alg][1],
+                "algorithm": alg,
                 "evaluations": evaluations,
                 "seed": seed,
                 "data_dir": data_dir,
@@ -134,11 +84,19 @@ def search_efficiency(
     return results
 
 
+def checkpoints(evaluations: int) -> list[int]:
+    """The evaluation counts a study reports: 50, 100 and 200 where the budget reaches
+    them, and the budget itself."""
+    return sorted({n for n in (50, 100, 200) if n < evaluations} | {evaluations})
+
+
 def efficiency_table(
-    results: list[dict[str, Any]], at: Sequence[int] = (50, 100, 200)
+    results: list[dict[str, Any]], at: Sequence[int] | None = None
 ) -> list[dict[str, Any]]:
-    """Median (min, max) of each metric at the given evaluation counts, per device and
-    algorithm."""
+    """Median (min, max) of each metric at the given evaluation counts (default
+    ``checkpoints`` of the longest run), per device and algorithm."""
+    if at is None:
+        at = checkpoints(max(len(r["hv_fraction"]) for r in results))
     rows = []
     keys = sorted({(r["device"], r["algorithm"]) for r in results}, key=lambda k: k)
     for dev, alg in keys:

@@ -106,6 +106,15 @@ class SearchProblem:
                 vecs, values = table
                 F_all = values * self.signs[None, :]
                 feas = self._feasible(values)
+                if not feas.any():
+                    ranges = ", ".join(
+                        f"{c.objective} {values[:, i].min():.4g}..{values[:, i].max():.4g}"
+                        for c, i in zip(self.constraints, self._cidx, strict=True)
+                    )
+                    raise HwnasError(
+                        f"no architecture in the benchmark's table satisfies "
+                        f"{' and '.join(map(str, self.constraints))} (the table has {ranges})"
+                    )
                 self.exact = ExactFront.from_table(self.space.keys(vecs), F_all, feas)
                 self._exact_keys = set(self.exact.keys)
                 self._exact_dist = np.full(len(self.exact.keys), np.inf)

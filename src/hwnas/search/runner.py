@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hwnas.bench import get_benchmark
 from hwnas.errors import HwnasError
-from hwnas.registry import ALGORITHMS
 from hwnas.search.pareto import hypervolume, reference_point
 from hwnas.search.problem import Constraint, SearchProblem
+from hwnas.search.spec import build_algorithm
 from hwnas.store.sqlite import ResultsStore
 
 STORE_NAME = "results.sqlite"
@@ -41,10 +41,7 @@ def _build(config: SearchConfig) -> tuple[Any, Any, list[Constraint]]:
     if config.data_dir is not None:
         opts["data_dir"] = config.data_dir
     evaluator = get_benchmark(config.benchmark, **opts)
-    try:
-        algorithm = ALGORITHMS.get(config.algorithm)(seed=config.seed, **config.algorithm_options)
-    except TypeError as exc:
-        raise HwnasError(f"bad options for algorithm '{config.algorithm}': {exc}") from None
+    algorithm = build_algorithm(config.algorithm, config.seed, config.algorithm_options)
     constraints = [Constraint.parse(c) for c in config.constraints]
     return evaluator, algorithm, constraints
 
@@ -176,6 +173,7 @@ def summarize(problem: SearchProblem, config: SearchConfig, wall_time_s: float) 
         "constraints": [str(c) for c in problem.constraints],
         "evaluations": problem.n_evaluated,
         "failed": int(sum(not ok for ok in problem.ok)),
+        "feasible": len(problem.feasible_set()[0]),
         "budget": problem.budget,
         **quality,
         "reference_point": [float(v) for v in ref],
