@@ -135,6 +135,19 @@ def test_ofa_mbv3_surrogate(data_dir):
     assert b.table() is None
 
 
+def test_ofa_mbv3_refuses_other_devices_and_datasets(data_dir):
+    """Note10 latency and ImageNet accuracy are all it has; asking for more must fail,
+    not be answered with them."""
+    assert get_benchmark("ofa-mbv3", devices="note10", dataset="imagenet").table() is None
+    assert get_benchmark("ofa-mbv3", devices=["note10"]).table() is None
+    with pytest.raises(HwnasError, match="note10 only .* not 'raspi4'"):
+        get_benchmark("ofa-mbv3", devices="raspi4")
+    with pytest.raises(HwnasError, match="not 'pixel3'"):
+        get_benchmark("ofa-mbv3", devices=["note10", "pixel3"])
+    with pytest.raises(HwnasError, match="dataset 'cifar10' does not apply"):
+        get_benchmark("ofa-mbv3", dataset="cifar10")
+
+
 def test_ofa_latency_table_entries(data_dir):
     import json
 

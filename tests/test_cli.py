@@ -38,6 +38,16 @@ def hwnas(*args, env=None):
         ),
         (["search", "--constraint", "lat<5", "--out", "{tmp}"], None, "bad constraint"),
         (["search", "--algorithm", "foo", "--out", "{tmp}"], None, "unknown algorithm 'foo'"),
+        (
+            ["search", "--benchmark", "ofa-mbv3", "--device", "raspi4", "--out", "{tmp}"],
+            None,
+            "note10 only",
+        ),
+        (
+            ["bench", "search-efficiency", "--benchmark", "ofa-mbv3", "--out", "{tmp}"],
+            None,
+            "has no full table",
+        ),
         # brackets in the message are printed, not read as rich markup
         (
             ["search", "--algorithm", "linas[kappa=1]x", "--out", "{tmp}"],

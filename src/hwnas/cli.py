@@ -44,12 +44,18 @@ def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def _benchmark_options(benchmark: str, dataset: str, device: str) -> dict[str, Any]:
-    """The --dataset/--device flags as benchmark options (only NB201 takes them)."""
-    if benchmark != "nb201":
-        return {}
-    devs = _csv(device)
-    return {"dataset": dataset, "devices": devs[0] if len(devs) == 1 else devs}
+def _benchmark_options(benchmark: str, dataset: str | None, device: str | None) -> dict[str, Any]:
+    """The --dataset/--device flags as benchmark options: NB201 defaults to CIFAR-10 and
+    pixel3; other benchmarks get only what was given (and refuse what they lack)."""
+    if benchmark == "nb201":
+        dataset, device = dataset or "cifar10", device or "pixel3"
+    opts: dict[str, Any] = {}
+    if dataset is not None:
+        opts["dataset"] = dataset
+    if device is not None:
+        devs = _csv(device)
+        opts["devices"] = devs[0] if len(devs) == 1 else devs
+    return opts
 
 
 def _print_json(obj: Any) -> None:
@@ -65,11 +71,15 @@ def search(
         str, typer.Option(help="Benchmark to search on (see 'hwnas benchmarks').")
     ] = "nb201",
     dataset: Annotated[
-        str, typer.Option(help="Accuracy dataset (nb201: cifar10, cifar100, imagenet16_120).")
-    ] = "cifar10",
+        str | None,
+        typer.Option(help="Accuracy dataset (nb201: cifar10 (default), cifar100, imagenet16_120)."),
+    ] = None,
     device: Annotated[
-        str, typer.Option(help="Target device(s), comma-separated (see 'hwnas devices').")
-    ] = "pixel3",
+        str | None,
+        typer.Option(
+            help="Target device(s), comma-separated (nb201 default: pixel3; 'hwnas devices')."
+        ),
+    ] = None,
     algorithm: Annotated[
         str, typer.Option(help="Search algorithm (see 'hwnas algorithms').")
     ] = "linas",
@@ -168,8 +178,12 @@ def evaluate(
         typer.Argument(help="Architecture(s): NB201 arch string, or a JSON vector/config."),
     ],
     benchmark: Annotated[str, typer.Option(help="Benchmark.")] = "nb201",
-    dataset: Annotated[str, typer.Option(help="Accuracy dataset (nb201).")] = "cifar10",
-    device: Annotated[str, typer.Option(help="Device(s), comma-separated (nb201).")] = "pixel3",
+    dataset: Annotated[
+        str | None, typer.Option(help="Accuracy dataset (nb201 default: cifar10).")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="Device(s), comma-separated (nb201 default: pixel3).")
+    ] = None,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -294,7 +308,9 @@ def devices(
 
         devs = nb201_devices(data_dir)
     elif benchmark == "ofa-mbv3":
-        devs = ["note10"]
+        from hwnas.bench.ofa_mbv3 import OFAMobileNetV3Benchmark
+
+        devs = list(OFAMobileNetV3Benchmark.DEVICES)
     else:
         raise HwnasError(f"benchmark '{benchmark}' has no device list")
     if as_json:
@@ -316,7 +332,9 @@ def predictors_list(as_json: JsonFlag = False) -> None:
 def predictors_evaluate(
     benchmark: Annotated[str, typer.Option(help="Benchmark holding the data.")] = "nb201",
     target: Annotated[str, typer.Option(help="'accuracy' or 'latency:DEVICE'.")] = "latency:pixel3",
-    dataset: Annotated[str, typer.Option(help="Accuracy dataset.")] = "cifar10",
+    dataset: Annotated[
+        str | None, typer.Option(help="Accuracy dataset (nb201 default: cifar10).")
+    ] = None,
     models: Annotated[
         str, typer.Option(help="Comma-separated predictor names.")
     ] = "ridge,svr,stacked,gp,rbf,mlp,cart",
@@ -384,7 +402,7 @@ def predictors_evaluate(
 
 
 def _predictor_data(
-    benchmark: str, target: str, dataset: str, data_dir: str | None
+    benchmark: str, target: str, dataset: str | None, data_dir: str | None
 ) -> tuple[Any, Any, Any]:
     """Features, target values and (cost targets) the feature views LINAS chooses among."""
     from hwnas.bench import get_benchmark
@@ -394,10 +412,12 @@ def _predictor_data(
         if kind == "latency" and not device:
             raise HwnasError("target 'latency' needs a device: --target latency:DEVICE")
         bench = get_benchmark(
-            "nb201", dataset=dataset, devices=device or "pixel3", data_dir=data_dir
+            "nb201", dataset=dataset or "cifar10", devices=device or "pixel3", data_dir=data_dir
         )
     elif benchmark == "ofa-mbv3":
-        bench = get_benchmark("ofa-mbv3", data_dir=data_dir)
+        bench = get_benchmark(
+            "ofa-mbv3", dataset=dataset, devices=device or None, data_dir=data_dir
+        )
     else:
         raise HwnasError(f"predictors evaluate: no data for benchmark '{benchmark}'")
     names = [o.name for o in bench.objectives]

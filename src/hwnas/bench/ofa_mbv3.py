@@ -103,7 +103,29 @@ class OFAMobileNetV3Benchmark(Evaluator):
 
     source = "surrogate"
 
-    def __init__(self, data_dir: str | os.PathLike[str] | None = None, **_: object) -> None:
+    DEVICES = ("note10",)
+    DATASETS = ("imagenet",)
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str] | None = None,
+        devices: str | list[str] | None = None,
+        dataset: str | None = None,
+        **_: object,
+    ) -> None:
+        # the device and dataset are fixed; a request for another one must not be
+        # answered silently with Note10 latency or ImageNet accuracy
+        for dev in [devices] if isinstance(devices, str) else list(devices or []):
+            if dev not in self.DEVICES:
+                raise HwnasError(
+                    f"ofa-mbv3: latency is known for note10 only (OFA's lookup table), "
+                    f"not '{dev}'; measure your device with 'hwnas profile'"
+                )
+        if dataset is not None and dataset not in self.DATASETS:
+            raise HwnasError(
+                f"ofa-mbv3: accuracy is OFA's ImageNet predictor; dataset '{dataset}' "
+                "does not apply"
+            )
         self.space = OFAMobileNetV3Space()
         self._layers = _acc_weights(data_file(ACC_FILE, data_dir))
         self._fixed, self._per_slot = _lut_arrays(data_file(LUT_FILE, data_dir))

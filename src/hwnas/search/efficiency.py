@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from hwnas.errors import HwnasError
 from hwnas.search.runner import run_search
 from hwnas.search.spec import resolve_algorithm
 
@@ -49,8 +50,15 @@ def search_efficiency(
     per-evaluation histories of hv_fraction, front_recall and igd. An algorithm may
     carry options (``linas[class_mean=false]``, see ``hwnas.search.spec``); its record
     is labelled with the whole spec. Seeds are ``first_seed .. first_seed + seeds - 1``."""
+    from hwnas.bench import get_benchmark
+
     for alg in algorithms:
         resolve_algorithm(alg)  # an unknown name or bad option fails here, not in a worker
+    if get_benchmark(benchmark, data_dir=data_dir).table() is None:
+        raise HwnasError(
+            f"search efficiency is judged against the exact Pareto front, and benchmark "
+            f"'{benchmark}' has no full table to compute it from (use nb201)"
+        )
     work = [
         {
             "device": dev,
