@@ -74,3 +74,33 @@ def test_resume_errors(tmp_path):
     )
     assert done.returncode == 2
     assert "no results store" in done.stderr and "Traceback" not in done.stderr
+    done = subprocess.run(
+        _cli("search", "--resume", str(tmp_path), "--algorithm", "nsga2", "--seed", "1"),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "drop --algorithm, --seed (only --evaluations can change it)" in done.stderr
+
+
+def test_resume_with_a_larger_budget(tmp_path, data_dir):
+    """A finished search goes on when resumed with more evaluations: the stored ones are
+    kept as they were and reused, none repeated; the stored config takes the new budget."""
+    from hwnas.errors import HwnasError
+    from hwnas.search.runner import resume_search, run_search
+
+    run_search({"algorithm": "nsga2", "evaluations": 40, "seed": 2}, out=tmp_path)
+    before = _rows(tmp_path / "results.sqlite")
+    assert len(before) == 40
+    same = resume_search(tmp_path)  # no budget given: nothing to do
+    assert same["evaluations"] == 40 and _rows(tmp_path / "results.sqlite") == before
+    more = resume_search(tmp_path, evaluations=70)
+    after = _rows(tmp_path / "results.sqlite")
+    assert more["evaluations"] == 70 == len(after) == len({k for _, k in after})
+    assert after[:40] == before
+    assert more["resumed_from"] == 40 and len(more["hv_fraction_history"]) == 70
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["evaluations"] == 70 and summary["budget"] == 70
+    assert resume_search(tmp_path)["evaluations"] == 70  # the new budget was stored
+    with pytest.raises(HwnasError, match="already has 70 evaluations"):
+        resume_search(tmp_path, evaluations=50)

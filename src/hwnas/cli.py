@@ -67,6 +67,7 @@ def _print_json(obj: Any) -> None:
 # ---- search ----------------------------------------------------------------------------
 @app.command()
 def search(
+    ctx: typer.Context,
     benchmark: Annotated[
         str, typer.Option(help="Benchmark to search on (see 'hwnas benchmarks').")
     ] = "nb201",
@@ -97,7 +98,11 @@ def search(
         Path | None, typer.Option(help="Run directory for results.sqlite, CSVs, plot, summary.")
     ] = None,
     resume: Annotated[
-        Path | None, typer.Option(help="Resume the search stored in this run directory.")
+        Path | None,
+        typer.Option(
+            help="Resume the search stored in this run directory (with --evaluations: "
+            "raise its budget)."
+        ),
     ] = None,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
@@ -107,8 +112,16 @@ def search(
     from hwnas.search.spec import parse_options
 
     if resume is not None:
+        given = _given(ctx, ("benchmark", "dataset", "device", "algorithm", "seed"))
+        given += _given(ctx, ("constraint", "option", "out"))
+        if given:
+            raise HwnasError(
+                f"--resume continues the stored run with its own config: drop "
+                f"{', '.join('--' + g for g in given)} (only --evaluations can change it)"
+            )
+        budget = evaluations if _given(ctx, ("evaluations",)) else None
         with progress_bar("resuming") as update:
-            summary = resume_search(resume, progress=update)
+            summary = resume_search(resume, progress=update, evaluations=budget)
         out = resume
     else:
         if out is None:
@@ -136,6 +149,18 @@ def search(
         _print_json({k: v for k, v in summary.items() if not k.endswith("history")})
         return
     _print_summary(summary, out)
+
+
+def _given(ctx: typer.Context | None, names: tuple[str, ...]) -> list[str]:
+    """Which of these parameters the user set (on the command line or by env var)."""
+    if ctx is None:
+        return []
+    out = []
+    for name in names:
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            out.append(name)
+    return out
 
 
 def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
@@ -238,6 +263,7 @@ def run(
     """The main job on its embedded default: LINAS on NAS-Bench-201 (CIFAR-10 accuracy vs
     Pixel 3 latency), 200 evaluations, judged against the exact Pareto front."""
     search(
+        ctx=None,  # type: ignore[arg-type]
         benchmark="nb201",
         dataset="cifar10",
         device="pixel3",

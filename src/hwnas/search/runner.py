@@ -105,14 +105,28 @@ def run_search(
 
 
 def resume_search(
-    run_dir: str | Path, progress: Callable[[int, int], None] | None = None
+    run_dir: str | Path,
+    progress: Callable[[int, int], None] | None = None,
+    evaluations: int | None = None,
 ) -> dict[str, Any]:
-    """Continue the search stored in ``run_dir`` with its own config."""
+    """Continue the search stored in ``run_dir`` with its own config; ``evaluations``
+    raises its budget (a finished search then goes on). The algorithm re-runs from its
+    seed with the new budget, and every stored evaluation is reused, none repeated."""
     path = Path(run_dir) / STORE_NAME
     if not path.is_file():
         raise HwnasError(f"no results store at '{path}' to resume")
     with ResultsStore(path) as store:
-        config = SearchConfig(**store.latest_run("search")["config"])
+        run = store.latest_run("search")
+        config = SearchConfig(**run["config"])
+        if evaluations is not None and evaluations != config.evaluations:
+            done = len({r.arch_key for r in store.evaluations(run["run_id"])})
+            if evaluations < done:
+                raise HwnasError(
+                    f"the run in '{run_dir}' already has {done} evaluations; "
+                    f"a budget of {evaluations} cannot take it back"
+                )
+            config = config.model_copy(update={"evaluations": evaluations})
+            store.update_run_config(run["run_id"], config.model_dump())
     return run_search(config, out=run_dir, progress=progress, resume=True)
 
 

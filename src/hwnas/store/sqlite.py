@@ -167,6 +167,11 @@ class ResultsStore:
         with self._tx() as c:
             c.execute("UPDATE runs SET status = 'running' WHERE run_id = ?", (run_id,))
 
+    def update_run_config(self, run_id: str, config: dict[str, Any]) -> None:
+        """Replace a run's stored config (a resumed search given a larger budget)."""
+        with self._tx() as c:
+            c.execute("UPDATE runs SET config = ? WHERE run_id = ?", (json.dumps(config), run_id))
+
     # ---- evaluations ------------------------------------------------------------------
     def add_evaluation(
         self,
