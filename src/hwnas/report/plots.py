@@ -62,8 +62,22 @@ def plot_pareto(problem: SearchProblem, summary: dict[str, Any], path: Path) -> 
             ax.set_ylim(lo - pad, hi + pad)
     ax.set_xlabel(f"{objs[i].name} ({objs[i].unit})" if objs[i].unit else objs[i].name)
     ax.set_ylabel(f"{objs[j].name} ({objs[j].unit})" if objs[j].unit else objs[j].name)
+    # a constraint on a plotted objective: its bound as a dashed line
+    for c in problem.constraints:
+        if c.objective == objs[i].name:
+            ax.axvline(c.bound, color="tab:orange", ls="--", lw=1, label=str(c))
+        elif c.objective == objs[j].name and len(objs) > 1:
+            ax.axhline(c.bound, color="tab:orange", ls="--", lw=1, label=str(c))
+    opts = summary.get("benchmark_options") or {}
+    where = ", ".join(
+        ",".join(v) if isinstance(v, list) else str(v)
+        for k, v in opts.items()
+        if k in ("dataset", "devices") and v
+    )
     title = (
-        f"{summary['algorithm']} on {summary['benchmark']}, {summary['evaluations']} evaluations"
+        f"{summary['algorithm']} on {summary['benchmark']}"
+        + (f" ({where})" if where else "")
+        + f", {summary['evaluations']} evaluations"
     )
     if summary.get("hv_fraction") is not None:
         title += (
