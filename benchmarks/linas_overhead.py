@@ -18,6 +18,7 @@ from threadpoolctl import threadpool_limits
 from hwnas.bench import get_benchmark
 from hwnas.search.linas import LINAS
 from hwnas.search.problem import SearchProblem
+from hwnas.search.spec import build_algorithm
 
 
 def main() -> None:
@@ -25,11 +26,14 @@ def main() -> None:
     ap.add_argument("--measured", type=int, default=190)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="pixel3")
+    ap.add_argument("--algorithm", default="linas", help="a LINAS spec, e.g. linas[kappa=1]")
     args = ap.parse_args()
     bench = get_benchmark("nb201", devices=args.device)
     problem = SearchProblem(bench, args.measured + 10)
     problem.evaluate(bench.space.sample(args.measured, 0))
-    alg = LINAS(seed=0)
+    alg = build_algorithm(args.algorithm, seed=0)
+    if not isinstance(alg, LINAS):
+        raise SystemExit(f"--algorithm must be a LINAS spec, got '{args.algorithm}'")
     rng = np.random.default_rng(0)
     rows = []
     for i in range(args.repeats):

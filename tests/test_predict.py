@@ -21,6 +21,7 @@ from hwnas.predict import (
     EnsemblePredictor,
     RBFPredictor,
     ViewSelectPredictor,
+    fit_weighted,
     make_predictor,
     plot_sample_efficiency,
     predict_with_std,
@@ -306,6 +307,29 @@ def test_predict_with_std(nb201, split) -> None:
 
     mean, std = predict_with_std(make_predictor("ridge").fit(Xt, yt), Xq)
     assert mean.shape == (300,) and std is None
+
+
+def test_fit_weighted_routes_weights_to_the_final_estimator(nb201, split) -> None:
+    X, table = nb201
+    train, test = split
+    y = table["cifar10_test_acc"].to_numpy()
+    Xt, yt, Xq = X[train], y[train], X[test[:300]]
+    plain = make_predictor("mlp", seed=1).fit(Xt, yt).predict(Xq)
+    ones = fit_weighted(make_predictor("mlp", seed=1), Xt, yt, np.ones(len(yt)))
+    assert ones.weighted_ and np.allclose(ones.predict(Xq), plain)  # weights of 1 change nothing
+    # heavy weights on the accurate cells: the fit follows them more closely
+    top = yt > np.quantile(yt, 0.7)
+    w = np.where(top, 10.0, 0.1)
+    for name in ("ridge", "mlp"):
+        weighted = fit_weighted(make_predictor(name, seed=1), Xt, yt, w)
+        unweighted = make_predictor(name, seed=1).fit(Xt, yt)
+        err_w = np.abs(weighted.predict(Xt[top]) - yt[top]).mean()
+        err_u = np.abs(unweighted.predict(Xt[top]) - yt[top]).mean()
+        assert weighted.weighted_ and err_w < 0.8 * err_u, (name, err_w, err_u)
+    upweighted = fit_weighted(make_predictor("mlp", seed=1), Xt, yt, 0.5 + 2 * (yt > 90))
+    assert not np.allclose(upweighted.predict(Xq), plain)
+    gp = fit_weighted(make_predictor("gp"), Xt[:40], yt[:40], np.ones(40))
+    assert gp.weighted_ is False and gp.predict(Xq).shape == (300,)  # takes none: unweighted
 
 
 def test_unknown_names_raise_hwnas_error() -> None:

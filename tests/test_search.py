@@ -9,7 +9,7 @@ from hwnas.registry import ALGORITHMS
 from hwnas.search import Constraint, SearchProblem, run_search
 from hwnas.search.efficiency import checkpoints, efficiency_table, search_efficiency
 from hwnas.search.inner import vectorized_nsga2
-from hwnas.search.linas import LINAS, hvi_2d
+from hwnas.search.linas import LINAS, hvi_2d, rank_weights
 from hwnas.search.pareto import hypervolume, non_dominated_mask
 from hwnas.search.spec import (
     build_algorithm,
@@ -391,3 +391,34 @@ def test_surrogate_search_uses_fixed_reference(data_dir):
         assert s["hv_fraction"] is None and s["hypervolume"] > 0
         assert np.allclose(s["reference_point"], ref * np.array([-1.0, 1.0]))
         assert len(s["hv_history"]) == 30
+
+
+def test_rank_weights():
+    # minimisation values: the lowest (best) gets 2.5, the highest 0.5, linear between
+    w = rank_weights(np.array([3.0, 1.0, 2.0]))
+    assert np.allclose(w, [0.5, 2.5, 1.5])
+    w = rank_weights(np.array([1.0, 1.0, 5.0]))  # ties share a weight
+    assert w[0] == w[1] > w[2] == 0.5
+    assert np.allclose(rank_weights(np.array([4.0])), [1.0])
+
+
+def test_linas_quality_weights_option(data_dir):
+    with pytest.raises(HwnasError, match="quality_weights must be 'rank' or 'none'"):
+        LINAS(quality_weights="top")
+    runs = {
+        qw: run_search(
+            {
+                "algorithm": f"linas[quality_weights={qw}]",
+                "evaluations": 60,
+                "seed": 4,
+                "benchmark_options": {"devices": "fpga"},
+            }
+        )
+        for qw in ("rank", "none")
+    }
+    for s in runs.values():
+        assert s["evaluations"] == 60
+    # the weights change what the accuracy predictor proposes
+    keys = {qw: [p["arch_key"] for p in s["pareto"]] for qw, s in runs.items()}
+    hist = {qw: s["hv_fraction_history"] for qw, s in runs.items()}
+    assert keys["rank"] != keys["none"] or hist["rank"] != hist["none"]

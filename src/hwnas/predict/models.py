@@ -31,7 +31,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 from sklearn.tree import DecisionTreeRegressor
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted, has_fit_parameter
 from threadpoolctl import threadpool_limits
 
 from hwnas.errors import HwnasError
@@ -49,10 +49,10 @@ class QuietMLPRegressor(MLPRegressor):
     threaded BLAS on a busy machine slows it many-fold) and does not warn when
     ``max_iter`` is reached."""
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            return super().fit(X, y)
+            return super().fit(X, y, sample_weight=sample_weight)
 
 
 class FastSVR(SVR):
@@ -427,6 +427,23 @@ class ViewSelectPredictor(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "best_estimator_")
         Xv = self._cols(check_array(X, dtype=np.float64), self.view_)
         return _predict_best(self.best_estimator_, Xv, return_std, f"predictor '{self.base_name}'")
+
+
+def fit_weighted(model: Any, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray) -> Any:
+    """Fit ``model`` with per-sample weights, routed through a target transform and a
+    pipeline to the final estimator. Returns the model; its ``weighted_`` says whether
+    the weights were used (False where the final estimator takes none, e.g. the Gaussian
+    process, which is then fitted unweighted)."""
+    inner = model.regressor if isinstance(model, TransformedTargetRegressor) else model
+    final = inner.steps[-1][1] if isinstance(inner, Pipeline) else inner
+    if not has_fit_parameter(final, "sample_weight"):
+        model.fit(X, y)
+        model.weighted_ = False
+        return model
+    key = f"{inner.steps[-1][0]}__sample_weight" if isinstance(inner, Pipeline) else "sample_weight"
+    model.fit(X, y, **{key: np.asarray(sample_weight, dtype=np.float64)})
+    model.weighted_ = True
+    return model
 
 
 def make_view_predictor(

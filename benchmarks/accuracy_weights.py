@@ -1,0 +1,66 @@
+"""Does fitting LINAS's accuracy predictor with rank weights rank the accurate cells better?
+
+LINAS fits its quality predictor (MLP on function features) with sample weights rising
+linearly with the measured rank, 0.5 for the worst to 2.5 for the best
+(``hwnas.search.linas.rank_weights``, ``quality_weights="rank"``). This script draws
+training sets of random NB201 cells, fits the MLP with and without those weights, and
+reports Kendall tau on all other cells and among those above 92.5 % (where the Pareto
+front's accuracies lie), mean over draws.
+
+    HWNAS_DATA_DIR=../shared/data python benchmarks/accuracy_weights.py --trials 10
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from scipy.stats import kendalltau
+
+from hwnas.bench import get_benchmark
+from hwnas.predict import fit_weighted, make_predictor
+from hwnas.search.linas import rank_weights
+
+TOP = 92.5
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="100,200")
+    ap.add_argument("--trials", type=int, default=10)
+    ap.add_argument("--dataset", default="cifar10")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    bench = get_benchmark("nb201", dataset=args.dataset)
+    X, V = bench.table()
+    acc = V[:, 0]
+    F = bench.space.function_features(X)
+    rng = np.random.default_rng(args.seed)
+    print(f"MLP accuracy predictor, mean of {args.trials} draws: Kendall tau all / above {TOP} %")
+    print("\n| training cells | unweighted | rank weights |")
+    print("|---|---|---|")
+    for size in (int(s) for s in args.sizes.split(",")):
+        res: dict[str, list[tuple[float, float]]] = {"unweighted": [], "rank": []}
+        for t in range(args.trials):
+            train = rng.choice(len(X), size, replace=False)
+            test = np.setdiff1d(np.arange(len(X)), train)
+            top = acc[test] > TOP
+            for name in res:
+                model = make_predictor("mlp", seed=t)
+                if name == "rank":
+                    fit_weighted(model, F[train], acc[train], rank_weights(-acc[train]))
+                else:
+                    model.fit(F[train], acc[train])
+                pred = model.predict(F[test])
+                res[name].append(
+                    (kendalltau(pred, acc[test])[0], kendalltau(pred[top], acc[test][top])[0])
+                )
+        cells = [
+            f"{np.mean([a for a, _ in r]):.3f} / {np.mean([b for _, b in r]):.3f}"
+            for r in res.values()
+        ]
+        print(f"| {size} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
