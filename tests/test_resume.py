@@ -102,5 +102,7 @@ def test_resume_with_a_larger_budget(tmp_path, data_dir):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["evaluations"] == 70 and summary["budget"] == 70
     assert resume_search(tmp_path)["evaluations"] == 70  # the new budget was stored
+    with pytest.raises(HwnasError, match="not found in data dir"):  # --data-dir is used
+        resume_search(tmp_path, data_dir=str(tmp_path / "nowhere"))
     with pytest.raises(HwnasError, match="already has 70 evaluations"):
         resume_search(tmp_path, evaluations=50)

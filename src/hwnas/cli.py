@@ -121,7 +121,7 @@ def search(
             )
         budget = evaluations if _given(ctx, ("evaluations",)) else None
         with progress_bar("resuming") as update:
-            summary = resume_search(resume, progress=update, evaluations=budget)
+            summary = resume_search(resume, progress=update, evaluations=budget, data_dir=data_dir)
         out = resume
     else:
         if out is None:

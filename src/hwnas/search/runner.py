@@ -108,10 +108,12 @@ def resume_search(
     run_dir: str | Path,
     progress: Callable[[int, int], None] | None = None,
     evaluations: int | None = None,
+    data_dir: str | None = None,
 ) -> dict[str, Any]:
     """Continue the search stored in ``run_dir`` with its own config; ``evaluations``
     raises its budget (a finished search then goes on). The algorithm re-runs from its
-    seed with the new budget, and every stored evaluation is reused, none repeated."""
+    seed with the new budget, and every stored evaluation is reused, none repeated.
+    ``data_dir`` says where the benchmark's data is now (the run may have moved)."""
     path = Path(run_dir) / STORE_NAME
     if not path.is_file():
         raise HwnasError(f"no results store at '{path}' to resume")
@@ -127,6 +129,8 @@ def resume_search(
                 )
             config = config.model_copy(update={"evaluations": evaluations})
             store.update_run_config(run["run_id"], config.model_dump())
+    if data_dir is not None:
+        config = config.model_copy(update={"data_dir": data_dir})
     return run_search(config, out=run_dir, progress=progress, resume=True)
 
 
