@@ -112,7 +112,9 @@ def resume_search(
 ) -> dict[str, Any]:
     """Continue the search stored in ``run_dir`` with its own config; ``evaluations``
     raises its budget (a finished search then goes on). The algorithm re-runs from its
-    seed with the new budget, and every stored evaluation is reused, none repeated.
+    seed with the new budget, and every stored evaluation is reused, none repeated; where
+    its settings follow the budget (LINAS's initial population and batch size), the
+    continued run is not the run a fresh search with that budget would make.
     ``data_dir`` says where the benchmark's data is now (the run may have moved)."""
     path = Path(run_dir) / STORE_NAME
     if not path.is_file():
