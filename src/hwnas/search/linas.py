@@ -61,7 +61,10 @@ What we add to the paper's loop:
   0.544 -> 0.57, but pixel3 0.186 -> 0.14).
 - tried in session 6 and not kept: zero-cost proxies (NASWOT, synflow, snip, grad_norm,
   jacob_cov on the untrained network) as extra accuracy features: MLP tau +0.01-0.02
-  at 100-200 samples, 0.8 s of CPU per cell (``benchmarks/zero_cost_proxies.py``).
+  at 100-200 samples, 0.8 s of CPU per cell (``benchmarks/zero_cost_proxies.py``);
+  quality weights by non-dominated layer instead of accuracy rank, and steeper rank
+  weights (0.2 + 3 r^2: better offline top-region tau, 0.429 vs 0.403, but lower fpga
+  recall at every checkpoint).
 - tried in session 3 and not kept (no better on NB201, 5 seeds, 2-3 devices): choosing
   the batch by the Monte-Carlo probability of each candidate being non-dominated under
   the observed prediction error (sum = expected front members found; it chased cheap,
