@@ -67,6 +67,12 @@ def hwnas(*args, env=None):
         (["search", "--out", "{tmp}", "--data-dir", "{tmp}/corrupt"], None, "corrupt"),
         (["predictors", "evaluate", "--target", "energy"], None, "unknown target"),
         (["data", "fetch", "nope"], None, "nope"),
+        (["devices", "--benchmark", "nope"], None, "unknown benchmark 'nope'"),
+        (
+            ["predictors", "evaluate", "--sizes", "25,abc"],
+            None,
+            "--sizes must be comma-separated integers, got '25,abc'",
+        ),
     ],
 )
 def test_bad_input_one_line_exit_2(args, env, message, tmp_path, data_dir):
@@ -127,6 +133,19 @@ def test_evaluate_cli(data_dir):
     assert res.exit_code == 0, res.output
     (row,) = json.loads(res.stdout)
     assert row["arch"] == arch and row["accuracy"] > 94 and row["latency_fpga"] > 0
+    # the arch_key column of evaluations.csv / pareto.csv and a JSON vector work too
+    res = runner.invoke(app, ["evaluate", "3-3-3-1-3-3", "[3, 3, 3, 1, 3, 3]", "--json"])
+    assert res.exit_code == 0, res.output
+    assert [r["arch"] for r in json.loads(res.stdout)] == [arch, arch]
+
+
+def test_user_warning_is_one_line(data_dir):
+    args = ["predictors", "evaluate", "--target", "latency:fpga", "--models", "ridge"]
+    res = hwnas(*args, "--sizes", "25,20000", "--trials", "1", "--test-size", "500")
+    assert res.returncode == 0, res.stderr
+    (line,) = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert line.startswith("warning: skipping training size 20000") and "test set" in line
+    assert "UserWarning" not in res.stderr and "cli.py" not in res.stderr
 
 
 def test_predictors_evaluate_cli(tmp_path, data_dir):

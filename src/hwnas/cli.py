@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -243,8 +245,11 @@ def evaluate(
 
 
 def _parse_arch(space: Any, text: str) -> Any:
-    """An architecture from the command line: a JSON vector, a JSON config, or a string
-    config (e.g. an NB201 arch string)."""
+    """An architecture from the command line: a JSON vector, a JSON config, a string
+    config (e.g. an NB201 arch string), or the key a search stores (``1-1-1-0-1-0``,
+    the ``arch_key`` column of evaluations.csv and pareto.csv)."""
+    if re.fullmatch(r"\d+(-\d+)+", text.strip()):
+        return space.from_key(text.strip())
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
@@ -338,6 +343,9 @@ def devices(
 
         devs = list(OFAMobileNetV3Benchmark.DEVICES)
     else:
+        from hwnas.bench import BENCHMARKS
+
+        BENCHMARKS.get(benchmark)  # an unknown name: "unknown benchmark ... (known: ...)"
         raise HwnasError(f"benchmark '{benchmark}' has no device list")
     if as_json:
         _print_json(devs)
@@ -382,7 +390,9 @@ def predictors_evaluate(
     )
 
     X, y, views = _predictor_data(benchmark, target, dataset, data_dir)
-    model_list, size_list = _csv(models), [int(s) for s in _csv(sizes)]
+    from hwnas.cli_measure import int_list
+
+    model_list, size_list = _csv(models), int_list(sizes, "--sizes")
     n_fits = len(model_list) * len(size_list) * trials
     done = [0]
     with progress_bar("fitting") as update:
@@ -597,8 +607,24 @@ def _register_extensions() -> None:
 _register_extensions()
 
 
+def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """Our own warnings (``UserWarning``: a skipped training size, a budget no cell fits)
+    as one ``warning:`` line, without Python's source-file and code lines; other
+    libraries' warnings keep Python's form."""
+    if category is UserWarning:
+        console.print(
+            f"[yellow]warning:[/yellow] {escape(str(message))}", highlight=False, soft_wrap=True
+        )
+    else:
+        _python_showwarning(message, category, *args, **kwargs)
+
+
+_python_showwarning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; user errors become one line on stderr and exit code 2."""
+    warnings.showwarning = _show_warning
     try:
         app(args=argv, standalone_mode=True)
     except HwnasError as exc:

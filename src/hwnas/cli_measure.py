@@ -40,6 +40,15 @@ def _user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def int_list(text: str, flag: str) -> list[int]:
+    """Comma-separated integers from an option (``--sizes 25,50``); anything else is a
+    one-line ``HwnasError`` naming the flag."""
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise HwnasError(f"{flag} must be comma-separated integers, got '{text}'") from None
+
+
 def _fmt_ms(x: float) -> str:
     return f"{x:.4f}" if x < 1 else f"{x:.3f}" if x < 100 else f"{x:.1f}"
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import typer
 
-from hwnas.cli_measure import _user_errors
+from hwnas.cli_measure import _user_errors, int_list
 from hwnas.errors import HwnasError
 from hwnas.report.progress import progress_bar
 
@@ -375,10 +375,7 @@ def register(app: typer.Typer) -> None:
         from hwnas.predict.fitted import sample_efficiency_on_profile
 
         model_list = [m.strip() for m in models.split(",") if m.strip()]
-        try:
-            size_list = [int(s) for s in sizes.split(",") if s.strip()]
-        except ValueError:
-            raise HwnasError(f"--sizes must be comma-separated integers, got '{sizes}'") from None
+        size_list = int_list(sizes, "--sizes")
         with progress_bar("fitting", enabled=not as_json) as update:
             rows, summary, base = sample_efficiency_on_profile(
                 run,

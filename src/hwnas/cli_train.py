@@ -89,7 +89,9 @@ def evaluate(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint file or run dir"),
     subnet: str = typer.Option("max", "--subnet", help="min, max, random or JSON config"),
     split: str = typer.Option("test", help="train, val or test"),
-    calib_batches: int = typer.Option(16, "--calib-batches", help="BN recalibration batches"),
+    calib_batches: int = typer.Option(
+        16, "--calib-batches", min=0, help="BN recalibration batches (0: keep the supernet's)"
+    ),
     data_dir: str | None = typer.Option(None, "--data-dir"),
     seed: int = typer.Option(0),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads"),
