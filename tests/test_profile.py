@@ -147,6 +147,24 @@ def test_profile_killed_then_resumed(tmp_path, space):
     with pytest.raises(HwnasError, match="already holds a profile"):
         profile_space(SPACE, n, run_dir, settings, resume=False)
 
+    # a larger --samples grows the profile: what was measured is kept, none repeated
+    grown = profile_space(SPACE, n + 2, run_dir, settings, group_size=2)
+    assert grown["stored"] == n + 2 and grown["measured"] == 2
+    assert _rows(db)[:n] == after and len({k for _, k in _rows(db)}) == n + 2
+    with pytest.raises(HwnasError, match="can grow it, not shrink it"):
+        profile_space(SPACE, n, run_dir, settings, group_size=2)
+
+
+def test_extend_plan_fills_the_size_range(space):
+    from hwnas.measure.profile import extend_plan, stratified_sample
+
+    plan = space.keys(stratified_sample(space, 2, seed=0))  # smallest, largest
+    grown = extend_plan(space, plan, 12, seed=0, num_classes=10)
+    assert grown[:2] == plan and len(set(grown)) == 12
+    macs = np.sort([space.macs(space.from_key(k), num_classes=10) for k in grown])
+    assert np.diff(macs).max() < 0.3 * (macs[-1] - macs[0])  # no big hole left
+    assert extend_plan(space, grown, 12, seed=0, num_classes=10) == grown
+
 
 def test_profile_without_anchor_keeps_raw_latency(tmp_path):
     from hwnas.measure.profile import ANCHOR_KIND, load_profile, profile_space

@@ -143,7 +143,11 @@ def register(app: typer.Typer) -> None:
     @_user_errors
     def profile_cmd(
         space: str = typer.Option("mbv3-cifar", "--space", help="mbv3-cifar or mbv3-ramnas."),
-        samples: int = typer.Option(300, "--samples", help="Subnets to measure (>= 2)."),
+        samples: int = typer.Option(
+            300,
+            "--samples",
+            help="Subnets to measure (>= 2); more than --out holds grows that profile.",
+        ),
         out: Path = typer.Option(..., "--out", help="Run directory (results.sqlite, CSV)."),
         runtime: str = _RUNTIME,
         batch_size: int = _BATCH,

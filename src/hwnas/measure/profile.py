@@ -23,7 +23,8 @@ minimum), ``latency_raw_ms`` (always the latter), ``flops``, ``macs``, ``params`
 ``peak_activation_bytes`` and ``onnx_size_bytes``; ``extra`` holds the full statistics,
 the settings, runtime, threads, host and model hash. The planned subnets are stored in the
 run's config, so re-running with the same ``OUT`` measures only what is missing: a killed
-profile loses nothing that was stored and repeats nothing.
+profile loses nothing that was stored and repeats nothing. Re-running with a larger
+``--samples`` grows the profile the same way.
 
 :func:`load_profile` reads a profile run back as arrays for predictors and lookup tables.
 """
@@ -175,10 +176,47 @@ def export_subnet(
 # ---------------------------------------------------------------------------------------
 # the profile run
 # ---------------------------------------------------------------------------------------
+def extend_plan(
+    space: MBv3SupernetSpace, plan: Sequence[str], samples: int, seed: int, num_classes: int
+) -> list[str]:
+    """``plan`` grown to ``samples`` subnets, its order kept: the new ones come from a
+    stratified sample of ``samples``, each time the one whose MACs are farthest from
+    everything planned, so a grown profile stays spread over the size range."""
+    plan = list(plan)
+    if samples <= len(plan):
+        return plan
+    planned = set(plan)
+    drawn = space.keys(stratified_sample(space, samples, seed + 1, num_classes))
+    pool = [k for k in dict.fromkeys(drawn) if k not in planned]
+
+    def macs(keys: Sequence[str]) -> np.ndarray:
+        return np.array(
+            [space.macs(space.from_key(k), num_classes=num_classes) for k in keys], dtype=float
+        )
+
+    pool_macs = macs(pool)
+    gap = np.abs(pool_macs[:, None] - macs(plan)[None, :]).min(axis=1)
+    while len(plan) < samples and np.isfinite(gap).any():
+        j = int(np.argmax(gap))
+        plan.append(pool[j])
+        gap = np.minimum(gap, np.abs(pool_macs - pool_macs[j]))
+        gap[j] = -np.inf
+    if len(plan) < samples:
+        raise HwnasError(f"{space.name}: cannot find {samples} distinct subnets to profile")
+    return plan
+
+
 def _open_run(
-    store: ResultsStore, config: dict[str, Any], seed: int, resume: bool, out_dir: Path
+    store: ResultsStore,
+    config: dict[str, Any],
+    seed: int,
+    resume: bool,
+    out_dir: Path,
+    space: MBv3SupernetSpace,
 ) -> tuple[str, list[str]]:
-    """(run id, planned keys): the existing profile run when compatible, else a new one."""
+    """(run id, planned keys): the existing profile run when compatible, else a new one.
+    A larger ``samples`` than stored grows the stored plan (``extend_plan``); the
+    subnets already measured are kept."""
     runs = store.runs(PROFILE_KIND)
     if not runs:
         return store.create_run(config, seed, kind=PROFILE_KIND), list(config["plan"])
@@ -189,9 +227,14 @@ def _open_run(
             "resume it or choose another output directory"
         )
     old = run["config"]
+    if config["samples"] < old["samples"]:
+        raise HwnasError(
+            f"{out_dir} holds a profile of {old['samples']} subnets; --samples can grow it, "
+            f"not shrink it (got {config['samples']})"
+        )
     for key in _RESUME_KEYS:
         a, b = old.get(key), config.get(key)
-        if a != b:
+        if a != b and key != "samples":
             if isinstance(a, dict) and isinstance(b, dict):
                 diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
                 what = ", ".join(f"{k} {a.get(k)} (now {b.get(k)})" for k in diff)
@@ -201,8 +244,12 @@ def _open_run(
                 f"{out_dir} holds a profile with a different {key}: {what}; "
                 "use the same options to resume, or another output directory"
             )
+    plan = list(old["plan"])
+    if config["samples"] > old["samples"]:
+        plan = extend_plan(space, plan, config["samples"], seed, config["num_classes"])
+        store.update_run_config(run["run_id"], {**old, "samples": config["samples"], "plan": plan})
     store.mark_resumed(run["run_id"])
-    return run["run_id"], list(old["plan"])
+    return run["run_id"], plan
 
 
 def anchor_key(space: MBv3SupernetSpace, plan: Sequence[str], num_classes: int) -> str:
@@ -283,8 +330,10 @@ def profile_space(
     ``settings``; pass a :class:`~hwnas.measure.measurer.RemoteMeasurer` to measure on a
     device agent. Subnets are measured ``group_size`` at a time, interleaved; each group is
     committed as soon as it is measured. With ``resume`` (default) an existing profile in
-    ``out_dir`` with the same space, samples, seed, settings and kind of measurer is
-    continued; ``progress(done, total)`` is called after each stored subnet.
+    ``out_dir`` with the same space, seed, settings and kind of measurer is continued,
+    and a larger ``samples`` than stored grows it (the measured subnets are kept, the
+    new ones fill the largest gaps of its MACs range); ``progress(done, total)`` is
+    called after each stored subnet.
     ``anchor`` (default) corrects drift between groups with an anchor subnet measured
     in every group (see the module docstring); ``latency_raw_ms`` keeps the raw value.
 
@@ -335,7 +384,7 @@ def profile_space(
         if has_run and anchor:  # the anchor follows from the stored plan
             old_plan = store.runs(PROFILE_KIND)[-1]["config"]["plan"]
             config["anchor"] = anchor_key(space, old_plan, nc) if old_plan else None
-        run_id, plan = _open_run(store, config, seed, resume, out_dir)
+        run_id, plan = _open_run(store, config, seed, resume, out_dir, space)
         done = {rec.arch_key for rec in store.evaluations(run_id)}
         resumed_from = len(done)
         todo = [k for k in plan if k not in done]
