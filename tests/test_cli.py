@@ -97,6 +97,7 @@ def test_search_cli_writes_outputs(tmp_path, data_dir):
     summary = json.loads(res.stdout)
     assert summary["evaluations"] == 60 and 0 < summary["hv_fraction"] <= 1
     assert (tmp_path / "pareto.png").stat().st_size > 5000
+    assert (tmp_path / "progress.png").stat().st_size > 5000
     pareto = (tmp_path / "pareto.csv").read_text().splitlines()
     assert pareto[0].startswith("arch_key,arch,accuracy,latency")
     assert len(pareto) == len(summary["pareto"]) + 1

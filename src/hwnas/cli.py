@@ -194,7 +194,8 @@ def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
     out_console.print(table)
     if out is not None:
         out_console.print(
-            f"results in {out}/ (summary.json, pareto.csv, pareto.png, evaluations.csv)"
+            f"results in {out}/ (summary.json, pareto.csv, pareto.png, progress.png, "
+            "evaluations.csv)"
         )
 
 

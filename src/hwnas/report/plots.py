@@ -90,6 +90,38 @@ def plot_pareto(problem: SearchProblem, summary: dict[str, Any], path: Path) -> 
     return _save(plt, fig, path)
 
 
+def plot_progress(summary: dict[str, Any], path: Path) -> Path:
+    """Quality of one search after every evaluation: HV fraction and front recall where
+    the exact front is known, else the hypervolume of the front found (whether the
+    budget was spent while still improving, or after it had levelled off)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+    hv_frac = summary.get("hv_fraction_history")
+    if hv_frac:
+        x = np.arange(1, len(hv_frac) + 1)
+        ax.plot(x, hv_frac, color="tab:red", lw=1.5, label="HV fraction")
+        ax.set_ylabel("HV fraction")
+        lo = float(np.min(hv_frac[len(hv_frac) // 10 :]))
+        ax.set_ylim(max(0.0, lo - 0.02), 1.0)
+        right = ax.twinx()
+        recall = summary["front_recall_history"]
+        right.plot(x, recall, color="tab:blue", lw=1.2)
+        right.set_ylabel("front recall", color="tab:blue")
+        right.set_ylim(0.0, min(1.0, max(0.2, 1.15 * max(recall))))
+        ax.plot([], [], color="tab:blue", lw=1.2, label="front recall")  # legend entry
+        ax.legend(fontsize=8, loc="lower right")
+    else:
+        hv = summary.get("hv_history") or []
+        ax.plot(np.arange(1, len(hv) + 1), hv, color="tab:red", lw=1.5)
+        ax.set_ylabel("hypervolume of the front found")
+    ax.set_xlabel("evaluations")
+    ax.set_title(
+        f"{summary['algorithm']} on {summary['benchmark']}: quality per evaluation", fontsize=9
+    )
+    ax.grid(alpha=0.3)
+    return _save(plt, fig, path)
+
+
 def plot_efficiency(
     curves: dict[str, dict[str, np.ndarray]],
     path: Path,

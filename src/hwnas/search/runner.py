@@ -55,7 +55,8 @@ def run_search(
     """Run (or, with ``resume``, continue) a search; returns the summary.
 
     With ``out``, everything lands in that directory: ``results.sqlite``,
-    ``evaluations.csv``, ``pareto.csv``, ``pareto.png`` and ``summary.json``.
+    ``evaluations.csv``, ``pareto.csv``, ``pareto.png``, ``progress.png`` (quality per
+    evaluation) and ``summary.json``.
     """
     if isinstance(config, dict):
         try:
@@ -217,8 +218,8 @@ def _hv_history(problem: SearchProblem, ref: np.ndarray) -> list[float]:
 def write_outputs(
     problem: SearchProblem, summary: dict[str, Any], out: Path, store: ResultsStore, run_id: str
 ) -> None:
-    """evaluations.csv, pareto.csv, summary.json and pareto.png in ``out``."""
-    from hwnas.report.plots import plot_pareto
+    """evaluations.csv, pareto.csv, summary.json, pareto.png and progress.png in ``out``."""
+    from hwnas.report.plots import plot_pareto, plot_progress
 
     store.export_csv(run_id, out / "evaluations.csv")
     names = [o.name for o in problem.objectives]
@@ -229,6 +230,7 @@ def write_outputs(
             f.write(",".join([p["arch_key"], f'"{arch}"', *(f"{p[n]:.6g}" for n in names)]) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
     plot_pareto(problem, summary, out / "pareto.png")
+    plot_progress(summary, out / "progress.png")
 
 
 def _json_default(obj: Any) -> Any:
