@@ -6,9 +6,11 @@ linearly with the measured rank, 0.5 for the worst to 2.5 for the best
 training sets of random NB201 cells, fits the MLP with and without those weights, and
 reports Kendall tau on all other cells and among those above 92.5 % (where the Pareto
 front's accuracies lie), mean over draws. ``--steep`` adds steeper weights, 0.2 + 3 r^2
-for rank fraction r (0 = worst, 1 = best), a variant tried and not kept.
+for rank fraction r (0 = worst, 1 = best), a variant tried and not kept; ``--average K``
+adds the mean of K rank-weighted MLPs with different seeds (session 7, not kept either).
 
-    HWNAS_DATA_DIR=../shared/data python benchmarks/accuracy_weights.py --trials 10 [--steep]
+    HWNAS_DATA_DIR=../shared/data python benchmarks/accuracy_weights.py --trials 10 \
+        [--steep] [--average 3]
 """
 
 from __future__ import annotations
@@ -25,6 +27,16 @@ from hwnas.search.linas import rank_weights
 TOP = 92.5
 
 
+class _Mean:
+    """The mean prediction of fitted models."""
+
+    def __init__(self, models: list) -> None:
+        self.models = models
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.mean([m.predict(X) for m in self.models], axis=0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="100,200")
@@ -32,6 +44,7 @@ def main() -> None:
     ap.add_argument("--dataset", default="cifar10")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steep", action="store_true", help="also 0.2 + 3 r^2 weights")
+    ap.add_argument("--average", type=int, default=0, help="also the mean of K weighted MLPs")
     args = ap.parse_args()
     bench = get_benchmark("nb201", dataset=args.dataset)
     X, V = bench.table()
@@ -40,6 +53,8 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     print(f"MLP accuracy predictor, mean of {args.trials} draws: Kendall tau all / above {TOP} %")
     names = ["unweighted", "rank weights"] + (["steep rank weights"] if args.steep else [])
+    if args.average > 1:
+        names.append(f"mean of {args.average} rank-weighted")
     print("\n| training cells | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
     for size in (int(s) for s in args.sizes.split(",")):
@@ -55,6 +70,10 @@ def main() -> None:
                     fit_weighted(model, F[train], acc[train], w)
                 elif name == "steep rank weights":
                     fit_weighted(model, F[train], acc[train], 0.2 + 3.0 * ((w - 0.5) / 2) ** 2)
+                elif name.startswith("mean of"):
+                    seeds = [t + 1000 * k for k in range(args.average)]  # member 0: seed t
+                    members = [make_predictor("mlp", seed=s) for s in seeds]
+                    model = _Mean([fit_weighted(m, F[train], acc[train], w) for m in members])
                 else:
                     model.fit(F[train], acc[train])
                 pred = model.predict(F[test])

@@ -13,6 +13,11 @@
    their lag-1 autocorrelation, and what is left after subtracting the mean residual of
    the two cells either side in that order. A drift is a property of the measurement
    session, not of the cell: no predictor of the cell can learn it.
+4. Whether the latencies the other devices publish for each cell explain it (a HELP-style
+   transfer: a user profiling a new device has them): ridge from n random cells on the
+   cost features, with and without the log latencies of the other devices (the same
+   GPU at other batch sizes left out), median absolute error on the other cells, mean
+   over 3 draws.
 
     HWNAS_DATA_DIR=../shared/data python benchmarks/nb201_latency_noise.py
 """
@@ -24,10 +29,11 @@ import argparse
 import numpy as np
 from scipy.stats import kendalltau
 from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.linear_model import LinearRegression
+from sklearn.linear_model import LinearRegression, RidgeCV
 from sklearn.model_selection import KFold, cross_val_predict
 
 from hwnas.bench import get_benchmark
+from hwnas.bench.nb201 import nb201_devices
 from hwnas.space.nb201 import computed_edges, live_edges
 
 
@@ -97,6 +103,34 @@ def main() -> None:
             f"| {dev} | {np.median(np.abs(r)):.3f} ms | {np.corrcoef(r[:-1], r[1:])[0, 1]:.3f} "
             f"| {np.median(np.abs(r - near)):.3f} ms |"
         )
+    transfer(tables)
+
+
+def transfer(tables: dict) -> None:
+    """Section 4: other devices' published latencies as extra latency features."""
+    sizes = (100, 200, 12500)
+    print()
+    print("| device | cost features, n = " + " / ".join(map(str, sizes)) + " | + other devices |")
+    print("|---|---|---|")
+    everyone = nb201_devices()
+    for dev, (bench, X, V) in tables.items():
+        family = dev.rsplit("_", 1)[0] if dev.rsplit("_", 1)[-1].isdigit() else dev
+        others = [d for d in everyone if d != dev and not d.startswith(family + "_")]
+        _, W = get_benchmark("nb201", devices=",".join(others)).table()
+        C = bench.space.cost_features(X).astype(np.float64)
+        y = V[:, 1]
+        cells = []
+        for Z in (C, np.concatenate([C, np.log(W[:, 1:])], axis=1)):
+            errs = []
+            for n in sizes:
+                e = []
+                for draw in range(3):
+                    idx = np.random.default_rng(draw).permutation(len(y))
+                    fit = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(Z[idx[:n]], y[idx[:n]])
+                    e.append(np.median(np.abs(fit.predict(Z[idx[n:]]) - y[idx[n:]])))
+                errs.append(f"{np.mean(e):.3f}")
+            cells.append(" / ".join(errs) + " ms")
+        print(f"| {dev} | {cells[0]} | {cells[1]} |")
 
 
 if __name__ == "__main__":

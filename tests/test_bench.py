@@ -31,6 +31,9 @@ def test_nb201_devices_and_datasets(data_dir):
     _, V = b.table()
     assert V.shape == (15625, 3)
     assert V[:, 0].max() == pytest.approx(47.31, abs=0.01)
+    # the comma-separated form the CLI takes works in the library too
+    same = get_benchmark("nb201", dataset="imagenet16_120", devices="raspi4, fpga")
+    assert [o.name for o in same.objectives] == [o.name for o in b.objectives]
 
 
 @pytest.mark.parametrize(

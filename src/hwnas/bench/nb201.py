@@ -76,7 +76,9 @@ class NB201Benchmark(Evaluator):
             )
         self.space = NB201Space()
         self.row_of_code, df = _load_table(data_file(NB201_FILE, data_dir))
-        devices = [devices] if isinstance(devices, str) else list(devices)
+        # "pixel3,raspi4" (as the CLI and a stored run config give it) or a list
+        devices = [d.strip() for d in devices.split(",")] if isinstance(devices, str) else devices
+        devices = list(devices)
         known = sorted(c[4:] for c in df.columns if c.startswith("lat_"))
         for dev in devices:
             if dev not in known:

@@ -49,6 +49,9 @@ What we add to the paper's loop:
   evaluations, median of 10 seeds, it lifted front recall from 0.081 / 0.035 / 0.094 /
   0.279 to 0.128 / 0.128 / 0.188 / 0.338 (pixel3 / raspi4 / fpga / 2080ti_1) and
   hv_fraction on every device too; it costs about 0.4 s more fit per iteration.
+- tried in session 7 and not kept: the mean of 3 rank-weighted MLPs (offline top-region
+  tau 0.403 -> 0.415 at 200 cells; in LINAS, 20 seeds, recall 0.163 / 0.128 / 0.375 /
+  0.559 against 0.186 / 0.116 / 0.406 / 0.529, hv_fraction within 0.0003: seed noise).
 - tried in session 5 and not kept (NB201, 10-20 seeds): function features of a canonical
   form of the cell (skip = identity, sums unordered: 4,930 functions instead of 9,445):
   pixel3 / raspi4 recall up (0.163-0.198 / 0.128-0.163) but fpga hv_fraction down
