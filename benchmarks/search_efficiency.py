@@ -6,7 +6,8 @@ OUT/table.md (pasted into docs/BENCHMARKS.md).
         --seeds 10 --jobs 2 --out runs/bench-search-efficiency
 
 Variants of one algorithm are compared by giving options in brackets, e.g.
-``--algorithms 'linas,linas[class_mean=false]'``.
+``--algorithms 'linas,linas[class_mean=false]'``. Finished runs are stored in
+OUT/records.jsonl as they end; ``--resume`` reuses them after a kill.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from hwnas.search.efficiency import (
+    RECORDS_NAME,
     checkpoints,
     efficiency_table,
     search_efficiency,
@@ -39,6 +41,7 @@ def main() -> None:
     ap.add_argument("--evaluations", type=int, default=200)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("runs/bench-search-efficiency"))
+    ap.add_argument("--resume", action="store_true", help="reuse OUT/records.jsonl")
     args = ap.parse_args()
     t0 = time.time()
     done = [0]
@@ -60,6 +63,8 @@ def main() -> None:
         jobs=args.jobs,
         progress=tick,
         first_seed=args.first_seed,
+        records=args.out / RECORDS_NAME,
+        resume=args.resume,
     )
     write_efficiency(results, args.out, title=f"NB201 CIFAR-10, {args.seeds} seeds")
     rows = efficiency_table(results, at=checkpoints(args.evaluations))

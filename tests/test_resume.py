@@ -106,3 +106,50 @@ def test_resume_with_a_larger_budget(tmp_path, data_dir):
         resume_search(tmp_path, data_dir=str(tmp_path / "nowhere"))
     with pytest.raises(HwnasError, match="already has 70 evaluations"):
         resume_search(tmp_path, evaluations=50)
+
+
+def test_search_efficiency_study_killed_then_resumed(tmp_path, data_dir, monkeypatch):
+    """A study killed with SIGKILL keeps its finished runs in records.jsonl; --resume runs
+    only the rest and gives what an uninterrupted study gives."""
+    from typer.testing import CliRunner
+
+    import hwnas.search.efficiency as eff
+    from hwnas.cli import app
+
+    out = tmp_path / "study"
+    records = out / eff.RECORDS_NAME
+    args = ["bench", "search-efficiency", "--devices", "fpga", "--algorithms", "random"]
+    args += ["--evaluations", "20", "--seeds", "8", "--out", str(out), "--json"]
+    proc = subprocess.Popen(_cli(*args), env=os.environ.copy(), stdout=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if records.exists() and len(records.read_text().splitlines()) >= 2:
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"study ended before it could be killed (rc {proc.returncode})")
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    kept = len(eff._finished_runs(records))
+    assert 2 <= kept < 8, "kill landed outside the study"
+    with records.open("a") as f:
+        f.write('{"key": "cut short by a kil')  # as if killed mid-line: ignored, run again
+
+    calls = []
+    one = eff._one
+    monkeypatch.setattr(eff, "_one", lambda job: calls.append(job["seed"]) or one(job))
+    res = CliRunner().invoke(app, [*args, "--resume"])
+    assert res.exit_code == 0, res.output
+    assert len(calls) == 8 - kept  # only the unfinished runs
+    resumed = json.loads((out / "results.json").read_text())
+    assert [r["seed"] for r in resumed] == list(range(8))
+
+    # without --resume the records start afresh (and the user is told)
+    calls.clear()
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0 and len(calls) == 8
+    assert "afresh" in res.stderr
+    # the resumed study is the uninterrupted one (here run by two worker processes)
+    monkeypatch.undo()
+    fresh = eff.search_efficiency("nb201", ["fpga"], ["random"], 20, 8, jobs=2)
+    assert [r["hv_fraction"] for r in resumed] == [r["hv_fraction"] for r in fresh]

@@ -498,12 +498,21 @@ def bench_search_efficiency(
     dataset: str = "cifar10",
     jobs: Annotated[int, typer.Option(help="Parallel worker processes.")] = 1,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/search-efficiency"),
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Reuse the runs OUT/records.jsonl already holds (a killed study goes on).",
+        ),
+    ] = False,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Median HV fraction (and front recall, IGD) vs evaluations, with min/max bands, per
-    device and algorithm over seeds; CSV and plots in OUT."""
+    device and algorithm over seeds; CSV and plots in OUT. Each finished run is stored in
+    OUT/records.jsonl at once, so a killed study continues with --resume."""
     from hwnas.search.efficiency import (
+        RECORDS_NAME,
         checkpoints,
         efficiency_table,
         search_efficiency,
@@ -514,6 +523,13 @@ def bench_search_efficiency(
     algs, devs = split_algorithms(algorithms), _csv(devices)
     n = len(algs) * len(devs) * seeds
     done = [0]
+    if not resume and (out / RECORDS_NAME).is_file():
+        console.print(
+            f"note: starting {escape(str(out / RECORDS_NAME))} afresh; --resume reuses the "
+            "runs it holds",
+            highlight=False,
+            soft_wrap=True,
+        )
     with progress_bar("searches") as update:
 
         def tick(_: dict[str, Any]) -> None:
@@ -531,6 +547,8 @@ def bench_search_efficiency(
             jobs,
             progress=tick,
             first_seed=first_seed,
+            records=out / RECORDS_NAME,
+            resume=resume,
         )
     write_efficiency(results, out, title=f"{benchmark} {dataset}, {seeds} seeds")
     table_rows = efficiency_table(results, at=checkpoints(evaluations))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,26 @@ from hwnas.search.runner import run_search
 from hwnas.search.spec import resolve_algorithm
 
 METRICS = ("hv_fraction", "front_recall", "igd")
+RECORDS_NAME = "records.jsonl"
+
+
+def _job_key(job: dict[str, Any]) -> str:
+    """What identifies a finished run of a study (its config, seed included)."""
+    return json.dumps(job["config"], sort_keys=True)
+
+
+def _finished_runs(path: Path) -> dict[str, dict[str, Any]]:
+    """Runs a killed study already finished: one JSON line each in ``path``; a line cut
+    short by the kill is ignored (that run is simply run again)."""
+    done: dict[str, dict[str, Any]] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+                done[entry["key"]] = entry["record"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return done
 
 
 def _one(job: dict[str, Any]) -> dict[str, Any]:
@@ -45,11 +65,19 @@ def search_efficiency(
     jobs: int = 1,
     progress: Callable[[dict[str, Any]], None] | None = None,
     first_seed: int = 0,
+    records: str | Path | None = None,
+    resume: bool = False,
 ) -> list[dict[str, Any]]:
     """Run every (device, algorithm, seed) search; returns one record per run with its
     per-evaluation histories of hv_fraction, front_recall and igd. An algorithm may
     carry options (``linas[class_mean=false]``, see ``hwnas.search.spec``); its record
-    is labelled with the whole spec. Seeds are ``first_seed .. first_seed + seeds - 1``."""
+    is labelled with the whole spec. Seeds are ``first_seed .. first_seed + seeds - 1``.
+
+    With ``records`` (a JSONL file), each run is appended there the moment it finishes;
+    with ``resume`` as well, runs of the same config already in it are not run again, so
+    a killed study (tens of minutes) goes on where it stopped. Without ``resume`` the
+    file is started afresh: a finished run is reused only when asked for, as a code
+    change since would otherwise go unseen."""
     from hwnas.bench import get_benchmark
 
     for alg in algorithms:
@@ -77,19 +105,38 @@ def search_efficiency(
         for alg in algorithms
         for seed in range(first_seed, first_seed + seeds)
     ]
-    results = []
-    if jobs <= 1:
-        for job in work:
-            results.append(_one(job))
+    path = Path(records) if records is not None else None
+    done = _finished_runs(path) if path is not None and resume else {}
+    results: dict[str, dict[str, Any]] = {}
+    for job in work:
+        if _job_key(job) in done:
+            results[_job_key(job)] = done[_job_key(job)]
             if progress:
-                progress(results[-1])
-    else:
+                progress(results[_job_key(job)])
+    todo = [job for job in work if _job_key(job) not in results]
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w") as f:  # the reused runs, then each new one as it finishes
+            for key, rec in results.items():
+                f.write(json.dumps({"key": key, "record": rec}) + "\n")
+
+    def finished(job: dict[str, Any], rec: dict[str, Any]) -> None:
+        results[_job_key(job)] = rec
+        if path is not None:
+            with path.open("a") as f:
+                f.write(json.dumps({"key": _job_key(job), "record": rec}) + "\n")
+        if progress:
+            progress(rec)
+
+    if jobs <= 1:
+        for job in todo:
+            finished(job, _one(job))
+    elif todo:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for res in pool.map(_one, work):
-                results.append(res)
-                if progress:
-                    progress(res)
-    return results
+            futures = {pool.submit(_one, job): job for job in todo}
+            for fut in as_completed(futures):
+                finished(futures[fut], fut.result())
+    return [results[_job_key(job)] for job in work]
 
 
 def checkpoints(evaluations: int) -> list[int]:
