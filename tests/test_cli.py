@@ -121,6 +121,7 @@ def test_listings(data_dir):
         (["benchmarks", "--json"], "nb201"),
         (["algorithms", "--json"], "linas"),
         (["devices", "--benchmark", "nb201", "--json"], "raspi4"),
+        (["devices", "--benchmark", "ofa-mbv3", "--json"], "note10"),
         (["predictors", "list", "--json"], "svr"),
     ]:
         res = runner.invoke(app, cmd)

@@ -47,10 +47,14 @@ def _csv(text: str) -> list[str]:
 
 
 def _benchmark_options(benchmark: str, dataset: str | None, device: str | None) -> dict[str, Any]:
-    """The --dataset/--device flags as benchmark options: NB201 defaults to CIFAR-10 and
-    pixel3; other benchmarks get only what was given (and refuse what they lack)."""
-    if benchmark == "nb201":
-        dataset, device = dataset or "cifar10", device or "pixel3"
+    """The --dataset/--device flags as benchmark options, else the benchmark's
+    ``DEFAULT_OPTIONS`` (NB201: CIFAR-10, pixel3); a benchmark refuses what it lacks.
+    An unknown benchmark is one ``unknown benchmark`` line."""
+    from hwnas.bench import BENCHMARKS
+
+    defaults = BENCHMARKS.get(benchmark).DEFAULT_OPTIONS
+    dataset = dataset or defaults.get("dataset")
+    device = device or defaults.get("devices")
     opts: dict[str, Any] = {}
     if dataset is not None:
         opts["dataset"] = dataset
@@ -335,18 +339,10 @@ def devices(
     as_json: JsonFlag = False,
 ) -> None:
     """List the devices with measured latency in a benchmark."""
-    if benchmark == "nb201":
-        from hwnas.bench.nb201 import nb201_devices
+    from hwnas.bench import BENCHMARKS
 
-        devs = nb201_devices(data_dir)
-    elif benchmark == "ofa-mbv3":
-        from hwnas.bench.ofa_mbv3 import OFAMobileNetV3Benchmark
-
-        devs = list(OFAMobileNetV3Benchmark.DEVICES)
-    else:
-        from hwnas.bench import BENCHMARKS
-
-        BENCHMARKS.get(benchmark)  # an unknown name: "unknown benchmark ... (known: ...)"
+    devs = BENCHMARKS.get(benchmark).available_devices(data_dir)
+    if devs is None:
         raise HwnasError(f"benchmark '{benchmark}' has no device list")
     if as_json:
         _print_json(devs)
@@ -445,18 +441,10 @@ def _predictor_data(
     from hwnas.bench import get_benchmark
 
     kind, _, device = target.partition(":")
-    if benchmark == "nb201":
-        if kind == "latency" and not device:
-            raise HwnasError("target 'latency' needs a device: --target latency:DEVICE")
-        bench = get_benchmark(
-            "nb201", dataset=dataset or "cifar10", devices=device or "pixel3", data_dir=data_dir
-        )
-    elif benchmark == "ofa-mbv3":
-        bench = get_benchmark(
-            "ofa-mbv3", dataset=dataset, devices=device or None, data_dir=data_dir
-        )
-    else:
-        raise HwnasError(f"predictors evaluate: no data for benchmark '{benchmark}'")
+    if kind == "latency" and not device and benchmark == "nb201":
+        raise HwnasError("target 'latency' needs a device: --target latency:DEVICE")
+    opts = _benchmark_options(benchmark, dataset, device or None)
+    bench = get_benchmark(benchmark, data_dir=data_dir, **opts)
     names = [o.name for o in bench.objectives]
     if kind not in names:
         raise HwnasError(f"unknown target '{target}' (expected accuracy or latency:DEVICE)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -46,6 +46,14 @@ class Evaluator(ABC):
     space: SearchSpace
     objectives: list[Objective]
     source: str = "measured"
+    #: constructor options a run records when the user gives none (e.g. NB201's dataset
+    #: and device), so a stored config and a plot title say what was searched
+    DEFAULT_OPTIONS: ClassVar[dict[str, object]] = {}
+
+    @classmethod
+    def available_devices(cls, data_dir: str | None = None) -> list[str] | None:
+        """The devices this benchmark has latency for; None when it takes no device."""
+        return None
 
     @abstractmethod
     def evaluate(self, vectors: np.ndarray) -> np.ndarray:

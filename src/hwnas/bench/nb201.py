@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -63,6 +64,11 @@ class NB201Benchmark(Evaluator):
     latency on any of 27 measured devices (HELP / HW-NAS-Bench)."""
 
     source = "benchmark"
+    DEFAULT_OPTIONS: ClassVar[dict[str, object]] = {"dataset": "cifar10", "devices": "pixel3"}
+
+    @classmethod
+    def available_devices(cls, data_dir: str | None = None) -> list[str]:
+        return nb201_devices(data_dir)
 
     def __init__(
         self,

@@ -106,6 +106,10 @@ class OFAMobileNetV3Benchmark(Evaluator):
     DEVICES = ("note10",)
     DATASETS = ("imagenet",)
 
+    @classmethod
+    def available_devices(cls, data_dir: str | None = None) -> list[str]:
+        return list(cls.DEVICES)
+
     def __init__(
         self,
         data_dir: str | os.PathLike[str] | None = None,
@@ -115,7 +119,7 @@ class OFAMobileNetV3Benchmark(Evaluator):
     ) -> None:
         # the device and dataset are fixed; a request for another one must not be
         # answered silently with Note10 latency or ImageNet accuracy
-        for dev in [devices] if isinstance(devices, str) else list(devices or []):
+        for dev in devices.split(",") if isinstance(devices, str) else list(devices or []):
             if dev not in self.DEVICES:
                 raise HwnasError(
                     f"ofa-mbv3: latency is known for note10 only (OFA's lookup table), "
