@@ -105,12 +105,16 @@ def test_constraints_respected(algorithm, data_dir):
     assert s["constraints"] == ["latency<=5.0"] or s["constraints"] == ["latency<=5"]
 
 
-def test_moead_refuses_constraints(data_dir):
+def test_moead_refuses_constraints(data_dir, tmp_path):
     with pytest.raises(HwnasError, match="does not support constraints"):
-        run_search({"algorithm": "moead", "evaluations": 20, "constraints": ["latency<=5"]})
+        run_search(
+            {"algorithm": "moead", "evaluations": 20, "constraints": ["latency<=5"]},
+            out=tmp_path / "run",
+        )
+    assert not (tmp_path / "run").exists()  # a refused search leaves no run behind
 
 
-def test_three_objectives_and_objective_limits(data_dir):
+def test_three_objectives_and_objective_limits(data_dir, tmp_path):
     cfg = {
         "benchmark_options": {"devices": ["pixel3", "fpga"]},
         "evaluations": 40,
@@ -122,7 +126,8 @@ def test_three_objectives_and_objective_limits(data_dir):
         assert len(s["objectives"]) == 3 and s["evaluations"] == 40
     four = {**cfg, "benchmark_options": {"devices": ["pixel3", "fpga", "raspi4"]}}
     with pytest.raises(HwnasError, match="takes 1..3 objectives"):
-        run_search({**four, "algorithm": "nsga2"})
+        run_search({**four, "algorithm": "nsga2"}, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_bad_constraint_and_options(data_dir):

@@ -9,11 +9,15 @@ from typing import Any
 
 @contextmanager
 def progress_bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar with ETA on stderr; yields ``update(done, total)``."""
-    if not enabled:
+    """A rich progress bar with ETA on stderr; yields ``update(done, total)``. Off when
+    stderr is not a terminal (a log file, a pipe): there a transient bar leaves only an
+    empty line, e.g. before an ``error:`` line."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not enabled or not console.is_terminal:
         yield lambda done, total: None
         return
-    from rich.console import Console
     from rich.markup import escape
     from rich.progress import (
         BarColumn,
@@ -31,7 +35,7 @@ def progress_bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, in
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=console,
         transient=True,
     )
     task = prog.add_task(escape(label), total=None)  # labels like linas[kappa=1]

@@ -120,8 +120,15 @@ class SearchProblem:
                 self._exact_dist = np.full(len(self.exact.keys), np.inf)
                 self._found: set[str] = set()
         if store is not None and run_id is not None:
-            for rec in store.evaluations(run_id):
-                self._remember(rec)
+            self.attach_store(store, run_id)
+
+    def attach_store(self, store: ResultsStore, run_id: str) -> None:
+        """Store every evaluation from now on in ``run_id`` of ``store``, after replaying
+        what it already holds (a resumed run). Attaching after construction lets a run
+        be created only once the problem has been checked."""
+        self.store, self.run_id = store, run_id
+        for rec in store.evaluations(run_id):
+            self._remember(rec)
 
     # ---- bookkeeping ----------------------------------------------------------------------
     @property

@@ -67,6 +67,12 @@ def run_search(
             raise HwnasError(f"bad search config: {loc}: {first['msg']}") from None
     t0 = time.perf_counter()
     evaluator, algorithm, constraints = _build(config)
+    # check everything before a run is stored: a bad constraint or an algorithm that
+    # cannot take this many objectives must not leave a run behind in ``out``
+    problem = SearchProblem(
+        evaluator, config.evaluations, constraints=constraints, on_evaluation=progress
+    )
+    algorithm.check(problem)
     store = run_id = None
     if out is not None:
         out = Path(out)
@@ -77,16 +83,8 @@ def run_search(
             store.mark_resumed(run_id)
         else:
             run_id = store.create_run(config.model_dump(), config.seed, kind="search")
-    problem = SearchProblem(
-        evaluator,
-        config.evaluations,
-        store=store,
-        run_id=run_id,
-        constraints=constraints,
-        on_evaluation=progress,
-    )
+        problem.attach_store(store, run_id)
     replayed = problem.n_evaluated
-    algorithm.check(problem)
     try:
         algorithm.run(problem)
     except KeyboardInterrupt:
