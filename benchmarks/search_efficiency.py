@@ -6,7 +6,8 @@ OUT/table.md (pasted into docs/BENCHMARKS.md).
         --seeds 10 --jobs 2 --out runs/bench-search-efficiency
 
 Variants of one algorithm are compared by giving options in brackets, e.g.
-``--algorithms 'linas,linas[class_mean=false]'``. Finished runs are stored in
+``--algorithms 'linas,linas[class_mean=false]'``; table.md then also holds each against
+the first, paired by seed (mean difference, seeds ahead/behind, Wilcoxon p). Finished runs are stored in
 OUT/records.jsonl as they end; ``--resume`` reuses them after a kill.
 """
 
@@ -23,6 +24,8 @@ from hwnas.search.efficiency import (
     RECORDS_NAME,
     checkpoints,
     efficiency_table,
+    paired_cell,
+    paired_comparison,
     search_efficiency,
     write_efficiency,
 )
@@ -81,6 +84,22 @@ def main() -> None:
             f"{r['front_recall_median']:.3f} [{r['front_recall_min']:.3f}, {r['front_recall_max']:.3f}] | "
             f"{r['igd_median']:.4f} | {'' if ovh is None else f'{ovh:.2f}'} |"
         )
+    algs = split_algorithms(args.algorithms)
+    if len(algs) > 1:  # variants against the first, paired by seed
+        lines += [
+            "",
+            f"Each against {algs[0]}, paired by seed: mean difference (seeds ahead/behind, "
+            "Wilcoxon p)",
+            "",
+            "| device | algorithm | evals | hv_fraction | front_recall | igd |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in paired_comparison(results, at=checkpoints(args.evaluations)):
+            lines.append(
+                f"| {r['device']} | {r['algorithm']} | {r['evaluations']} | "
+                f"{paired_cell(r, 'hv_fraction')} | {paired_cell(r, 'front_recall', 3)} | "
+                f"{paired_cell(r, 'igd')} |"
+            )
     (args.out / "table.md").write_text("\n".join(lines) + "\n")
     sizes = sorted({r["exact_front_size"] for r in results})
     meta = {"wall_time_s": time.time() - t0, "exact_front_sizes": sizes, "args": vars(args)}

@@ -226,6 +226,10 @@ def test_bench_search_efficiency_cli(tmp_path, data_dir):
     # the summary reports the budget's checkpoints only (50 and 100 are beyond 40)
     summary = (tmp_path / "summary.csv").read_text().splitlines()
     assert [ln.split(",")[2] for ln in summary[1:]] == ["40", "40"]
+    # two algorithms: the second against the first, paired by seed
+    paired = (tmp_path / "paired.csv").read_text().splitlines()
+    assert paired[0].startswith("device,algorithm,baseline,evaluations,seeds,hv_fraction_")
+    assert paired[1].startswith("fpga,nsga2[pop_size=10],random,40,2,")
 
 
 def test_search_cli_algorithm_spec_and_human_tables(tmp_path, data_dir):
@@ -255,11 +259,11 @@ def test_search_cli_algorithm_spec_and_human_tables(tmp_path, data_dir):
             "--devices",
             "fpga",
             "--algorithms",
-            "nsga2[pop_size=10]",
+            "random,nsga2[pop_size=10]",
             "--evaluations",
             "20",
             "--seeds",
-            "1",
+            "2",
             "--out",
             str(tmp_path / "b"),
         ],
@@ -267,6 +271,7 @@ def test_search_cli_algorithm_spec_and_human_tables(tmp_path, data_dir):
     )
     assert res.exit_code == 0, res.output
     assert "nsga2[pop_size=10]" in res.stdout and "median [min, max]" in res.stdout
+    assert "each against random, paired by seed" in res.stdout
 
 
 def test_search_cli_no_feasible_architecture(tmp_path, data_dir):

@@ -225,6 +225,43 @@ def test_efficiency_checkpoints():
     assert row["hv_fraction_min"] == pytest.approx(0.1) and row["seeds"] == 3
 
 
+def test_paired_comparison_by_seed():
+    from hwnas.search.efficiency import paired_cell, paired_comparison
+
+    def run(alg, seed, hv, recall):
+        return {
+            "device": "d",
+            "algorithm": alg,
+            "seed": seed,
+            "hv_fraction": [hv] * 60,
+            "front_recall": [recall] * 60,
+            "igd": [1.0 - hv] * 60,
+        }
+
+    base = [run("a", s, 0.90 + 0.01 * s, 0.1) for s in range(10)]
+    # b: ahead of a on every seed by 0.005 (seed 9 not run: only shared seeds count)
+    b = [run("b", s, 0.905 + 0.01 * s, 0.1 + (0.1 if s < 3 else 0)) for s in range(9)]
+    rows = paired_comparison(base + b)
+    assert [(r["algorithm"], r["baseline"], r["evaluations"]) for r in rows] == [
+        ("b", "a", 50),
+        ("b", "a", 60),
+    ]
+    r = rows[-1]
+    assert r["seeds"] == 9 and r["hv_fraction_mean_diff"] == pytest.approx(0.005)
+    assert (r["hv_fraction_ahead"], r["hv_fraction_behind"]) == (9, 0)
+    assert r["hv_fraction_p"] < 0.01  # nine of nine ahead: not the luck of the seeds
+    assert (r["igd_ahead"], r["igd_behind"]) == (9, 0)  # lower igd counts as ahead
+    assert r["front_recall_mean_diff"] == pytest.approx(0.1 / 3)
+    assert (r["front_recall_ahead"], r["front_recall_behind"]) == (3, 0)
+    assert r["front_recall_p"] > 0.05  # three seeds of nine: could be luck
+    assert paired_cell(r, "hv_fraction") == "+0.0050 (9/0, p=0.0039)"
+    same = paired_comparison(base + [{**x, "algorithm": "c"} for x in base])
+    assert all(x["hv_fraction_p"] == 1.0 and x["hv_fraction_ahead"] == 0 for x in same)
+    assert paired_comparison(base + b, baseline="b")[0]["algorithm"] == "a"
+    with pytest.raises(HwnasError, match="not in the study"):
+        paired_comparison(base, baseline="z")
+
+
 class FlakyEvaluator(Evaluator):
     """Fails for architectures whose first choice is 0; counts calls."""
 

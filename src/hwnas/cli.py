@@ -503,6 +503,8 @@ def bench_search_efficiency(
         RECORDS_NAME,
         checkpoints,
         efficiency_table,
+        paired_cell,
+        paired_comparison,
         search_efficiency,
         write_efficiency,
     )
@@ -557,6 +559,24 @@ def bench_search_efficiency(
             ),
         )
     out_console.print(table)
+    if len(algs) > 1:
+        paired = paired_comparison(results, at=checkpoints(evaluations))
+        table = Table(
+            title=f"each against {algs[0]}, paired by seed: mean difference "
+            "(seeds ahead/behind, Wilcoxon p)"
+        )
+        for col in ("device", "algorithm", "evals", "hv_fraction", "front_recall", "igd"):
+            table.add_column(col, justify="right", overflow="fold")
+        for r in paired:
+            table.add_row(
+                r["device"],
+                r["algorithm"],
+                str(r["evaluations"]),
+                paired_cell(r, "hv_fraction"),
+                paired_cell(r, "front_recall", 3),
+                paired_cell(r, "igd"),
+            )
+        out_console.print(table)
     out_console.print(f"CSV and plots in {out}/")
 
 
