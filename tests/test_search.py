@@ -225,6 +225,17 @@ def test_efficiency_checkpoints():
     assert row["hv_fraction_min"] == pytest.approx(0.1) and row["seeds"] == 3
 
 
+def test_study_records_keep_other_studies_runs_on_resume(tmp_path, data_dir):
+    from hwnas.search.efficiency import _finished_runs
+
+    path = tmp_path / "records.jsonl"
+    search_efficiency("nb201", ["fpga"], ["random"], 20, 2, records=path)
+    search_efficiency("nb201", ["pixel3"], ["random"], 20, 2, records=path, resume=True)
+    assert len(_finished_runs(path)) == 4  # the fpga study's runs are still there
+    search_efficiency("nb201", ["pixel3"], ["random"], 20, 2, records=path)
+    assert len(_finished_runs(path)) == 2  # without resume: afresh
+
+
 def test_paired_comparison_by_seed():
     from hwnas.search.efficiency import paired_cell, paired_comparison
 

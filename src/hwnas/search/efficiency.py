@@ -117,8 +117,8 @@ def search_efficiency(
     todo = [job for job in work if _job_key(job) not in results]
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w") as f:  # the reused runs, then each new one as it finishes
-            for key, rec in results.items():
+        with path.open("w") as f:  # what it held (other studies' runs too), then each new run
+            for key, rec in done.items():
                 f.write(json.dumps({"key": key, "record": rec}) + "\n")
 
     def finished(job: dict[str, Any], rec: dict[str, Any]) -> None:
