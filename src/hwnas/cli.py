@@ -7,6 +7,7 @@ import os
 import re
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -500,6 +501,7 @@ def bench_search_efficiency(
     device and algorithm over seeds; CSV and plots in OUT. Each finished run is stored in
     OUT/records.jsonl at once, so a killed study continues with --resume."""
     from hwnas.search.efficiency import (
+        METRICS,
         RECORDS_NAME,
         checkpoints,
         efficiency_table,
@@ -545,39 +547,35 @@ def bench_search_efficiency(
     if as_json:
         _print_json(table_rows)
         return
-    table = Table(title=f"search efficiency, median [min, max] over {seeds} seeds")
-    for col in ("device", "algorithm", "evals", "hv_fraction", "front_recall", "igd"):
-        table.add_column(col, justify="right", overflow="fold")
-    for r in table_rows:
-        table.add_row(
-            r["device"],
-            r["algorithm"],
-            str(r["evaluations"]),
-            *(
-                f"{r[m + '_median']:.4f} [{r[m + '_min']:.3f}, {r[m + '_max']:.3f}]"
-                for m in ("hv_fraction", "front_recall", "igd")
-            ),
-        )
-    out_console.print(table)
+    _print_study_table(
+        f"search efficiency, median [min, max] over {seeds} seeds",
+        table_rows,
+        lambda r: [
+            f"{r[m + '_median']:.4f} [{r[m + '_min']:.3f}, {r[m + '_max']:.3f}]" for m in METRICS
+        ],
+    )
     if len(algs) > 1:
-        paired = paired_comparison(results, at=checkpoints(evaluations))
-        table = Table(
-            title=f"each against {algs[0]}, paired by seed: mean difference "
-            "(seeds ahead/behind, Wilcoxon p)"
+        _print_study_table(
+            f"each against {algs[0]}, paired by seed: mean difference "
+            "(seeds ahead/behind, Wilcoxon p)",
+            paired_comparison(results, at=checkpoints(evaluations)),
+            lambda r: [paired_cell(r, m, 3 if m == "front_recall" else 4) for m in METRICS],
         )
-        for col in ("device", "algorithm", "evals", "hv_fraction", "front_recall", "igd"):
-            table.add_column(col, justify="right", overflow="fold")
-        for r in paired:
-            table.add_row(
-                r["device"],
-                r["algorithm"],
-                str(r["evaluations"]),
-                paired_cell(r, "hv_fraction"),
-                paired_cell(r, "front_recall", 3),
-                paired_cell(r, "igd"),
-            )
-        out_console.print(table)
     out_console.print(f"CSV and plots in {out}/")
+
+
+def _print_study_table(
+    title: str, rows: list[dict[str, Any]], cells: Callable[[dict[str, Any]], list[str]]
+) -> None:
+    """A search-efficiency table: device, algorithm, evaluations, then one cell per metric."""
+    from hwnas.search.efficiency import METRICS
+
+    table = Table(title=title)
+    for col in ("device", "algorithm", "evals", *METRICS):
+        table.add_column(col, justify="right", overflow="fold")
+    for r in rows:
+        table.add_row(r["device"], r["algorithm"], str(r["evaluations"]), *cells(r))
+    out_console.print(table)
 
 
 # ---- data ------------------------------------------------------------------------------
