@@ -181,7 +181,8 @@ def extend_plan(
 ) -> list[str]:
     """``plan`` grown to ``samples`` subnets, its order kept: the new ones come from a
     stratified sample of ``samples``, each time the one whose MACs are farthest from
-    everything planned, so a grown profile stays spread over the size range."""
+    everything planned, so a grown profile stays spread over the size range. (It is not
+    the plan a fresh profile of ``samples`` would make: that one is drawn whole.)"""
     plan = list(plan)
     if samples <= len(plan):
         return plan
