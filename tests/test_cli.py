@@ -68,6 +68,7 @@ def hwnas(*args, env=None):
         (["predictors", "evaluate", "--target", "energy"], None, "unknown target"),
         (["data", "fetch", "nope"], None, "nope"),
         (["devices", "--benchmark", "nope"], None, "unknown benchmark 'nope'"),
+        (["compare", "{tmp}"], None, "no summary.json in"),
         (
             ["predictors", "evaluate", "--sizes", "25,abc"],
             None,
@@ -113,6 +114,36 @@ def test_search_cli_human_output(tmp_path, data_dir):
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "already holds a search" in res.stderr and "--resume" in res.stderr
+
+
+def test_compare_searches(tmp_path, data_dir):
+    for alg, dev in (("random", "pixel3"), ("nsga2", "pixel3"), ("random", "fpga")):
+        args = ["search", "--algorithm", alg, "--device", dev, "--evaluations", "30"]
+        res = runner.invoke(app, [*args, "--out", str(tmp_path / f"{alg}-{dev}")])
+        assert res.exit_code == 0, res.output
+    runs = [str(tmp_path / d) for d in ("random-pixel3", "nsga2-pixel3", "random-fpga")]
+    png = tmp_path / "cmp" / "fronts.png"
+    res = runner.invoke(app, ["compare", *runs, "--out", str(png), "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert [(r["algorithm"], r["on"]) for r in rows] == [
+        ("random", "nb201 cifar10 pixel3"),
+        ("nsga2", "nb201 cifar10 pixel3"),
+        ("random", "nb201 cifar10 fpga"),
+    ]
+    for r, d in zip(rows, runs, strict=True):
+        summary = json.loads((tmp_path / d / "summary.json").read_text())
+        assert r["hv_fraction"] == summary["hv_fraction"] and r["evaluations"] == 30
+        assert r["front_size"] == len(summary["pareto"])
+    assert png.stat().st_size > 5000
+    # another space's front does not compare
+    ofa = tmp_path / "ofa"
+    res = runner.invoke(
+        app, ["search", "--benchmark", "ofa-mbv3", "--evaluations", "10", "--out", str(ofa)]
+    )
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["compare", runs[0], str(ofa), "--out", str(png)])
+    assert res.exit_code != 0 and "do not compare" in str(res.exception)
 
 
 def test_listings(data_dir):

@@ -578,6 +578,40 @@ def _print_study_table(
     out_console.print(table)
 
 
+# ---- compare ---------------------------------------------------------------------------
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Search directories (hwnas search --out).")],
+    out: Annotated[Path, typer.Option(help="Plot of the fronts found.")] = Path("runs/compare.png"),
+    as_json: JsonFlag = False,
+) -> None:
+    """Finished searches side by side: quality per search and their fronts in one plot."""
+    from hwnas.report.compare import compare_rows, load_summaries, plot_compare
+
+    summaries = load_summaries(runs)
+    rows = compare_rows(summaries)
+    plot_compare(summaries, out)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title=f"searches compared (fronts in {out})")
+    for col in ("run", "algorithm", "seed", "on", "evals", "front", "HV fraction", "recall"):
+        table.add_column(col, justify="right", overflow="fold")
+    for r in rows:
+        known = r["hv_fraction"] is not None
+        table.add_row(
+            r["run_dir"],
+            r["algorithm"],
+            str(r["seed"]),
+            r["on"],
+            str(r["evaluations"]),
+            str(r["front_size"]),
+            f"{r['hv_fraction']:.4f}" if known else f"HV {r['hypervolume']:.4g}",
+            f"{r['front_recall']:.3f}" if known else "-",
+        )
+    out_console.print(table)
+
+
 # ---- data ------------------------------------------------------------------------------
 @data_app.command("list")
 def data_list(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:

@@ -29,6 +29,17 @@ def _save(plt: Any, fig: Any, path: Path) -> Path:
     return path
 
 
+def zoom_on_fronts(ax: Any, ys: list[np.ndarray]) -> None:
+    """Zoom a maximised y axis on where the fronts ``ys`` are: a few degenerate points
+    (e.g. 10 % accuracy at zero latency) would otherwise squash the interesting region
+    into a line."""
+    if ys:
+        y = np.concatenate(ys)
+        lo, hi = np.percentile(y, 10), y.max()
+        pad = 0.08 * (hi - lo if hi > lo else 1.0)
+        ax.set_ylim(lo - pad, hi + pad)
+
+
 def plot_pareto(problem: SearchProblem, summary: dict[str, Any], path: Path) -> Path:
     """Evaluated architectures, the front found and (where known) the exact front, on the
     first two objectives in their raw units."""
@@ -49,17 +60,11 @@ def plot_pareto(problem: SearchProblem, summary: dict[str, Any], path: Path) -> 
         o = np.argsort(P[:, 0])
         ax.step(P[o, 0], P[o, 1], where="post", color="tab:red", lw=1.5)
         ax.scatter(P[:, 0], P[:, 1], s=22, color="tab:red", label="front found", zorder=3)
-    # zoom on where the fronts are: a few degenerate points (e.g. 10 % accuracy at zero
-    # latency) would otherwise squash the interesting region into a line
     ys = [E[:, j]] if problem.exact is not None else []
     if summary["pareto"]:
         ys.append(P[:, 1])
-    if ys:
-        y = np.concatenate(ys)
-        lo, hi = np.percentile(y, 10), y.max()
-        pad = 0.08 * (hi - lo if hi > lo else 1.0)
-        if objs[j].direction == "max":
-            ax.set_ylim(lo - pad, hi + pad)
+    if objs[j].direction == "max":
+        zoom_on_fronts(ax, ys)
     ax.set_xlabel(f"{objs[i].name} ({objs[i].unit})" if objs[i].unit else objs[i].name)
     ax.set_ylabel(f"{objs[j].name} ({objs[j].unit})" if objs[j].unit else objs[j].name)
     # a constraint on a plotted objective: its bound as a dashed line

@@ -1,0 +1,123 @@
+"""Several finished searches side by side: their quality in one table and their fronts in
+one plot (e.g. two algorithms, or two seeds, on the same benchmark and device)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwnas.errors import HwnasError
+
+SUMMARY_NAME = "summary.json"
+
+
+def load_summaries(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """The ``summary.json`` of each finished search in ``run_dirs``, with ``run_dir``
+    added. All must share benchmark and objectives (or their fronts would not compare);
+    devices and datasets may differ (e.g. one space's fronts on two devices)."""
+    if len(run_dirs) < 1:
+        raise HwnasError("compare needs at least one search directory")
+    out = []
+    for d in run_dirs:
+        path = Path(d) / SUMMARY_NAME
+        if not path.is_file():
+            raise HwnasError(
+                f"no {SUMMARY_NAME} in '{d}' (a finished 'hwnas search --out {d}'; "
+                f"a killed one: 'hwnas search --resume {d}' first)"
+            )
+        try:
+            s = json.loads(path.read_text())
+            names = [o["name"] for o in s["objectives"]]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise HwnasError(f"'{path}' is not a search summary ({e})") from None
+        missing = [k for k in ("benchmark", "algorithm", "evaluations", "pareto") if k not in s]
+        if missing:
+            raise HwnasError(f"'{path}' is not a search summary (no {', '.join(missing)})")
+        s["run_dir"] = str(d)
+        s["objective_names"] = names
+        out.append(s)
+    first = out[0]["objective_names"]
+    for s in out[1:]:
+        if s["benchmark"] != out[0]["benchmark"]:
+            raise HwnasError(
+                f"'{s['run_dir']}' searched {s['benchmark']}, '{out[0]['run_dir']}' "
+                f"{out[0]['benchmark']}: fronts of different spaces do not compare"
+            )
+        if s["objective_names"] != first:
+            raise HwnasError(
+                f"'{s['run_dir']}' has objectives {', '.join(s['objective_names'])}, "
+                f"'{out[0]['run_dir']}' {', '.join(first)}: fronts of different objectives "
+                "do not compare"
+            )
+    return out
+
+
+def _where(s: dict[str, Any]) -> str:
+    opts = s.get("benchmark_options") or {}
+    parts = [s["benchmark"]] + [
+        ",".join(v) if isinstance(v, list) else str(v)
+        for k, v in opts.items()
+        if k in ("dataset", "devices") and v
+    ]
+    return " ".join(parts)
+
+
+def compare_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per search: where it ran, its budget and its quality measures."""
+    keys = ("hv_fraction", "front_recall", "igd", "hypervolume")
+    return [
+        {
+            "run_dir": s["run_dir"],
+            "algorithm": s["algorithm"],
+            "seed": s.get("seed"),
+            "on": _where(s),
+            "evaluations": s["evaluations"],
+            "front_size": len(s["pareto"]),
+            **{k: s.get(k) for k in keys},
+        }
+        for s in summaries
+    ]
+
+
+def _label(objective: dict[str, Any]) -> str:
+    unit = objective.get("unit")
+    return f"{objective['name']} ({unit})" if unit else objective["name"]
+
+
+def plot_compare(summaries: list[dict[str, Any]], path: str | Path) -> Path:
+    """The fronts found by each search, as staircases on the first two objectives."""
+    from hwnas.report.plots import _plt, _save, zoom_on_fronts
+
+    plt = _plt()
+    objs = summaries[0]["objectives"]
+    i, j = (1, 0) if len(objs) > 1 else (0, 0)
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=110)
+    ys = []
+    places = sorted({_where(s) for s in summaries})
+    for s in summaries:
+        if not s["pareto"]:
+            continue
+        P = np.array([[p[objs[i]["name"]], p[objs[j]["name"]]] for p in s["pareto"]])
+        o = np.argsort(P[:, 0])
+        label = f"{s['algorithm']} seed {s.get('seed')} ({Path(s['run_dir']).name})"
+        if len(places) > 1:
+            label += f" on {_where(s)}"
+        if s.get("hv_fraction") is not None:
+            label += f", HV {s['hv_fraction']:.4f}"
+        (line,) = ax.step(P[o, 0], P[o, 1], where="post", lw=1.4, label=label)
+        ax.scatter(P[:, 0], P[:, 1], s=14, color=line.get_color())
+        ys.append(P[:, 1])
+    if objs[j].get("direction") == "max":
+        zoom_on_fronts(ax, ys)
+    ax.set_xlabel(_label(objs[i]))
+    ax.set_ylabel(_label(objs[j]))
+    ax.set_title("fronts found" + (f": {places[0]}" if len(places) == 1 else ""), fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _save(plt, fig, path)
