@@ -311,6 +311,36 @@ def test_cli_from_search_end_to_end(tmp_path: Path, data_dir: Path) -> None:
     assert json.loads(r.stdout.strip().splitlines()[-1])["params"] == s["params"]
 
 
+def test_cli_from_an_nb201_dsearch(tmp_path: Path, data_dir: Path) -> None:
+    """dsearch --space nb201 writes the cell as its genotype; dtrain --from-search reads it
+    as an NB201 cell (it was taken for a DARTS genotype name)."""
+    from typer.testing import CliRunner
+
+    from hwnas.cli import app
+
+    search = tmp_path / "search"
+    r = CliRunner().invoke(
+        app,
+        ["dsearch", "--space", "nb201", "--constraint", "params<=6e5", "--epochs", "1",
+         "--steps-per-epoch", "1", "--batch-size", "16", "--train-subset", "64",
+         "--threads", "1", "--out", str(search), "--no-progress"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    arch = json.loads((search / "summary.json").read_text())["genotype"]
+    assert genotype_from_search(search) == ("nb201", arch)
+    out = tmp_path / "run"
+    r = CliRunner().invoke(
+        _app(),
+        ["dtrain", "--from-search", str(search), "--dataset", "digits", "--epochs", "1",
+         "--C", "4", "--layers", "1", "--train-subset", "64", "--test-subset", "64",
+         "--batch-size", "32", "--no-latency", "--threads", "1", "--out", str(out),
+         "--no-progress"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    s = json.loads((out / "summary.json").read_text())
+    assert s["space"] == "nb201" and s["arch"] == arch
+
+
 def test_cli_nb201_arch_digits(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

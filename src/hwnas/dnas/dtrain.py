@@ -151,8 +151,9 @@ def resolve_arch(space: str, value: Any) -> dict[str, Any] | str:
 
 
 def genotype_from_search(run_dir: str | os.PathLike[str]) -> tuple[str, dict[str, Any] | str]:
-    """``(space, architecture)`` from a search run's ``summary.json`` (key ``genotype``:
-    a DARTS genotype dict; key ``arch_str``: an NB201 cell)."""
+    """``(space, architecture)`` from a search run's ``summary.json``: key ``genotype``
+    (a DARTS genotype, or with ``space: nb201`` an NB201 arch string, as ``hwnas
+    dsearch`` writes them) or key ``arch_str`` (an NB201 cell)."""
     path = Path(run_dir).expanduser()
     if path.is_dir():
         path = path / SUMMARY_NAME
@@ -163,8 +164,14 @@ def genotype_from_search(run_dir: str | os.PathLike[str]) -> tuple[str, dict[str
         raise HwnasError(f"search summary '{path}' is not a JSON object")
     if data.get("arch_str"):
         return "nb201", resolve_arch("nb201", data["arch_str"])
-    if data.get("genotype"):
-        return "darts", resolve_arch("darts", data["genotype"])
+    genotype = data.get("genotype")
+    if genotype:
+        # 'hwnas dsearch --space nb201' stores the cell's arch string as its genotype
+        nb201 = data.get("space") == "nb201" or (
+            isinstance(genotype, str) and genotype.startswith("|")
+        )
+        space = "nb201" if nb201 else "darts"
+        return space, resolve_arch(space, genotype)
     raise HwnasError(f"search summary '{path}' holds no 'genotype' or 'arch_str'")
 
 
