@@ -313,6 +313,16 @@ def test_dedup_and_budget():
     assert p.n_evaluated == 5 and answered.tolist() == [True, True, True, False, False]
 
 
+def test_budget_beyond_the_space_stops_at_its_size(nb201_pixel3):
+    with pytest.warns(UserWarning, match="more than the 15625 architectures of nb201"):
+        p = SearchProblem(nb201_pixel3, 20000)
+    assert p.budget == 15625
+    ev = FlakyEvaluator()  # no table: the space's size bounds the budget
+    assert SearchProblem(ev, 100).budget == 100
+    with pytest.warns(UserWarning, match="stops at 15625"):
+        assert SearchProblem(ev, 10**6).budget == 15625
+
+
 def test_hvi_2d_matches_hypervolume_difference():
     rng = np.random.default_rng(0)
     front = rng.random((8, 2))

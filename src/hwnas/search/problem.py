@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -100,25 +101,34 @@ class SearchProblem:
         self.exact: ExactFront | None = None
         self.history: list[dict[str, float]] = []
         self._front_idx: list[int] = []
-        if exact_front:
-            table = evaluator.table()
-            if table is not None:
-                vecs, values = table
-                F_all = values * self.signs[None, :]
-                feas = self._feasible(values)
-                if not feas.any():
-                    ranges = ", ".join(
-                        f"{c.objective} {values[:, i].min():.4g}..{values[:, i].max():.4g}"
-                        for c, i in zip(self.constraints, self._cidx, strict=True)
-                    )
-                    raise HwnasError(
-                        f"no architecture in the benchmark's table satisfies "
-                        f"{' and '.join(map(str, self.constraints))} (the table has {ranges})"
-                    )
-                self.exact = ExactFront.from_table(self.space.keys(vecs), F_all, feas)
-                self._exact_keys = set(self.exact.keys)
-                self._exact_dist = np.full(len(self.exact.keys), np.inf)
-                self._found: set[str] = set()
+        table = evaluator.table() if exact_front else None
+        if table is not None:
+            vecs, values = table
+            F_all = values * self.signs[None, :]
+            feas = self._feasible(values)
+            if not feas.any():
+                ranges = ", ".join(
+                    f"{c.objective} {values[:, i].min():.4g}..{values[:, i].max():.4g}"
+                    for c, i in zip(self.constraints, self._cidx, strict=True)
+                )
+                raise HwnasError(
+                    f"no architecture in the benchmark's table satisfies "
+                    f"{' and '.join(map(str, self.constraints))} (the table has {ranges})"
+                )
+            self.exact = ExactFront.from_table(self.space.keys(vecs), F_all, feas)
+            self._exact_keys = set(self.exact.keys)
+            self._exact_dist = np.full(len(self.exact.keys), np.inf)
+            self._found: set[str] = set()
+        # an evaluation counts once per distinct architecture: a budget beyond the space
+        # could never be spent (the search would stall at the end instead)
+        n_arch = len(table[0]) if table is not None else self.space.size()
+        if budget > n_arch:
+            warnings.warn(
+                f"a budget of {budget} evaluations is more than the {n_arch} architectures "
+                f"of {self.space.name}; the search stops at {n_arch}",
+                stacklevel=2,
+            )
+            self.budget = n_arch
         if store is not None and run_id is not None:
             self.attach_store(store, run_id)
 
