@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,3 +36,22 @@ def nb201_pixel3():
     from hwnas.bench import get_benchmark
 
     return get_benchmark("nb201", dataset="cifar10", devices="pixel3")
+
+
+@pytest.fixture
+def kill_when() -> Callable[[subprocess.Popen, Callable[[], bool], str], None]:
+    """``kill_when(proc, ready, what)``: SIGKILL ``proc`` as soon as ``ready()`` holds
+    (polled every 20 ms, for up to 120 s); the test fails if ``what`` ends first."""
+
+    def kill(proc: subprocess.Popen, ready: Callable[[], bool], what: str) -> None:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if ready():
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"{what} ended before it could be killed (rc {proc.returncode})")
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    return kill

@@ -3,11 +3,9 @@ latency tables, predictors fitted on measurements, and a search on a saved predi
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -67,7 +65,7 @@ def test_stratified_sample_spans_the_size_range(space):
 
 
 # ---- profile: SIGKILL, then resume ------------------------------------------------------
-def test_profile_killed_then_resumed(tmp_path, space):
+def test_profile_killed_then_resumed(tmp_path, space, kill_when):
     from hwnas.measure.profile import load_profile, profile_space
 
     n = 6
@@ -79,15 +77,7 @@ def test_profile_killed_then_resumed(tmp_path, space):
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(_cli(*args), env=env, stdout=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if db.exists() and len(_rows(db)) >= 2:
-            break
-        if proc.poll() is not None:
-            pytest.fail(f"profile ended before it could be killed (rc {proc.returncode})")
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_when(proc, lambda: db.exists() and len(_rows(db)) >= 2, "profile")
     before = _rows(db)
     assert 2 <= len(before) < n, "kill landed outside the profile"
 

@@ -3,11 +3,9 @@ evaluation, and ends where an uninterrupted search with the same seed ends."""
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -29,20 +27,12 @@ def _cli(*args):
 
 
 @pytest.mark.parametrize("algorithm", ["nsga2", pytest.param("random", marks=pytest.mark.slow)])
-def test_sigkill_then_resume(algorithm, tmp_path, data_dir):
+def test_sigkill_then_resume(algorithm, tmp_path, data_dir, kill_when):
     run_dir = tmp_path / "run"
     db = run_dir / "results.sqlite"
     args = ["search", "--algorithm", algorithm, "--evaluations", str(BUDGET), "--seed", "3"]
     proc = subprocess.Popen(_cli(*args, "--out", str(run_dir)), env=os.environ.copy())
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if db.exists() and len(_rows(db)) >= 150:
-            break
-        if proc.poll() is not None:
-            pytest.fail(f"search ended before it could be killed (rc {proc.returncode})")
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_when(proc, lambda: db.exists() and len(_rows(db)) >= 150, "search")
     before = _rows(db)
     assert 150 <= len(before) < BUDGET, "kill landed outside the search"
     assert not (run_dir / "summary.json").exists()
@@ -108,7 +98,7 @@ def test_resume_with_a_larger_budget(tmp_path, data_dir):
         resume_search(tmp_path, evaluations=50)
 
 
-def test_search_efficiency_study_killed_then_resumed(tmp_path, data_dir, monkeypatch):
+def test_search_efficiency_study_killed_then_resumed(tmp_path, data_dir, monkeypatch, kill_when):
     """A study killed with SIGKILL keeps its finished runs in records.jsonl; --resume runs
     only the rest and gives what an uninterrupted study gives."""
     from typer.testing import CliRunner
@@ -121,15 +111,9 @@ def test_search_efficiency_study_killed_then_resumed(tmp_path, data_dir, monkeyp
     args = ["bench", "search-efficiency", "--devices", "fpga", "--algorithms", "random"]
     args += ["--evaluations", "20", "--seeds", "8", "--out", str(out), "--json"]
     proc = subprocess.Popen(_cli(*args), env=os.environ.copy(), stdout=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if records.exists() and len(records.read_text().splitlines()) >= 2:
-            break
-        if proc.poll() is not None:
-            pytest.fail(f"study ended before it could be killed (rc {proc.returncode})")
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_when(
+        proc, lambda: records.exists() and len(records.read_text().splitlines()) >= 2, "study"
+    )
     kept = len(eff._finished_runs(records))
     assert 2 <= kept < 8, "kill landed outside the study"
     with records.open("a") as f:
