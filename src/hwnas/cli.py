@@ -439,11 +439,14 @@ def _predictor_data(
     benchmark: str, target: str, dataset: str | None, data_dir: str | None
 ) -> tuple[Any, Any, Any]:
     """Features, target values and (cost targets) the feature views LINAS chooses among."""
-    from hwnas.bench import get_benchmark
+    from hwnas.bench import BENCHMARKS, get_benchmark
 
     kind, _, device = target.partition(":")
-    if kind == "latency" and not device and benchmark == "nb201":
-        raise HwnasError("target 'latency' needs a device: --target latency:DEVICE")
+    if kind == "latency" and not device:
+        # a benchmark with a choice of devices (NB201: 27) is told which; OFA has one
+        known = BENCHMARKS.get(benchmark).available_devices(data_dir)
+        if known is not None and len(known) > 1:
+            raise HwnasError("target 'latency' needs a device: --target latency:DEVICE")
     opts = _benchmark_options(benchmark, dataset, device or None)
     bench = get_benchmark(benchmark, data_dir=data_dir, **opts)
     names = [o.name for o in bench.objectives]
