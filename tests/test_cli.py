@@ -74,12 +74,39 @@ def hwnas(*args, env=None):
             None,
             "--sizes must be comma-separated integers, got '25,abc'",
         ),
+        (["predictors", "evaluate", "--sizes", ""], None, "need at least one entry"),
+        (["predictors", "evaluate", "--target", "accuracy:pixel3"], None, "only latency takes"),
+        # typer's own usage errors are one line too
+        (["search", "--evaluations", "0", "--out", "{tmp}"], None, "'--evaluations'"),
+        (["search", "--seed", "-1", "--out", "{tmp}"], None, "'--seed'"),
+        (["search", "--bogus"], None, "No such option: --bogus"),
+        (["compare"], None, "Missing argument"),
+        # paths that cannot be written
+        (["search", "--evaluations", "5", "--out", "{tmp}/afile"], None, "File exists"),
+        (["search", "--evaluations", "5", "--out", "{tmp}/afile/x"], None, "Not a directory"),
+        (["compare", "{tmp}/done", "--out", "{tmp}/x.txt"], None, "use one of the suffixes"),
+        (["search", "--device", ",", "--out", "{tmp}"], None, "--device is empty"),
+        (["search", "--device", "pixel3,pixel3", "--out", "{tmp}"], None, "given twice"),
+        (["evaluate", "[true, 1, 1, 1, 1, 1]"], None, "must hold integers"),
+        (["evaluate", "[3, 3, 1, 1, 2, 3.5]"], None, "must hold integers"),
+        (
+            ["bench", "search-efficiency", "--devices", "pixel3,nope", "--out", "{tmp}"],
+            None,
+            "unknown device 'nope'",
+        ),
     ],
 )
 def test_bad_input_one_line_exit_2(args, env, message, tmp_path, data_dir):
     corrupt = tmp_path / "corrupt" / "nb201"
     corrupt.mkdir(parents=True)
     (corrupt / "nb201_acc200_latency27.csv.gz").write_bytes(b"not gzip at all")
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "done").mkdir()
+    summary = {"benchmark": "nb201", "algorithm": "random", "evaluations": 0, "pareto": []}
+    objectives = [{"name": "accuracy", "direction": "max"}, {"name": "latency"}]
+    (tmp_path / "done" / "summary.json").write_text(
+        json.dumps({**summary, "objectives": objectives})
+    )
     fill = lambda s: s.replace("{tmp}", str(tmp_path))  # noqa: E731
     res = hwnas(*map(fill, args), env={k: fill(v) for k, v in (env or {}).items()})
     assert res.returncode == 2, res.stderr
@@ -109,11 +136,14 @@ def test_search_cli_human_output(tmp_path, data_dir):
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "HV fraction" in res.stdout and "Pareto front" in res.stdout
-    assert "already holds a search" not in res.stderr
+    assert "held an earlier search" not in res.stderr
     # the same --out again: a second run beside the first, and the user is told so
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert "already holds a search" in res.stderr and "--resume" in res.stderr
+    assert "held an earlier search" in res.stderr and "--resume" in res.stderr
+    # a search refused at the start stores nothing, so no such note either
+    res = runner.invoke(app, [*args, "--constraint", "latency<=0.001"])
+    assert res.exit_code != 0 and "held an earlier search" not in res.stderr
 
 
 def test_compare_searches(tmp_path, data_dir):
@@ -144,6 +174,18 @@ def test_compare_searches(tmp_path, data_dir):
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["compare", runs[0], str(ofa), "--out", str(png)])
     assert res.exit_code != 0 and "do not compare" in str(res.exception)
+    # --out a directory: the plot goes inside it, and the table says where
+    res = runner.invoke(app, ["compare", *runs[:2], "--out", str(tmp_path / "cmp")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "cmp" / "compare.png").stat().st_size > 5000
+    assert "compare.png" in res.stdout.replace("\n", "")
+    # searches under different constraints: compared, with a warning
+    args = ["search", "--algorithm", "random", "--evaluations", "30", "--constraint"]
+    res = runner.invoke(app, [*args, "latency<=10", "--out", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    with pytest.warns(UserWarning, match="different constraints"):
+        res = runner.invoke(app, ["compare", runs[0], str(tmp_path / "c"), "--out", str(png)])
+    assert res.exit_code == 0, res.output
 
 
 def test_listings(data_dir):

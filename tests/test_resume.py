@@ -10,6 +10,7 @@ import sys
 import pytest
 
 BUDGET = 1200
+STORE = "results.sqlite"
 
 
 def _rows(db):
@@ -137,3 +138,16 @@ def test_search_efficiency_study_killed_then_resumed(tmp_path, data_dir, monkeyp
     monkeypatch.undo()
     fresh = eff.search_efficiency("nb201", ["fpga"], ["random"], 20, 8, jobs=2)
     assert [r["hv_fraction"] for r in resumed] == [r["hv_fraction"] for r in fresh]
+
+
+@pytest.mark.parametrize(
+    "algorithm, budget, more", [("random", 3300, 3400), ("nsga2[pop_size=2]", 410, 430)]
+)
+def test_resume_replays_past_the_stall_limit(algorithm, budget, more, tmp_path, data_dir):
+    """Replaying a long stored run answers every batch from the store; those batches are
+    progress, not stalls (200 replayed batches once stopped the search, adding nothing)."""
+    from hwnas.search.runner import resume_search, run_search
+
+    run_search({"algorithm": algorithm, "evaluations": budget}, out=tmp_path)
+    summary = resume_search(tmp_path, evaluations=more)
+    assert summary["evaluations"] == more == len({k for _, k in _rows(tmp_path / STORE)})

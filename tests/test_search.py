@@ -19,6 +19,7 @@ from hwnas.search.spec import (
     split_algorithms,
 )
 from hwnas.space import get_space
+from hwnas.space.base import Dimension, SearchSpace
 
 ALL = ["random", "nsga2", "agemoea", "unsga3", "moead", "ctaea", "motpe", "nsga2-optuna", "linas"]
 
@@ -487,3 +488,126 @@ def test_linas_quality_weights_option(data_dir):
     keys = {qw: [p["arch_key"] for p in s["pareto"]] for qw, s in runs.items()}
     hist = {qw: s["hv_fraction_history"] for qw, s in runs.items()}
     assert keys["rank"] != keys["none"] or hist["rank"] != hist["none"]
+
+
+class TinySpace(SearchSpace):
+    """Two choices of 100: 10,000 architectures, so a search can exhaust it."""
+
+    name = "tiny"
+    dims = (Dimension("a", tuple(range(100))), Dimension("b", tuple(range(100))))
+
+    def decode(self, vector):
+        return [int(v) for v in vector]
+
+    def encode(self, config):
+        return self.validate(config)
+
+
+class TinyEvaluator(Evaluator):
+    source = "measured"
+
+    def __init__(self) -> None:
+        self.space = TinySpace()
+        self.objectives = [Objective("accuracy", "max", "%", "quality"), Objective("latency")]
+
+    def evaluate(self, vectors):
+        return np.stack([vectors.sum(1).astype(float), 1.0 + vectors[:, 0]], 1)
+
+
+def test_random_search_exhausts_a_small_space():
+    # uniform draws would rarely hit the last few unseen architectures before the stall
+    # limit; random search then draws from the ones left
+    p = SearchProblem(TinyEvaluator(), 10_000)
+    ALGORITHMS.get("random")(seed=0).run(p)
+    assert p.n_evaluated == 10_000 and len(set(p.keys)) == 10_000
+
+
+def test_a_search_that_stops_short_says_so(data_dir, monkeypatch):
+    class Stubborn:
+        """Proposes one architecture again and again (a converged search)."""
+
+        def check(self, problem):
+            pass
+
+        def run(self, problem):
+            for _ in range(5):
+                problem.evaluate(np.zeros((1, 6), dtype=np.int64))
+
+    monkeypatch.setattr("hwnas.search.runner.build_algorithm", lambda *a, **k: Stubborn())
+    with pytest.warns(UserWarning, match="stopped at 1 of 20 evaluations"):
+        summary = run_search({"algorithm": "random", "evaluations": 20})
+    assert summary["evaluations"] == 1 and summary["budget"] == 20
+
+
+def test_no_feasible_architecture_gives_valid_json(tmp_path, data_dir):
+    # raspi4 latency <= 5 ms exists in the table, but not among the first few evaluations
+    config = {
+        "benchmark_options": {"devices": "pixel3,raspi4"},
+        "algorithm": "random",
+        "evaluations": 3,
+        "constraints": ["latency_raspi4<=2.5"],
+        "algorithm_options": {},
+    }
+    summary = run_search(config, out=tmp_path)
+    assert summary["feasible"] == 0 and summary["igd"] is None
+    assert summary["igd_history"] == [None] * 3
+
+    def refuse(name):
+        raise AssertionError(f"{name} in summary.json")
+
+    json.loads((tmp_path / "summary.json").read_text(), parse_constant=refuse)
+
+
+def test_summary_records_the_algorithm_options(data_dir):
+    summary = run_search(
+        {"algorithm": "nsga2", "algorithm_options": {"pop_size": 10}, "evaluations": 20}
+    )
+    assert summary["algorithm_options"] == {"pop_size": 10}
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"seed": -1}, "seed"),
+        ({"seed": 2**70}, "seed"),
+        ({"evaluations": True}, "evaluations"),
+        ({"benchmark_options": {"devices": "pixel3", "foo": 1}}, "has no option foo"),
+        ({"benchmark_options": {"devices": 5}}, "devices must be device names"),
+        ({"benchmark_options": {"devices": "pixel3,pixel3"}}, "pixel3 given twice"),
+        ({"algorithm": "linas[batch_size=-5]"}, "batch_size must be >= 1"),
+        ({"algorithm": "linas[ensemble=0]"}, "ensemble must be >= 1"),
+        ({"algorithm": "linas[kappa=nan]"}, "kappa must be a finite number"),
+        ({"algorithm": "linas[predictors=foo]"}, "unknown predictor 'foo'"),
+        ({"algorithm": "nsga2[pop_size=0]"}, "pop_size must be >= 1"),
+    ],
+)
+def test_bad_search_configs_fail_before_any_evaluation(config, message, tmp_path, data_dir):
+    with pytest.raises(HwnasError, match=message):
+        run_search({"evaluations": 20, **config}, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # nothing stored
+
+
+def test_resume_needs_a_stored_run(tmp_path, data_dir):
+    with pytest.raises(HwnasError, match="needs the run directory"):
+        run_search({"evaluations": 20}, resume=True)
+    with pytest.raises(HwnasError, match="no results store"):
+        run_search({"evaluations": 20}, out=tmp_path / "new", resume=True)
+    assert not (tmp_path / "new").exists()
+
+
+def test_registry_descriptions_are_whole_sentences():
+    for name in ALGORITHMS.names():
+        assert ALGORITHMS.describe(name).endswith((".", ")")), name
+    assert "inner NSGA-II" in ALGORITHMS.describe("linas")
+
+
+def test_study_refuses_empty_or_repeated_devices_and_algorithms(data_dir):
+    for devices, algorithms, message in (
+        ([], ["random"], "at least one device"),
+        (["pixel3"], [], "at least one algorithm"),
+        (["pixel3", "pixel3"], ["random"], "device pixel3 given twice"),
+        (["pixel3"], ["random", "random"], "algorithm random given twice"),
+        (["pixel3", "nope"], ["random"], "unknown device 'nope'"),
+    ):
+        with pytest.raises(HwnasError, match=message):
+            search_efficiency("nb201", devices, algorithms, 10, 1)

@@ -54,6 +54,9 @@ def _benchmark_options(benchmark: str, dataset: str | None, device: str | None) 
     from hwnas.bench import BENCHMARKS
 
     defaults = BENCHMARKS.get(benchmark).DEFAULT_OPTIONS
+    for flag, value in (("--dataset", dataset), ("--device", device)):
+        if value is not None and not _csv(value):
+            raise HwnasError(f"{flag} is empty (leave it out for the benchmark's default)")
     dataset = dataset or defaults.get("dataset")
     device = device or defaults.get("devices")
     opts: dict[str, Any] = {}
@@ -94,7 +97,7 @@ def search(
     evaluations: Annotated[
         int, typer.Option(min=1, help="Evaluation budget (distinct architectures).")
     ] = 200,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 0,
     constraint: Annotated[
         list[str] | None, typer.Option(help="Hard constraint, e.g. 'latency<=5' (repeatable).")
     ] = None,
@@ -133,13 +136,7 @@ def search(
     else:
         if out is None:
             raise HwnasError("--out DIR is required (or --resume DIR)")
-        if (out / STORE_NAME).exists():
-            console.print(
-                f"note: {escape(str(out))} already holds a search; this one is stored beside "
-                f"it and its CSVs, plot and summary replace the old ones (--resume "
-                f"{escape(str(out))} would continue the latest instead)",
-                soft_wrap=True,
-            )
+        had_search = (out / STORE_NAME).exists()
         config = {
             "benchmark": benchmark,
             "benchmark_options": _benchmark_options(benchmark, dataset, device),
@@ -152,6 +149,13 @@ def search(
         }
         with progress_bar(f"{algorithm} on {benchmark}") as update:
             summary = run_search(config, out=out, progress=update)
+        if had_search:  # said once the search ran: a refused one stores nothing
+            console.print(
+                f"note: {escape(str(out))} held an earlier search; this one is stored beside "
+                f"it and its CSVs, plots and summary replaced the old ones (--resume "
+                f"{escape(str(out))} continues the latest)",
+                soft_wrap=True,
+            )
     if as_json:
         _print_json({k: v for k, v in summary.items() if not k.endswith("history")})
         return
@@ -176,7 +180,8 @@ def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
     if s.get("hv_fraction") is not None:
         line += (
             f", HV fraction {s['hv_fraction']:.4f}, front recall {s['front_recall']:.3f}"
-            f" ({s['exact_front_size']} on the exact front), IGD {s['igd']:.4f}"
+            f" ({s['exact_front_size']} on the exact front), IGD "
+            + (f"{s['igd']:.4f}" if s["igd"] is not None else "-")
         )
     else:
         line += f", hypervolume {s['hypervolume']:.4g}"
@@ -260,8 +265,10 @@ def _parse_arch(space: Any, text: str) -> Any:
         value = json.loads(text)
     except json.JSONDecodeError:
         value = text
-    if isinstance(value, list) and all(isinstance(v, int) for v in value):
-        return space.validate(value)
+    if isinstance(value, list) and all(isinstance(v, int | float) for v in value):
+        if any(isinstance(v, bool) or v != int(v) for v in value):
+            raise HwnasError(f"{space.name}: architecture vector must hold integers, got {text}")
+        return space.validate([int(v) for v in value])
     return space.encode(value)
 
 
@@ -391,6 +398,8 @@ def predictors_evaluate(
     from hwnas.cli_measure import int_list
 
     model_list, size_list = _csv(models), int_list(sizes, "--sizes")
+    if not model_list or not size_list:
+        raise HwnasError("--models and --sizes each need at least one entry")
     n_fits = len(model_list) * len(size_list) * trials
     done = [0]
     with progress_bar("fitting") as update:
@@ -442,6 +451,10 @@ def _predictor_data(
     from hwnas.bench import BENCHMARKS, get_benchmark
 
     kind, _, device = target.partition(":")
+    if device and kind != "latency":
+        raise HwnasError(
+            f"target '{target}': only latency takes a device (accuracy, latency:DEVICE)"
+        )
     if kind == "latency" and not device:
         # a benchmark with a choice of devices (NB201: 27) is told which; OFA has one
         known = BENCHMARKS.get(benchmark).available_devices(data_dir)
@@ -481,14 +494,14 @@ def bench_search_efficiency(
         str,
         typer.Option(
             help="Comma-separated algorithms; options in brackets compare variants, "
-            "e.g. 'linas,linas[class_mean=false]'."
+            "e.g. 'linas,linas\\[class_mean=false]'."  # \\[: not rich markup
         ),
     ] = "random,nsga2,linas",
     evaluations: Annotated[int, typer.Option(min=1)] = 200,
     seeds: Annotated[int, typer.Option(min=1)] = 10,
-    first_seed: Annotated[int, typer.Option(help="Seeds run from this one up.")] = 0,
+    first_seed: Annotated[int, typer.Option(min=0, help="Seeds run from this one up.")] = 0,
     dataset: str = "cifar10",
-    jobs: Annotated[int, typer.Option(help="Parallel worker processes.")] = 1,
+    jobs: Annotated[int, typer.Option(min=1, help="Parallel worker processes.")] = 1,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/search-efficiency"),
     resume: Annotated[
         bool,
@@ -585,7 +598,9 @@ def _print_study_table(
 @app.command()
 def compare(
     runs: Annotated[list[Path], typer.Argument(help="Search directories (hwnas search --out).")],
-    out: Annotated[Path, typer.Option(help="Plot of the fronts found.")] = Path("runs/compare.png"),
+    out: Annotated[
+        Path, typer.Option(help="Plot of the fronts found (a directory: DIR/compare.png).")
+    ] = Path("runs/compare.png"),
     as_json: JsonFlag = False,
 ) -> None:
     """Finished searches side by side: quality per search and their fronts in one plot."""
@@ -593,11 +608,11 @@ def compare(
 
     summaries = load_summaries(runs)
     rows = compare_rows(summaries)
-    plot_compare(summaries, out)
+    plot = plot_compare(summaries, out)
     if as_json:
         _print_json(rows)
         return
-    table = Table(title=f"searches compared (fronts in {out})")
+    table = Table(title=f"searches compared (fronts in {plot})")
     for col in ("run", "algorithm", "seed", "on", "evals", "front", "HV fraction", "recall"):
         table.add_column(col, justify="right", overflow="fold")
     for r in rows:
@@ -685,16 +700,51 @@ _python_showwarning = warnings.showwarning
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app; user errors become one line on stderr and exit code 2."""
+    """Entry point: run the app; user errors, bad flags included, become one ``error:``
+    line on stderr and exit code 2."""
     warnings.showwarning = _show_warning
     try:
-        app(args=argv, standalone_mode=True)
+        code = app(args=argv, standalone_mode=False)
     except HwnasError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
+        _exit_with_error(str(exc), 2)
+    except typer.Abort:
+        console.print("aborted")
+        sys.exit(1)
+    except _PATH_ERRORS as exc:
+        # a path the user gave that cannot be read or written (an --out that is a file,
+        # a read-only dir): one line; other OS errors keep their traceback
+        if exc.filename is None:
+            raise
+        where = f"'{exc.filename}'" + (f" -> '{exc.filename2}'" if exc.filename2 else "")
+        _exit_with_error(f"{exc.strerror or exc}: {where}", 2)
+    except Exception as exc:
+        # typer's (click's) usage errors: a missing argument, an unknown option, a value
+        # out of range; recognised by shape, as typer vendors click privately
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.exit(exc.exit_code)  # the help is already printed
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        _exit_with_error(f"{exc.format_message()}{hint}", exc.exit_code)
+    if code == 130:
         console.print("interrupted; a run with --out can continue with --resume DIR")
-        sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+_PATH_ERRORS = (
+    FileExistsError,
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+
+
+def _exit_with_error(message: str, code: int) -> None:
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

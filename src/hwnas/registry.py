@@ -28,7 +28,9 @@ class Registry(Generic[T]):
                 raise ValueError(f"{self.kind} '{name}' registered twice")
             self._items[name] = obj
             text = doc if doc is not None else (getattr(obj, "__doc__", None) or "")
-            self._docs[name] = text.strip().splitlines()[0] if text.strip() else ""
+            # the first paragraph, as one line (a first line alone stops mid-sentence)
+            first = text.strip().split("\n\n")[0]
+            self._docs[name] = " ".join(first.split())
             return obj
 
         return deco

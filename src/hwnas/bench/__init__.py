@@ -2,12 +2,23 @@
 
 from hwnas.bench import nb201, ofa_mbv3  # noqa: F401  (register built-ins)
 from hwnas.bench.base import Evaluator, Objective, to_minimisation
+from hwnas.errors import HwnasError
 from hwnas.registry import BENCHMARKS
 
 
 def get_benchmark(name: str, **kwargs: object) -> Evaluator:
     """Instantiate a registered benchmark by name with its options."""
-    return BENCHMARKS.get(name)(**kwargs)
+    import inspect
+
+    factory = BENCHMARKS.get(name)
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    known = [p.name for p in inspect.signature(factory).parameters.values() if p.kind in named]
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise HwnasError(
+            f"benchmark '{name}' has no option {', '.join(unknown)} (options: {', '.join(known)})"
+        )
+    return factory(**kwargs)
 
 
 __all__ = ["BENCHMARKS", "Evaluator", "Objective", "get_benchmark", "to_minimisation"]

@@ -84,7 +84,12 @@ class NB201Benchmark(Evaluator):
         self.row_of_code, df = _load_table(data_file(NB201_FILE, data_dir))
         # "pixel3,raspi4" (as the CLI and a stored run config give it) or a list
         devices = [d.strip() for d in devices.split(",")] if isinstance(devices, str) else devices
-        devices = list(devices)
+        devices = list(devices) if isinstance(devices, list | tuple) else [devices]
+        if not devices or any(not isinstance(d, str) or not d for d in devices):
+            raise HwnasError(f"nb201: devices must be device names, got {devices!r}")
+        repeated = sorted({d for d in devices if devices.count(d) > 1})
+        if repeated:
+            raise HwnasError(f"nb201: device {', '.join(repeated)} given twice")
         known = sorted(c[4:] for c in df.columns if c.startswith("lat_"))
         for dev in devices:
             if dev not in known:

@@ -4,6 +4,7 @@ one plot (e.g. two algorithms, or two seeds, on the same benchmark and device)."
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ def load_summaries(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise HwnasError(f"'{path}' is not a search summary ({e})") from None
         missing = [k for k in ("benchmark", "algorithm", "evaluations", "pareto") if k not in s]
+        missing += [] if names else ["objectives"]
         if missing:
             raise HwnasError(f"'{path}' is not a search summary (no {', '.join(missing)})")
         s["run_dir"] = str(d)
@@ -53,6 +55,13 @@ def load_summaries(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
                 f"'{out[0]['run_dir']}' {', '.join(first)}: fronts of different objectives "
                 "do not compare"
             )
+    constraints = {tuple(s.get("constraints") or ()) for s in out}
+    if len(constraints) > 1:
+        warnings.warn(
+            "these searches ran under different constraints: each HV fraction and recall "
+            "is measured against the exact front under its own constraints",
+            stacklevel=2,
+        )
     return out
 
 
@@ -90,8 +99,19 @@ def _label(objective: dict[str, Any]) -> str:
 
 def plot_compare(summaries: list[dict[str, Any]], path: str | Path) -> Path:
     """The fronts found by each search, as staircases on the first two objectives."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
     from hwnas.report.plots import _plt, _save, zoom_on_fronts
 
+    path = Path(path)
+    if path.is_dir():
+        path = path / "compare.png"
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix.lstrip(".").lower() not in kinds:
+        raise HwnasError(
+            f"cannot write a plot to '{path}': use one of the suffixes "
+            f"{', '.join('.' + k for k in sorted(kinds))}"
+        )
     plt = _plt()
     objs = summaries[0]["objectives"]
     i, j = (1, 0) if len(objs) > 1 else (0, 0)
@@ -117,7 +137,7 @@ def plot_compare(summaries: list[dict[str, Any]], path: str | Path) -> Path:
     ax.set_ylabel(_label(objs[j]))
     ax.set_title("fronts found" + (f": {places[0]}" if len(places) == 1 else ""), fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    path = Path(path)
+    if ys:
+        ax.legend(fontsize=7)
     path.parent.mkdir(parents=True, exist_ok=True)
     return _save(plt, fig, path)

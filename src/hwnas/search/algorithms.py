@@ -38,6 +38,8 @@ class SearchAlgorithm(ABC):
     supports_constraints: ClassVar[bool] = True
 
     def __init__(self, seed: int = 0, pop_size: int | None = None) -> None:
+        if pop_size is not None and pop_size < 1:
+            raise HwnasError(f"{self.name}: pop_size must be >= 1, got {pop_size}")
         self.seed = seed
         self.pop_size = pop_size
 
@@ -71,9 +73,24 @@ class RandomSearch(SearchAlgorithm):
         rng = np.random.default_rng(self.seed)
         stalled = 0
         while not problem.exhausted and stalled < MAX_STALLED_BATCHES:
-            before = problem.n_evaluated
-            problem.evaluate(problem.space.sample(min(problem.remaining, 16), rng))
-            stalled = stalled + 1 if problem.n_evaluated == before else 0
+            before = problem.n_seen
+            n = min(problem.remaining, 16)
+            # near the end of a small space uniform draws keep hitting evaluated cells:
+            # draw from the ones left instead
+            x = problem.space.sample(n, rng) if stalled < 3 else _unevaluated(problem, n, rng)
+            problem.evaluate(x)
+            stalled = stalled + 1 if problem.n_seen == before else 0
+
+
+def _unevaluated(problem: SearchProblem, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to ``n`` random architectures not evaluated yet, drawn from the whole space
+    where it is small enough to list (else plain samples)."""
+    space = problem.space
+    if space.size() > 2**20:
+        return space.sample(n, rng)
+    every = np.stack(np.unravel_index(np.arange(space.size()), space.cardinalities), axis=1)
+    left = every[~problem.is_evaluated(every)]
+    return left[rng.permutation(len(left))[: 4 * n]]
 
 
 class ResetMutation(Mutation):
@@ -127,11 +144,11 @@ def run_pymoo(algorithm: Any, problem: SearchProblem, seed: int) -> None:
         pop = algorithm.ask()
         X = np.clip(np.round(pop.get("X")).astype(np.int64), xl, xu)
         pop.set("X", X)
-        before = problem.n_evaluated
+        before = problem.n_seen
         raw, G, answered = problem.evaluate(X)
         if not answered.all():  # budget ran out inside this batch
             break
-        stalled = stalled + 1 if problem.n_evaluated == before else 0
+        stalled = stalled + 1 if problem.n_seen == before else 0
         kwargs = {"F": problem.minimisation(raw)}
         if problem.n_constr:
             kwargs["G"] = np.where(np.isfinite(G), G, 1e12)

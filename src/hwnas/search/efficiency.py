@@ -81,6 +81,17 @@ def search_efficiency(
     change since would otherwise go unseen."""
     from hwnas.bench import get_benchmark
 
+    for what, names in (("device", devices), ("algorithm", algorithms)):
+        if not names:
+            raise HwnasError(f"a search-efficiency study needs at least one {what}")
+        repeated = sorted({n for n in names if list(names).count(n) > 1})
+        if repeated:
+            raise HwnasError(f"{what} {', '.join(repeated)} given twice")
+    if seeds < 1 or first_seed < 0 or evaluations < 1:
+        raise HwnasError(
+            f"need seeds >= 1, first_seed >= 0 and evaluations >= 1, got {seeds}, "
+            f"{first_seed} and {evaluations}"
+        )
     for alg in algorithms:
         resolve_algorithm(alg)  # an unknown name or bad option fails here, not in a worker
     if get_benchmark(benchmark, data_dir=data_dir).table() is None:
@@ -88,6 +99,8 @@ def search_efficiency(
             f"search efficiency is judged against the exact Pareto front, and benchmark "
             f"'{benchmark}' has no full table to compute it from (use nb201)"
         )
+    # every device before any search runs (not when the study reaches it)
+    get_benchmark(benchmark, dataset=dataset, devices=list(devices), data_dir=data_dir)
     work = [
         {
             "device": dev,

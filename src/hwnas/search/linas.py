@@ -96,7 +96,7 @@ from scipy.stats import rankdata
 from threadpoolctl import threadpool_limits
 
 from hwnas.errors import HwnasError
-from hwnas.registry import ALGORITHMS
+from hwnas.registry import ALGORITHMS, PREDICTORS
 from hwnas.search.algorithms import SearchAlgorithm
 from hwnas.search.inner import vectorized_nsga2
 from hwnas.search.pareto import reference_point
@@ -152,6 +152,19 @@ class LINAS(SearchAlgorithm):
         quality_weights: str = "rank",
     ) -> None:
         super().__init__(seed=seed, pop_size=pop_size)
+        for key, value, low in (
+            ("n_init", n_init, 1),
+            ("batch_size", batch_size, 1),
+            ("ensemble", ensemble, 1),
+            ("inner_pop", inner_pop, 2),
+            ("inner_generations", inner_generations, 0),
+        ):
+            if value is not None and value < low:
+                raise HwnasError(f"linas: {key} must be >= {low}, got {value}")
+        if not np.isfinite(kappa):
+            raise HwnasError(f"linas: kappa must be a finite number, got {kappa}")
+        for name in [predictors] if isinstance(predictors, str) else predictors or []:
+            PREDICTORS.get(name)  # an unknown model fails now, not after the first batch
         self.n_init = n_init
         self.batch_size = batch_size
         self.predictors = predictors
@@ -173,6 +186,10 @@ class LINAS(SearchAlgorithm):
         # cells with that row (filled by ``_fit`` when ``class_mean``)
         self._known: dict[int, dict[bytes, float]] = {}
         self.iterations: list[dict[str, float]] = []
+
+    def check(self, problem: SearchProblem) -> None:
+        super().check(problem)
+        self._predictor_names(problem)  # a list of the wrong length fails before a run
 
     # ---- predictors ---------------------------------------------------------------------
     def _predictor_names(self, problem: SearchProblem) -> list[str]:
@@ -403,9 +420,9 @@ class LINAS(SearchAlgorithm):
                 extra = extra[~problem.is_evaluated(extra)]
                 picks = np.concatenate([picks, extra])[:k] if len(picks) else extra[:k]
             t_search = time.perf_counter() - t0
-            before = problem.n_evaluated
+            before = problem.n_seen
             problem.evaluate(picks)
-            stalled = stalled + 1 if problem.n_evaluated == before else 0
+            stalled = stalled + 1 if problem.n_seen == before else 0
             self.iterations.append(
                 {
                     "iteration": iteration,

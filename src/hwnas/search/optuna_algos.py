@@ -32,11 +32,11 @@ class OptunaAlgorithm(SearchAlgorithm):
                 x = np.array(
                     [trial.suggest_int(f"x{i}", 0, int(c) - 1) for i, c in enumerate(cards)]
                 )
-                before = problem.n_evaluated
+                before = problem.n_seen
                 raw, G, answered = problem.evaluate(x[None, :])
                 if not answered[0]:
                     break
-                stalled = stalled + 1 if problem.n_evaluated == before else 0
+                stalled = stalled + 1 if problem.n_seen == before else 0
                 if problem.n_constr:  # feasible when every value is <= 0
                     for j, g in enumerate(np.where(np.isfinite(G[0]), G[0], 1e12)):
                         trial.set_constraint(f"c{j}", float(g))

@@ -98,6 +98,9 @@ class SearchProblem:
         self._index: dict[str, int] = {}
         self.eval_time_s = 0.0
         self.n_new = 0  # evaluations made in this process (not replayed)
+        # distinct architectures the algorithm proposed in this process: a batch that
+        # adds none is a stall; one answered from a resumed run's store is progress
+        self._seen: set[str] = set()
         self.exact: ExactFront | None = None
         self.history: list[dict[str, float]] = []
         self._front_idx: list[int] = []
@@ -152,6 +155,12 @@ class SearchProblem:
     @property
     def n_evaluated(self) -> int:
         return len(self.keys)
+
+    @property
+    def n_seen(self) -> int:
+        """Distinct architectures proposed in this process, evaluated now or replayed
+        from the store: what an algorithm's stall check counts."""
+        return len(self._seen)
 
     @property
     def remaining(self) -> int:
@@ -261,6 +270,7 @@ class SearchProblem:
         """
         x = self.space.canonicalize(np.atleast_2d(np.asarray(vectors, dtype=np.int64)))
         keys = self.space.keys(x)
+        self._seen.update(keys)
         new: list[int] = []
         pending: set[str] = set()
         for i, k in enumerate(keys):

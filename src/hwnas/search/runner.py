@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,8 @@ class SearchConfig(BaseModel):
     benchmark_options: dict[str, Any] = Field(default_factory=dict)
     algorithm: str = "linas"
     algorithm_options: dict[str, Any] = Field(default_factory=dict)
-    evaluations: int = Field(200, ge=1)
-    seed: int = 0
+    evaluations: int = Field(200, ge=1, strict=True)
+    seed: int = Field(0, ge=0, lt=2**63, strict=True)  # numpy seeds are >= 0; SQLite int64
     constraints: list[str] = Field(default_factory=list)
     data_dir: str | None = None
 
@@ -58,6 +59,10 @@ def run_search(
     ``evaluations.csv``, ``pareto.csv``, ``pareto.png``, ``progress.png`` (quality per
     evaluation) and ``summary.json``.
     """
+    if resume and out is None:
+        raise HwnasError("resume needs the run directory (out) holding the search")
+    if resume and not (Path(out) / STORE_NAME).is_file():
+        raise HwnasError(f"no results store at '{Path(out) / STORE_NAME}' to resume")
     if isinstance(config, dict):
         try:
             config = SearchConfig(**config)
@@ -92,6 +97,13 @@ def run_search(
             store.close()
         raise
     wall = time.perf_counter() - t0
+    if not problem.exhausted:
+        warnings.warn(
+            f"the search stopped at {problem.n_evaluated} of {problem.budget} evaluations: "
+            f"'{config.algorithm}' kept proposing only architectures it had evaluated "
+            f"(converged); a larger population or another algorithm may find more",
+            stacklevel=2,
+        )
     summary = summarize(problem, config, wall)
     summary["resumed_from"] = replayed if resume else None
     if hasattr(algorithm, "iterations"):
@@ -149,11 +161,12 @@ def summarize(problem: SearchProblem, config: SearchConfig, wall_time_s: float) 
             "exact_hypervolume": exact_hv,
             "hv_fraction": last.get("hv_fraction", 0.0),
             "front_recall": last.get("front_recall", 0.0),
-            "igd": last.get("igd", float("inf")),
+            # no feasible architecture yet: no distance (null, not JSON's invalid Infinity)
+            "igd": _finite(last.get("igd", float("inf"))),
             "exact_front_size": len(problem.exact.keys),
             "hv_fraction_history": [h["hv_fraction"] for h in problem.history],
             "front_recall_history": [h["front_recall"] for h in problem.history],
-            "igd_history": [h["igd"] for h in problem.history],
+            "igd_history": [_finite(h["igd"]) for h in problem.history],
         }
     else:
         # no known table: the evaluator's fixed reference, else the nadir of the measured
@@ -187,6 +200,7 @@ def summarize(problem: SearchProblem, config: SearchConfig, wall_time_s: float) 
         "benchmark": config.benchmark,
         "benchmark_options": config.benchmark_options,
         "algorithm": config.algorithm,
+        "algorithm_options": config.algorithm_options,
         "seed": config.seed,
         "objectives": [o.__dict__ for o in problem.objectives],
         "constraints": [str(c) for c in problem.constraints],
@@ -202,6 +216,10 @@ def summarize(problem: SearchProblem, config: SearchConfig, wall_time_s: float) 
         "evaluation_time_s": problem.eval_time_s,
         "search_overhead_s": max(wall_time_s - problem.eval_time_s, 0.0),
     }
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def _hv_history(problem: SearchProblem, ref: np.ndarray) -> list[float]:
