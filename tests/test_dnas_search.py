@@ -640,3 +640,169 @@ def test_search_independent_of_process_caches(tmp_path) -> None:
     for a, b in zip(cold.alphas, warm.alphas, strict=True):
         assert torch.equal(a, b)
     assert cold.history[0]["train_loss"] == warm.history[0]["train_loss"]
+
+
+# ---- input checks and consistency (tester's findings) -------------------------------------
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        ("fixed", float("nan")),
+        ("fixed", -1.0),
+        ("fixed", True),
+        ("normal", -0.5),
+        ("normal", float("inf")),
+        ("normal", True),
+        ("normal", "0.5"),
+        ("reduce", [0.1] * 13 + [float("nan")]),
+        ("reduce", [0.1] * 13 + [False]),
+    ],
+)
+def test_darts_latency_table_rejects_bad_entries(tmp_path, where: str, value) -> None:
+    ops = [o for o in DARTS_OPS if o != "none"]
+    table = {"fixed": 1.0, "normal": dict.fromkeys(ops, 0.1), "reduce": dict.fromkeys(ops, 0.1)}
+    if where == "fixed":
+        table["fixed"] = value
+    else:
+        table[where]["sep_conv_3x3"] = value
+    path = tmp_path / "lat.json"
+    path.write_text(json.dumps(table))  # NaN/Infinity as JSON extensions, as json.loads reads
+    with pytest.raises(HwnasError, match=r"must (hold numbers|be finite and >= 0)"):
+        resource_model(
+            parse_constraint("latency:pixel3<=5"), EvalNetConfig("darts"), latency_table=path
+        )
+
+
+def test_latency_table_must_exist_for_any_constraint(tmp_path) -> None:
+    for c in ("params<=1e6", "latency:pixel3<=5"):
+        with pytest.raises(HwnasError, match="latency table '.*nope.json' not found"):
+            DSearchConfig.from_dict({"constraint": c, "latency_table": str(tmp_path / "nope.json")})
+
+
+def test_config_range_checks() -> None:
+    with pytest.raises(HwnasError, match=r"arch_betas.*\[0, 1\)"):
+        DSearchConfig.from_dict({"arch_betas": [2, 0.9]})
+    with pytest.raises(HwnasError, match=r"arch_betas.*\[0, 1\)"):
+        DSearchConfig.from_dict({"arch_betas": [0.5, -0.1]})
+    with pytest.raises(HwnasError, match="eval_resolution"):
+        DSearchConfig.from_dict({"eval_resolution": 1, "constraint": "flops<=1e9"})
+    assert DSearchConfig.from_dict({"arch_betas": [0.0, 0.99]}).arch_betas == (0.0, 0.99)
+
+
+def test_derived_resource_refuses_partial_or_unknown_genotypes() -> None:
+    model = resource_model("params", EvalNetConfig("darts", C=4, layers=5))
+    short = DARTS_V2._replace(normal=DARTS_V2.normal[:4], normal_concat=[2, 3])
+    with pytest.raises(HwnasError, match="needs 8 .* the normal cell has 4"):
+        model.derived(short)
+    bad = DARTS_V2._replace(reduce=[("conv_9x9", 0), *DARTS_V2.reduce[1:]])
+    with pytest.raises(HwnasError, match="unknown darts op 'conv_9x9'"):
+        model.derived(bad)
+
+
+@pytest.mark.parametrize("size", [5, 9])
+def test_odd_image_sizes_halve_by_ceil_as_the_resource_model(size: int) -> None:
+    from hwnas.dnas.evalnet import DartsNetworkCIFAR, NB201Network
+    from hwnas.measure.cost import count_flops
+
+    for space, layers in (("darts", 3), ("nb201", 1)):
+        net = SearchNetwork(space, C=4, layers=layers, num_classes=10, in_channels=3)
+        assert net(torch.zeros(2, 3, size, size)).shape == (2, 10)
+    fr = FactorizedReduce(4, 8).eval()
+    assert fr(torch.zeros(1, 4, size, size)).shape[-1] == (size + 1) // 2
+    x = torch.randn(1, 4, size + 1, size + 1).relu()  # even sides: DARTS' slicing exactly
+    darts = torch.cat([fr.conv_1(x), fr.conv_2(x[:, :, 1:, 1:])], dim=1)
+    assert torch.equal(fr(x), fr.bn(darts))
+    arch = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|none~2|"
+    for net, cell, cfg in (
+        (NB201Network(arch, 4, 1), arch, EvalNetConfig("nb201", 4, 1, resolution=size)),
+        (
+            DartsNetworkCIFAR(DARTS_V2, 4, 5),
+            DARTS_V2,
+            EvalNetConfig("darts", 4, 5, resolution=size),
+        ),
+    ):
+        flops = count_flops(net.eval(), (3, size, size))["flops"]
+        assert resource_model("flops", cfg).derived(cell) == flops
+        assert resource_model("params", cfg).derived(cell) == sum(
+            p.numel() for p in net.parameters()
+        )
+
+
+def test_lookup_run_dirs_are_lossless(tmp_path) -> None:
+    from hwnas.dnas.lookup import run_dir
+
+    assert run_dir(tmp_path, 1e6) != run_dir(tmp_path, 1000001.0)
+    assert run_dir(tmp_path, 2e5).name == "sb_200000"
+    assert run_dir(tmp_path, 1.5e-5).name == "sb_1.5e-05"
+    # a run of an older graph (6 significant digits) is reused only for its own budget
+    old = tmp_path / "sb_1e+06"
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps({"search_budget": 1e6}))
+    assert run_dir(tmp_path, 1e6) == old
+    assert run_dir(tmp_path, 1000001.0).name == "sb_1000001"
+    (old / "config.json").write_text(json.dumps({"search_budget": 1000001.0}))
+    assert run_dir(tmp_path, 1e6).name == "sb_1000000"
+
+
+def test_lookup_graph_of_another_evaluation_network_is_refused(tmp_path) -> None:
+    pts = [(1e5, 2e5), (3e5, 4e5)]
+
+    def lug(**config) -> str:
+        base = DSearchConfig.from_dict({"constraint": "params<=1"}).model_dump()
+        meta = {"space": "nb201", "dataset": "cifar10", "config": {**base, **config}}
+        return str(LookupGraph("params", pts, meta).save(tmp_path / "lug.json"))
+
+    search = {"constraint": "params<=2.5e5"}
+    # default C=16, N=5 given explicitly is the same network
+    path = lug(eval_channels=16, eval_layers=5)
+    assert resolve_budgets(DSearchConfig.from_dict({**search, "lookup": path}))[2] == "lookup"
+    for field_, value in (("eval_channels", 8), ("eval_layers", 2), ("dataset", "digits")):
+        path = lug(**{field_: value})
+        with pytest.raises(HwnasError, match=f"another evaluation network or dataset: {field_}"):
+            resolve_budgets(DSearchConfig.from_dict({**search, "lookup": path}))
+    path = lug(eval_channels=8, dataset="digits")
+    cfg = DSearchConfig.from_dict(
+        {**search, "lookup": path, "eval_channels": 8, "dataset": "digits"}
+    )
+    assert resolve_budgets(cfg)[2] == "lookup"
+
+
+def test_nb201_summary_counts_connected_cells_only(tmp_path, monkeypatch) -> None:
+    """Under a latency budget only disconnected cells meet, the summary's best cell and
+    feasible count agree with the feasible derivation (none), the warning says so and the
+    plot does not call the argmax fallback 'feasible'."""
+    import hwnas.report.plots as plots
+
+    seen: list[dict] = []
+    real = plots.plot_dsearch
+    monkeypatch.setattr(plots, "plot_dsearch", lambda h, s, *a: seen.append(s) or real(h, s, *a))
+    cfg = dict(TINY, constraint="latency:pixel3<=0.05")
+    with pytest.warns(UserWarning, match="no connected cell fits"):
+        s = dsearch(cfg, tmp_path / "lat", progress=False).summary
+    best = s["nb201"]["best_under_budget"]
+    assert s["derivation_found"] is False and best["feasible_cells"] == 0
+    assert best["cifar10"] is None
+    assert seen and "feasible" not in seen[0]["derivation"]
+    assert "fallback" in seen[0]["derivation"]
+    assert s["derivation"] == "feasible"  # the summary itself keeps the setting
+
+
+def test_cli_lug_takes_a_latency_table(tmp_path) -> None:
+    from hwnas.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["dsearch", "lug", "--help"])
+    assert r.exit_code == 0
+    for opt in ("--latency-table", "--eval-channels", "--eval-layers"):
+        assert opt in r.output
+    ops = [o for o in DARTS_OPS if o != "none"]
+    table = tmp_path / "lat.json"
+    bad = {"fixed": -1.0, "normal": dict.fromkeys(ops, 0.1), "reduce": dict.fromkeys(ops, 0.1)}
+    table.write_text(json.dumps(bad))
+    args = ["dsearch", "lug", "--budgets", "1,2", "--out", str(tmp_path / "lug"),
+            "--space", "darts", "--dataset", "digits", "--constraint", "latency:pixel3<=1",
+            "--no-progress"]  # fmt: skip
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2 and "needs a per-op latency table" in r.output
+    # the table reaches the searches: its bad entry is what stops them
+    r = runner.invoke(app, [*args, "--latency-table", str(table)])
+    assert r.exit_code == 2 and "fixed must be finite and >= 0" in r.output, r.output

@@ -388,3 +388,74 @@ def test_cli_unknown_op_in_genotype(tmp_path: Path) -> None:
         assert r.exit_code == 2
         err = r.stderr.strip()
         assert len(err.splitlines()) == 1 and "unknown darts op 'conv_7x7'" in err
+
+
+# ---- search results as input (tester's findings) --------------------------------------------
+def _nb201_search_summary(path: Path, C: int = 4, layers: int = 1) -> Path:
+    """A summary.json shaped as 'hwnas dsearch --space nb201' writes it (the fields read)."""
+    summary = {
+        "space": "nb201",
+        "genotype": MIXED,
+        "config": {"space": "nb201", "dataset": "digits", "eval_channels": C},
+        "resource_model": {"eval_network": {"space": "nb201", "C": C, "layers": layers}},
+        "nb201": {"arch_str": MIXED, "index": 1},
+    }
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "summary.json").write_text(json.dumps(summary))
+    return path / "summary.json"
+
+
+def test_resolve_arch_reads_nb201_search_summaries(tmp_path: Path) -> None:
+    file = _nb201_search_summary(tmp_path / "r1")
+    summary = json.loads(file.read_text())
+    assert resolve_arch("nb201", str(file)) == MIXED
+    assert resolve_arch("nb201", summary) == MIXED
+    assert resolve_arch("nb201", {"nb201": {"arch_str": MIXED}}) == MIXED
+    with pytest.raises(HwnasError, match="holds a cell of the nb201 space, not of darts"):
+        resolve_arch("darts", str(file))
+    with pytest.raises(HwnasError, match="is an NB201 arch string; use space nb201"):
+        resolve_arch("darts", MIXED)
+    darts = {"space": "darts", "genotype": genotype_to_dict(TINY)}
+    with pytest.raises(HwnasError, match="holds a cell of the darts space, not of nb201"):
+        resolve_arch("nb201", darts)
+
+
+def test_cli_takes_network_and_dataset_from_the_search(tmp_path: Path) -> None:
+    """The search's evaluation network (C, N) and dataset are trained unless overridden
+    (they were CIFAR-10, C=16, N=5: another network than the budget was about), for
+    --from-search and for a summary.json given to --arch or --genotype."""
+    from typer.testing import CliRunner
+
+    file = _nb201_search_summary(tmp_path / "r1", C=4, layers=1)
+    tiny = ["--epochs", "1", "--train-subset", "32", "--test-subset", "32", "--batch-size",
+            "32", "--no-latency", "--threads", "1", "--no-progress"]  # fmt: skip
+    expected = count_params(NB201Network(MIXED, 4, 1, num_classes=10, in_channels=1))
+    for k, given in enumerate((["--from-search", str(file.parent)], ["--arch", str(file)],
+                               ["--genotype", str(file)])):  # fmt: skip
+        out = tmp_path / f"run{k}"
+        r = CliRunner().invoke(_app(), ["dtrain", *given, *tiny, "--out", str(out)])
+        assert r.exit_code == 0, r.output
+        s = json.loads((out / "summary.json").read_text())
+        assert s["space"] == "nb201" and s["arch"] == MIXED and s["dataset"] == "digits"
+        assert s["params"] == expected and s["network"]["C"] == 4
+        report = json.loads(r.stdout.strip().splitlines()[-1])
+        assert report["from_search"] == {"C": 4, "layers": 1, "dataset": "digits"}
+        assert "taken from the search" in r.stderr and "C=4, layers=1, dataset=digits" in r.stderr
+    # an explicit setting wins, with a warning that the budget was for another network
+    out = tmp_path / "override"
+    r = CliRunner().invoke(
+        _app(), ["dtrain", "--from-search", str(file), "--C", "8", *tiny, "--out", str(out)]
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "summary.json").read_text())["network"]["C"] == 8
+    assert json.loads(r.stdout.strip().splitlines()[-1])["from_search"] == {
+        "layers": 1,
+        "dataset": "digits",
+    }
+    assert "C=8 overrides the search's C=4" in r.stderr
+    # --arch is for NB201 cells: a DARTS summary is refused with one line
+    darts = tmp_path / "d" / "summary.json"
+    darts.parent.mkdir()
+    darts.write_text(json.dumps({"space": "darts", "genotype": genotype_to_dict(TINY)}))
+    r = CliRunner().invoke(_app(), ["dtrain", "--arch", str(darts), "--out", str(out)])
+    assert r.exit_code == 2 and "holds a darts genotype" in r.stderr

@@ -261,6 +261,11 @@ def lug(
     channels: ChannelsOpt = None,
     layers: LayersOpt = None,
     stage_cells: StageCellsOpt = None,
+    eval_channels: EvalChannelsOpt = None,
+    eval_layers: EvalLayersOpt = None,
+    latency_table: Annotated[
+        Path | None, typer.Option("--latency-table", help="DARTS per-op latency JSON.")
+    ] = None,
     train_subset: SubsetOpt = None,
     image_size: ImageSizeOpt = None,
     seed: SeedOpt = None,
@@ -293,6 +298,9 @@ def lug(
         channels=channels,
         layers=layers,
         stage_cells=stage_cells,
+        eval_channels=eval_channels,
+        eval_layers=eval_layers,
+        latency_table=str(latency_table) if latency_table else None,
         train_subset=train_subset,
         image_size=image_size,
         seed=seed,

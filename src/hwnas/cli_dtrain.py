@@ -17,20 +17,34 @@ def dtrain_command(
         None, help="darts or nb201 (default: from --from-search/--arch, else darts)"
     ),
     genotype: str | None = typer.Option(
-        None, "--genotype", help="DARTS genotype: JSON, a name (DARTS_V2) or a JSON file"
+        None,
+        "--genotype",
+        help="DARTS genotype: JSON, a name (DARTS_V2) or a JSON file (a search summary.json "
+        "counts as --from-search)",
     ),
-    arch: str | None = typer.Option(None, "--arch", help="NB201 arch string |op~0|+|...|"),
+    arch: str | None = typer.Option(
+        None, "--arch", help="NB201 arch string |op~0|+|...| or a search summary.json"
+    ),
     from_search: Path | None = typer.Option(
-        None, "--from-search", help="search run dir: use the genotype of its summary.json"
+        None,
+        "--from-search",
+        help="search run dir or summary.json: its cell, and its evaluation network "
+        "(--C, --layers) and dataset unless given",
     ),
-    dataset: str = typer.Option("cifar10", help="cifar10, mnist, digits, flowers17"),
+    dataset: str | None = typer.Option(
+        None, help="cifar10 (default), mnist, digits, flowers17 (default: the search's)"
+    ),
     data_dir: str | None = typer.Option(None, "--data-dir", help="data dir (HWNAS_DATA_DIR)"),
     out: Path = typer.Option(..., "--out", help="output dir (checkpoint, metrics, summary)"),
     epochs: int | None = typer.Option(None, help="training epochs (default 600)"),
     batch_size: int | None = typer.Option(None, "--batch-size", help="default 96"),
     lr: float | None = typer.Option(None, help="initial learning rate (default 0.025)"),
-    channels: int | None = typer.Option(None, "--C", help="initial channels (darts 36, nb201 16)"),
-    layers: int | None = typer.Option(None, help="darts: cells (20); nb201: cells per stage (5)"),
+    channels: int | None = typer.Option(
+        None, "--C", help="initial channels (darts 36, nb201 16; default: the search's)"
+    ),
+    layers: int | None = typer.Option(
+        None, help="darts: cells (20); nb201: cells per stage (5) (default: the search's)"
+    ),
     cutout: int | None = typer.Option(None, help="cutout length, 0 off (default 16 on cifar10)"),
     drop_path: float | None = typer.Option(
         None, "--drop-path", help="final drop-path probability (darts default 0.2)"
@@ -50,8 +64,12 @@ def dtrain_command(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Train a derived cell's evaluation network from scratch (DARTS recipe), then write
-    OUT/summary.json with test accuracy, parameters, FLOPs and ONNX Runtime latency."""
-    from hwnas.dnas.dtrain import DTrainConfig, dtrain, genotype_from_search
+    OUT/summary.json with test accuracy, parameters, FLOPs and ONNX Runtime latency.
+
+    From a search result (--from-search, or a summary.json given to --genotype/--arch)
+    the evaluation network (--C, --layers) and dataset the search's budget was about are
+    used unless given; the output says which were taken from the search."""
+    from hwnas.dnas.dtrain import DTrainConfig, dtrain, read_search, search_summary_file
 
     given = [n for n, v in (("--genotype", genotype), ("--arch", arch)) if v is not None]
     if from_search is not None:
@@ -61,22 +79,31 @@ def dtrain_command(
             "give exactly one of --genotype, --arch or --from-search"
             + (f" (got {', '.join(given)})" if given else "")
         )
+    summary_file = from_search or search_summary_file(genotype if arch is None else arch)
     value: Any
-    if from_search is not None:
-        found_space, value = genotype_from_search(from_search)
-        if space is not None and space != found_space:
-            raise HwnasError(f"--space {space} does not match the {found_space} search result")
-        space = found_space
+    source = None
+    if summary_file is not None:
+        source = read_search(summary_file)
+        if space is not None and space != source.space:
+            raise HwnasError(f"--space {space} does not match the {source.space} search result")
+        if arch is not None and source.space != "nb201":
+            raise HwnasError(
+                f"--arch takes an NB201 cell; '{arch}' holds a {source.space} genotype "
+                "(use --from-search or --genotype)"
+            )
+        space, value = source.space, source.arch
     elif arch is not None:
         if space not in (None, "nb201"):
             raise HwnasError("--arch is an NB201 arch string; use --genotype for darts")
         space, value = "nb201", arch
     else:
         value = genotype
+    explicit = {"C": channels, "layers": layers, "dataset": dataset}
+    taken = _from_search(source, explicit)
     fields: dict[str, Any] = {
         "space": space or "darts",
         "genotype": value,
-        "dataset": dataset,
+        "dataset": dataset if dataset is not None else taken.get("dataset", "cifar10"),
         "data_dir": data_dir,
         "measure_latency": latency,
         "auxiliary": auxiliary,
@@ -85,8 +112,8 @@ def dtrain_command(
         "epochs": epochs,
         "batch_size": batch_size,
         "lr": lr,
-        "C": channels,
-        "layers": layers,
+        "C": channels if channels is not None else taken.get("C"),
+        "layers": layers if layers is not None else taken.get("layers"),
         "cutout": cutout,
         "drop_path_prob": drop_path,
         "auxiliary_weight": auxiliary_weight,
@@ -102,8 +129,31 @@ def dtrain_command(
     s = result.summary or {}
     keys = ("test_acc", "params", "flops", "macs", "latency_ms")
     report = {"out": str(out), **{k: s.get(k) for k in keys}}
+    if source is not None:
+        report["from_search"] = taken
     report["summary"] = str(result.summary_file) if result.summary_file else None
     typer.echo(json.dumps(report))
+
+
+def _from_search(source: Any, explicit: dict[str, Any]) -> dict[str, Any]:
+    """The settings taken from a search result (those not given on the command line);
+    prints them, and a warning for each given one that differs from the search's."""
+    if source is None:
+        return {}
+    taken = {k: v for k, v in source.settings.items() if explicit.get(k) is None}
+    if taken:
+        shown = ", ".join(f"{k}={v}" for k, v in taken.items())
+        typer.echo(f"note: taken from the search ({source.path}): {shown}", err=True)
+    for k, v in explicit.items():
+        if v is not None and k in source.settings and source.settings[k] != v:
+            typer.echo(
+                f"warning: {k}={v} overrides the search's {k}={source.settings[k]}; its "
+                "budget was for the search's network",
+                err=True,
+            )
+    for note in source.notes:
+        typer.echo(f"warning: {note}", err=True)
+    return taken
 
 
 def register(app: typer.Typer) -> None:

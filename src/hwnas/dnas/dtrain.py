@@ -74,13 +74,16 @@ _RESUMABLE_CHANGES = {"data_dir", "threads", "device", "measure_latency", "laten
 __all__ = [
     "DTrainConfig",
     "DTrainResult",
+    "SearchSource",
     "build_network",
     "cutout",
     "dtrain",
     "genotype_from_search",
     "load_network",
     "named_genotypes",
+    "read_search",
     "resolve_arch",
+    "search_summary_file",
 ]
 
 
@@ -97,13 +100,37 @@ def _read_json_file(path: Path) -> Any:
         raise HwnasError(f"cannot read genotype file '{path}': {e}") from None
 
 
+def _arch_of_summary(data: dict[str, Any]) -> tuple[str, Any] | None:
+    """``(space, raw architecture)`` of a result summary, or ``None`` when ``data`` is not
+    one: key ``arch_str`` (an NB201 cell); key ``genotype`` (a DARTS genotype, or with
+    ``space: nb201`` or a ``|...|`` string an NB201 arch string, as ``hwnas dsearch``
+    writes them); nested ``nb201.arch_str``; or ``arch`` with ``space`` (a ``dtrain``
+    summary)."""
+    if data.get("arch_str"):
+        return "nb201", data["arch_str"]
+    genotype = data.get("genotype")
+    if genotype:
+        nb201 = data.get("space") == "nb201" or (
+            isinstance(genotype, str) and genotype.strip().startswith("|")
+        )
+        return ("nb201" if nb201 else "darts"), genotype
+    nested = data.get("nb201")
+    if isinstance(nested, dict) and nested.get("arch_str"):
+        return "nb201", nested["arch_str"]
+    if data.get("arch") and data.get("space") in SPACE_DEFAULTS:
+        return str(data["space"]), data["arch"]
+    return None
+
+
 def resolve_arch(space: str, value: Any) -> dict[str, Any] | str:
     """The canonical architecture of ``space``: a checked DARTS genotype dict, or a
     canonical NB201 arch string.
 
     DARTS accepts a :class:`Genotype`, its dict, JSON text, a genotype name
     (``DARTS_V2``), or a JSON file holding a genotype or a search summary (key
-    ``genotype``). NB201 accepts an arch string, ``{"arch_str": ...}`` or such a file.
+    ``genotype``). NB201 accepts an arch string, ``{"arch_str": ...}``, a search summary
+    (``genotype`` with ``space: nb201``, or ``nb201.arch_str``) or such a file. A summary
+    of the other space is refused with a clear error.
     """
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
@@ -123,13 +150,20 @@ def resolve_arch(space: str, value: Any) -> dict[str, Any] | str:
                 raise HwnasError(f"genotype is not valid JSON: {e}") from None
         else:
             value = text
-    if isinstance(value, dict) and "genotype" in value and space == "darts":
-        value = value["genotype"]
+    if isinstance(value, dict) and "normal" not in value:
+        found = _arch_of_summary(value)
+        if found is not None:
+            found_space, value = found
+            if found_space != space:
+                raise HwnasError(
+                    f"this summary holds a cell of the {found_space} space, not of {space} "
+                    f"(use space {found_space})"
+                )
     if space == "nb201":
         if isinstance(value, dict):
-            if "arch_str" not in value:
-                raise HwnasError("an NB201 architecture needs an 'arch_str' entry")
-            value = value["arch_str"]
+            raise HwnasError(
+                "an NB201 architecture needs an 'arch_str' entry (or a search summary)"
+            )
         if not isinstance(value, str):
             raise HwnasError(f"an NB201 architecture is an arch string, got {type(value).__name__}")
         from hwnas.space.nb201 import NB201_OPS, NB201Space
@@ -139,6 +173,8 @@ def resolve_arch(space: str, value: Any) -> dict[str, Any] | str:
     if space != "darts":
         raise HwnasError(f"unknown cell space '{space}' (use darts or nb201)")
     if isinstance(value, str):
+        if value.strip().startswith("|"):
+            raise HwnasError(f"'{value}' is an NB201 arch string; use space nb201 (--arch)")
         names = named_genotypes()
         key = value.upper().replace("-", "_")
         if key not in names:
@@ -150,11 +186,54 @@ def resolve_arch(space: str, value: Any) -> dict[str, Any] | str:
     return genotype_to_dict(validate_genotype(value))
 
 
-def genotype_from_search(run_dir: str | os.PathLike[str]) -> tuple[str, dict[str, Any] | str]:
-    """``(space, architecture)`` from a search run's ``summary.json``: key ``genotype``
-    (a DARTS genotype, or with ``space: nb201`` an NB201 arch string, as ``hwnas
-    dsearch`` writes them) or key ``arch_str`` (an NB201 cell)."""
-    path = Path(run_dir).expanduser()
+@dataclass
+class SearchSource:
+    """What a search result fixes for training: its cell and the evaluation network and
+    dataset its budget was about.
+
+    ``settings`` holds the :class:`DTrainConfig` fields taken from the summary (``C``,
+    ``layers``, ``dataset``; those it records); ``notes`` what could not be carried over.
+    """
+
+    path: Path
+    space: str
+    arch: dict[str, Any] | str
+    settings: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _summary_settings(data: dict[str, Any], space: str) -> tuple[dict[str, Any], list[str]]:
+    """(C, layers, dataset of the evaluation network, notes) recorded in a summary: a
+    ``dsearch`` one (``resource_model.eval_network``, ``config``) or a ``dtrain`` one
+    (``network``, ``dataset``)."""
+    settings: dict[str, Any] = {}
+    notes: list[str] = []
+    cfg = data.get("config") if isinstance(data.get("config"), dict) else {}
+    rm = data.get("resource_model")
+    net = rm.get("eval_network") if isinstance(rm, dict) else None
+    if not isinstance(net, dict):
+        net = data.get("network") if isinstance(data.get("network"), dict) else {}
+    if net.get("space", space) == space:
+        for key, alt in (("C", "eval_channels"), ("layers", "eval_layers")):
+            v = net.get(key, cfg.get(alt))
+            if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
+                settings[key] = v
+    dataset = cfg.get("dataset", data.get("dataset"))
+    if isinstance(dataset, str) and dataset:
+        settings["dataset"] = dataset
+    for key, what in (("eval_resolution", "resolution"), ("eval_num_classes", "class count")):
+        if cfg.get(key) is not None:
+            notes.append(
+                f"the search constrained a network with {what} {cfg[key]}; training uses "
+                f"the dataset's {what}"
+            )
+    return settings, notes
+
+
+def read_search(source: str | os.PathLike[str]) -> SearchSource:
+    """The cell, evaluation network and dataset of a search run directory or of its
+    ``summary.json`` (see :class:`SearchSource`)."""
+    path = Path(source).expanduser()
     if path.is_dir():
         path = path / SUMMARY_NAME
     if not path.is_file():
@@ -162,17 +241,40 @@ def genotype_from_search(run_dir: str | os.PathLike[str]) -> tuple[str, dict[str
     data = _read_json_file(path)
     if not isinstance(data, dict):
         raise HwnasError(f"search summary '{path}' is not a JSON object")
-    if data.get("arch_str"):
-        return "nb201", resolve_arch("nb201", data["arch_str"])
-    genotype = data.get("genotype")
-    if genotype:
-        # 'hwnas dsearch --space nb201' stores the cell's arch string as its genotype
-        nb201 = data.get("space") == "nb201" or (
-            isinstance(genotype, str) and genotype.startswith("|")
-        )
-        space = "nb201" if nb201 else "darts"
-        return space, resolve_arch(space, genotype)
-    raise HwnasError(f"search summary '{path}' holds no 'genotype' or 'arch_str'")
+    found = _arch_of_summary(data)
+    if found is None:
+        raise HwnasError(f"search summary '{path}' holds no 'genotype' or 'arch_str'")
+    space = found[0]
+    settings, notes = _summary_settings(data, space)
+    return SearchSource(path, space, resolve_arch(space, data), settings, notes)
+
+
+def search_summary_file(value: Any) -> Path | None:
+    """``value`` as the path of a result summary file (a JSON object with an
+    architecture and more, not a bare genotype), else ``None``."""
+    if not isinstance(value, str | os.PathLike):
+        return None
+    text = os.fspath(value).strip()
+    if text.startswith(("{", "|")) or not text.lower().endswith(".json"):
+        return None
+    path = Path(text).expanduser()
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or "normal" in data or _arch_of_summary(data) is None:
+        return None
+    return path
+
+
+def genotype_from_search(run_dir: str | os.PathLike[str]) -> tuple[str, dict[str, Any] | str]:
+    """``(space, architecture)`` from a search run's ``summary.json``: key ``genotype``
+    (a DARTS genotype, or with ``space: nb201`` an NB201 arch string, as ``hwnas
+    dsearch`` writes them) or key ``arch_str`` (an NB201 cell)."""
+    found = read_search(run_dir)
+    return found.space, found.arch
 
 
 def build_network(

@@ -164,6 +164,31 @@ def _run_one(config: dict[str, Any], out_dir: str) -> dict[str, Any]:
     }
 
 
+def _budget_name(budget: float) -> str:
+    """A lossless directory name for a search budget: the shortest decimal that reads
+    back as the same float (``200000``, ``1000001``, ``1.5e-05``), so distinct budgets
+    never share a run directory."""
+    text = repr(float(budget))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def run_dir(out_dir: str | os.PathLike[str], budget: float) -> Path:
+    """The run directory of ``budget`` in a lookup graph's ``out_dir``: ``sb_<budget>``
+    (lossless, :func:`_budget_name`). A run of an older graph in ``sb_<budget:.6g>`` is
+    reused when its saved config holds exactly this search budget."""
+    out = Path(out_dir)
+    new = out / f"sb_{_budget_name(budget)}"
+    old = out / f"sb_{float(budget):.6g}"
+    if old != new and not new.exists() and old.is_dir():
+        try:
+            saved = json.loads((old / "config.json").read_text())
+            if float(saved["search_budget"]) == float(budget):
+                return old
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return new
+
+
 def build_lookup_graph(
     base_config: Any,
     search_budgets: Sequence[float],
@@ -175,9 +200,10 @@ def build_lookup_graph(
 
     ``base_config`` (a :class:`~hwnas.dnas.search.DSearchConfig` or dict) needs a
     constraint: its metric is the graph's (its budget is ignored; each run's search
-    budget is one of ``search_budgets``). Runs go to ``out_dir/sb_<budget>`` and resume
-    there if interrupted. ``jobs > 1`` runs them in that many processes with one torch
-    thread each. ``progress(done, total)`` is called as runs finish.
+    budget is one of ``search_budgets``). Runs go to ``out_dir/sb_<budget>`` (a lossless
+    name, :func:`run_dir`) and resume there if interrupted. ``jobs > 1`` runs them in
+    that many processes with one torch thread each. ``progress(done, total)`` is called
+    as runs finish.
     """
     from hwnas.dnas.resources import parse_constraint
     from hwnas.dnas.search import DSearchConfig
@@ -202,7 +228,7 @@ def build_lookup_graph(
         if jobs > 1:
             c["threads"] = 1
         DSearchConfig.from_dict(c)  # fail early on a bad config
-        tasks.append((c, str(out / f"sb_{b:.6g}")))
+        tasks.append((c, str(run_dir(out, b))))
     results: list[dict[str, Any]] = []
     if jobs == 1:
         for i, (c, d) in enumerate(tasks):

@@ -7,9 +7,11 @@ two always hold the same modules. Definitions follow the DARTS and NAS-Bench-201
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hwnas.errors import HwnasError
@@ -116,8 +118,22 @@ class Zero(nn.Module):
         return x[:, :, :: self.stride, :: self.stride].mul(0.0)
 
 
+def _odd_side(x: torch.Tensor) -> bool:
+    """Whether the spatial size of ``x`` is odd. Exported graphs have a fixed spatial
+    size, so under tracing the answer is rightly a constant (its warning is muted)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return bool(x.shape[-1] % 2 or x.shape[-2] % 2)
+
+
 class FactorizedReduce(nn.Module):
-    """Halve the resolution with two offset stride-2 1x1 convs concatenated (DARTS)."""
+    """Halve the resolution with two offset stride-2 1x1 convs concatenated (DARTS).
+
+    The output is ``ceil(H / 2)`` like every other stride-2 op: on an odd side the
+    offset branch gets one zero row/column of padding at the end (DARTS' plain slicing
+    gives it ``floor(H / 2)`` there and the concatenation fails); even sides run DARTS'
+    code unchanged (same result and exported graph).
+    """
 
     def __init__(self, c_in: int, c_out: int, affine: bool = True) -> None:
         super().__init__()
@@ -130,12 +146,20 @@ class FactorizedReduce(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
-        y = torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1)
+        shifted = x[:, :, 1:, 1:]
+        if _odd_side(x):  # one zero row/column at the end: ceil(H / 2) outputs
+            shifted = F.pad(shifted, (0, 1, 0, 1))
+        y = torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1)
         return self.bn(y)
 
 
 class ResNetBasicBlock(nn.Module):
-    """NB201's reduction block between stages: two 3x3 ReLUConvBN, avg-pool + 1x1 shortcut."""
+    """NB201's reduction block between stages: two 3x3 ReLUConvBN, avg-pool + 1x1 shortcut.
+
+    The shortcut's 2x2 average pool uses ``ceil_mode`` so that an odd side halves to
+    ``ceil(H / 2)`` as the conv path does (NB201's floor pool fails there); even sides
+    give the same result as NB201.
+    """
 
     def __init__(self, c_in: int, c_out: int, stride: int = 2, affine: bool = True) -> None:
         super().__init__()
@@ -143,7 +167,7 @@ class ResNetBasicBlock(nn.Module):
         self.conv_b = ReLUConvBN(c_out, c_out, 3, 1, 1, affine)
         if stride == 2:
             self.downsample: nn.Module = nn.Sequential(
-                nn.AvgPool2d(2, stride=2, padding=0),
+                nn.AvgPool2d(2, stride=2, padding=0, ceil_mode=True),
                 nn.Conv2d(c_in, c_out, 1, bias=False),
             )
         elif c_in != c_out:

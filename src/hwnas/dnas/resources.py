@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwnas.dnas.derive import genotype_edges, nb201_ops_of, nb201_table
+from hwnas.dnas.derive import DARTS_STEPS, genotype_edges, nb201_ops_of, nb201_table
 from hwnas.dnas.genotype import Genotype
 from hwnas.dnas.ops import (
     DARTS_OPS,
@@ -243,10 +243,8 @@ class ResourceModel:
         """The table (linear) cost of a discrete cell: the value ``expected`` tends to
         as alpha becomes one-hot on it (for NB201 latency, the fit's prediction)."""
         if self.space == "darts":
-            if not isinstance(genotype, Genotype):
-                raise HwnasError("a DARTS resource needs a Genotype")
             total = self.fixed
-            for t, pairs in genotype_edges(genotype).items():
+            for t, pairs in genotype_edges(_darts_genotype(genotype)).items():
                 for e, op in pairs:
                     total += float(self.tables[t][e, DARTS_OPS.index(op)])
             return total
@@ -287,6 +285,25 @@ class ResourceModel:
             "eval_network": self.eval_config,
             **self.meta,
         }
+
+
+def _darts_genotype(genotype: Any) -> Genotype:
+    """``genotype`` checked for the cost tables: a :class:`Genotype` with two
+    ``(op, input)`` pairs for each of the 4 intermediate nodes of both cell types, known
+    ops and inputs from earlier states (a shorter genotype would be costed partially)."""
+    if not isinstance(genotype, Genotype):
+        raise HwnasError("a DARTS resource needs a Genotype")
+    from hwnas.dnas.evalnet import validate_genotype
+
+    g = validate_genotype(genotype)  # known ops, inputs from earlier states
+    for t in ("normal", "reduce"):
+        n = len(getattr(g, t))
+        if n != 2 * DARTS_STEPS:
+            raise HwnasError(
+                f"the DARTS resource model needs {2 * DARTS_STEPS} (op, input) pairs per "
+                f"cell (two for each of {DARTS_STEPS} nodes); the {t} cell has {n}"
+            )
+    return g
 
 
 def _nb201_ops(genotype: Genotype | str | Sequence[int]) -> list[int]:
@@ -454,25 +471,42 @@ def load_darts_latency_table(
     for t in ("normal", "reduce"):
         table = torch.zeros(14, len(DARTS_OPS), dtype=torch.float64)
         entries = d[t]
+        if not isinstance(entries, dict):
+            raise HwnasError(f"DARTS latency table '{p}': '{t}' must map op names to latencies")
         for k, op in enumerate(DARTS_OPS):
             if op == "none":
                 continue
             if op not in entries:
                 raise HwnasError(f"DARTS latency table '{p}': {t} lacks op '{op}'")
             v = entries[op]
-            vals = [v] * 14 if isinstance(v, int | float) else v
-            if not isinstance(vals, list) or len(vals) != 14:
-                raise HwnasError(f"DARTS latency table '{p}': {t}.{op} must be a number or 14")
-            try:
-                table[:, k] = torch.tensor([float(x) for x in vals], dtype=torch.float64)
-            except (TypeError, ValueError):
-                raise HwnasError(f"DARTS latency table '{p}': {t}.{op} is not numeric") from None
+            vals = v if isinstance(v, list) else [v] * 14
+            if len(vals) != 14:
+                raise HwnasError(
+                    f"DARTS latency table '{p}': {t}.{op} must be a number or a list of 14"
+                )
+            table[:, k] = torch.tensor(
+                [_latency_ms(x, p, f"{t}.{op}") for x in vals], dtype=torch.float64
+            )
         tables[t] = table
-    try:
-        fixed = float(d["fixed"])
-    except (TypeError, ValueError):
-        raise HwnasError(f"DARTS latency table '{p}': 'fixed' is not a number") from None
+    fixed = _latency_ms(d["fixed"], p, "fixed")
     return tables, fixed, {"latency_table": str(p)}
+
+
+def _latency_ms(value: Any, path: Path, name: str) -> float:
+    """One latency entry of a DARTS table: a finite number >= 0 (ms), not a boolean."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise HwnasError(
+            f"DARTS latency table '{path}': {name} must hold numbers (ms), got {value!r}"
+        )
+    try:
+        v = float(value)
+    except OverflowError:
+        v = math.inf
+    if not math.isfinite(v) or v < 0:
+        raise HwnasError(
+            f"DARTS latency table '{path}': {name} must be finite and >= 0 ms, got {value!r}"
+        )
+    return v
 
 
 def resource_model(

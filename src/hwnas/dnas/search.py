@@ -39,7 +39,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hwnas.config import validate_model
 from hwnas.data import BatchIterator, ImageData, load_dataset
@@ -47,6 +47,7 @@ from hwnas.dnas.derive import (
     derive,
     derive_darts_within,
     derive_nb201_within,
+    nb201_connected,
     nb201_record,
     nb201_table,
 )
@@ -99,7 +100,9 @@ class DSearchConfig(BaseModel):
     eval_channels: int | None = Field(None, ge=1, description="evaluation C (36 / 16)")
     eval_layers: int | None = Field(None, ge=1, description="evaluation cells (20 / N=5)")
     eval_num_classes: int | None = Field(None, ge=1, description="default: the dataset's")
-    eval_resolution: int | None = Field(None, ge=1, description="default: the dataset's")
+    eval_resolution: int | None = Field(
+        None, ge=4, description="default: the dataset's (>= 4, as image_size)"
+    )
     train_subset: int | None = Field(
         None, ge=2, description="training images used (half weights, half alpha)"
     )
@@ -122,13 +125,22 @@ class DSearchConfig(BaseModel):
     weight_decay: float = Field(3e-4, ge=0)
     grad_clip: float | None = Field(5.0, gt=0)
     arch_lr: float = Field(3e-4, gt=0)
-    arch_betas: tuple[float, float] = (0.5, 0.999)
+    arch_betas: tuple[float, float] = Field((0.5, 0.999), description="Adam betas, in [0, 1)")
     arch_weight_decay: float = Field(1e-3, ge=0)
     lambda_lr: float = Field(0.1, ge=0)
     lambda_init: float = Field(0.0, ge=0)
 
+    @field_validator("arch_betas")
+    @classmethod
+    def _betas_in_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in v):
+            raise ValueError(f"Adam betas must be in [0, 1), got {list(v)}")
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> DSearchConfig:
+        if self.latency_table is not None and not Path(self.latency_table).is_file():
+            raise HwnasError(f"latency table '{self.latency_table}' not found")
         if self.constraint is not None:
             c = parse_constraint(self.constraint)
             if c.metric == "latency" and self.space == "darts" and not self.latency_table:
@@ -196,8 +208,46 @@ def resolve_budgets(cfg: DSearchConfig) -> tuple[Constraint | None, float | None
                 f"lookup graph '{cfg.lookup}' was built in the {lug.meta['space']} space, "
                 f"the search is in {cfg.space}"
             )
+        _check_lookup_network(cfg, lug.meta, cfg.lookup)
         return c, lug.search_budget_for(c.budget), "lookup"
     return c, c.budget, "constraint"
+
+
+def _eval_network_key(space: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """The settings that fix the evaluation network a budget is about (defaults resolved)."""
+    net = EvalNetConfig(space, C=fields.get("eval_channels"), layers=fields.get("eval_layers"))
+    return {
+        "dataset": fields.get("dataset", "cifar10"),
+        "eval_channels": net.channels,
+        "eval_layers": net.n_layers,
+        "eval_num_classes": fields.get("eval_num_classes"),
+        "eval_resolution": fields.get("eval_resolution"),
+    }
+
+
+def _check_lookup_network(cfg: DSearchConfig, meta: dict[str, Any], path: Any) -> None:
+    """Refuse a lookup graph built for another evaluation network or dataset: its search
+    budgets translate budgets of that network, not of this search's."""
+    built = meta.get("config")
+    if not isinstance(built, dict):  # an older graph without its config: nothing to compare
+        if meta.get("dataset") not in (None, cfg.dataset):
+            raise HwnasError(
+                f"lookup graph '{path}' was built on dataset {meta['dataset']}, "
+                f"the search is on {cfg.dataset}"
+            )
+        return
+    try:
+        theirs = _eval_network_key(cfg.space, built)
+    except (HwnasError, TypeError) as e:
+        raise HwnasError(f"lookup graph '{path}' is malformed: {e}") from None
+    ours = _eval_network_key(cfg.space, cfg.model_dump())
+    diff = [k for k in ours if theirs[k] != ours[k]]
+    if diff:
+        shown = ", ".join(f"{k} {theirs[k]} (search: {ours[k]})" for k in diff)
+        raise HwnasError(
+            f"lookup graph '{path}' was built for another evaluation network or dataset: "
+            f"{shown}; build one with the same settings (hwnas dsearch lug)"
+        )
 
 
 # ---- data -------------------------------------------------------------------------------
@@ -304,10 +354,11 @@ def dsearch(
     the process peak so far). ``summary.json`` (after the last epoch): config, genotype,
     derived params/flops (latency where defined), budget, search budget, satisfied,
     seconds; for NB201 also the benchmark index, true test accuracies, 27 device
-    latencies and the best table accuracy under the same budget and resource model. The
-    summary's ``genotype`` follows ``config.derivation`` (default: the best-scoring cell
-    within the device budget); ``argmax_genotype``/``argmax_derived`` keep the plain rule's
-    cell, and the per-epoch log always shows the argmax cell.
+    latencies and the best table accuracy under the same budget and resource model
+    (among connected cells). The summary's ``genotype`` follows ``config.derivation``
+    (default: the best-scoring cell within the device budget);
+    ``argmax_genotype``/``argmax_derived`` keep the plain rule's cell, and the per-epoch
+    log always shows the argmax cell.
     """
     cfg = DSearchConfig.from_dict(config) if isinstance(config, dict) else config
     if cfg.threads:
@@ -510,8 +561,9 @@ def dsearch(
             fits,
         )
         if not fits:
+            cell = "connected cell" if cfg.space == "nb201" else "cell"
             warnings.warn(
-                f"no cell fits {constraint}: the summary holds the argmax cell "
+                f"no {cell} fits {constraint}: the summary holds the argmax cell "
                 f"({result.summary['derived']:.4g})",
                 stacklevel=2,
             )
@@ -521,7 +573,7 @@ def dsearch(
 
             plot_dsearch(
                 history,
-                result.summary,
+                _plot_summary(result.summary),
                 [a.numpy() for a in result.alphas],
                 DARTS_OPS if cfg.space == "darts" else NB201_OPS,
                 out / PLOT_NAME,
@@ -663,18 +715,31 @@ def _summary(
     return s
 
 
+def _plot_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary as the plot should label it: when the feasible derivation found no
+    cell and fell back to the argmax cell, the answer is not labelled 'feasible'."""
+    if summary.get("derivation") == "feasible" and not summary.get("derivation_found", True):
+        return {**summary, "derivation": "argmax fallback, nothing fits"}
+    return summary
+
+
 def _nb201_summary(
     arch: Genotype | str, rmodel: ResourceModel, constraint: Constraint | None, data_dir: Any
 ) -> dict[str, Any]:
-    """Benchmark facts of the found cell and the best table cell under the same budget."""
+    """Benchmark facts of the found cell and the best table cell under the same budget
+    among the connected cells, the ones the feasible derivation may return (a
+    disconnected cell outputs a constant)."""
     from hwnas.bench.nb201 import NB201_DATASETS
+    from hwnas.space.nb201 import NB201Space
 
     assert isinstance(arch, str)
     rec = nb201_record(arch, data_dir)
     row_of_code, df = nb201_table(data_dir)
     cost = rmodel.derived_all_nb201()  # by base-5 code
-    ok = cost <= constraint.budget if constraint else np.ones(len(cost), dtype=bool)
-    best: dict[str, Any] = {"feasible_cells": int(ok.sum())}
+    ok = nb201_connected(NB201Space().all_vectors())  # row i has base-5 code i
+    if constraint:
+        ok &= cost <= constraint.budget
+    best: dict[str, Any] = {"feasible_cells": int(ok.sum()), "connected_only": True}
     for d in NB201_DATASETS:
         acc = df[f"{d}_test_acc"].to_numpy(dtype=np.float64)[row_of_code]
         if not ok.any():
