@@ -197,12 +197,24 @@ def run_all(args: argparse.Namespace, modes: list[str]) -> list[dict[str, Any]]:
                 f"[{time.time() - t0:6.0f}s] {mode} {args.metric}<={b:g} seed {r['seed']}: "
                 f"B={r['search_budget']:.4g} derived {r['derived']:.4g} "
                 f"(expected {r['expected']:.4g}) ok={r['satisfied']} acc {r['acc']:.2f} "
-                f"(best {r['best_acc']:.2f}) {r['genotype']}; argmax {r['argmax']['derived']:.4g} "
+                f"(best {_acc(r['best_acc'])}) {r['genotype']}; argmax {r['argmax']['derived']:.4g} "
                 f"acc {r['argmax']['acc']:.2f}",
                 flush=True,
             )
     print(f"searches: {len(tasks)}, wall time {time.time() - t0:.0f} s\n")
     return rows
+
+
+def _acc(value: float | None) -> str:
+    return "none fits" if value is None else f"{value:.2f}"
+
+
+def _best(r: dict[str, Any], fmt: Any, unit: str) -> str:
+    """The table's best cell under the budget, or 'none fits' (a budget below every
+    connected cell)."""
+    if r["best_acc"] is None:
+        return "none fits"
+    return f"{r['best_acc']:.2f} ({fmt(r['best_resource'])}{unit})"
 
 
 def _med(v: list[float]) -> float:
@@ -242,7 +254,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, derivation: str
             f"| {fmt(_med(der))} [{fmt(min(der))}, {fmt(max(der))}] "
             f"| {_med([r['params'] for r in rs]) / 1e3:.0f}k "
             f"| {statistics.mean(acc):.2f} / {_med(acc):.2f} [{min(acc):.2f}, {max(acc):.2f}] "
-            f"| {rs[0]['best_acc']:.2f} ({fmt(rs[0]['best_resource'])}{unit}) "
+            f"| {_best(rs[0], fmt, unit)} "
             f"| {sum(a < 15 for a in acc)} | {len({r['genotype'] for r in rs})} "
             f"| `{modal.replace('|', chr(92) + '|')}` ({cnt}x) |"
         )

@@ -35,6 +35,9 @@ def main() -> None:
         help="latency models choose their feature view by CV as in LINAS, or use all features",
     )
     args = ap.parse_args()
+    pool = 15625 - 1000  # the table less the fixed test set
+    if not 1 <= args.size <= pool or args.trials < 1:
+        ap.error(f"--size must be in 1..{pool} (NB201 less the test set), --trials >= 1")
     args.out.mkdir(parents=True, exist_ok=True)
     models = args.models.split(",")
     devices = nb201_devices() if args.devices == "all" else args.devices.split(",")

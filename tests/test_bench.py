@@ -187,3 +187,22 @@ def test_ofa_missing_file(tmp_path, data_dir):
     shutil.copy(data_dir / "ofa/ofa_mbv3_acc_predictor.npz", tmp_path / "ofa")
     with pytest.raises(DataNotFoundError, match="ofa_mbv3_note10_latency_lut.json"):
         get_benchmark("ofa-mbv3", data_dir=tmp_path)
+
+
+def test_benchmarks_refuse_invalid_vectors(nb201_pixel3, data_dir):
+    # NB201's base-5 code of [0,0,0,0,1,5] equals that of [0,0,0,0,2,0], and -1 indexed
+    # the table's last row: both answered silently before
+    for bad in ([[0, 0, 0, 0, 0, -1]], [[0, 0, 0, 0, 1, 5]], [[0.7, 0, 0, 0, 0, 0]]):
+        with pytest.raises(HwnasError):
+            nb201_pixel3.evaluate(np.asarray(bad))
+    ofa = get_benchmark("ofa-mbv3", data_dir=data_dir)
+    x = ofa.space.sample(1, 0)
+    x[0, 0] = -1
+    with pytest.raises(HwnasError, match="outside"):
+        ofa.evaluate(x)
+
+
+def test_non_dominated_mask_refuses_nan():
+    for F in ([[0.2, np.nan], [0.5, 0.5]], [[np.nan, 0, 0], [0.5, 0.5, 0.5]]):
+        with pytest.raises(HwnasError, match="NaN"):
+            non_dominated_mask(np.asarray(F))

@@ -339,3 +339,15 @@ def test_unknown_names_raise_hwnas_error() -> None:
         AutoPredictor(candidates=("ridge", "nope")).fit(np.eye(12), np.arange(12.0))
     with pytest.raises(HwnasError):
         EnsemblePredictor("nope").fit(np.eye(3), np.arange(3.0))
+
+
+@pytest.mark.parametrize("name", ["gp", "rbf", "auto", "ridge"])
+def test_predictors_refuse_mismatched_or_nan_targets(name):
+    rng = np.random.default_rng(0)
+    X = rng.random((40, 5))
+    y = X.sum(axis=1)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        make_predictor(name).fit(X, y[:30])  # gp fitted on the first 30 rows of X
+    y[0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        make_predictor(name).fit(X, y)  # rbf predicted NaN everywhere

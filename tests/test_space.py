@@ -199,3 +199,34 @@ def test_sample_and_mutate_are_valid():
 def test_unknown_space():
     with pytest.raises(HwnasError, match="unknown search space"):
         get_space("nope")
+
+
+@pytest.mark.parametrize("name", [*CORE_SPACES, "mbv3-cifar"])
+def test_neighbours_exclude_the_given_vectors(name):
+    # changing an inactive dimension canonicalises back to the vector itself
+    space = get_space(name)
+    x = space.sample(3, 1)
+    n = space.neighbours(x)
+    assert len(n) and not any((n == row).all(axis=1).any() for row in x)
+
+
+def test_malformed_keys_counts_and_vectors_are_clear_errors():
+    space = get_space("nb201")
+    for key in ("1-2-a", "", "1.5-0-0-0-0-0"):
+        with pytest.raises(HwnasError, match="bad architecture key"):
+            space.from_key(key)
+    for n in (-1, 1.5, True):
+        with pytest.raises(HwnasError, match="count >= 0"):
+            space.sample(n)
+    with pytest.raises(HwnasError, match="not booleans"):
+        space.validate([True, 1, 1, 1, 1, 1])
+    for bad, message in (
+        ([[0, 0, 0, 0, 0, -1]], "outside 0..4"),
+        ([[0, 0, 0, 0, 1, 5]], "outside 0..4"),
+        ([[0.7, 0, 0, 0, 0, 0]], "must hold integers"),
+        ([[1, 2]], "must have 6 entries"),
+        (np.ones((1, 6), dtype=bool), "must hold integers"),
+    ):
+        with pytest.raises(HwnasError, match=message):
+            space.check_vectors(np.asarray(bad))
+    assert space.check_vectors([[1.0, 2, 3, 4, 0, 1]]).dtype == np.int64

@@ -1,6 +1,7 @@
 import csv
 import sqlite3
 
+import numpy as np
 import pytest
 
 from hwnas.errors import HwnasError
@@ -18,8 +19,12 @@ def test_runs_evaluations_fits_and_csv(tmp_path):
             )
             == 1
         )
-        with pytest.raises(sqlite3.IntegrityError):  # one row per distinct architecture
+        with pytest.raises(HwnasError, match="already holds an evaluation of '1-2'"):
             st.add_evaluation(run, "1-2", [1, 2], {"accuracy": 1.0, "latency": 1.0})
+        with pytest.raises(HwnasError, match="must hold integers"):
+            st.add_evaluation(run, "1-7", [1.7, 2], None)
+        # numpy values (float32 objectives, an array as the architecture) are stored
+        st.add_evaluation(run, "3-3", [3, 3], {"accuracy": np.float32(2.5)}, arch=np.arange(2))
         st.add_predictor_fit(run, "accuracy", "svr", 20, iteration=0, scores={"tau": 0.5})
         st.finish_run(run, {"evaluations": 2})
     with ResultsStore(path) as st:  # reopened: everything persisted
@@ -27,12 +32,13 @@ def test_runs_evaluations_fits_and_csv(tmp_path):
         assert r["status"] == "finished" and r["seed"] == 3 and r["config"]["algorithm"] == "random"
         assert "numpy" in r["versions"] and r["summary"] == {"evaluations": 2}
         recs = st.evaluations(run)
-        assert [x.arch_key for x in recs] == ["1-2", "2-2"]
+        assert [x.arch_key for x in recs] == ["1-2", "2-2", "3-3"]
+        assert recs[2].objectives == {"accuracy": 2.5} and recs[2].arch == [0, 1]
         assert recs[0].ok and recs[0].objectives == {"accuracy": 90.0, "latency": 1.5}
         assert not recs[1].ok and recs[1].error == "boom"
         assert st.predictor_fits(run)[0]["scores"] == {"tau": 0.5}
-        st.export_csv(run, tmp_path / "e.csv")
-    rows = list(csv.DictReader((tmp_path / "e.csv").open()))
+        st.export_csv(run, tmp_path / "new" / "e.csv")  # its directory is made
+    rows = list(csv.DictReader((tmp_path / "new" / "e.csv").open()))
     assert rows[0]["accuracy"] == "90.0" and rows[1]["status"] == "failed"
     mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
@@ -51,3 +57,24 @@ def test_latest_run_missing(tmp_path):
         pytest.raises(HwnasError, match="no search run"),
     ):
         st.latest_run("search")
+
+
+def _add_many(path, run, start):
+    with ResultsStore(path) as st:
+        for i in range(start, start + 60):
+            st.add_evaluation(run, f"{i}-0", [i, 0], {"accuracy": float(i)})
+
+
+def test_two_writers_to_one_run_never_share_a_sequence_number(tmp_path):
+    import multiprocessing as mp
+
+    path = tmp_path / "r.sqlite"
+    with ResultsStore(path) as st:
+        run = st.create_run({}, seed=0)
+    procs = [mp.Process(target=_add_many, args=(path, run, k * 1000)) for k in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    with ResultsStore(path) as st:
+        assert sorted(r.seq for r in st.evaluations(run)) == list(range(120))

@@ -106,7 +106,7 @@ class NB201Benchmark(Evaluator):
 
     def rows(self, vectors: np.ndarray) -> np.ndarray:
         """Table rows of the given vectors."""
-        x = np.atleast_2d(np.asarray(vectors, dtype=np.int64))
+        x = self.space.check_vectors(vectors)
         return self.row_of_code[self.space.index_of(x)]
 
     def benchmark_index(self, vectors: np.ndarray) -> np.ndarray:

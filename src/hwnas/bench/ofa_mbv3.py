@@ -164,7 +164,7 @@ class OFAMobileNetV3Benchmark(Evaluator):
         return np.array([lo[0] - 0.1 * span[0], hi[1] + 0.1 * span[1]])
 
     def evaluate(self, vectors: np.ndarray) -> np.ndarray:
-        x = np.atleast_2d(np.asarray(vectors, dtype=np.int64))
+        x = self.space.check_vectors(vectors)
         return np.stack([self.accuracy(x), self.latency(x)], axis=1)
 
 

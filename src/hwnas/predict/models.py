@@ -31,7 +31,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 from sklearn.tree import DecisionTreeRegressor
-from sklearn.utils.validation import check_array, check_is_fitted, has_fit_parameter
+from sklearn.utils.validation import (
+    check_array,
+    check_is_fitted,
+    check_X_y,
+    has_fit_parameter,
+)
 from threadpoolctl import threadpool_limits
 
 from hwnas.errors import HwnasError
@@ -122,8 +127,7 @@ class GPPredictor(RegressorMixin, BaseEstimator):
         self.seed = seed
 
     def fit(self, X, y):
-        X = check_array(X, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64).ravel()
+        X, y = check_X_y(X, y, dtype=np.float64, y_numeric=True)
         self.n_features_in_ = X.shape[1]
         self.scaler_ = StandardScaler().fit(X)
         Z = self.scaler_.transform(X)
@@ -199,8 +203,7 @@ class RBFPredictor(RegressorMixin, BaseEstimator):
         return ((X - self.x_mean_) / self.x_scale_ - self.center_) @ self.components_.T
 
     def fit(self, X, y):
-        X = check_array(X, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64).ravel()
+        X, y = check_X_y(X, y, dtype=np.float64, y_numeric=True)
         if X.shape[0] != y.shape[0]:
             raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]} entries")
         if self.smoothing <= 0:
@@ -255,8 +258,7 @@ class EnsemblePredictor(RegressorMixin, BaseEstimator):
         self.seed = seed
 
     def fit(self, X, y):
-        X = check_array(X, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64).ravel()
+        X, y = check_X_y(X, y, dtype=np.float64, y_numeric=True)
         if self.n_members < 1:
             raise HwnasError("EnsemblePredictor needs n_members >= 1")
         n = X.shape[0]
@@ -307,8 +309,7 @@ class AutoPredictor(RegressorMixin, BaseEstimator):
         self.seed = seed
 
     def fit(self, X, y):
-        X = check_array(X, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64).ravel()
+        X, y = check_X_y(X, y, dtype=np.float64, y_numeric=True)
         names = list(self.candidates)
         if not names:
             raise HwnasError("auto predictor needs at least one candidate")
@@ -400,8 +401,7 @@ class ViewSelectPredictor(RegressorMixin, BaseEstimator):
         return X if cols is None else X[:, cols]
 
     def fit(self, X, y):
-        X = check_array(X, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64).ravel()
+        X, y = check_X_y(X, y, dtype=np.float64, y_numeric=True)
         self.views_ = [
             None if v is None else np.asarray(v, dtype=np.int64) for v in (self.views or [None])
         ]

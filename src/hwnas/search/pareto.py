@@ -8,6 +8,8 @@ import numpy as np
 from pymoo.indicators.hv import HV
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
+from hwnas.errors import HwnasError
+
 
 def non_dominated_mask(F: np.ndarray) -> np.ndarray:
     """Boolean mask of the non-dominated rows of ``F`` (all objectives minimised).
@@ -15,6 +17,8 @@ def non_dominated_mask(F: np.ndarray) -> np.ndarray:
     Rows with identical values do not dominate each other, so all copies are kept.
     """
     F = np.asarray(F, dtype=np.float64)
+    if np.isnan(F).any():  # NaN compares false both ways: it would break the sort and pymoo
+        raise HwnasError("non_dominated_mask: objective values hold NaN (drop failed rows)")
     n = F.shape[0]
     mask = np.zeros(n, dtype=bool)
     if n == 0:

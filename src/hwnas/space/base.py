@@ -66,6 +66,8 @@ class SearchSpace(ABC):
 
     def sample(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
         """``n`` uniformly random canonical vectors, shape (n, n_dims)."""
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+            raise HwnasError(f"{self.name}: sample needs a count >= 0, got {n!r}")
         rng = np.random.default_rng(rng)
         x = rng.integers(0, self.cardinalities, size=(n, self.n_dims))
         return self.canonicalize(x)
@@ -80,10 +82,18 @@ class SearchSpace(ABC):
         return ["-".join(map(str, row)) for row in canon.tolist()]
 
     def from_key(self, key: str) -> np.ndarray:
-        return self.validate([int(t) for t in key.split("-")])
+        """The vector of a key from :meth:`keys` (``1-1-1-0-1-0``)."""
+        try:
+            return self.validate([int(t) for t in key.split("-")])
+        except ValueError:
+            raise HwnasError(
+                f"{self.name}: bad architecture key '{key}' (expected integers joined by '-')"
+            ) from None
 
     def validate(self, vector: Sequence[int] | np.ndarray) -> np.ndarray:
         """Check length and ranges; returns the vector as int64 or raises ``HwnasError``."""
+        if isinstance(vector, list | tuple) and any(isinstance(e, bool) for e in vector):
+            raise HwnasError(f"{self.name}: architecture vector must hold integers, not booleans")
         try:
             v = np.asarray(vector, dtype=np.float64)
         except (TypeError, ValueError):
@@ -103,6 +113,26 @@ class SearchSpace(ABC):
                 f"{self.name}: entry {i} ({self.dims[i].name}) = {v[i]} is outside "
                 f"0..{self.dims[i].size - 1}"
             )
+        return v
+
+    def check_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """A batch of vectors as int64 (n, n_dims), checked as :meth:`validate` checks
+        one (vectorised, for evaluators): a wrong shape, non-integers or an entry out of
+        range raise ``HwnasError`` instead of indexing a table with it."""
+        v = np.atleast_2d(np.asarray(vectors))
+        if v.dtype == bool or v.dtype.kind not in "iuf":
+            raise HwnasError(f"{self.name}: architecture vectors must hold integers")
+        if v.ndim != 2 or v.shape[1] != self.n_dims:
+            raise HwnasError(
+                f"{self.name}: architecture vectors must have {self.n_dims} entries, "
+                f"got shape {tuple(v.shape)}"
+            )
+        if v.dtype.kind == "f" and not (np.isfinite(v).all() and (v == np.round(v)).all()):
+            raise HwnasError(f"{self.name}: architecture vectors must hold integers")
+        v = v.astype(np.int64)
+        bad = np.nonzero(((v < 0) | (v >= self.cardinalities)).any(axis=1))[0]
+        if bad.size:
+            self.validate(v[bad[0]])  # raises, naming the entry
         return v
 
     def features(self, vectors: np.ndarray) -> np.ndarray:
@@ -151,7 +181,10 @@ class SearchSpace(ABC):
     def mutate(
         self, vector: np.ndarray, rng: np.random.Generator, p: float | None = None
     ) -> np.ndarray:
-        """Resample each dimension with probability ``p`` (default 1/n_dims, at least one)."""
+        """Resample each dimension with probability ``p`` (default 1/n_dims, at least one).
+        A resampled dimension may draw its old choice, and a change to a dimension that
+        is inactive (e.g. a block beyond its stage's depth) canonicalises away, so the
+        result can equal the input."""
         p = 1.0 / self.n_dims if p is None else p
         v = np.array(vector, dtype=np.int64)
         mask = rng.random(self.n_dims) < p
@@ -161,7 +194,9 @@ class SearchSpace(ABC):
         return self.canonicalize(v[None, :])[0]
 
     def neighbours(self, vectors: np.ndarray) -> np.ndarray:
-        """Every distinct canonical vector one choice away from any of ``vectors``."""
+        """Every distinct canonical vector one choice away from any of ``vectors`` (a
+        change to an inactive dimension canonicalises back to a given vector, which is
+        not its own neighbour)."""
         x = self.canonicalize(np.atleast_2d(vectors))
         out = []
         for i, card in enumerate(self.cardinalities.tolist()):
@@ -171,7 +206,9 @@ class SearchSpace(ABC):
                 out.append(y)
         if not out:
             return x[:0]
-        return np.unique(self.canonicalize(np.concatenate(out)), axis=0)
+        y = np.unique(self.canonicalize(np.concatenate(out)), axis=0)
+        given = {row.tobytes() for row in x}
+        return y[[row.tobytes() not in given for row in y]]
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hwnas.errors import HwnasError
 
 SCHEMA = """
@@ -95,6 +97,15 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+def _plain(obj: Any) -> Any:
+    """numpy scalars and arrays as JSON (an architecture or extra field may hold them)."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 class ResultsStore:
@@ -187,30 +198,42 @@ class ResultsStore:
         source: str = "measured",
         extra: dict[str, Any] | None = None,
     ) -> int:
-        """Store one evaluation, committed at once; returns its sequence number."""
-        with self._tx() as c:
-            (seq,) = c.execute(
-                "SELECT COUNT(*) FROM evaluations WHERE run_id = ?", (run_id,)
-            ).fetchone()
-            c.execute(
-                "INSERT INTO evaluations (run_id, seq, arch_key, vector, arch, objectives, "
-                "status, error, wall_time_s, source, extra, created) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run_id,
-                    seq,
-                    arch_key,
-                    json.dumps([int(v) for v in vector]),
-                    json.dumps(arch),
-                    json.dumps(objectives) if objectives is not None else None,
-                    status,
-                    error,
-                    float(wall_time_s),
-                    source,
-                    json.dumps(extra) if extra else None,
-                    time.time(),
-                ),
-            )
+        """Store one evaluation, committed at once; returns its sequence number (the
+        run's evaluation count before it, taken in the same statement, so two writers to
+        one run never share a number)."""
+        if any(float(v) != int(v) for v in vector):
+            raise HwnasError(f"architecture vector must hold integers, got {list(vector)}")
+        if objectives is not None:
+            objectives = {k: float(v) for k, v in objectives.items()}
+        try:
+            with self._tx() as c:
+                cur = c.execute(
+                    "INSERT INTO evaluations (run_id, seq, arch_key, vector, arch, objectives, "
+                    "status, error, wall_time_s, source, extra, created) VALUES (?, "
+                    "(SELECT COUNT(*) FROM evaluations WHERE run_id = ?), "
+                    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run_id,
+                        run_id,
+                        arch_key,
+                        json.dumps([int(v) for v in vector]),
+                        json.dumps(arch, default=_plain),
+                        json.dumps(objectives) if objectives is not None else None,
+                        status,
+                        error,
+                        float(wall_time_s),
+                        source,
+                        json.dumps(extra, default=_plain) if extra else None,
+                        time.time(),
+                    ),
+                )
+                (seq,) = c.execute(
+                    "SELECT seq FROM evaluations WHERE id = ?", (cur.lastrowid,)
+                ).fetchone()
+        except sqlite3.IntegrityError:
+            raise HwnasError(
+                f"run {run_id} already holds an evaluation of '{arch_key}' (one per architecture)"
+            ) from None
         return int(seq)
 
     def evaluations(self, run_id: str) -> list[EvaluationRecord]:
@@ -289,6 +312,7 @@ class ResultsStore:
                 if k not in names:
                     names.append(k)
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(
