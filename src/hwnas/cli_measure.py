@@ -49,6 +49,13 @@ def int_list(text: str, flag: str) -> list[int]:
         raise HwnasError(f"{flag} must be comma-separated integers, got '{text}'") from None
 
 
+def check_timeout(timeout_s: float, flag: str = "--timeout-s") -> float:
+    """A positive, finite time-out in seconds, else a one-line ``HwnasError``."""
+    if not 0 < timeout_s < float("inf"):
+        raise HwnasError(f"{flag} must be positive, got {timeout_s:g}")
+    return timeout_s
+
+
 def _fmt_ms(x: float) -> str:
     return f"{x:.4f}" if x < 1 else f"{x:.3f}" if x < 100 else f"{x:.1f}"
 
@@ -153,9 +160,12 @@ def register(app: typer.Typer) -> None:
         """Serve POST /measure (ONNX body) and GET /health until interrupted."""
         from hwnas.measure.agent import read_token_file, serve
 
-        token = read_token_file(token_file)
-        if max_mb <= 0:
+        if not 0 <= port <= 65535:
+            raise HwnasError(f"--port must be 0..65535 (0: any free port), got {port}")
+        if not max_mb > 0:
             raise HwnasError("--max-mb must be positive")
+        check_timeout(timeout_s)
+        token = read_token_file(token_file)
         agent_log = logging.getLogger("hwnas.agent")
         if not agent_log.handlers:
             handler = logging.StreamHandler(sys.stderr)
@@ -230,6 +240,7 @@ def register(app: typer.Typer) -> None:
                 f"the measure command runs ONNX files with onnxruntime, not {runtime!r}; "
                 "measure PyTorch modules from Python with hwnas.measure.measure_torch"
             )
+        check_timeout(timeout_s)
         settings = MeasureSettings(
             runtime="onnxruntime",
             batch_size=batch_size,

@@ -14,12 +14,13 @@ on measured data.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from hwnas.cli_measure import _user_errors, int_list
+from hwnas.cli_measure import _user_errors, check_timeout, int_list
 from hwnas.errors import HwnasError
 from hwnas.report.progress import progress_bar
 
@@ -60,6 +61,7 @@ def _settings(
 def _measurer(settings: Any, agent: str, token_file: Path | None, timeout_s: float) -> Any:
     from hwnas.measure.measurer import LocalMeasurer, RemoteMeasurer
 
+    check_timeout(timeout_s)
     if agent:
         from hwnas.measure.agent import AgentClient, read_token_file
 
@@ -179,19 +181,26 @@ def register(app: typer.Typer) -> None:
         settings = _settings(runtime, batch_size, threads, warmup, rounds, repeats, seed)
         measurer = _measurer(settings, agent, token_file, timeout_s)
         _torch_threads(threads)
-        with progress_bar(f"profiling {space}", enabled=not as_json) as update:
-            summary = profile_space(
-                space,
-                samples,
-                out,
-                settings,
-                measurer=measurer,
-                seed=seed,
-                progress=update,
-                resume=resume,
-                group_size=group_size,
-                anchor=anchor,
+        try:
+            with progress_bar(f"profiling {space}", enabled=not as_json) as update:
+                summary = profile_space(
+                    space,
+                    samples,
+                    out,
+                    settings,
+                    measurer=measurer,
+                    seed=seed,
+                    progress=update,
+                    resume=resume,
+                    group_size=group_size,
+                    anchor=anchor,
+                )
+        except KeyboardInterrupt:
+            typer.echo(
+                f"interrupted; run the same command again to continue (what {out} holds is kept)",
+                err=True,
             )
+            sys.exit(130)  # SystemExit: the app adds no generic 'interrupted' line
         if as_json:
             _echo_json(summary)
             return
@@ -248,6 +257,11 @@ def register(app: typer.Typer) -> None:
             data = load_profile(from_run)
             if data.space_name != space:
                 raise HwnasError(f"{from_run} profiles {data.space_name}, not {space}")
+            if len(data) == 0:
+                raise HwnasError(
+                    f"{from_run} holds no successful measurement: no networks to build the "
+                    "table for"
+                )
             vectors = data.vectors
         settings = _settings(runtime, batch_size, threads, warmup, rounds, repeats, seed)
         measurer = _measurer(settings, agent, token_file, timeout_s)
@@ -321,10 +335,11 @@ def register(app: typer.Typer) -> None:
         as_json: bool = _JSON,
     ) -> None:
         """Fit a predictor on a profile's measurements and save it with its metadata."""
-        from hwnas.predict.fitted import fit_on_profile, sidecar_path
+        from hwnas.predict.fitted import check_writable_file, fit_on_profile, sidecar_path
 
         if out.suffix not in (".joblib", ".pkl", ".pickle"):
             raise HwnasError(f"--out must end in .joblib or .pkl, got '{out.name}'")
+        check_writable_file(out)
         fitted = fit_on_profile(
             run,
             target=target,

@@ -30,7 +30,31 @@ def _user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _read_config(path: Path) -> dict[str, Any]:
+    """The JSON object of a ``--config`` file; anything else is a one-line error."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise HwnasError(f"cannot read config '{path}': not a UTF-8 JSON file") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise HwnasError(f"cannot read config '{path}': {e}") from None
+    if not isinstance(data, dict):
+        raise HwnasError(
+            f"config '{path}' must hold a JSON object of training settings, "
+            f'e.g. {{"dataset": "digits"}}; got a {type(data).__name__}'
+        )
+    return data
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the option ``name`` was given on the command line (or by the environment),
+    not left at its default."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
 def train(
+    ctx: typer.Context,
     config: Path | None = typer.Option(None, "--config", help="JSON file of TrainConfig fields"),
     space: str | None = typer.Option(None, help="mbv3-cifar or mbv3-ramnas"),
     dataset: str | None = typer.Option(
@@ -48,18 +72,24 @@ def train(
     grad_clip: float | None = typer.Option(None, "--grad-clip"),
     seed: int | None = typer.Option(None),
     threads: int | None = typer.Option(None, "--threads"),
-    resume: bool = typer.Option(True, "--resume/--no-resume"),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    resume: bool = typer.Option(
+        True,
+        "--resume/--no-resume",
+        help="Continue from OUT/checkpoint.pt (default; the config's 'resume' if given there).",
+    ),
+    progress: bool = typer.Option(
+        True,
+        "--progress/--no-progress",
+        help="Progress bar (default; the config's 'progress' if given there).",
+    ),
 ) -> None:
-    """Train a one-shot supernet (sandwich rule, SMD + DKD by default)."""
+    """Train a one-shot supernet (sandwich rule, SMD + DKD by default). Options given on
+    the command line override the --config file's settings."""
     from hwnas.train.supernet import TrainConfig, train_supernet
 
     fields: dict[str, Any] = {}
     if config is not None:
-        try:
-            fields.update(json.loads(Path(config).read_text()))
-        except (OSError, json.JSONDecodeError) as e:
-            raise HwnasError(f"cannot read config '{config}': {e}") from None
+        fields.update(_read_config(config))
     overrides = {
         "space": space,
         "dataset": dataset,
@@ -77,9 +107,17 @@ def train(
         "num_threads": threads,
     }
     fields.update({k: v for k, v in overrides.items() if v is not None})
-    fields["resume"] = resume
-    fields["progress"] = progress
-    result = train_supernet(TrainConfig.from_dict(fields))
+    for name, value in (("resume", resume), ("progress", progress)):
+        if _given(ctx, name) or name not in fields:
+            fields[name] = value
+    cfg = TrainConfig.from_dict(fields)
+    result = train_supernet(cfg)
+    if result.epochs_trained == 0:
+        typer.echo(
+            f"nothing to train: {result.checkpoint} already finished all {cfg.epochs} epoch(s) "
+            "(raise --epochs to train on, or --no-resume to start over)",
+            err=True,
+        )
     summary = {"checkpoint": str(result.checkpoint), "metrics": str(result.metrics_file)}
     summary.update({k: v for k, v in result.final.items() if k.endswith("acc") or k == "loss"})
     typer.echo(json.dumps(summary))
@@ -97,8 +135,9 @@ def evaluate(
     threads: int = typer.Option(2, "--threads", help="torch CPU threads"),
 ) -> None:
     """Top-1 accuracy of a subnet (BN recalibrated) on the checkpoint's dataset."""
-    from hwnas.train.evaluate import evaluate_subnet
+    from hwnas.train.evaluate import evaluate_subnet, set_threads
 
+    set_threads(threads)
     if split not in ("train", "val", "test"):
         raise HwnasError(f"unknown split '{split}' (use train, val, test)")
     res = evaluate_subnet(
@@ -116,18 +155,19 @@ def evaluate(
 def export(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint file or run dir"),
     subnet: str = typer.Option(..., "--subnet", help="min, max or JSON config"),
-    format: str = typer.Option("onnx", "--format", help="onnx or torch"),
+    format: str = typer.Option(
+        "onnx", "--format", help="onnx or torch (both with a dynamic batch dimension)"
+    ),
     out: Path = typer.Option(..., "--out", help="output file"),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads"),
 ) -> None:
     """Export a subnet as a standalone ONNX model or torch.export program."""
-    import torch
+    from hwnas.train.evaluate import check_output_file, export_subnet, set_threads
 
-    from hwnas.train.evaluate import export_subnet
-
-    torch.set_num_threads(threads)
+    set_threads(threads)
     if format not in ("onnx", "torch"):
         raise HwnasError(f"unknown export format '{format}' (use onnx or torch)")
+    check_output_file(out)
     path = export_subnet(checkpoint, subnet, format, out)  # type: ignore[arg-type]
     typer.echo(str(path))
 

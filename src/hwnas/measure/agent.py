@@ -76,6 +76,7 @@ from hwnas.measure.worker import (
     MeasureOutOfMemoryError,
     MeasureTimeoutError,
     WorkerCrashedError,
+    check_thread_counts,
     run_isolated,
 )
 
@@ -85,6 +86,17 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 MIN_TOKEN_LENGTH = 16
 _SHORT_NAMES = {"threads": "intra_op_threads", "repeats": "repeats_per_round"}
+
+
+class AgentUploadTooLargeError(HwnasError):
+    """The agent refused an upload over its size limit (413)."""
+
+
+def check_port(port: int) -> int:
+    """A TCP port number 0..65535 (0: any free port)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise HwnasError(f"port must be 0..65535 (0: any free port), got {port!r}")
+    return port
 
 
 # ---------------------------------------------------------------------------------------
@@ -482,6 +494,7 @@ class _Handler(BaseHTTPRequestHandler):
                             "memory_mb": cfg.memory_mb,
                             "queue_size": cfg.queue_size,
                             "max_models": cfg.max_models,
+                            "max_threads": os.cpu_count() or 1,
                         },
                     },
                 )
@@ -546,6 +559,10 @@ class _Handler(BaseHTTPRequestHandler):
             raise _HttpError(400, "bad_request", f"sizes {sizes} do not add up to the {n} bytes")
         if len(sizes) > cfg.max_models:
             raise _HttpError(400, "bad_request", f"at most {cfg.max_models} models per request")
+        try:
+            check_thread_counts(settings)
+        except HwnasError as e:
+            raise _HttpError(400, "bad_request", str(e)) from None
         return n, settings, sizes
 
     def _measure(self, query: str) -> None:
@@ -587,6 +604,7 @@ def create_server(
     **limits: Any,
 ) -> AgentServer:
     """Bind an :class:`AgentServer` (port 0: any free port; see ``server.url``)."""
+    check_port(port)
     config = AgentConfig(
         token=token,
         max_bytes=max_bytes,
@@ -691,6 +709,8 @@ class AgentClient:
             raise HwnasError(f"agent URL must look like http://HOST:PORT, got {url!r}")
         self.url = url.rstrip("/")
         self.token = _check_token(token, "the agent token")
+        if not timeout_s > 0:
+            raise HwnasError(f"the agent request time-out must be positive, got {timeout_s:g} s")
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
@@ -740,17 +760,11 @@ class AgentClient:
                     continue
                 raise self._error(e.code, code, str(message)) from None
             except (ConnectionResetError, BrokenPipeError) as e:
-                raise HwnasError(
-                    f"the agent at {self.url} dropped the connection ({e}); "
-                    "the upload may exceed its size limit"
-                ) from None
+                raise self._dropped(e, body) from None
             except urllib.error.URLError as e:
                 reason = e.reason
                 if isinstance(reason, ConnectionResetError | BrokenPipeError):
-                    raise HwnasError(
-                        f"the agent at {self.url} dropped the connection ({reason}); "
-                        "the upload may exceed its size limit"
-                    ) from None
+                    raise self._dropped(reason, body) from None
                 raise HwnasError(f"cannot reach the agent at {self.url}: {reason}") from None
             except TimeoutError:
                 raise HwnasError(
@@ -760,13 +774,33 @@ class AgentClient:
                 raise HwnasError(f"cannot talk to the agent at {self.url}: {e}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _dropped(self, reason: BaseException, body: bytes | None) -> HwnasError:
+        """The agent closed the connection during a request: an upload over its size
+        limit (it stops reading) when ``/info`` says so, else a connection error."""
+        limit = None
+        if body:
+            with contextlib.suppress(HwnasError, AttributeError, TypeError, ValueError):
+                limit = int(self.info()["limits"]["max_bytes"])
+        if limit is not None and len(body or b"") > limit:
+            return AgentUploadTooLargeError(
+                f"model too large for the agent at {self.url}: upload of {len(body or b'')} "
+                f"bytes exceeds the agent's limit of {limit} bytes (its --max-mb sets the limit)"
+            )
+        return HwnasError(
+            f"the agent at {self.url} dropped the connection ({reason}); "
+            "the upload may exceed its size limit"
+        )
+
     def _error(self, status: int, code: str | None, message: str) -> HwnasError:
         if status == 401:
             return HwnasError(
                 f"the agent at {self.url} rejected the token (401); check the token file"
             )
         if status == 413:
-            return HwnasError(f"model too large for the agent at {self.url}: {message}")
+            return AgentUploadTooLargeError(
+                f"model too large for the agent at {self.url}: {message} "
+                "(its --max-mb sets the limit)"
+            )
         if status == 503:
             return HwnasError(
                 f"the agent at {self.url} stayed busy after {self.retries} retries: {message}"

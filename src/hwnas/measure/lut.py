@@ -22,6 +22,7 @@ vectorised reader of :mod:`hwnas.bench.ofa_mbv3`) and :func:`read_proxylessnas_l
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -267,17 +268,24 @@ class LatencyLUT:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LatencyLUT:
+        """Read a table written by :meth:`save`; anything else is a one-line error."""
         path = Path(path)
+        if path.is_dir():
+            raise HwnasError(f"latency table {path} is a directory, not a JSON file")
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise HwnasError(f"latency table not found: {path}") from None
+        except UnicodeDecodeError:
+            raise HwnasError(
+                f"{path} is not an hwnas latency table (a binary file, not JSON)"
+            ) from None
         except (OSError, json.JSONDecodeError) as exc:
             raise HwnasError(f"cannot read latency table {path}: {exc}") from None
         if not isinstance(data, dict) or data.get("format") != LUT_FORMAT:
             raise HwnasError(f"{path} is not an hwnas latency table ({LUT_FORMAT})")
         try:
-            return cls(
+            lut = cls(
                 space=str(data["space"]),
                 num_classes=int(data["num_classes"]),
                 settings=dict(data.get("settings") or {}),
@@ -288,6 +296,26 @@ class LatencyLUT:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise HwnasError(f"malformed latency table {path}: {exc}") from None
+        for key, entry in lut.entries.items():
+            value = entry.get("latency_ms") if isinstance(entry, dict) else None
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise HwnasError(
+                    f"malformed latency table {path}: entry '{key}' needs a latency_ms >= 0 "
+                    f"(a number), got {value if isinstance(entry, dict) else entry!r}"
+                )
+        return lut
+
+
+def _device_text(device: dict[str, Any]) -> str:
+    """'local' or 'agent URL' (or the raw description)."""
+    if device.get("measurer") == "remote":
+        return f"agent {device.get('agent')}"
+    return str(device.get("measurer") or json.dumps(device))
 
 
 def build_lut(
@@ -305,8 +333,9 @@ def build_lut(
 
     Blocks are exported one by one and measured ``group_size`` at a time, interleaved.
     With ``out`` the table is written after every group, and an existing table at ``out``
-    for the same space, classes and settings is extended (its entries are not measured
-    again), so a killed build resumes.
+    for the same space, classes, settings and device (the same kind of measurer: local,
+    or the same agent) is extended (its entries are not measured again), so a killed
+    build resumes; a table of another device is refused, never mixed.
     """
     import dataclasses
 
@@ -329,6 +358,8 @@ def build_lut(
     if vectors is None:
         specs = all_blocks(space, nc)
     else:
+        if np.asarray(vectors).size == 0:
+            raise HwnasError("no networks given to build the table for (an empty profile?)")
         seen: dict[str, BlockSpec] = {}
         for v in space.canonicalize(np.atleast_2d(np.asarray(vectors, dtype=np.int64))):
             for b in arch_blocks(space, v, nc):
@@ -342,6 +373,11 @@ def build_lut(
             raise HwnasError(
                 f"{out} holds a table for another space or other settings; "
                 "use the same options or another output file"
+            )
+        if old.device and old.device != lut.device:
+            raise HwnasError(
+                f"{out} holds a table measured on a different device ({_device_text(old.device)}"
+                f", now {_device_text(lut.device)}); use another output file"
             )
         lut.entries = dict(old.entries)
         lut.host = old.host
@@ -401,6 +437,13 @@ def evaluate_lut(lut: LatencyLUT, run_dir: str | os.PathLike[str]) -> dict[str, 
         )
     if len(data) == 0:
         raise HwnasError(f"{run_dir} holds no successful measurement")
+    measured_nc = data.run["config"].get("num_classes")
+    if measured_nc is not None and int(measured_nc) != lut.num_classes:
+        raise HwnasError(
+            f"the table was built for {lut.num_classes} classes but {run_dir} measured networks "
+            f"with {measured_nc} classes (their heads differ); build the table with the "
+            "profile's num_classes"
+        )
     pred = lut.predict(data.vectors, strict=False)
     ok = np.isfinite(pred)
     if not ok.any():

@@ -42,6 +42,8 @@ class LocalMeasurer:
         timeout_s: float = 300.0,
         memory_mb: int = 0,
     ) -> None:
+        if not timeout_s > 0:
+            raise HwnasError(f"the measurement time-out must be positive, got {timeout_s:g} s")
         self.settings = settings or MeasureSettings()
         self.isolate = isolate
         self.timeout_s = timeout_s

@@ -26,6 +26,14 @@ run's config, so re-running with the same ``OUT`` measures only what is missing:
 profile loses nothing that was stored and repeats nothing. Re-running with a larger
 ``--samples`` grows the profile the same way.
 
+Only errors of a subnet itself (it cannot be exported, loaded or run, it needs too much
+memory or time: :data:`hwnas.measure.worker.MODEL_ERRORS`) are stored as that subnet's
+failure. Any other error (an agent that cannot be reached, refuses the token, stays busy,
+does not answer in time, refuses the settings) stops the profile with that error and
+stores nothing for the group being measured; a resume measures it then. Failures stored
+as plain ``HwnasError`` by older versions (such errors, stored by mistake) are measured
+again on resume.
+
 :func:`load_profile` reads a profile run back as arrays for predictors and lookup tables.
 """
 
@@ -44,7 +52,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hwnas.errors import HwnasError
+from hwnas.measure.agent import AgentUploadTooLargeError
 from hwnas.measure.latency import MeasureSettings
+from hwnas.measure.worker import MODEL_ERRORS
 from hwnas.store.sqlite import EvaluationRecord, ResultsStore
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -386,52 +396,100 @@ def profile_space(
             old_plan = store.runs(PROFILE_KIND)[-1]["config"]["plan"]
             config["anchor"] = anchor_key(space, old_plan, nc) if old_plan else None
         run_id, plan = _open_run(store, config, seed, resume, out_dir, space)
-        done = {rec.arch_key for rec in store.evaluations(run_id)}
+        recs = store.evaluations(run_id)
+        retry = {r.arch_key for r in recs if _retryable(r)}
+        done = {r.arch_key for r in recs} - retry
         resumed_from = len(done)
         todo = [k for k in plan if k not in done]
         total = len(plan)
         if progress is not None:
             progress(len(done), total)
         measured = 0
-        if todo:
-            net = MBv3Supernet(space, num_classes=nc).eval()
-            with torch.no_grad(), tempfile.TemporaryDirectory(prefix="hwnas-profile-") as tmp:
-                anchors = (
-                    _AnchorLog(store, run_id, space, net, config["anchor"], settings, Path(tmp))
-                    if config["anchor"]
-                    else None
-                )
-                for g0 in range(0, len(todo), group_size):
-                    keys = todo[g0 : g0 + group_size]
-                    measured += _profile_group(
-                        store,
-                        run_id,
-                        space,
-                        net,
-                        keys,
-                        settings,
-                        measurer,
-                        Path(tmp),
-                        group=(resumed_from + g0) // group_size,
-                        anchors=anchors,
-                    )
-                    if progress is not None:
-                        progress(resumed_from + measured, total)
-        summary = summarize_profile(store, run_id)
-        summary.update(
-            out_dir=str(out_dir),
-            resumed_from=resumed_from,
-            measured=measured,
-            wall_time_s=time.perf_counter() - t_start,
-        )
-        if measured:
-            summary["seconds_per_subnet"] = summary["wall_time_s"] / measured
-        status = "finished" if summary["stored"] == total else "incomplete"
-        store.finish_run(run_id, summary, status=status)
-        with contextlib.suppress(OSError):
-            store.export_csv(run_id, out_dir / "profile.csv")
-            (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        anchors: _AnchorLog | None = None
+        try:
+            if todo:
+                net = MBv3Supernet(space, num_classes=nc).eval()
+                with torch.no_grad(), tempfile.TemporaryDirectory(prefix="hwnas-profile-") as tmp:
+                    if config["anchor"]:
+                        anchors = _AnchorLog(
+                            store, run_id, space, net, config["anchor"], settings, Path(tmp)
+                        )
+                    for g0 in range(0, len(todo), group_size):
+                        keys = todo[g0 : g0 + group_size]
+                        measured += _profile_group(
+                            store,
+                            run_id,
+                            space,
+                            net,
+                            keys,
+                            settings,
+                            measurer,
+                            Path(tmp),
+                            group=(resumed_from + g0) // group_size,
+                            anchors=anchors,
+                            replace=retry,
+                        )
+                        if progress is not None:
+                            progress(resumed_from + measured, total)
+        except KeyboardInterrupt:
+            _finish(store, run_id, out_dir, resumed_from, measured, t_start, "interrupted")
+            raise
+        except HwnasError as exc:
+            summary = _finish(store, run_id, out_dir, resumed_from, measured, t_start, "incomplete")
+            raise HwnasError(
+                f"{exc}; profile stopped with {summary['stored']} of {total} subnets stored: "
+                "run the same command again to continue"
+            ) from None
+        summary = _finish(store, run_id, out_dir, resumed_from, measured, t_start, None, total)
     return summary
+
+
+def _finish(
+    store: ResultsStore,
+    run_id: str,
+    out_dir: Path,
+    resumed_from: int,
+    measured: int,
+    t_start: float,
+    status: str | None,
+    total: int | None = None,
+) -> dict[str, Any]:
+    """Summarize the profile run, mark it (and its anchor runs) ``status`` (default:
+    finished when all ``total`` subnets are stored, else incomplete), write the CSV and
+    summary.json; returns the summary."""
+    summary = summarize_profile(store, run_id)
+    summary.update(
+        out_dir=str(out_dir),
+        resumed_from=resumed_from,
+        measured=measured,
+        wall_time_s=time.perf_counter() - t_start,
+    )
+    if measured:
+        summary["seconds_per_subnet"] = summary["wall_time_s"] / measured
+    if status is None:
+        pending = any(_retryable(r) for r in store.evaluations(run_id))
+        status = "finished" if summary["stored"] == total and not pending else "incomplete"
+    store.finish_run(run_id, summary, status=status)
+    for run in store.runs(ANCHOR_KIND):
+        if run["config"].get("profile_run") == run_id and run["status"] == "running":
+            recs = store.evaluations(run["run_id"])
+            anchor = {"groups": len(recs), "profile_status": status}
+            if recs and recs[0].objectives:
+                anchor["reference_ms"] = recs[0].objectives.get("latency_ms")
+            store.finish_run(run["run_id"], anchor, status=status)
+    with contextlib.suppress(OSError):
+        store.export_csv(run_id, out_dir / "profile.csv")
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _retryable(rec: EvaluationRecord) -> bool:
+    """A stored failure that was no fault of the subnet: measured again on resume.
+
+    Subnet errors are stored under their own class (``ModelRunError: ...``, an export's
+    ``RuntimeError: ...``); a plain ``HwnasError`` was an agent or settings problem that
+    versions before the fix stored as the subnet's failure."""
+    return not rec.ok and (rec.error or "").startswith("HwnasError: ")
 
 
 def _profile_group(
@@ -445,11 +503,16 @@ def _profile_group(
     tmp: Path,
     group: int,
     anchors: _AnchorLog | None = None,
+    replace: set[str] | frozenset[str] = frozenset(),
 ) -> int:
     """Export, cost and measure one group; store every result. Returns how many stored.
 
     With ``anchors`` the anchor subnet is measured first in the same interleaved call
-    and every latency is corrected by the per-round ratio to it."""
+    and every latency is corrected by the per-round ratio to it. A subnet that fails
+    (:data:`~hwnas.measure.worker.MODEL_ERRORS`) is stored as failed; any other error
+    (agent unreachable, wrong token, busy, no reply in time, bad settings) is raised
+    before anything of the group is stored. Keys in ``replace`` hold a stored failure
+    that the new result replaces."""
     ready: list[tuple[str, np.ndarray, Path, dict[str, Any], float]] = []
     stored = 0
     for i, key in enumerate(keys):
@@ -460,7 +523,8 @@ def _profile_group(
                 net, space, vec, tmp / f"subnet{i}.onnx", settings.batch_size
             )
         except Exception as exc:  # a subnet that cannot be exported is recorded as failed
-            _store_failure(store, run_id, space, key, vec, exc, time.perf_counter() - t0)
+            wall = time.perf_counter() - t0
+            _store_failure(store, run_id, space, key, vec, exc, wall, key in replace)
             stored += 1
             continue
         ready.append((key, vec, path, cost, time.perf_counter() - t0))
@@ -474,15 +538,17 @@ def _profile_group(
     try:
         got = list(measurer.measure(head + [r[2] for r in ready], settings))
         found, beside = got[len(head) :], [got[0] if head else None] * len(ready)
-    except HwnasError:
-        # isolate the failing model(s): measure one by one (with the anchor), record each
+    except (*MODEL_ERRORS, AgentUploadTooLargeError):
+        # isolate the failing model(s): measure one by one (with the anchor), record each;
+        # an upload too large for the agent even alone, or any error that is not the
+        # model's, stops the profile (raised from here, nothing of the group stored)
         found, beside = [], []
         for r in ready:
             try:
                 got = measurer.measure([*head, r[2]], settings)
                 found.append(got[-1])
                 beside.append(got[0] if head else None)
-            except HwnasError as exc:
+            except MODEL_ERRORS as exc:
                 found.append(exc)
                 beside.append(None)
     share = (time.perf_counter() - t0) / len(ready)
@@ -493,20 +559,21 @@ def _profile_group(
                 corrections[id(a)] = anchors.log(a, group)
     for (key, vec, path, cost, prep_s), m, a in zip(ready, found, beside, strict=True):
         if isinstance(m, Exception):
-            _store_failure(store, run_id, space, key, vec, m, prep_s + share)
+            _store_failure(store, run_id, space, key, vec, m, prep_s + share, key in replace)
         else:
             cfg = space.decode(vec)
             corrected = corrections[id(a)].apply(m, a) if a is not None else None
             objectives, extra = _record(m, cost, cfg, prep_s, group, corrected)
-            store.add_evaluation(
+            _store_row(
+                store,
                 run_id,
                 key,
-                vec.tolist(),
+                vec,
                 objectives,
                 arch=cfg,
-                wall_time_s=prep_s + share,
-                source="measured",
+                wall=prep_s + share,
                 extra=extra,
+                replace=key in replace,
             )
         stored += 1
         with contextlib.suppress(OSError):
@@ -573,17 +640,50 @@ def _store_failure(
     vec: np.ndarray,
     exc: BaseException,
     wall: float,
+    replace: bool = False,
 ) -> None:
+    _store_row(
+        store,
+        run_id,
+        key,
+        vec,
+        None,
+        arch=space.decode(vec),
+        wall=wall,
+        status="failed",
+        error=f"{type(exc).__name__}: {exc}",
+        replace=replace,
+    )
+
+
+def _store_row(
+    store: ResultsStore,
+    run_id: str,
+    key: str,
+    vec: np.ndarray,
+    objectives: dict[str, float] | None,
+    *,
+    arch: Any,
+    wall: float,
+    status: str = "ok",
+    error: str | None = None,
+    extra: dict[str, Any] | None = None,
+    replace: bool = False,
+) -> None:
+    """Store one subnet's result; with ``replace``, overwrite its stored failure in place
+    (same sequence number), committed at once."""
     store.add_evaluation(
         run_id,
         key,
         vec.tolist(),
-        None,
-        arch=space.decode(vec),
-        status="failed",
-        error=f"{type(exc).__name__}: {exc}",
+        objectives,
+        arch=arch,
+        status=status,
+        error=error,
         wall_time_s=wall,
         source="measured",
+        extra=extra,
+        replace=replace,
     )
 
 

@@ -48,6 +48,35 @@ class WorkerCrashedError(HwnasError):
     """The measuring child process died without an answer."""
 
 
+#: errors that belong to the measured model itself (it cannot be loaded or run, it needs
+#: too much memory or time, it crashes the runtime), as opposed to errors of the request,
+#: the settings or the connection to an agent
+MODEL_ERRORS: tuple[type[HwnasError], ...] = (
+    ModelLoadError,
+    ModelRunError,
+    MeasureOutOfMemoryError,
+    MeasureTimeoutError,
+    WorkerCrashedError,
+)
+
+
+def check_thread_counts(settings: MeasureSettings, cpus: int | None = None) -> None:
+    """Refuse runtime thread counts above this machine's CPU count (``os.cpu_count()``).
+
+    Under an ``RLIMIT_AS`` memory limit ONNX Runtime can hang while it creates a thread
+    pool much larger than the machine, so an isolated measurement (and the agent) must
+    fail fast instead of running into its time-out.
+    """
+    cpus = cpus if cpus is not None else os.cpu_count() or 1
+    for name in ("intra_op_threads", "inter_op_threads"):
+        n = int(getattr(settings, name))
+        if n > cpus:
+            raise HwnasError(
+                f"{name} {n} exceeds the {cpus} CPU(s) of this machine; use at most {cpus} "
+                "(0: the runtime's default)"
+            )
+
+
 # ---------------------------------------------------------------------------------------
 # child side
 # ---------------------------------------------------------------------------------------
@@ -132,13 +161,17 @@ def run_isolated(
     """Measure ONNX files (with :func:`measure_onnx`) in a child process.
 
     Raises :class:`ModelLoadError` / :class:`ModelRunError` / ``HwnasError`` as the local
-    call would, :class:`MeasureTimeoutError` after ``timeout_s`` (the child is killed;
-    the time includes starting Python and ONNX Runtime, about half a second),
+    call would (``HwnasError`` also for thread counts above the CPU count, see
+    :func:`check_thread_counts`), :class:`MeasureTimeoutError` after ``timeout_s`` (the
+    child is killed; the time includes starting Python and ONNX Runtime, about half a second),
     :class:`MeasureOutOfMemoryError` when the model exceeds ``memory_mb`` of address space
     (0: no limit) and :class:`WorkerCrashedError` when the child dies without an answer.
     """
     if settings.runtime != "onnxruntime":
         raise HwnasError("isolated measurement runs ONNX models with onnxruntime only")
+    if not timeout_s > 0:
+        raise HwnasError(f"the measurement time-out must be positive, got {timeout_s:g} s")
+    check_thread_counts(settings)
     paths = [str(Path(p).resolve()) for p in model_paths]
     if labels is not None and len(labels) != len(paths):
         raise HwnasError("labels must match the models one to one")

@@ -90,23 +90,44 @@ class FittedPredictor:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the predictor (``.joblib``: joblib, anything else: pickle) and the JSON
-        sidecar ``<path>.json``; returns the path."""
+        sidecar ``<path>.json``; returns the path. Written to ``<path>.tmp`` first and
+        renamed; the temporary file never stays behind."""
         path = Path(path)
+        check_writable_file(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        if path.suffix == ".joblib":
-            import joblib
+        try:
+            if path.suffix == ".joblib":
+                import joblib
 
-            joblib.dump(self, tmp)
-        else:
-            with tmp.open("wb") as f:
-                pickle.dump(self, f, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(path)
+                joblib.dump(self, tmp)
+            else:
+                with tmp.open("wb") as f:
+                    pickle.dump(self, f, protocol=pickle.HIGHEST_PROTOCOL)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         sidecar = sidecar_path(path)
         meta = {"format": FITTED_FORMAT, "space": self.space_name, "target": self.target}
         meta.update(self.metadata)
         sidecar.write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
         return path
+
+
+def check_writable_file(path: str | os.PathLike[str]) -> Path:
+    """Refuse an output path that is a directory (itself or its JSON sidecar) or lies
+    under a file, before any work is done."""
+    path = Path(path)
+    for p in (path, sidecar_path(path)):
+        if p.is_dir():
+            raise HwnasError(f"'{p}' is a directory; give a file path for the predictor")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise HwnasError(f"cannot write '{path}': '{parent}' is a file, not a directory")
+            break
+    return path
 
 
 def sidecar_path(path: str | os.PathLike[str]) -> Path:
@@ -169,6 +190,20 @@ def _cv_scores(
     return scores
 
 
+def _check_rows(data: Any, run_dir: str | os.PathLike[str]) -> int:
+    """The number of successful rows of a profile; an error below :data:`MIN_SAMPLES`."""
+    n = len(data)
+    if n == 0:
+        failed = (data.run.get("summary") or {}).get("failed")
+        why = f" (all {failed} failed)" if failed else ""
+        raise HwnasError(
+            f"{run_dir} holds no successful measurement{why}; nothing to fit a predictor on"
+        )
+    if n < MIN_SAMPLES:
+        raise HwnasError(f"{run_dir} holds {n} successful measurements; need >= {MIN_SAMPLES}")
+    return n
+
+
 def fit_on_profile(
     run_dir: str | os.PathLike[str],
     target: str = "latency",
@@ -198,10 +233,8 @@ def fit_on_profile(
     if not 0 <= test_fraction < 1:
         raise HwnasError(f"test fraction must be in [0, 1), got {test_fraction}")
     data = load_profile(run_dir)
+    n = _check_rows(data, run_dir)
     key = resolve_target(target, data.objectives)
-    n = len(data)
-    if n < MIN_SAMPLES:
-        raise HwnasError(f"{run_dir} holds {n} successful measurements; need >= {MIN_SAMPLES}")
     space = _space(data.space_name)
     X = space.cost_features(data.vectors)
     y = data.objectives[key]
@@ -298,10 +331,8 @@ def sample_efficiency_on_profile(
     from hwnas.predict.evaluate import kendall_tau, sample_efficiency, spearman_rho, summarize
 
     data = load_profile(run_dir)
+    n = _check_rows(data, run_dir)
     key = resolve_target(target, data.objectives)
-    n = len(data)
-    if n < MIN_SAMPLES:
-        raise HwnasError(f"{run_dir} holds {n} successful measurements; need >= {MIN_SAMPLES}")
     if test_size is None or test_size <= 0:
         test_size = max(2, n // 3)
     if test_size >= n - 1:
@@ -326,10 +357,25 @@ def sample_efficiency_on_profile(
 # ---------------------------------------------------------------------------------------
 # a search objective from predictors
 # ---------------------------------------------------------------------------------------
-def _default_objective(name: str) -> Objective:
+def _target_unit(target: str) -> str:
+    """The unit of a stored profile objective (the values a fitted predictor returns)."""
+    if target.endswith("_ms"):
+        return "ms"
+    if target.endswith("_bytes"):
+        return "bytes"
+    return {"flops": "FLOPs", "macs": "MACs"}.get(target, "")
+
+
+def _default_objective(name: str, source: Any = None) -> Objective:
+    """Direction and unit of an objective: quality for ``acc*``/``top*`` names, else cost.
+    A :class:`FittedPredictor` gives its own target's unit (raw FLOPs for a ``flops``
+    profile target); otherwise ``latency*`` is ms and ``flops``/``mflops`` MFLOPs (the
+    unit of ``PredictorEvaluator(flops=True)``)."""
     low = name.lower()
     if low.startswith("acc") or low.startswith("top"):
         return Objective(name, "max", "%", "quality")
+    if isinstance(source, FittedPredictor):
+        return Objective(name, "min", _target_unit(source.target), "cost")
     unit = "ms" if "latency" in low else "MFLOPs" if low in ("flops", "mflops") else ""
     return Objective(name, "min", unit, "cost")
 
@@ -340,8 +386,10 @@ class PredictorEvaluator(Evaluator):
     ``objectives_from`` maps an objective name to a :class:`FittedPredictor` (or anything
     with ``.predict(vectors)``) or to a function ``vectors -> values``. Names starting
     with ``acc``/``top`` are maximised (quality), the rest minimised (cost); pass
-    ``objectives`` (Objective instances by name) to override. ``flops=True`` appends a
-    ``flops`` objective (MFLOPs = 2 x the space's MACs, MBv3 spaces only).
+    ``objectives`` (Objective instances by name) to override. A fitted predictor's
+    objective has the unit of its target (``FLOPs`` for a predictor fitted on the
+    profile's ``flops``, which are raw FLOPs; ``ms`` for latency). ``flops=True`` appends
+    a ``flops`` objective (MFLOPs = 2 x the space's MACs, MBv3 spaces only).
     """
 
     source = "predicted"
@@ -380,7 +428,7 @@ class PredictorEvaluator(Evaluator):
                 self._fns.append(src)
             else:
                 raise HwnasError(f"objective '{name}': expected a predictor or a function")
-            self.objectives.append(overrides.get(name, _default_objective(name)))
+            self.objectives.append(overrides.get(name, _default_objective(name, src)))
         if flops:
             if not hasattr(self.space, "macs"):
                 raise HwnasError(f"space {self.space.name} has no MACs model for 'flops'")

@@ -197,14 +197,29 @@ class ResultsStore:
         wall_time_s: float = 0.0,
         source: str = "measured",
         extra: dict[str, Any] | None = None,
+        replace: bool = False,
     ) -> int:
         """Store one evaluation, committed at once; returns its sequence number (the
         run's evaluation count before it, taken in the same statement, so two writers to
-        one run never share a number)."""
+        one run never share a number). With ``replace``, the architecture's stored row is
+        overwritten in place (same sequence number), e.g. a failure measured again."""
         if any(float(v) != int(v) for v in vector):
             raise HwnasError(f"architecture vector must hold integers, got {list(vector)}")
         if objectives is not None:
             objectives = {k: float(v) for k, v in objectives.items()}
+        if replace:
+            return self._replace_evaluation(
+                run_id,
+                arch_key,
+                vector,
+                objectives,
+                arch,
+                status,
+                error,
+                wall_time_s,
+                source,
+                extra,
+            )
         try:
             with self._tx() as c:
                 cur = c.execute(
@@ -235,6 +250,46 @@ class ResultsStore:
                 f"run {run_id} already holds an evaluation of '{arch_key}' (one per architecture)"
             ) from None
         return int(seq)
+
+    def _replace_evaluation(
+        self,
+        run_id: str,
+        arch_key: str,
+        vector: Sequence[int],
+        objectives: dict[str, float] | None,
+        arch: Any,
+        status: str,
+        error: str | None,
+        wall_time_s: float,
+        source: str,
+        extra: dict[str, Any] | None,
+    ) -> int:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE evaluations SET vector = ?, arch = ?, objectives = ?, status = ?, "
+                "error = ?, wall_time_s = ?, source = ?, extra = ?, created = ? "
+                "WHERE run_id = ? AND arch_key = ?",
+                (
+                    json.dumps([int(v) for v in vector]),
+                    json.dumps(arch, default=_plain),
+                    json.dumps(objectives) if objectives is not None else None,
+                    status,
+                    error,
+                    float(wall_time_s),
+                    source,
+                    json.dumps(extra, default=_plain) if extra else None,
+                    time.time(),
+                    run_id,
+                    arch_key,
+                ),
+            )
+            row = c.execute(
+                "SELECT seq FROM evaluations WHERE run_id = ? AND arch_key = ?",
+                (run_id, arch_key),
+            ).fetchone()
+        if row is None:
+            raise HwnasError(f"run {run_id} holds no evaluation of '{arch_key}' to replace")
+        return int(row[0])
 
     def evaluations(self, run_id: str) -> list[EvaluationRecord]:
         rows = self._conn.execute(

@@ -44,6 +44,26 @@ def parse_subnet(
     return model.canonical(subnet)
 
 
+def set_threads(threads: int, flag: str = "--threads") -> None:
+    """``torch.set_num_threads`` for a count >= 1; anything else a one-line error."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise HwnasError(f"{flag} must be an integer >= 1, got {threads!r}")
+    torch.set_num_threads(threads)
+
+
+def check_output_file(out: str | os.PathLike[str]) -> Path:
+    """An output file path that is not a directory and does not lie under a file."""
+    out = Path(out)
+    if out.is_dir():
+        raise HwnasError(f"--out '{out}' is a directory; give a file path, e.g. {out}/subnet.onnx")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise HwnasError(f"cannot write '{out}': '{parent}' is a file, not a directory")
+            break
+    return out
+
+
 def _load(checkpoint: str | os.PathLike[str] | dict[str, Any]) -> tuple[dict, MBv3Supernet]:
     ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
     return ckpt, model_from_checkpoint(ckpt)
@@ -65,8 +85,8 @@ def evaluate_subnet(
     The subnet is extracted, its BN statistics re-estimated on ``calib_batches`` training
     batches, and evaluated on ``split`` of the checkpoint's dataset (or ``data``).
     """
-    if num_threads:
-        torch.set_num_threads(num_threads)
+    if num_threads is not None:
+        set_threads(num_threads)
     ckpt, model = _load(checkpoint)
     cfg = parse_subnet(model, subnet, seed)
     if data is None:
@@ -110,15 +130,19 @@ def export_subnet(
     ``onnx``: ``torch.onnx.export`` with ``dynamo=False`` (the dynamo exporter needs
     onnxscript, which is not a dependency); dynamic batch axis, input ``input`` of shape
     (N, C, r, r), output ``logits``. ``torch``: a ``torch.export`` program
-    (``torch.export.load(out).module()`` runs it without hwnas). The weights are the
-    supernet's (no BN recalibration), so the output equals the supernet's for that config.
+    (``torch.export.load(out).module()`` runs it without hwnas) with a dynamic batch
+    dimension (1 to 4096; traced with a batch of at least 2, since torch.export fixes a
+    traced batch of 1). The weights are the supernet's (no BN recalibration), so the
+    output equals the supernet's for that config.
     """
+    if format not in ("onnx", "torch"):
+        raise HwnasError(f"unknown export format '{format}' (use onnx or torch)")
+    out = check_output_file(out)
     _, model = _load(checkpoint)
     cfg = parse_subnet(model, subnet_config)
     sub = model.get_subnet(cfg, include_resize=include_resize).eval()
     r = cfg["resolution"]
     x = torch.randn(batch_size, model.in_channels, r, r)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if format == "onnx":
         with warnings.catch_warnings():
@@ -133,13 +157,11 @@ def export_subnet(
                 dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
                 opset_version=opset,
             )
-    elif format == "torch":
-        batch = torch.export.Dim("batch", min=1, max=4096) if batch_size > 1 else None
-        shapes = ({0: batch},) if batch is not None else None
-        prog = torch.export.export(sub, (x,), dynamic_shapes=shapes)
-        torch.export.save(prog, str(out))
     else:
-        raise HwnasError(f"unknown export format '{format}' (use onnx or torch)")
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        x = torch.randn(max(2, batch_size), model.in_channels, r, r)
+        prog = torch.export.export(sub, (x,), dynamic_shapes=({0: batch},))
+        torch.export.save(prog, str(out))
     return out
 
 

@@ -27,6 +27,7 @@ shard of each batch order, and gradients are averaged before each step.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import random
@@ -106,6 +107,10 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)
     model: MBv3Supernet | None = None
+    #: epochs trained by this call (0: a resumed run that had already finished)
+    epochs_trained: int = 0
+    #: the epochs the checkpoint held when this call started (resumed runs)
+    resumed_epochs: int = 0
 
     @property
     def final(self) -> dict[str, Any]:
@@ -208,6 +213,27 @@ def _rng_state(np_rng: np.random.Generator, gen: torch.Generator) -> dict[str, A
     }
 
 
+def check_out_dir(out: Path) -> None:
+    """Refuse an output directory that cannot hold the run (a file, under a file, not
+    writable, a checkpoint path that is a directory) before any training."""
+    if out.exists() and not out.is_dir():
+        raise HwnasError(f"output directory '{out}' is an existing file; choose a directory")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise HwnasError(f"cannot create '{out}': '{parent}' is a file, not a directory")
+            break
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise HwnasError(f"cannot create output directory '{out}': {e.strerror or e}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise HwnasError(f"output directory '{out}' is not writable")
+    for name in (CHECKPOINT_NAME, METRICS_NAME):
+        if (out / name).is_dir():
+            raise HwnasError(f"'{out / name}' is a directory; choose another output directory")
+
+
 def _set_rng_state(state: dict[str, Any], np_rng: np.random.Generator, gen: torch.Generator):
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy_global"])
@@ -225,23 +251,61 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a checkpoint file (or ``DIR/checkpoint.pt``); one-line errors for a missing
+    or unreadable file, or one that does not hold a dict."""
     p = Path(path)
     if p.is_dir():
         p = p / CHECKPOINT_NAME
     if not p.is_file():
         raise HwnasError(f"checkpoint '{p}' not found")
     try:
-        return torch.load(p, map_location="cpu", weights_only=False)
+        ckpt = torch.load(p, map_location="cpu", weights_only=False)
     except Exception as e:  # corrupt / not a checkpoint
         raise HwnasError(f"cannot read checkpoint '{p}': {e}") from None
+    if not isinstance(ckpt, dict):
+        raise HwnasError(
+            f"'{p}' is not a supernet checkpoint (it holds a {type(ckpt).__name__}, not the "
+            "dict 'hwnas train' writes)"
+        )
+    return ckpt
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> MBv3Supernet:
     """Rebuild the supernet stored in a checkpoint and load its weights (eval mode)."""
+    if not isinstance(ckpt, dict):
+        raise HwnasError(
+            f"not a supernet checkpoint (a {type(ckpt).__name__}, not the dict 'hwnas train' "
+            "writes)"
+        )
     if "model" not in ckpt or "hparams" not in ckpt:
         raise HwnasError("not a supernet checkpoint (missing 'model'/'hparams')")
-    model = MBv3Supernet(**ckpt["hparams"])
-    model.load_state_dict(ckpt["model"])
+    hparams, state = ckpt["hparams"], ckpt["model"]
+    if not isinstance(hparams, dict) or not isinstance(state, dict):
+        raise HwnasError("not a supernet checkpoint ('hparams' and 'model' must be dicts)")
+    known = set(inspect.signature(MBv3Supernet.__init__).parameters) - {"self"}
+    unknown = sorted(str(k) for k in set(hparams) - known)
+    if unknown:
+        raise HwnasError(
+            f"not a supernet checkpoint of this hwnas: unknown hparams {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    try:
+        model = MBv3Supernet(**hparams)
+    except HwnasError as e:
+        raise HwnasError(f"not a usable supernet checkpoint: {e}") from None
+    except (TypeError, ValueError, KeyError) as e:
+        raise HwnasError(f"not a usable supernet checkpoint: bad hparams {hparams}: {e}") from None
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError, AttributeError) as e:
+        first = str(e).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:3])
+        if len(detail) > 300:
+            detail = detail[:300] + "..."
+        raise HwnasError(
+            f"not a supernet checkpoint matching its hparams ({hparams.get('space')}): "
+            f"the weights do not fit: {detail}"
+        ) from None
     model.eval()
     return model
 
@@ -297,8 +361,9 @@ def train_supernet(
     cfg = config
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    rank, world, own_group = _dist()
     out = Path(cfg.out_dir)
+    check_out_dir(out)  # before the data and a whole epoch of training
+    rank, world, own_group = _dist()
     ckpt_path = out / CHECKPOINT_NAME
     metrics_path = out / METRICS_NAME
 
@@ -350,6 +415,7 @@ def train_supernet(
     kd = make_kd_loss(cfg.kd_loss, cfg.temperature, cfg.dkd_alpha, cfg.dkd_beta)
 
     start_epoch = 0
+    last_record: dict[str, Any] | None = None
     if cfg.resume and ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path)
         if ckpt.get("hparams") != model.hparams():
@@ -362,11 +428,22 @@ def train_supernet(
         sched.load_state_dict(ckpt["scheduler"])
         _set_rng_state(ckpt["rng"], np_rng, gen)
         start_epoch = int(ckpt["epoch"]) + 1
+        last_record = ckpt.get("metrics")
     elif rank == 0 and metrics_path.exists():
         metrics_path.unlink()
 
-    result = TrainResult(out, ckpt_path, metrics_path)
+    result = TrainResult(out, ckpt_path, metrics_path, resumed_epochs=start_epoch)
     end_epoch = cfg.epochs if max_epochs is None else min(cfg.epochs, start_epoch + max_epochs)
+    if start_epoch >= end_epoch:  # a finished run resumed: nothing to train, no progress bar
+        if isinstance(last_record, dict):
+            result.history.append(last_record)
+        if world > 1 and own_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+        if return_model:
+            result.model = model
+        return result
     progress = StepProgress(cfg.progress and rank == 0, total, start_epoch * steps_per_epoch)
     with progress:
         for epoch in range(start_epoch, end_epoch):
@@ -389,6 +466,7 @@ def train_supernet(
                 n_steps += 1
                 result.step_losses.append(info["loss"])
                 progress.advance(epoch, loss=info["loss"])
+            result.epochs_trained += 1
             record: dict[str, Any] = {
                 "epoch": epoch,
                 "steps": n_steps,
