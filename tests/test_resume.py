@@ -6,6 +6,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -151,3 +152,21 @@ def test_resume_replays_past_the_stall_limit(algorithm, budget, more, tmp_path, 
     run_search({"algorithm": algorithm, "evaluations": budget}, out=tmp_path)
     summary = resume_search(tmp_path, evaluations=more)
     assert summary["evaluations"] == more == len({k for _, k in _rows(tmp_path / STORE)})
+
+
+def test_ctrl_c_says_how_to_continue(tmp_path, data_dir, kill_when):
+    import signal
+
+    run_dir = tmp_path / "run"
+    db = run_dir / STORE
+    args = ["search", "--algorithm", "nsga2", "--evaluations", str(BUDGET), "--out", str(run_dir)]
+    proc = subprocess.Popen(_cli(*args), stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    deadline = time.time() + 120
+    while not (db.exists() and len(_rows(db)) >= 50) and time.time() < deadline:
+        assert proc.poll() is None, "search ended before Ctrl-C"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert f"interrupted; continue with: hwnas search --resume {run_dir}" in err
+    assert "Traceback" not in err

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -130,7 +131,7 @@ def search(
                 f"{', '.join('--' + g for g in given)} (only --evaluations can change it)"
             )
         budget = evaluations if _given(ctx, ("evaluations",)) else None
-        with progress_bar("resuming") as update:
+        with _resume_hint(resume), progress_bar("resuming") as update:
             summary = resume_search(resume, progress=update, evaluations=budget, data_dir=data_dir)
         out = resume
     else:
@@ -147,7 +148,7 @@ def search(
             "constraints": list(constraint or []),
             "data_dir": data_dir,
         }
-        with progress_bar(f"{algorithm} on {benchmark}") as update:
+        with _resume_hint(out), progress_bar(f"{algorithm} on {benchmark}") as update:
             summary = run_search(config, out=out, progress=update)
         if had_search:  # said once the search ran: a refused one stores nothing
             console.print(
@@ -160,6 +161,20 @@ def search(
         _print_json({k: v for k, v in summary.items() if not k.endswith("history")})
         return
     _print_summary(summary, out)
+
+
+@contextlib.contextmanager
+def _resume_hint(out: Path) -> Iterator[None]:
+    """On Ctrl-C: say how to continue the search stored in ``out``, exit code 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        console.print(
+            f"interrupted; continue with: hwnas search --resume {escape(str(out))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise SystemExit(130) from None
 
 
 def _given(ctx: typer.Context | None, names: tuple[str, ...]) -> list[str]:
@@ -727,8 +742,8 @@ def main(argv: list[str] | None = None) -> None:
         ctx = getattr(exc, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         _exit_with_error(f"{exc.format_message()}{hint}", exc.exit_code)
-    if code == 130:
-        console.print("interrupted; a run with --out can continue with --resume DIR")
+    if code == 130:  # commands that can continue print their own hint (SystemExit 130)
+        console.print("interrupted")
     if isinstance(code, int) and code:
         sys.exit(code)
 
