@@ -351,3 +351,19 @@ def test_predictors_refuse_mismatched_or_nan_targets(name):
     y[0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         make_predictor(name).fit(X, y)  # rbf predicted NaN everywhere
+
+
+def test_sample_efficiency_input_checks():
+    rng = np.random.default_rng(0)
+    X = rng.random((200, 4))
+    y = X.sum(axis=1)
+    rows = sample_efficiency(X, y, ["ridge", "ridge"], [20], test_size=50, trials=1)
+    assert [r["model"] for r in rows] == ["ridge"]  # one model, not two copies
+    assert summarize(rows)[0]["trials"] == 1
+    with pytest.raises(HwnasError, match="whole number"):
+        sample_efficiency(X, y, ["ridge"], [20], test_size=50.5, trials=1)
+    X[3, 1] = np.nan
+    with pytest.raises(HwnasError, match="X holds non-finite"):
+        sample_efficiency(X, y, ["ridge"], [20], test_size=50, trials=1)
+    with pytest.raises(HwnasError, match="n_splits >= 2"):
+        AutoPredictor(n_splits=1).fit(rng.random((30, 4)), rng.random(30))

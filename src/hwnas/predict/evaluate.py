@@ -97,12 +97,16 @@ def sample_efficiency(
         raise HwnasError(f"X must be (n, d) with n == len(y); got {X.shape} and {y.shape}")
     if not np.all(np.isfinite(y)):
         raise HwnasError("y holds non-finite values; drop those rows first")
+    if not np.all(np.isfinite(X)):
+        raise HwnasError("X holds non-finite values; drop those rows first")
     n = X.shape[0]
+    if isinstance(test_size, bool) or not isinstance(test_size, int | np.integer):
+        raise HwnasError(f"test_size must be a whole number of rows, got {test_size!r}")
     if not 1 <= test_size < n:
         raise HwnasError(f"test_size must be between 1 and {n - 1} (have {n} rows)")
     if trials < 1:
         raise HwnasError("trials must be >= 1")
-    models = list(models)
+    models = list(dict.fromkeys(models))  # a name given twice is one model
     if not models:
         raise HwnasError("sample_efficiency needs at least one model")
     for name in models:

@@ -351,6 +351,8 @@ def _predict_best(estimator: Any, X: Any, return_std: bool, what: str) -> Any:
 
 
 def _splits(n: int, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    if n_splits < 2:
+        raise HwnasError(f"cross-validation needs n_splits >= 2, got {n_splits}")
     folds = KFold(n_splits=min(n_splits, n // 2), shuffle=True, random_state=seed)
     return list(folds.split(np.empty((n, 1))))
 
