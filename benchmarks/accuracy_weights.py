@@ -46,6 +46,9 @@ def main() -> None:
     ap.add_argument("--steep", action="store_true", help="also 0.2 + 3 r^2 weights")
     ap.add_argument("--average", type=int, default=0, help="also the mean of K weighted MLPs")
     args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.trials < 1 or not all(2 <= s < 15625 for s in sizes):
+        ap.error("--trials must be >= 1 and each of --sizes in 2..15624 (the rest is the test set)")
     bench = get_benchmark("nb201", dataset=args.dataset)
     X, V = bench.table()
     acc = V[:, 0]

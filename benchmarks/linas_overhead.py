@@ -28,6 +28,8 @@ def main() -> None:
     ap.add_argument("--device", default="pixel3")
     ap.add_argument("--algorithm", default="linas", help="a LINAS spec, e.g. linas[kappa=1]")
     args = ap.parse_args()
+    if not 1 <= args.measured <= 15625 - 10 or args.repeats < 1:
+        ap.error("--measured must be in 1..15615 (NB201's cells less a batch), --repeats >= 1")
     bench = get_benchmark("nb201", devices=args.device)
     problem = SearchProblem(bench, args.measured + 10)
     problem.evaluate(bench.space.sample(args.measured, 0))

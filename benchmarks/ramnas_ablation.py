@@ -153,7 +153,8 @@ def report(rows: list[dict[str, Any]], budget: dict[str, Any]) -> str:
         "",
         "Per variant, seed 0 (top-1 %, CIFAR-10 test, BN recalibrated):",
         "",
-        "| variant | min subnet top-1 | max subnet top-1 | final train loss (sum of 4) "
+        f"| variant | min subnet top-1 | max subnet top-1 | final train loss (sum of "
+        f"{budget['num_random'] + 2}) "
         "| train time (s) |",
         "|---|---|---|---|---|",
     ]

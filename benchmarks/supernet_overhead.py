@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--no-channels-last", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if args.repeats < 1 or args.warmup < 0 or args.threads < 1 or args.batch < 1:
+        ap.error("--repeats, --threads and --batch must be >= 1, --warmup >= 0")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     cl = not args.no_channels_last
