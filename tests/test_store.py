@@ -78,3 +78,15 @@ def test_two_writers_to_one_run_never_share_a_sequence_number(tmp_path):
         p.join(60)
     with ResultsStore(path) as st:
         assert sorted(r.seq for r in st.evaluations(run)) == list(range(120))
+
+
+def test_another_programs_database_is_left_alone(tmp_path):
+    p = tmp_path / "other.sqlite"
+    con = sqlite3.connect(p)
+    con.execute("CREATE TABLE notes (text TEXT)")
+    con.commit()
+    con.close()
+    with pytest.raises(HwnasError, match="database of something else"):
+        ResultsStore(p)
+    tables = sqlite3.connect(p).execute("SELECT name FROM sqlite_master").fetchall()
+    assert tables == [("notes",)]  # no hwnas tables added to it

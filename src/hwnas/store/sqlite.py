@@ -116,6 +116,16 @@ class ResultsStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._conn = sqlite3.connect(self.path, timeout=30.0)
+            tables = {
+                r[0]
+                for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+            if tables and "runs" not in tables:  # another program's database: leave it be
+                self._conn.close()
+                raise HwnasError(
+                    f"'{self.path}' is an SQLite database of something else "
+                    f"(tables: {', '.join(sorted(tables)[:5])}), not an hwnas results store"
+                )
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(SCHEMA)
