@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 
 class HwnasError(Exception):
     """An error the user can act on (bad flag, config, file, architecture or data dir)."""
@@ -9,3 +12,15 @@ class HwnasError(Exception):
 
 class DataNotFoundError(HwnasError):
     """A data file that hwnas needs is missing from the data directory."""
+
+
+def check_not_under_file(path: str | os.PathLike[str]) -> Path:
+    """Refuse an output path whose nearest existing parent is a file (``a.json/x``),
+    before any work is done; returns the path."""
+    path = Path(path)
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise HwnasError(f"cannot write '{path}': '{parent}' is a file, not a directory")
+            break
+    return path

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from hwnas.bench.base import Evaluator, Objective
-from hwnas.errors import HwnasError
+from hwnas.errors import HwnasError, check_not_under_file
 from hwnas.space.base import SearchSpace
 
 FITTED_FORMAT = "hwnas-fitted-predictor/1"
@@ -122,12 +122,7 @@ def check_writable_file(path: str | os.PathLike[str]) -> Path:
     for p in (path, sidecar_path(path)):
         if p.is_dir():
             raise HwnasError(f"'{p}' is a directory; give a file path for the predictor")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise HwnasError(f"cannot write '{path}': '{parent}' is a file, not a directory")
-            break
-    return path
+    return check_not_under_file(path)
 
 
 def sidecar_path(path: str | os.PathLike[str]) -> Path:

@@ -108,6 +108,30 @@ def _plain(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def _columns(
+    vector: Sequence[int],
+    arch: Any,
+    objectives: dict[str, float] | None,
+    status: str,
+    error: str | None,
+    wall_time_s: float,
+    source: str,
+    extra: dict[str, Any] | None,
+) -> tuple[Any, ...]:
+    """An evaluation's stored columns, vector through created, in the table's order."""
+    return (
+        json.dumps([int(v) for v in vector]),
+        json.dumps(arch, default=_plain),
+        json.dumps(objectives) if objectives is not None else None,
+        status,
+        error,
+        float(wall_time_s),
+        source,
+        json.dumps(extra, default=_plain) if extra else None,
+        time.time(),
+    )
+
+
 class ResultsStore:
     """SQLite-backed store; one file per run directory (``results.sqlite``)."""
 
@@ -241,15 +265,9 @@ class ResultsStore:
                         run_id,
                         run_id,
                         arch_key,
-                        json.dumps([int(v) for v in vector]),
-                        json.dumps(arch, default=_plain),
-                        json.dumps(objectives) if objectives is not None else None,
-                        status,
-                        error,
-                        float(wall_time_s),
-                        source,
-                        json.dumps(extra, default=_plain) if extra else None,
-                        time.time(),
+                        *_columns(
+                            vector, arch, objectives, status, error, wall_time_s, source, extra
+                        ),
                     ),
                 )
                 (seq,) = c.execute(
@@ -280,15 +298,7 @@ class ResultsStore:
                 "error = ?, wall_time_s = ?, source = ?, extra = ?, created = ? "
                 "WHERE run_id = ? AND arch_key = ?",
                 (
-                    json.dumps([int(v) for v in vector]),
-                    json.dumps(arch, default=_plain),
-                    json.dumps(objectives) if objectives is not None else None,
-                    status,
-                    error,
-                    float(wall_time_s),
-                    source,
-                    json.dumps(extra, default=_plain) if extra else None,
-                    time.time(),
+                    *_columns(vector, arch, objectives, status, error, wall_time_s, source, extra),
                     run_id,
                     arch_key,
                 ),

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from hwnas.data import ImageData, load_dataset
-from hwnas.errors import HwnasError
+from hwnas.errors import HwnasError, check_not_under_file
 from hwnas.supernet.mbv3 import MBv3Supernet
 from hwnas.train.supernet import evaluate_config, load_checkpoint, model_from_checkpoint
 
@@ -56,12 +56,7 @@ def check_output_file(out: str | os.PathLike[str]) -> Path:
     out = Path(out)
     if out.is_dir():
         raise HwnasError(f"--out '{out}' is a directory; give a file path, e.g. {out}/subnet.onnx")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise HwnasError(f"cannot write '{out}': '{parent}' is a file, not a directory")
-            break
-    return out
+    return check_not_under_file(out)
 
 
 def _load(checkpoint: str | os.PathLike[str] | dict[str, Any]) -> tuple[dict, MBv3Supernet]:

@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hwnas.config import validate_model
 from hwnas.data import BatchIterator, ImageData, load_dataset
-from hwnas.errors import HwnasError
+from hwnas.errors import HwnasError, check_not_under_file
 from hwnas.report.progress import StepProgress
 from hwnas.supernet.mbv3 import MBv3Supernet
 from hwnas.train.losses import LogitLoss, make_kd_loss, smd_student_loss
@@ -218,11 +218,7 @@ def check_out_dir(out: Path) -> None:
     writable, a checkpoint path that is a directory) before any training."""
     if out.exists() and not out.is_dir():
         raise HwnasError(f"output directory '{out}' is an existing file; choose a directory")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise HwnasError(f"cannot create '{out}': '{parent}' is a file, not a directory")
-            break
+    check_not_under_file(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
