@@ -70,9 +70,9 @@ def _benchmark_options(benchmark: str, dataset: str | None, device: str | None) 
 
 
 def _print_json(obj: Any) -> None:
-    from hwnas.search.runner import _json_default
+    from hwnas.store.sqlite import json_default
 
-    out_console.print_json(json.dumps(obj, default=_json_default))
+    out_console.print_json(json.dumps(obj, default=json_default))
 
 
 # ---- search ----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from hwnas.errors import HwnasError
 from hwnas.search.pareto import hypervolume, reference_point
 from hwnas.search.problem import Constraint, SearchProblem
 from hwnas.search.spec import build_algorithm
-from hwnas.store.sqlite import ResultsStore
+from hwnas.store.sqlite import ResultsStore, json_default
 
 STORE_NAME = "results.sqlite"
 
@@ -244,14 +244,6 @@ def write_outputs(
         for p in summary["pareto"]:
             arch = json.dumps(p["arch"]).replace('"', '""')
             f.write(",".join([p["arch_key"], f'"{arch}"', *(f"{p[n]:.6g}" for n in names)]) + "\n")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=json_default))
     plot_pareto(problem, summary, out / "pareto.png")
     plot_progress(summary, out / "progress.png")
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -99,8 +99,8 @@ def versions() -> dict[str, str]:
     return out
 
 
-def _plain(obj: Any) -> Any:
-    """numpy scalars and arrays as JSON (an architecture or extra field may hold them)."""
+def json_default(obj: Any) -> Any:
+    """numpy scalars and arrays as JSON (``json.dumps(..., default=json_default)``)."""
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
@@ -121,13 +121,13 @@ def _columns(
     """An evaluation's stored columns, vector through created, in the table's order."""
     return (
         json.dumps([int(v) for v in vector]),
-        json.dumps(arch, default=_plain),
+        json.dumps(arch, default=json_default),
         json.dumps(objectives) if objectives is not None else None,
         status,
         error,
         float(wall_time_s),
         source,
-        json.dumps(extra, default=_plain) if extra else None,
+        json.dumps(extra, default=json_default) if extra else None,
         time.time(),
     )
 
