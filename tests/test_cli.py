@@ -242,7 +242,7 @@ def test_predictors_evaluate_cli(tmp_path, data_dir):
     # the table says which feature view the CV chose
     res = runner.invoke(app, [*base, "--models", "ridge", "--sizes", "100", "--trials", "1"])
     assert res.exit_code == 0, res.output
-    assert "features" in res.output and "4 of 87" in res.output
+    assert "features" in res.output and "#0 (4 of 87)" in res.output
 
 
 def test_predictor_data_uses_linas_feature_views(data_dir):

@@ -360,3 +360,14 @@ def test_fetch_builds_from_upstream_format_sources(shared, server, tmp_path, mon
     assert F.fetch("mnist", out, log=msgs.append) == [out / "images/mnist_test_10k.npz"]
     assert _files(out) == ["images/mnist_test_10k.npz"]
     assert any("verified images/mnist_test_10k.npz" in m for m in msgs)
+
+
+def test_missing_file_error_says_how_to_get_it(tmp_path):
+    from hwnas.config import data_file
+    from hwnas.errors import DataNotFoundError
+
+    # the NB201 table needs manual steps: 'data fetch' alone cannot supply it
+    with pytest.raises(DataNotFoundError, match="manual steps 'hwnas data fetch nb201'"):
+        data_file("nb201/nb201_acc200_latency27.csv.gz", tmp_path)
+    with pytest.raises(DataNotFoundError, match="run 'hwnas data fetch ofa'"):
+        data_file("ofa/ofa_mbv3_acc_predictor.npz", tmp_path)

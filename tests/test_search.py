@@ -560,9 +560,9 @@ def test_no_feasible_architecture_gives_valid_json(tmp_path, data_dir):
 
 def test_summary_records_the_algorithm_options(data_dir):
     summary = run_search(
-        {"algorithm": "nsga2", "algorithm_options": {"pop_size": 10}, "evaluations": 20}
+        {"algorithm": "linas[kappa=1]", "algorithm_options": {"n_init": 10}, "evaluations": 20}
     )
-    assert summary["algorithm_options"] == {"pop_size": 10}
+    assert summary["algorithm_options"] == {"kappa": 1.0, "n_init": 10}
 
 
 @pytest.mark.parametrize(

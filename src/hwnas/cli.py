@@ -106,7 +106,11 @@ def search(
         list[str] | None, typer.Option(help="Algorithm option key=value (repeatable).")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Run directory for results.sqlite, CSVs, plot, summary.")
+        Path | None,
+        typer.Option(
+            help="Run directory for results.sqlite, CSVs, plots, summary (required unless "
+            "--resume)."
+        ),
     ] = None,
     resume: Annotated[
         Path | None,
@@ -228,7 +232,10 @@ def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
 def evaluate(
     arch: Annotated[
         list[str],
-        typer.Argument(help="Architecture(s): NB201 arch string, or a JSON vector/config."),
+        typer.Argument(
+            help="Architecture(s): NB201 arch string, a JSON vector/config, or an arch_key "
+            "from evaluations.csv / pareto.csv (1-1-1-0-1-0)."
+        ),
     ],
     benchmark: Annotated[str, typer.Option(help="Benchmark.")] = "nb201",
     dataset: Annotated[
@@ -454,7 +461,7 @@ def predictors_evaluate(
         ]
         if "features" in cols:
             v = views[r["view"]]
-            cells.append(f"{X.shape[1] if v is None else len(v)} of {X.shape[1]}")
+            cells.append(f"#{r['view']} ({X.shape[1] if v is None else len(v)} of {X.shape[1]})")
         table.add_row(*cells)
     out_console.print(table)
 

@@ -31,12 +31,28 @@ def data_file(relative: str, override: str | os.PathLike[str] | None = None) -> 
     root = data_dir(override)
     path = root / relative
     if not path.is_file():
-        dataset = relative.split("/", 1)[0]
         raise DataNotFoundError(
             f"data file '{relative}' not found in data dir '{root}' "
-            f"(set --data-dir or {ENV_DATA_DIR}, or run 'hwnas data fetch {dataset}')"
+            f"(set --data-dir or {ENV_DATA_DIR}, or {_how_to_get(relative)})"
         )
     return path
+
+
+def _how_to_get(relative: str) -> str:
+    """How a user gets one data file: 'hwnas data fetch NAME', or where the manual steps
+    are for a file that cannot be rebuilt from upstream alone."""
+    from hwnas.fetch import DATASETS
+
+    for ds in DATASETS.values():
+        for p in ds.products:
+            if p.path == relative:
+                if p.convertible:
+                    return f"run 'hwnas data fetch {ds.name}'"
+                return (
+                    f"build it by the manual steps 'hwnas data fetch {ds.name}' prints "
+                    "(docs/DATA.md), or fetch it from a mirror (HWNAS_DATA_MIRROR)"
+                )
+    return f"run 'hwnas data fetch {relative.split('/', 1)[0]}'"
 
 
 def validate_model(model_cls: type[M], data: dict[str, Any], what: str) -> M:

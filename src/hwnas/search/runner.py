@@ -16,7 +16,7 @@ from hwnas.bench import get_benchmark
 from hwnas.errors import HwnasError
 from hwnas.search.pareto import hypervolume, reference_point
 from hwnas.search.problem import Constraint, SearchProblem
-from hwnas.search.spec import build_algorithm
+from hwnas.search.spec import build_algorithm, resolve_algorithm
 from hwnas.store.sqlite import ResultsStore, json_default
 
 STORE_NAME = "results.sqlite"
@@ -200,7 +200,8 @@ def summarize(problem: SearchProblem, config: SearchConfig, wall_time_s: float) 
         "benchmark": config.benchmark,
         "benchmark_options": config.benchmark_options,
         "algorithm": config.algorithm,
-        "algorithm_options": config.algorithm_options,
+        # options in brackets and given apart, merged and typed as the algorithm took them
+        "algorithm_options": resolve_algorithm(config.algorithm, config.algorithm_options)[2],
         "seed": config.seed,
         "objectives": [o.__dict__ for o in problem.objectives],
         "constraints": [str(c) for c in problem.constraints],
