@@ -123,7 +123,7 @@ def search(
     as_json: JsonFlag = False,
 ) -> None:
     """Search for Pareto-optimal architectures for a device on a benchmark."""
-    from hwnas.search.runner import STORE_NAME, resume_search, run_search
+    from hwnas.search.runner import resume_search, run_search
     from hwnas.search.spec import parse_options
 
     if resume is not None:
@@ -141,7 +141,7 @@ def search(
     else:
         if out is None:
             raise HwnasError("--out DIR is required (or --resume DIR)")
-        had_search = (out / STORE_NAME).exists()
+        had_search = _holds_search(out)
         config = {
             "benchmark": benchmark,
             "benchmark_options": _benchmark_options(benchmark, dataset, device),
@@ -167,18 +167,40 @@ def search(
     _print_summary(summary, out)
 
 
+def _holds_search(out: Path) -> bool:
+    """Whether ``out`` holds a stored search run (not merely a store file)."""
+    from hwnas.search.runner import STORE_NAME
+    from hwnas.store.sqlite import ResultsStore
+
+    if not (out / STORE_NAME).is_file():
+        return False
+    try:
+        with ResultsStore(out / STORE_NAME) as store:
+            store.latest_run("search")
+    except HwnasError:
+        return False
+    return True
+
+
 @contextlib.contextmanager
-def _resume_hint(out: Path) -> Iterator[None]:
-    """On Ctrl-C: say how to continue the search stored in ``out``, exit code 130."""
+def _on_interrupt(hint: Callable[[], str]) -> Iterator[None]:
+    """On Ctrl-C: one line 'interrupted; HINT' (how to continue), exit code 130."""
     try:
         yield
     except KeyboardInterrupt:
-        console.print(
-            f"interrupted; continue with: hwnas search --resume {escape(str(out))}",
-            highlight=False,
-            soft_wrap=True,
-        )
+        console.print(f"interrupted; {escape(hint())}", highlight=False, soft_wrap=True)
         raise SystemExit(130) from None
+
+
+def _resume_hint(out: Path) -> contextlib.AbstractContextManager[None]:
+    """On Ctrl-C: say how to continue the search stored in ``out``."""
+    return _on_interrupt(
+        lambda: (
+            f"continue with: hwnas search --resume {out}"
+            if _holds_search(out)
+            else "the search had not started; run the same command again"
+        )
+    )
 
 
 def _given(ctx: typer.Context | None, names: tuple[str, ...]) -> list[str]:
@@ -560,7 +582,8 @@ def bench_search_efficiency(
             highlight=False,
             soft_wrap=True,
         )
-    with progress_bar("searches") as update:
+    hint = f"the finished runs are in {out / RECORDS_NAME}: the same command with --resume goes on"
+    with _on_interrupt(lambda: hint), progress_bar("searches") as update:
 
         def tick(_: dict[str, Any]) -> None:
             done[0] += 1

@@ -3,8 +3,10 @@ over seeds (the DyNAS-T paper's measure of a search algorithm)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from hwnas.errors import HwnasError
+from hwnas.process import die_with_parent, out_dir_lock
 from hwnas.search.runner import run_search
 from hwnas.search.spec import resolve_algorithm
 
@@ -128,11 +131,33 @@ def search_efficiency(
             if progress:
                 progress(results[_job_key(job)])
     todo = [job for job in work if _job_key(job) not in results]
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w") as f:  # what it held (other studies' runs too), then each new run
-            for key, rec in done.items():
-                f.write(json.dumps({"key": key, "record": rec}) + "\n")
+    with contextlib.ExitStack() as stack:
+        if path is not None:  # one study at a time writes there
+            stack.enter_context(out_dir_lock(path.parent, "search-efficiency study"))
+            _rewrite(path, done)
+        _run_jobs(todo, jobs, results, path, progress)
+    return [results[_job_key(job)] for job in work]
+
+
+def _rewrite(path: Path, done: dict[str, dict[str, Any]]) -> None:
+    """Start the records file with what it held (other studies' runs too), atomically:
+    a kill at any moment leaves the old file or the new one, never an empty one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w") as f:
+        for key, rec in done.items():
+            f.write(json.dumps({"key": key, "record": rec}) + "\n")
+    os.replace(tmp, path)
+
+
+def _run_jobs(
+    todo: list[dict[str, Any]],
+    jobs: int,
+    results: dict[str, dict[str, Any]],
+    path: Path | None,
+    progress: Callable[[dict[str, Any]], None] | None,
+) -> None:
+    """Run the searches (in ``jobs`` worker processes that die with this one), storing
+    each record in ``results`` and appending it to ``path`` the moment it ends."""
 
     def finished(job: dict[str, Any], rec: dict[str, Any]) -> None:
         results[_job_key(job)] = rec
@@ -146,11 +171,12 @@ def search_efficiency(
         for job in todo:
             finished(job, _one(job))
     elif todo:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        with ProcessPoolExecutor(
+            max_workers=jobs, initializer=die_with_parent, initargs=(os.getpid(),)
+        ) as pool:
             futures = {pool.submit(_one, job): job for job in todo}
             for fut in as_completed(futures):
                 finished(futures[fut], fut.result())
-    return [results[_job_key(job)] for job in work]
 
 
 def checkpoints(evaluations: int) -> list[int]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hwnas.bench import get_benchmark
 from hwnas.errors import HwnasError
+from hwnas.process import out_dir_lock
 from hwnas.search.pareto import hypervolume, reference_point
 from hwnas.search.problem import Constraint, SearchProblem
 from hwnas.search.spec import build_algorithm, resolve_algorithm
@@ -78,10 +81,24 @@ def run_search(
         evaluator, config.evaluations, constraints=constraints, on_evaluation=progress
     )
     algorithm.check(problem)
+    with contextlib.ExitStack() as stack:
+        if out is not None:  # one search at a time writes there
+            stack.enter_context(out_dir_lock(out, "search"))
+        return _run(config, algorithm, problem, out, resume, t0)
+
+
+def _run(
+    config: SearchConfig,
+    algorithm: Any,
+    problem: SearchProblem,
+    out: str | Path | None,
+    resume: bool,
+    t0: float,
+) -> dict[str, Any]:
+    """The checked search, run and (with ``out``) stored: see :func:`run_search`."""
     store = run_id = None
     if out is not None:
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
         store = ResultsStore(out / STORE_NAME)
         if resume:
             run_id = store.latest_run("search")["run_id"]
@@ -235,16 +252,33 @@ def _hv_history(problem: SearchProblem, ref: np.ndarray) -> list[float]:
 def write_outputs(
     problem: SearchProblem, summary: dict[str, Any], out: Path, store: ResultsStore, run_id: str
 ) -> None:
-    """evaluations.csv, pareto.csv, summary.json, pareto.png and progress.png in ``out``."""
+    """evaluations.csv, pareto.csv, summary.json, pareto.png and progress.png in ``out``,
+    each written whole or not at all (a kill leaves the old file or the new one)."""
     from hwnas.report.plots import plot_pareto, plot_progress
 
-    store.export_csv(run_id, out / "evaluations.csv")
+    with _atomic(out / "evaluations.csv") as tmp:
+        store.export_csv(run_id, tmp)
     names = [o.name for o in problem.objectives]
-    with (out / "pareto.csv").open("w") as f:
+    with _atomic(out / "pareto.csv") as tmp, tmp.open("w") as f:
         f.write(",".join(["arch_key", "arch", *names]) + "\n")
         for p in summary["pareto"]:
             arch = json.dumps(p["arch"]).replace('"', '""')
             f.write(",".join([p["arch_key"], f'"{arch}"', *(f"{p[n]:.6g}" for n in names)]) + "\n")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=json_default))
-    plot_pareto(problem, summary, out / "pareto.png")
-    plot_progress(summary, out / "progress.png")
+    with _atomic(out / "pareto.png") as tmp:
+        plot_pareto(problem, summary, tmp)
+    with _atomic(out / "progress.png") as tmp:
+        plot_progress(summary, tmp)
+    with _atomic(out / "summary.json") as tmp:  # last: its presence means all is written
+        tmp.write_text(json.dumps(summary, indent=2, default=json_default))
+
+
+@contextlib.contextmanager
+def _atomic(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` (same suffix, for plot formats), renamed onto it
+    when the block ends without an error."""
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,66 @@
+"""Process hygiene for long runs: one writer per output directory, and worker processes
+that do not outlive the run that started them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+from hwnas.errors import HwnasError
+
+LOCK_NAME = ".hwnas.lock"
+
+
+@contextlib.contextmanager
+def out_dir_lock(out: str | os.PathLike[str], what: str = "run") -> Iterator[Path]:
+    """Hold an exclusive lock on the output directory ``out`` while a run writes there.
+
+    A second run on the same directory (another terminal, a script started twice) fails
+    at once with one clear error instead of mixing its outputs with the first's. The
+    lock is ``flock`` on ``OUT/.hwnas.lock``: the system drops it when the holder exits,
+    killed or not, so a stale lock never blocks a resume. Where ``fcntl`` is missing
+    (Windows) nothing is locked."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield out
+        return
+    f = (out / LOCK_NAME).open("a+")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            raise HwnasError(
+                f"'{out}' is in use by another hwnas {what} (process {holder}); a second "
+                "one would mix their outputs: wait for it to end, or choose another --out"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield out
+    finally:
+        f.close()  # closing releases the lock
+
+
+def die_with_parent(parent_pid: int | None = None) -> None:
+    """In a worker process (a pool's ``initializer``, ``initargs=(os.getpid(),)``): end
+    when the parent dies, so a killed study leaves no orphans that keep writing into its
+    output directory (Linux; elsewhere a no-op)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:  # pragma: no cover - not glibc Linux
+        return
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if parent_pid is not None and os.getppid() != parent_pid:  # it died before the call
+        os._exit(1)

@@ -1,0 +1,88 @@
+"""One writer per output directory, and workers that die with their parent."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from hwnas.errors import HwnasError
+from hwnas.process import LOCK_NAME, out_dir_lock
+
+
+def test_a_second_writer_is_refused_and_the_lock_ends_with_its_holder(tmp_path, data_dir):
+    from hwnas.search.runner import run_search
+
+    out = tmp_path / "run"
+    with out_dir_lock(out, "search"):
+        with pytest.raises(HwnasError, match=f"'{out}' is in use by another hwnas search"):
+            run_search({"algorithm": "random", "evaluations": 5}, out=out)
+        assert not (out / "results.sqlite").exists()
+    summary = run_search({"algorithm": "random", "evaluations": 5}, out=out)  # released
+    assert summary["evaluations"] == 5
+    assert (out / LOCK_NAME).is_file()
+    assert not list(out.glob(".*.tmp*"))  # outputs were renamed into place
+    # a holder killed with SIGKILL leaves no stale lock
+    code = f"from hwnas.process import out_dir_lock\nwith out_dir_lock({str(out)!r}):\n"
+    code += "    print('locked', flush=True)\n    import time; time.sleep(60)\n"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    with pytest.raises(HwnasError, match="in use"), out_dir_lock(out):
+        pass
+    proc.kill()
+    proc.wait(10)
+    with out_dir_lock(out):
+        pass
+
+
+def test_study_refused_while_its_dir_is_in_use(tmp_path, data_dir):
+    from hwnas.search.efficiency import search_efficiency
+
+    with out_dir_lock(tmp_path), pytest.raises(HwnasError, match="search-efficiency study"):
+        search_efficiency("nb201", ["fpga"], ["random"], 5, 1, records=tmp_path / "records.jsonl")
+
+
+def test_study_records_are_rewritten_whole_or_not_at_all(tmp_path, monkeypatch):
+    from hwnas.search import efficiency
+
+    path = tmp_path / "records.jsonl"
+    path.write_text('{"key": "a", "record": {}}\n')
+
+    def boom(*args):
+        raise OSError("killed")
+
+    monkeypatch.setattr(efficiency.os, "replace", boom)
+    with pytest.raises(OSError):
+        efficiency._rewrite(path, {"b": {}})
+    assert path.read_text() == '{"key": "a", "record": {}}\n'  # not emptied
+
+
+def test_pool_workers_die_with_their_parent(tmp_path):
+    script = textwrap.dedent(
+        """
+        import os, time
+        from concurrent.futures import ProcessPoolExecutor
+        from hwnas.process import die_with_parent
+
+        with ProcessPoolExecutor(1, initializer=die_with_parent, initargs=(os.getpid(),)) as ex:
+            print(ex.submit(os.getpid).result(), flush=True)
+            ex.submit(time.sleep, 60)
+            time.sleep(60)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    worker = int(proc.stdout.readline())
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail("the worker outlived its killed parent")
