@@ -170,3 +170,28 @@ def test_ctrl_c_says_how_to_continue(tmp_path, data_dir, kill_when):
     assert proc.returncode == 130
     assert f"interrupted; continue with: hwnas search --resume {run_dir}" in err
     assert "Traceback" not in err
+
+
+def test_linas_resumed_after_a_kill_ends_where_an_uninterrupted_run_ends(
+    tmp_path, data_dir, kill_when
+):
+    """LINAS adapts to what it has seen: the stored evaluations are answered only as it
+    proposes them again, so it makes the same choices as the first time."""
+    args = ["search", "--algorithm", "linas", "--evaluations", "60", "--seed", "2"]
+    run_dir, db = tmp_path / "run", tmp_path / "run" / STORE
+    proc = subprocess.Popen(_cli(*args, "--out", str(run_dir)), env=os.environ.copy())
+    kill_when(proc, lambda: db.exists() and len(_rows(db)) >= 22, "linas")
+    before = _rows(db)
+    assert 22 <= len(before) < 60
+    done = subprocess.run(
+        _cli("search", "--resume", str(run_dir), "--json"), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    ref_dir = tmp_path / "ref"
+    subprocess.run(_cli(*args, "--out", str(ref_dir)), check=True, capture_output=True)
+    assert [k for _, k in _rows(db)] == [k for _, k in _rows(ref_dir / STORE)]
+    resumed = json.loads((run_dir / "summary.json").read_text())
+    ref = json.loads((ref_dir / "summary.json").read_text())
+    assert resumed["hv_history"] == ref["hv_history"]
+    assert len(resumed["iterations"]) == len(ref["iterations"])
+    assert resumed["resumed_from"] == len(before)

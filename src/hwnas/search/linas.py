@@ -234,7 +234,7 @@ class LINAS(SearchAlgorithm):
                 ens = EnsemblePredictor(name, n_members=self.ensemble, seed=self.seed + iteration)
                 ens.fit(feats[i], raw[:, i])
             models.append((model, ens))
-            if problem.store is not None and problem.run_id is not None:
+            if problem.store is not None and problem.run_id is not None and not problem.replaying:
                 problem.store.add_predictor_fit(
                     problem.run_id,
                     problem.objectives[i].name,

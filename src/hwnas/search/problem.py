@@ -3,8 +3,11 @@
 Algorithms only see ``SearchProblem.evaluate``. It canonicalises vectors, answers
 already-evaluated architectures from memory (they do not count again), evaluates new
 ones until the budget is spent, commits each to the store as it completes, and keeps the
-quality history. A resumed search replays the algorithm with the same seed: every
-architecture already in the store is answered from it, so nothing is lost or repeated.
+quality history. A resumed search replays the algorithm with the same seed: an
+architecture already in the store is answered from it when the algorithm proposes it
+again (not before: an adaptive algorithm such as LINAS then sees what it saw the first
+time and makes the same choices), so nothing is lost or repeated and a deterministic
+algorithm ends where an uninterrupted run ends.
 """
 
 from __future__ import annotations
@@ -98,9 +101,11 @@ class SearchProblem:
         self._index: dict[str, int] = {}
         self.eval_time_s = 0.0
         self.n_new = 0  # evaluations made in this process (not replayed)
-        # distinct architectures the algorithm proposed in this process: a batch that
-        # adds none is a stall; one answered from a resumed run's store is progress
+        # distinct architectures answered to the algorithm in this process: a batch
+        # that adds none is a stall; one answered from a resumed run's store is progress
         self._seen: set[str] = set()
+        # a resumed run's stored evaluations not yet proposed again (key -> record)
+        self._pending: dict[str, EvaluationRecord] = {}
         self.exact: ExactFront | None = None
         self.history: list[dict[str, float]] = []
         self._front_idx: list[int] = []
@@ -136,12 +141,30 @@ class SearchProblem:
             self.attach_store(store, run_id)
 
     def attach_store(self, store: ResultsStore, run_id: str) -> None:
-        """Store every evaluation from now on in ``run_id`` of ``store``, after replaying
-        what it already holds (a resumed run). Attaching after construction lets a run
+        """Store every evaluation from now on in ``run_id`` of ``store``; what it already
+        holds (a resumed run) is answered from it as the algorithm proposes it again, and
+        :meth:`finish_replay` takes in the rest. Attaching after construction lets a run
         be created only once the problem has been checked."""
         self.store, self.run_id = store, run_id
-        for rec in store.evaluations(run_id):
+        self._pending = {rec.arch_key: rec for rec in store.evaluations(run_id)}
+
+    @property
+    def replaying(self) -> bool:
+        """Whether a resumed run's stored evaluations are still being proposed again
+        (what the algorithm does now, it did before the kill)."""
+        return bool(self._pending)
+
+    @property
+    def n_stored(self) -> int:
+        """Evaluations the store held when the problem was attached to it (resumed)."""
+        return self.n_evaluated - self.n_new + len(self._pending)
+
+    def finish_replay(self) -> None:
+        """Take in the stored evaluations the algorithm did not propose again (it
+        diverged, or stopped first), in their stored order: none is lost."""
+        for rec in sorted(self._pending.values(), key=lambda r: r.seq):
             self._remember(rec)
+        self._pending.clear()
 
     # ---- bookkeeping ----------------------------------------------------------------------
     @property
@@ -270,13 +293,21 @@ class SearchProblem:
         """
         x = self.space.canonicalize(np.atleast_2d(np.asarray(vectors, dtype=np.int64)))
         keys = self.space.keys(x)
-        self._seen.update(keys)
+        # room for new evaluations: the budget less what is evaluated and what a resumed
+        # run's store holds that the algorithm has not proposed again yet
+        room = self.remaining - len(self._pending)
         new: list[int] = []
-        pending: set[str] = set()
+        batch: set[str] = set()
         for i, k in enumerate(keys):
-            if k not in self._index and k not in pending and len(new) < self.remaining:
+            if k in self._index or k in batch:
+                continue
+            if k in self._pending:  # stored by the run before the kill: answered from it
+                self._remember(self._pending.pop(k))
+                if self.on_evaluation is not None:
+                    self.on_evaluation(self.n_evaluated, self.budget)
+            elif len(new) < room:
                 new.append(i)
-                pending.add(k)
+                batch.add(k)
         if new:
             self._evaluate_new(x[new], [keys[i] for i in new])
         raw = np.full((len(keys), self.n_obj), np.nan)
@@ -286,6 +317,7 @@ class SearchProblem:
             if j is not None:
                 raw[i] = self.raw[j]
                 answered[i] = True
+                self._seen.add(k)
         return raw, self.constraint_values(raw), answered
 
     def _evaluate_new(self, x: np.ndarray, keys: list[str]) -> None:

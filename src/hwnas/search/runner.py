@@ -106,13 +106,14 @@ def _run(
         else:
             run_id = store.create_run(config.model_dump(), config.seed, kind="search")
         problem.attach_store(store, run_id)
-    replayed = problem.n_evaluated
+    replayed = problem.n_stored
     try:
         algorithm.run(problem)
     except KeyboardInterrupt:
         if store is not None:
             store.close()
         raise
+    problem.finish_replay()
     wall = time.perf_counter() - t0
     if not problem.exhausted:
         warnings.warn(
