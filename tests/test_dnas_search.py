@@ -806,3 +806,120 @@ def test_cli_lug_takes_a_latency_table(tmp_path) -> None:
     # the table reaches the searches: its bad entry is what stops them
     r = runner.invoke(app, [*args, "--latency-table", str(table)])
     assert r.exit_code == 2 and "fixed must be finite and >= 0" in r.output, r.output
+
+
+# ---- one writer per output directory, interrupts ------------------------------------------
+def test_a_second_search_or_graph_on_a_locked_out_dir_is_refused(tmp_path) -> None:
+    from hwnas.dnas.lookup import build_lookup_graph
+    from hwnas.process import out_dir_lock
+
+    cfg = dict(TINY, constraint="params<=3e5")
+    with out_dir_lock(tmp_path / "s", "test"):
+        with pytest.raises(HwnasError, match="in use by another hwnas search"):
+            dsearch(cfg, tmp_path / "s", progress=False)
+        assert not (tmp_path / "s" / "config.json").exists()
+    with out_dir_lock(tmp_path / "g", "test"):
+        with pytest.raises(HwnasError, match="in use by another hwnas lookup graph"):
+            build_lookup_graph(cfg, [1e5], tmp_path / "g")
+        assert not list((tmp_path / "g").glob("sb_*"))
+
+
+def test_lookup_graph_workers_die_with_their_parent(tmp_path, monkeypatch) -> None:
+    """The pool's workers get ``die_with_parent`` (an importable function, so the spawn
+    context can send it) with this process's id."""
+    import os
+    import pickle
+    from concurrent.futures import Future
+
+    from hwnas.dnas import lookup
+    from hwnas.process import die_with_parent
+
+    seen: dict = {}
+
+    class Pool:  # runs the tasks inline, records how the pool was made
+        def __init__(self, **kwargs) -> None:
+            seen.update(kwargs)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            pass
+
+        def submit(self, fn, *args) -> Future:
+            f: Future = Future()
+            f.set_result(fn(*args))
+            return f
+
+    def run_one(config: dict, out_dir: str) -> dict:
+        b = config["search_budget"]
+        return {"search_budget": b, "derived": b, "run_dir": out_dir}
+
+    monkeypatch.setattr(lookup, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(lookup, "_run_one", run_one)
+    cfg = dict(TINY, constraint="params<=1", plot=False)
+    lug = lookup.build_lookup_graph(cfg, [1e5, 2e5], tmp_path, jobs=2)
+    assert len(lug.points) == 2
+    assert seen["initializer"] is die_with_parent and seen["initargs"] == (os.getpid(),)
+    assert pickle.loads(pickle.dumps(die_with_parent)) is die_with_parent
+
+
+def test_kills_around_the_metrics_line_leave_a_consistent_log(tmp_path, monkeypatch) -> None:
+    """The epoch's line is written before its checkpoint; a resume rewrites metrics.jsonl
+    to the checkpoint's epochs (no line lost, none repeated, a torn one dropped)."""
+    from hwnas.dnas import search
+
+    cfg = dict(TINY, constraint="params<=3e5", epochs=2, plot=False)
+    out = tmp_path / "run"
+    metrics = out / "metrics.jsonl"
+    dsearch(cfg, out, progress=False, max_epochs=1)
+    save = search._save
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(search, "_save", killed)  # killed before epoch 1's checkpoint
+    with pytest.raises(KeyboardInterrupt):
+        dsearch(cfg, out, resume=True, progress=False)
+    assert [json.loads(x)["epoch"] for x in metrics.read_text().splitlines()] == [0, 1]
+    monkeypatch.setattr(search, "_save", save)
+    with metrics.open("a") as f:
+        f.write('{"epoch": 2, "train_lo')  # and a line torn by a kill
+    res = dsearch(cfg, out, resume=True, progress=False)
+    assert [json.loads(x) for x in metrics.read_text().splitlines()] == res.history
+    assert [r["epoch"] for r in res.history] == [0, 1]
+
+
+def test_cli_interrupt_says_how_to_continue(tmp_path, monkeypatch) -> None:
+    """Ctrl-C: one line with the command that continues (the same options and --resume),
+    exit 130; a run without --resume says that it discards an unfinished search."""
+    from hwnas.cli import app
+    from hwnas.dnas import lookup, search
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(search, "dsearch", interrupted)
+    monkeypatch.setattr(lookup, "build_lookup_graph", interrupted)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "my run"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"unfinished")
+    runner = CliRunner()
+    args = ["dsearch", "--out", str(out), "--epochs", "3", "--constraint", "params<=3e5"]
+    r = runner.invoke(app, [*args, "--no-progress"])
+    assert r.exit_code == 130, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2 and "unfinished search" in lines[0] and "--resume" in lines[0]
+    assert lines[1] == (
+        f"interrupted; continue with: hwnas dsearch --out '{out}' --constraint 'params<=3e5' "
+        "--epochs 3 --no-progress --resume"
+    )
+    r = runner.invoke(app, ["dsearch", "--out", str(out), "--resume"])
+    assert r.exit_code == 130
+    assert r.stderr.strip() == f"interrupted; continue with: hwnas dsearch --out '{out}' --resume"
+    r = runner.invoke(app, ["dsearch", "lug", "--budgets", "1e5", "--out", "g", *args[3:]])
+    assert r.exit_code == 130 and r.stderr.strip() == (
+        "interrupted; continue with: hwnas dsearch lug --budgets 1e5 --out g "
+        "--constraint 'params<=3e5' --epochs 3"
+    )

@@ -227,6 +227,32 @@ def test_resume_continues_exactly(cifar: ImageData, tmp_path: Path) -> None:
         dtrain(_cfg(C=6), part, resume=True, progress=False, data=cifar)
 
 
+def test_kills_around_the_metrics_line_leave_a_consistent_log(
+    cifar: ImageData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The epoch's line is written before its checkpoint (a resume rewrites the log to
+    the checkpoint's epochs); a second run on the same directory is refused."""
+    from hwnas.dnas import dtrain as dtrain_module
+    from hwnas.process import out_dir_lock
+
+    cfg = _cfg(train_subset=64, steps_per_epoch=1)
+    metrics = tmp_path / "metrics.jsonl"
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dtrain_module, "save_checkpoint", killed)
+    with pytest.raises(KeyboardInterrupt):
+        dtrain(cfg, tmp_path, progress=False, data=cifar)
+    assert [json.loads(s)["epoch"] for s in metrics.read_text().splitlines()] == [0]
+    monkeypatch.undo()
+    with out_dir_lock(tmp_path, "test"), pytest.raises(HwnasError, match="in use by another"):
+        dtrain(cfg, tmp_path, resume=True, progress=False, data=cifar)
+    res = dtrain(cfg, tmp_path, resume=True, progress=False, data=cifar)
+    assert [json.loads(s) for s in metrics.read_text().splitlines()] == res.history
+    assert [r["epoch"] for r in res.history] == [0, 1]
+
+
 def test_summary_onnx_matches_and_latency(cifar: ImageData, tmp_path: Path) -> None:
     import onnxruntime as ort
 
@@ -459,3 +485,31 @@ def test_cli_takes_network_and_dataset_from_the_search(tmp_path: Path) -> None:
     darts.write_text(json.dumps({"space": "darts", "genotype": genotype_to_dict(TINY)}))
     r = CliRunner().invoke(_app(), ["dtrain", "--arch", str(darts), "--out", str(out)])
     assert r.exit_code == 2 and "holds a darts genotype" in r.stderr
+
+
+def test_cli_interrupt_says_how_to_continue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C: the command that continues (the same options and --resume), exit 130; a
+    run without --resume says that it discards an unfinished training."""
+    from typer.testing import CliRunner
+
+    from hwnas.dnas import dtrain as dtrain_module
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dtrain_module, "dtrain", interrupted)
+    (tmp_path / "checkpoint.pt").write_bytes(b"unfinished")
+    args = ["dtrain", "--arch", MIXED, "--epochs", "3", "--out", str(tmp_path), "--no-latency"]
+    r = CliRunner().invoke(_app(), args)
+    assert r.exit_code == 130, r.output
+    note, hint = r.stderr.strip().splitlines()
+    assert "unfinished training" in note and "--resume" in note
+    assert hint == (
+        f"interrupted; continue with: hwnas dtrain --arch '{MIXED}' --out {tmp_path} "
+        "--epochs 3 --no-latency --resume"
+    )
+    (tmp_path / "summary.json").write_text("{}")  # a finished run: no note
+    r = CliRunner().invoke(_app(), args)
+    assert r.exit_code == 130 and r.stderr.strip().splitlines() == [hint]

@@ -145,6 +145,104 @@ def test_profile_killed_then_resumed(tmp_path, space, kill_when):
         profile_space(SPACE, n, run_dir, settings, group_size=2)
 
 
+class _StopAt:
+    """A measurer that checks where the models are, runs ``stop()`` at its call ``at``
+    (a kill between groups) and returns made-up measurements (no timing needed)."""
+
+    def __init__(self, run_dir, at, stop):
+        self.tmp, self.at, self.stop, self.calls = run_dir / ".tmp", at, stop, 0
+
+    def measure(self, models, settings=None):
+        from pathlib import Path
+
+        from hwnas.measure.latency import Measurement, compute_stats
+
+        assert all(Path(m).parent == self.tmp and Path(m).is_file() for m in models)
+        self.calls += 1
+        if self.calls == self.at:
+            self.stop()
+        stats = compute_stats([[0.001 * (1 + i / 10)] for i in range(3)])
+        made_up = ("onnxruntime", "0", "cpu", {}, {}, {"hostname": "fake"})
+        return [Measurement(str(m), stats, MeasureSettings(**FAST), *made_up) for m in models]
+
+
+@pytest.fixture
+def no_export(monkeypatch):
+    """Subnets 'exported' as a few bytes (the tests are about groups and files)."""
+    from hwnas.measure import profile
+
+    def export(net, space, vector, path, batch_size):
+        path.write_bytes(b"onnx")
+        cost = dict(flops=2.0, macs=1.0, params=1.0, peak_activation_bytes=1.0)
+        return path, {**cost, "onnx_size_bytes": 4}
+
+    monkeypatch.setattr(profile, "export_subnet", export)
+
+
+def _groups(run_dir):
+    from hwnas.measure.profile import ANCHOR_KIND, PROFILE_KIND
+    from hwnas.store.sqlite import ResultsStore
+
+    with ResultsStore(run_dir / "results.sqlite") as store:
+        (run,) = store.runs(PROFILE_KIND)
+        (anchor,) = store.runs(ANCHOR_KIND)
+        subnets = [r.extra["group"] for r in store.evaluations(run["run_id"])]
+        anchors = [r.extra["group"] for r in store.evaluations(anchor["run_id"])]
+        return subnets, anchors, run["status"]
+
+
+def test_resumed_groups_never_reuse_a_stored_group_number(tmp_path, no_export):
+    """Groups of a new session are numbered on from the highest stored one, whatever the
+    group size; the temporary ONNX files live in OUT/.tmp, removed at the end."""
+    from hwnas.measure.profile import profile_space
+
+    run_dir = tmp_path / "run"
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        profile_space(SPACE, 5, run_dir, group_size=1, measurer=_StopAt(run_dir, 4, interrupt))
+    assert _groups(run_dir) == ([0, 1, 2], [0, 1, 2], "interrupted")
+    assert not (run_dir / ".tmp").exists()
+    (run_dir / ".tmp").mkdir()
+    (run_dir / ".tmp" / "subnet0.onnx").write_bytes(b"left by a SIGKILL")
+    profile_space(SPACE, 5, run_dir, group_size=4, measurer=_StopAt(run_dir, 0, interrupt))
+    assert _groups(run_dir) == ([0, 1, 2, 3, 3], [0, 1, 2, 3], "finished")
+    assert not (run_dir / ".tmp").exists()
+
+
+def test_sigterm_ends_a_profile_cleanly(tmp_path, no_export):
+    """SIGTERM: the run is marked interrupted, OUT/.tmp removed, exit status 143."""
+    import signal
+
+    from hwnas.measure.profile import profile_space
+
+    run_dir = tmp_path / "run"
+
+    def terminate():
+        # only where the profile handles it (never SIGTERM the test process itself)
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(SystemExit) as stopped:
+        profile_space(SPACE, 4, run_dir, group_size=1, measurer=_StopAt(run_dir, 2, terminate))
+    assert stopped.value.code == 143
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+    subnets, anchors, status = _groups(run_dir)
+    assert subnets == anchors == [0] and status == "interrupted"
+    assert not (run_dir / ".tmp").exists()
+
+
+def test_a_second_profile_on_a_locked_out_dir_is_refused(tmp_path):
+    from hwnas.measure.profile import profile_space
+    from hwnas.process import out_dir_lock
+
+    with out_dir_lock(tmp_path, "test"), pytest.raises(HwnasError, match="in use by another"):
+        profile_space(SPACE, 3, tmp_path, MeasureSettings(**FAST))
+    assert not (tmp_path / "results.sqlite").exists()
+
+
 def test_extend_plan_fills_the_size_range(space):
     from hwnas.measure.profile import extend_plan, stratified_sample
 

@@ -227,6 +227,80 @@ def test_resume_reproduces_the_next_step_loss(tmp_path) -> None:
         train_supernet(_cfg(tmp_path / "b", eval_every=0, kernel_transform=True))
 
 
+def test_a_second_run_on_a_locked_out_dir_is_refused(tmp_path) -> None:
+    from hwnas.process import out_dir_lock
+
+    cfg = _cfg(tmp_path)
+    with out_dir_lock(cfg.out_dir, "test"), pytest.raises(HwnasError, match="in use by another"):
+        train_supernet(cfg)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_starting_over_removes_the_old_checkpoint_with_the_metrics(tmp_path, monkeypatch) -> None:
+    from hwnas.train import supernet
+
+    train_supernet(_cfg(tmp_path, eval_every=0), max_epochs=1)
+    run = tmp_path / "run"
+    assert (run / "checkpoint.pt").is_file() and (run / "metrics.jsonl").is_file()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(supernet, "sandwich_step", killed)  # a kill in the first epoch
+    with pytest.raises(KeyboardInterrupt):
+        train_supernet(_cfg(tmp_path, eval_every=0, resume=False))
+    # nothing of the old run is left to be resumed with a history that is gone
+    assert not (run / "checkpoint.pt").exists() and not (run / "metrics.jsonl").exists()
+
+
+def test_kills_around_the_metrics_line_leave_a_consistent_log(tmp_path, monkeypatch) -> None:
+    """The epoch's line is written before its checkpoint; a resume rewrites metrics.jsonl
+    to the checkpoint's epochs: no line lost, none repeated, a torn one dropped."""
+    from hwnas.train import supernet
+
+    def epochs(path: Path) -> list[int]:
+        return [json.loads(x)["epoch"] for x in path.read_text().splitlines()]
+
+    cfg = _cfg(tmp_path, eval_every=0, epochs=3)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    train_supernet(cfg, max_epochs=1)
+    save = supernet.save_checkpoint
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(supernet, "save_checkpoint", killed)  # killed before epoch 1's save
+    with pytest.raises(KeyboardInterrupt):
+        train_supernet(cfg)
+    assert epochs(metrics) == [0, 1]  # the line was already written
+    monkeypatch.setattr(supernet, "save_checkpoint", save)
+    train_supernet(cfg, max_epochs=1)  # epoch 1 again, from the checkpoint of epoch 0
+    assert epochs(metrics) == [0, 1]
+    with metrics.open("a") as f:
+        f.write('{"epoch": 2, "loss": 1.')  # a line torn by a kill
+    res = train_supernet(cfg)
+    assert epochs(metrics) == [0, 1, 2] and res.epochs_trained == 1
+    assert load_checkpoint(res.out_dir)["history"] == [
+        json.loads(x) for x in metrics.read_text().splitlines()
+    ]
+    # an older checkpoint without a history: the readable lines up to its epoch are kept
+    ckpt = load_checkpoint(res.out_dir)
+    del ckpt["history"]
+    supernet.save_checkpoint(res.checkpoint, ckpt)
+    metrics.write_text(metrics.read_text() + '{"epoch": 3, "lo')
+    train_supernet(cfg)
+    assert epochs(metrics) == [0, 1, 2]
+
+
+def test_plot_training_skips_a_torn_line(tmp_path) -> None:
+    from hwnas.report.plots import plot_training
+
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"epoch": 0, "loss": 2.0}\n{"epoch": 1, "loss": 1.5}{"epo\n[1]\n')
+    png = plot_training(log, [("loss", ["loss"])], tmp_path / "t.png")
+    assert png is not None and png.read_bytes()[:4] == b"\x89PNG"
+
+
 def test_bad_train_config_is_a_clear_error() -> None:
     with pytest.raises(HwnasError, match="distill"):
         TrainConfig.from_dict({"distill": "everything"})

@@ -7,13 +7,18 @@
   the lookup graph (one short search per search budget) in DIR/lug.json.
 
 Thin: parses options into a :class:`hwnas.dnas.search.DSearchConfig` and calls the
-library; user errors print one line and exit with code 2.
+library; user errors print one line and exit with code 2. Ctrl-C prints the command that
+continues the run and exits with code 130.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shlex
+import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -110,6 +115,52 @@ def _fields(config: Path | None, base: dict[str, Any] | None, **overrides: Any) 
         fields.update(loaded)
     fields.update({k: v for k, v in overrides.items() if v is not None})
     return fields
+
+
+def rerun_command(ctx: typer.Context, command: str, add: str = "") -> str:
+    """``command`` with the options this invocation was given (on the command line or by
+    environment variable), ``add`` appended (e.g. ``--resume``, not repeated)."""
+    words = [command]
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        if param.param_type_name != "option" or getattr(source, "name", "DEFAULT") not in (
+            "COMMANDLINE",
+            "ENVIRONMENT",
+        ):
+            continue
+        value = ctx.params.get(param.name)
+        if getattr(param, "is_flag", False):
+            if value:
+                words.append(param.opts[0])
+            elif param.secondary_opts:
+                words.append(param.secondary_opts[0])
+        elif value is not None:
+            words += [param.opts[0], shlex.quote(str(value))]
+    if add and add not in words:
+        words.append(add)
+    return " ".join(words)
+
+
+@contextlib.contextmanager
+def continue_hint(ctx: typer.Context, command: str, add: str = "") -> Iterator[None]:
+    """On Ctrl-C: print ``interrupted; continue with: <the command>`` to stderr and exit
+    with code 130 (``SystemExit``, so the app adds no second line)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"interrupted; continue with: {rerun_command(ctx, command, add)}", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def note_discarded(out: Path, what: str) -> None:
+    """Say so (stderr) when a run without --resume is about to discard an unfinished run
+    in ``out``: a checkpoint without the summary written at the end."""
+    if (out / "checkpoint.pt").is_file() and not (out / "summary.json").is_file():
+        typer.echo(
+            f"note: {out} holds an unfinished {what} (checkpoint.pt, no summary.json); "
+            "starting over discards it (--resume would continue it)",
+            err=True,
+        )
 
 
 def _echo_warnings(caught: list[warnings.WarningMessage]) -> None:
@@ -213,7 +264,10 @@ def dsearch(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cfg = DSearchConfig.from_dict(fields)
-        result = dsearch(cfg, out, resume=resume, progress=progress)
+        if not resume:
+            note_discarded(out, "search")
+        with continue_hint(ctx, "hwnas dsearch", "--resume"):
+            result = dsearch(cfg, out, resume=resume, progress=progress)
     _echo_warnings(caught)
     s = result.summary
     keys = (
@@ -245,6 +299,7 @@ def dsearch(
 @dsearch_app.command("lug")
 @_user_errors
 def lug(
+    ctx: typer.Context,
     budgets: Annotated[
         str, typer.Option("--budgets", help="Comma-separated search budgets, e.g. 2e5,4e5,8e5.")
     ],
@@ -308,7 +363,11 @@ def lug(
         lambda_lr=lambda_lr,
     )
     cfg = DSearchConfig.from_dict(fields)
-    with progress_bar("lookup graph", enabled=progress) as update:
+    # the finished runs in OUT/sb_* are kept: the same command continues the graph
+    with (
+        continue_hint(ctx, "hwnas dsearch lug"),
+        progress_bar("lookup graph", enabled=progress) as update,
+    ):
         graph = build_lookup_graph(cfg, values, out, jobs=jobs, progress=update)
     xs, ys = graph.curve()
     typer.echo(

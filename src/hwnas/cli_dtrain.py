@@ -8,11 +8,13 @@ from typing import Any
 
 import typer
 
+from hwnas.cli_dnas import continue_hint, note_discarded
 from hwnas.cli_train import _user_errors
 from hwnas.errors import HwnasError
 
 
 def dtrain_command(
+    ctx: typer.Context,
     space: str | None = typer.Option(
         None, help="darts or nb201 (default: from --from-search/--arch, else darts)"
     ),
@@ -68,7 +70,8 @@ def dtrain_command(
 
     From a search result (--from-search, or a summary.json given to --genotype/--arch)
     the evaluation network (--C, --layers) and dataset the search's budget was about are
-    used unless given; the output says which were taken from the search."""
+    used unless given; the output says which were taken from the search. Ctrl-C prints
+    the command that continues the run (the same options and --resume)."""
     from hwnas.dnas.dtrain import DTrainConfig, dtrain, read_search, search_summary_file
 
     given = [n for n, v in (("--genotype", genotype), ("--arch", arch)) if v is not None]
@@ -125,7 +128,11 @@ def dtrain_command(
         "device": device,
     }
     fields.update({k: v for k, v in overrides.items() if v is not None})
-    result = dtrain(DTrainConfig.from_dict(fields), out, resume=resume, progress=progress)
+    cfg = DTrainConfig.from_dict(fields)
+    if not resume:
+        note_discarded(out, "training")
+    with continue_hint(ctx, "hwnas dtrain", "--resume"):
+        result = dtrain(cfg, out, resume=resume, progress=progress)
     s = result.summary or {}
     keys = ("test_acc", "params", "flops", "macs", "latency_ms")
     report = {"out": str(out), **{k: s.get(k) for k in keys}}

@@ -8,11 +8,11 @@ plus cutout, drop-path probability raised linearly from 0 over the epochs as
 ``drop_path_prob * epoch / epochs``, optional auxiliary head with weight 0.4) and writes to
 ``out_dir``:
 
+* ``metrics.jsonl``, one line per epoch (loss, train/test accuracy, lr, drop-path
+  probability, seconds), written before the epoch's checkpoint and rewritten from the
+  checkpoint's history on resume, and its curves in ``training.png``;
 * ``checkpoint.pt`` every epoch (model, optimiser, scheduler, RNG states, history), from
   which ``resume=True`` continues exactly (the same numbers as an uninterrupted run);
-* ``metrics.jsonl``, one line per epoch (loss, train/test accuracy, lr, drop-path
-  probability, seconds), rewritten from the checkpoint's history on resume, and its
-  curves in ``training.png``;
 * at the end ``summary.json``: final test accuracy, parameters (without the auxiliary
   head), FLOPs/MACs at batch 1 (:func:`hwnas.measure.cost.count_flops`) and, with
   ``measure_latency``, ``model.onnx`` (eval mode, :func:`hwnas.measure.export.export_onnx`),
@@ -27,6 +27,7 @@ cells per stage), no drop-path. The train/test accuracies are measured on
 "train accuracy" is that of the augmented training batches, as DARTS logs it.
 ``device`` (``cpu`` default, ``cuda``, ``auto``) picks where training runs; the cost and
 latency measurement at the end always run on the CPU copy of the trained network.
+One run at a time writes to ``out_dir`` (:func:`hwnas.process.out_dir_lock`).
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ from hwnas.dnas.evalnet import (
 )
 from hwnas.dnas.genotype import Genotype, genotype_to_dict
 from hwnas.errors import HwnasError
+from hwnas.process import out_dir_lock
 from hwnas.report.progress import StepProgress
-from hwnas.train.supernet import load_checkpoint, save_checkpoint
+from hwnas.train.supernet import append_metrics, load_checkpoint, save_checkpoint, write_metrics
 from hwnas.train.utils import accuracy, warmup_cosine
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -494,12 +496,6 @@ def _comparable(cfg_dump: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in cfg_dump.items() if k not in _RESUMABLE_CHANGES}
 
 
-def _write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
-    os.replace(tmp, path)
-
-
 # ---- the training loop -----------------------------------------------------------------
 def dtrain(
     config: DTrainConfig | dict[str, Any] | None,
@@ -525,7 +521,21 @@ def dtrain(
         torch.set_num_threads(cfg.threads)
     device = _torch_device(cfg.device)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with out_dir_lock(out, "dtrain"):  # one run at a time writes there
+        return _dtrain(cfg, out, device, resume, progress, data, max_epochs, return_model)
+
+
+def _dtrain(
+    cfg: DTrainConfig,
+    out: Path,
+    device: torch.device,
+    resume: bool,
+    progress: bool,
+    data: ImageData | None,
+    max_epochs: int | None,
+    return_model: bool,
+) -> DTrainResult:
+    """The run of :func:`dtrain` (its config resolved, ``out`` locked)."""
     ckpt_path, metrics_path = out / CHECKPOINT_NAME, out / METRICS_NAME
     t_start = time.perf_counter()
 
@@ -587,7 +597,7 @@ def dtrain(
         _set_rng_state(ckpt["rng"], gen, device)
         start_epoch = int(ckpt["epoch"]) + 1
         history = list(ckpt.get("history", []))
-        _write_metrics(metrics_path, history)
+        write_metrics(metrics_path, history)
     else:
         for name in (CHECKPOINT_NAME, METRICS_NAME, SUMMARY_NAME, ONNX_NAME, PLOT_NAME):
             (out / name).unlink(missing_ok=True)
@@ -606,6 +616,9 @@ def dtrain(
             )
             record["seconds"] += time.perf_counter() - t0
             history.append(record)
+            # the line first: a kill before the checkpoint only repeats this epoch (a
+            # resume rewrites metrics.jsonl from the checkpoint's history)
+            append_metrics(metrics_path, record)
             save_checkpoint(
                 ckpt_path,
                 {
@@ -619,8 +632,6 @@ def dtrain(
                     "history": history,
                 },
             )
-            with metrics_path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
             bar.print(
                 f"epoch {record['epoch']}: loss {record['loss']:.4f} "
                 f"train {record['train_acc']:.3f} test {record['test_acc']:.3f} "

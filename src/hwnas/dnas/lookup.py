@@ -22,11 +22,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hwnas.errors import HwnasError
+from hwnas.process import die_with_parent, out_dir_lock
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hwnas.dnas.search import DSearchConfig
 
 LUG_NAME = "lug.json"
 LUG_PLOT_NAME = "lug.png"
@@ -202,8 +206,9 @@ def build_lookup_graph(
     constraint: its metric is the graph's (its budget is ignored; each run's search
     budget is one of ``search_budgets``). Runs go to ``out_dir/sb_<budget>`` (a lossless
     name, :func:`run_dir`) and resume there if interrupted. ``jobs > 1`` runs them in
-    that many processes with one torch thread each. ``progress(done, total)`` is called
-    as runs finish.
+    that many processes with one torch thread each (they end with this process, killed
+    or not). ``progress(done, total)`` is called as runs finish. One graph at a time
+    writes to ``out_dir`` (:func:`hwnas.process.out_dir_lock`).
     """
     from hwnas.dnas.resources import parse_constraint
     from hwnas.dnas.search import DSearchConfig
@@ -218,7 +223,21 @@ def build_lookup_graph(
         raise HwnasError(f"jobs must be >= 1, got {jobs}")
     metric = parse_constraint(cfg.constraint).key
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with out_dir_lock(out, "lookup graph"):  # the runs lock their own sb_* directories
+        return _build(cfg, budgets, out, metric, jobs, progress)
+
+
+def _build(
+    cfg: DSearchConfig,
+    budgets: list[float],
+    out: Path,
+    metric: str,
+    jobs: int,
+    progress: Callable[[int, int], None] | None,
+) -> LookupGraph:
+    """The runs and the graph of :func:`build_lookup_graph` (``out`` locked)."""
+    from hwnas.dnas.search import DSearchConfig
+
     base = cfg.model_dump()
     # the graph records what the search itself ends with: the plain argmax cell
     base.update(lookup=None, derivation="argmax", plot=False)
@@ -238,7 +257,12 @@ def build_lookup_graph(
     else:
         import multiprocessing as mp
 
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
+        with ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=mp.get_context("spawn"),
+            initializer=die_with_parent,  # no orphan keeps writing sb_* runs
+            initargs=(os.getpid(),),
+        ) as ex:
             futures = [ex.submit(_run_one, c, d) for c, d in tasks]
             for i, f in enumerate(as_completed(futures)):
                 results.append(f.result())

@@ -17,10 +17,12 @@ Each step makes two first-order updates (DARTS-style, alternating):
 The search budget ``B`` is the constraint's device budget, an explicit ``search_budget``
 or, with ``lookup``, the lookup graph's value for the device budget (section 3.2.1).
 
-``dsearch(config, out_dir)`` appends one JSON line per epoch to ``metrics.jsonl``,
-checkpoints every epoch (model, both optimisers, scheduler, lambda, RNG states, epoch,
-config) to ``checkpoint.pt``, continues exactly with ``resume=True``, and writes
-``summary.json`` at the end (see :func:`dsearch`).
+``dsearch(config, out_dir)`` appends one JSON line per epoch to ``metrics.jsonl``, then
+checkpoints (model, both optimisers, scheduler, lambda, RNG states, epoch, config,
+history) to ``checkpoint.pt``, continues exactly with ``resume=True`` (``metrics.jsonl``
+rewritten to the epochs the checkpoint holds), and writes ``summary.json`` at the end
+(see :func:`dsearch`). One search at a time writes to ``out_dir``
+(:func:`hwnas.process.out_dir_lock`).
 """
 
 from __future__ import annotations
@@ -62,7 +64,9 @@ from hwnas.dnas.resources import (
 )
 from hwnas.dnas.search_model import SearchNetwork
 from hwnas.errors import HwnasError
+from hwnas.process import out_dir_lock
 from hwnas.report.progress import StepProgress
+from hwnas.train.supernet import append_metrics, write_metrics
 from hwnas.train.utils import warmup_cosine
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -364,7 +368,19 @@ def dsearch(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with out_dir_lock(out, "search"):  # one search at a time writes there
+        return _dsearch(cfg, out, resume, progress, max_epochs, return_model)
+
+
+def _dsearch(
+    cfg: DSearchConfig,
+    out: Path,
+    resume: bool,
+    progress: bool,
+    max_epochs: int | None,
+    return_model: bool,
+) -> DSearchResult:
+    """The search of :func:`dsearch` (``out`` locked)."""
     ckpt_path, metrics_path = out / CHECKPOINT_NAME, out / METRICS_NAME
     constraint, search_budget, budget_source = resolve_budgets(cfg)
 
@@ -449,6 +465,7 @@ def dsearch(
         start_epoch = int(ckpt["epoch"]) + 1
         seconds_before = float(ckpt.get("seconds", 0.0))
         history = list(ckpt.get("history", []))
+        write_metrics(metrics_path, history)  # no line past the checkpoint, no torn one
     else:
         for p in (metrics_path, out / SUMMARY_NAME, ckpt_path):
             if p.exists():
@@ -510,6 +527,8 @@ def dsearch(
             seconds += secs
             record = _epoch_record(epoch, n, sums, model, rmodel, lam, search_budget, w_opt, secs)
             history.append(record)
+            # the line first: a kill before the checkpoint only repeats this epoch
+            append_metrics(metrics_path, record)
             _save(
                 ckpt_path,
                 {
@@ -526,8 +545,6 @@ def dsearch(
                     "history": history,
                 },
             )
-            with metrics_path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
             r = record
             bar.print(
                 f"epoch {r['epoch']}: train {r['train_loss']:.3f}/{r['train_acc']:.3f} "

@@ -34,6 +34,13 @@ stores nothing for the group being measured; a resume measures it then. Failures
 as plain ``HwnasError`` by older versions (such errors, stored by mistake) are measured
 again on resume.
 
+One profile at a time writes to ``OUT`` (:func:`hwnas.process.out_dir_lock`). The
+subnets' ONNX files are written to ``OUT/.tmp``, emptied when a profile starts and removed
+when it ends; SIGTERM ends a profile like Ctrl-C (the run marked interrupted, the temporary
+files removed, exit status 143), and what a SIGKILL leaves there the next run removes.
+Groups are numbered on from the highest stored one, so the groups of a resumed profile
+never share a number with the stored ones.
+
 :func:`load_profile` reads a profile run back as arrays for predictors and lookup tables.
 """
 
@@ -42,9 +49,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import tempfile
+import shutil
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +64,7 @@ from hwnas.errors import HwnasError
 from hwnas.measure.agent import AgentUploadTooLargeError
 from hwnas.measure.latency import MeasureSettings
 from hwnas.measure.worker import MODEL_ERRORS
+from hwnas.process import out_dir_lock
 from hwnas.store.sqlite import EvaluationRecord, ResultsStore
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,6 +74,8 @@ if TYPE_CHECKING:  # pragma: no cover
 PROFILE_KIND = "profile"
 ANCHOR_KIND = "profile-anchor"
 STORE_NAME = "results.sqlite"
+#: the subnets' ONNX files while a profile runs (inside OUT, so a killed run leaks nothing)
+TMP_NAME = ".tmp"
 #: objective names stored for every measured subnet
 OBJECTIVES = (
     "latency_ms",
@@ -263,6 +275,47 @@ def _open_run(
     return run["run_id"], plan
 
 
+def _next_group(store: ResultsStore, run_id: str, recs: Sequence[EvaluationRecord]) -> int:
+    """The first group number of a new session: one past the highest stored one (of the
+    profile's subnets and of its anchor's measurements), 0 for a new profile."""
+    anchor_recs = [
+        rec
+        for run in store.runs(ANCHOR_KIND)
+        if run["config"].get("profile_run") == run_id
+        for rec in store.evaluations(run["run_id"])
+    ]
+    groups = [(r.extra or {}).get("group") for r in [*recs, *anchor_recs]]
+    stored = [int(g) for g in groups if isinstance(g, int) and not isinstance(g, bool)]
+    return max(stored) + 1 if stored else 0
+
+
+class ProfileTerminated(SystemExit):
+    """SIGTERM during :func:`profile_space`: the profile ends as on Ctrl-C (run marked
+    interrupted, temporary files removed) and the process exits with status 143."""
+
+
+@contextlib.contextmanager
+def _sigterm_ends_profile() -> Iterator[None]:
+    """Turn SIGTERM into :class:`ProfileTerminated` while a profile runs, so its clean-up
+    runs (main thread only, and only where SIGTERM has its default action)."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the clean-up finish
+        raise ProfileTerminated(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def anchor_key(space: MBv3SupernetSpace, plan: Sequence[str], num_classes: int) -> str:
     """The drift anchor of a plan: its subnet nearest the plan's median MACs."""
     macs = np.array([space.macs(space.from_key(k), num_classes=num_classes) for k in plan])
@@ -376,7 +429,13 @@ def profile_space(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     t_start = time.perf_counter()
-    with ResultsStore(out_dir / STORE_NAME) as store:
+    tmp = out_dir / TMP_NAME
+    with (
+        out_dir_lock(out_dir, "profile"),
+        _sigterm_ends_profile(),
+        ResultsStore(out_dir / STORE_NAME) as store,
+    ):
+        shutil.rmtree(tmp, ignore_errors=True)  # what a killed run left
         has_run = bool(store.runs(PROFILE_KIND))
         plan_keys = (
             [] if has_run else space.keys(stratified_sample(space, samples, seed, num_classes=nc))
@@ -406,13 +465,15 @@ def profile_space(
             progress(len(done), total)
         measured = 0
         anchors: _AnchorLog | None = None
+        first_group = _next_group(store, run_id, recs)
         try:
             if todo:
                 net = MBv3Supernet(space, num_classes=nc).eval()
-                with torch.no_grad(), tempfile.TemporaryDirectory(prefix="hwnas-profile-") as tmp:
+                tmp.mkdir(exist_ok=True)
+                with torch.no_grad():
                     if config["anchor"]:
                         anchors = _AnchorLog(
-                            store, run_id, space, net, config["anchor"], settings, Path(tmp)
+                            store, run_id, space, net, config["anchor"], settings, tmp
                         )
                     for g0 in range(0, len(todo), group_size):
                         keys = todo[g0 : g0 + group_size]
@@ -424,14 +485,14 @@ def profile_space(
                             keys,
                             settings,
                             measurer,
-                            Path(tmp),
-                            group=(resumed_from + g0) // group_size,
+                            tmp,
+                            group=first_group + g0 // group_size,
                             anchors=anchors,
                             replace=retry,
                         )
                         if progress is not None:
                             progress(resumed_from + measured, total)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, ProfileTerminated):
             _finish(store, run_id, out_dir, resumed_from, measured, t_start, "interrupted")
             raise
         except HwnasError as exc:
@@ -440,6 +501,8 @@ def profile_space(
                 f"{exc}; profile stopped with {summary['stored']} of {total} subnets stored: "
                 "run the same command again to continue"
             ) from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         summary = _finish(store, run_id, out_dir, resumed_from, measured, t_start, None, total)
     return summary
 

@@ -251,10 +251,18 @@ def plot_training(
 ) -> Path | None:
     """Per-epoch curves from a ``metrics.jsonl`` log (one JSON object per epoch, key
     ``epoch``): one panel per ``(label, keys)``, keys missing from every record skipped.
-    Returns ``None`` (and writes nothing) when the log has no epoch yet."""
+    A line that is not such an object (one cut short by a kill) is skipped. Returns
+    ``None`` (and writes nothing) when the log has no epoch yet."""
     import json
 
-    records = [json.loads(x) for x in Path(metrics_jsonl).read_text().splitlines() if x.strip()]
+    records = []
+    for line in Path(metrics_jsonl).read_text(errors="replace").splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(r, dict) and isinstance(r.get("epoch"), int | float):
+            records.append(r)
     if not records:
         return None
     plt = _plt()

@@ -16,17 +16,22 @@ gradients and makes one optimiser step. Losses by ``distill``:
 alpha=1, beta=0.5) or ``soft_ce`` (BigNAS). The max subnet runs at the largest
 resolution, the min at the smallest, random ones at random resolutions.
 
-``train_supernet(TrainConfig(...))`` checkpoints every epoch (model, optimiser,
-scheduler, RNG states, epoch) to ``out_dir/checkpoint.pt``, resumes from it
-(``resume=True``), and appends one JSON line per epoch to ``out_dir/metrics.jsonl``
-(loss, lr, BN-recalibrated validation accuracy of the min and max subnets, time), plotted
-at the end of each call in ``out_dir/training.png``.
+``train_supernet(TrainConfig(...))`` appends one JSON line per epoch to
+``out_dir/metrics.jsonl`` (loss, lr, BN-recalibrated validation accuracy of the min and
+max subnets, time), then checkpoints (model, optimiser, scheduler, RNG states, epoch, the
+metrics history) to ``out_dir/checkpoint.pt``, resumes from it (``resume=True``;
+``metrics.jsonl`` is rewritten to the epochs the checkpoint holds, so a kill between the
+two writes or in the middle of a line leaves no trace), and plots the metrics at the end
+of each call in ``out_dir/training.png``. Starting over (``resume=False``) removes the
+old checkpoint together with the old metrics. One run at a time writes to ``out_dir``
+(:func:`hwnas.process.out_dir_lock`).
 Distributed (torchrun, gloo on CPU): every rank samples the same subnets, trains on its
 shard of each batch order, and gradients are averaged before each step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -44,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hwnas.config import validate_model
 from hwnas.data import BatchIterator, ImageData, load_dataset
 from hwnas.errors import HwnasError, check_not_under_file
+from hwnas.process import out_dir_lock
 from hwnas.report.progress import StepProgress
 from hwnas.supernet.mbv3 import MBv3Supernet
 from hwnas.train.losses import LogitLoss, make_kd_loss, smd_student_loss
@@ -246,6 +252,51 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` log (none when it is missing); a line that is
+    not a JSON object with an ``epoch`` (a line cut short by a kill) is skipped."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    records = []
+    for line in lines:
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(r, dict) and isinstance(r.get("epoch"), int):
+            records.append(r)
+    return records
+
+
+def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
+    """Replace ``metrics.jsonl`` by one line per record of ``history`` (atomically)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
+    os.replace(tmp, path)
+
+
+def append_metrics(path: Path, record: dict[str, Any]) -> None:
+    """Append one epoch's line to ``metrics.jsonl``."""
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _checkpoint_history(ckpt: dict[str, Any], metrics_path: Path) -> list[dict[str, Any]]:
+    """The per-epoch records of the epochs a checkpoint holds: its ``history``; for a
+    checkpoint of an older version without one, the readable lines of ``metrics.jsonl``
+    up to its epoch (its own record last)."""
+    history = ckpt.get("history")
+    if isinstance(history, list):
+        return list(history)
+    epoch = int(ckpt["epoch"])
+    by_epoch = {r["epoch"]: r for r in read_metrics(metrics_path) if r["epoch"] <= epoch}
+    if isinstance(ckpt.get("metrics"), dict):
+        by_epoch[epoch] = ckpt["metrics"]
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a checkpoint file (or ``DIR/checkpoint.pt``); one-line errors for a missing
     or unreadable file, or one that does not hold a dict."""
@@ -360,6 +411,24 @@ def train_supernet(
     out = Path(cfg.out_dir)
     check_out_dir(out)  # before the data and a whole epoch of training
     rank, world, own_group = _dist()
+    with contextlib.ExitStack() as stack:
+        if rank == 0:  # the rank that writes; one run at a time
+            stack.enter_context(out_dir_lock(out, "training"))
+        return _train(cfg, out, rank, world, own_group, data, max_epochs, return_model)
+
+
+def _train(
+    cfg: TrainConfig,
+    out: Path,
+    rank: int,
+    world: int,
+    own_group: bool,
+    data: ImageData | None,
+    max_epochs: int | None,
+    return_model: bool,
+) -> TrainResult:
+    """The training loop of :func:`train_supernet` (its output directory checked and,
+    on rank 0, locked)."""
     ckpt_path = out / CHECKPOINT_NAME
     metrics_path = out / METRICS_NAME
 
@@ -412,6 +481,7 @@ def train_supernet(
 
     start_epoch = 0
     last_record: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = []  # every epoch's record, kept in the checkpoint
     if cfg.resume and ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path)
         if ckpt.get("hparams") != model.hparams():
@@ -425,8 +495,14 @@ def train_supernet(
         _set_rng_state(ckpt["rng"], np_rng, gen)
         start_epoch = int(ckpt["epoch"]) + 1
         last_record = ckpt.get("metrics")
-    elif rank == 0 and metrics_path.exists():
-        metrics_path.unlink()
+        history = _checkpoint_history(ckpt, metrics_path)
+        if rank == 0:  # exactly the epochs the checkpoint holds: no line past it, no torn one
+            write_metrics(metrics_path, history)
+    elif rank == 0:
+        # starting over: the old checkpoint goes with the old metrics, so a kill before
+        # the first new epoch cannot leave a checkpoint whose history is gone
+        for name in (CHECKPOINT_NAME, METRICS_NAME):
+            (out / name).unlink(missing_ok=True)
 
     result = TrainResult(out, ckpt_path, metrics_path, resumed_epochs=start_epoch)
     end_epoch = cfg.epochs if max_epochs is None else min(cfg.epochs, start_epoch + max_epochs)
@@ -488,6 +564,10 @@ def train_supernet(
                             cfg.channels_last,
                         )
                 model.set_active("max")
+                history.append(record)
+                # the line first: a kill before the checkpoint only repeats this epoch
+                # (the resumed run rewrites metrics.jsonl to the checkpoint's history)
+                append_metrics(metrics_path, record)
                 save_checkpoint(
                     ckpt_path,
                     {
@@ -500,10 +580,9 @@ def train_supernet(
                         "train_config": cfg.model_dump(),
                         "data": data.summary(),
                         "metrics": record,
+                        "history": history,
                     },
                 )
-                with metrics_path.open("a") as f:
-                    f.write(json.dumps(record) + "\n")
                 accs = " ".join(
                     f"{k}={record[k]:.3f}" for k in ("max_acc", "min_acc") if k in record
                 )
