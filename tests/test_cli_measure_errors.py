@@ -190,6 +190,14 @@ def test_profile_interrupted_marks_runs_and_the_cli_says_how_to_continue(
     assert res.exit_code == 130
     assert "interrupted; run the same command again to continue" in res.stderr
 
+    def terminated(*args: Any, **kwargs: Any) -> None:
+        raise profile_mod.ProfileTerminated(143)
+
+    monkeypatch.setattr(profile_mod, "profile_space", terminated)
+    res = runner.invoke(cli, ["profile", "--samples", "3", "--out", str(run_dir), "--json"])
+    assert res.exit_code == 143
+    assert "terminated; run the same command again to continue" in res.stderr
+
 
 # ---- 2. a table is never extended with another device's measurements ---------------------
 def test_lut_build_refuses_a_table_of_another_device(tmp_path) -> None:

@@ -173,7 +173,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = _JSON,
     ) -> None:
         """Measure subnets of a space spread over its size range; resumable."""
-        from hwnas.measure.profile import profile_space
+        from hwnas.measure.profile import ProfileTerminated, profile_space
 
         _check_space(space)
         if samples < 2:
@@ -195,12 +195,14 @@ def register(app: typer.Typer) -> None:
                     group_size=group_size,
                     anchor=anchor,
                 )
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, ProfileTerminated) as exc:
+            what = "terminated" if isinstance(exc, ProfileTerminated) else "interrupted"
             typer.echo(
-                f"interrupted; run the same command again to continue (what {out} holds is kept)",
+                f"{what}; run the same command again to continue (what {out} holds is kept)",
                 err=True,
             )
-            sys.exit(130)  # SystemExit: the app adds no generic 'interrupted' line
+            # SystemExit: the app adds no generic 'interrupted' line
+            sys.exit(exc.code if isinstance(exc, ProfileTerminated) else 130)
         if as_json:
             _echo_json(summary)
             return
