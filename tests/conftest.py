@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,32 @@ def kill_when() -> Callable[[subprocess.Popen, Callable[[], bool], str], None]:
         proc.wait(timeout=30)
 
     return kill
+
+
+@pytest.fixture
+def held_elsewhere() -> Callable[..., contextlib.AbstractContextManager[Path]]:
+    """``with held_elsewhere(out, what):`` another process holds ``out``'s run lock (the
+    lock is reentrant within one process, so a test cannot hold it itself)."""
+    import sys
+
+    @contextlib.contextmanager
+    def hold(out: Path, what: str = "test") -> Iterator[Path]:
+        code = (
+            "import sys\nfrom hwnas.process import out_dir_lock\n"
+            f"with out_dir_lock({str(out)!r}, {what!r}):\n"
+            "    print('locked', flush=True)\n    sys.stdin.read()\n"
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+            yield out
+        finally:
+            proc.kill()
+            proc.wait(10)
+
+    return hold

@@ -809,17 +809,16 @@ def test_cli_lug_takes_a_latency_table(tmp_path) -> None:
 
 
 # ---- one writer per output directory, interrupts ------------------------------------------
-def test_a_second_search_or_graph_on_a_locked_out_dir_is_refused(tmp_path) -> None:
+def test_a_second_search_or_graph_on_a_locked_out_dir_is_refused(tmp_path, held_elsewhere) -> None:
     from hwnas.dnas.lookup import build_lookup_graph
-    from hwnas.process import out_dir_lock
 
     cfg = dict(TINY, constraint="params<=3e5")
-    with out_dir_lock(tmp_path / "s", "test"):
-        with pytest.raises(HwnasError, match="in use by another hwnas search"):
+    with held_elsewhere(tmp_path / "s", "training"):
+        with pytest.raises(HwnasError, match=r"in use by another hwnas run \(training"):
             dsearch(cfg, tmp_path / "s", progress=False)
         assert not (tmp_path / "s" / "config.json").exists()
-    with out_dir_lock(tmp_path / "g", "test"):
-        with pytest.raises(HwnasError, match="in use by another hwnas lookup graph"):
+    with held_elsewhere(tmp_path / "g", "profile"):
+        with pytest.raises(HwnasError, match=r"in use by another hwnas run \(profile"):
             build_lookup_graph(cfg, [1e5], tmp_path / "g")
         assert not list((tmp_path / "g").glob("sb_*"))
 
@@ -890,7 +889,7 @@ def test_kills_around_the_metrics_line_leave_a_consistent_log(tmp_path, monkeypa
     assert [r["epoch"] for r in res.history] == [0, 1]
 
 
-def test_cli_interrupt_says_how_to_continue(tmp_path, monkeypatch) -> None:
+def test_cli_interrupt_says_how_to_continue(tmp_path, monkeypatch, held_elsewhere) -> None:
     """Ctrl-C: one line with the command that continues (the same options and --resume),
     exit 130; a run without --resume says that it discards an unfinished search."""
     from hwnas.cli import app
@@ -915,6 +914,10 @@ def test_cli_interrupt_says_how_to_continue(tmp_path, monkeypatch) -> None:
         f"interrupted; continue with: hwnas dsearch --out '{out}' --constraint 'params<=3e5' "
         "--epochs 3 --no-progress --resume"
     )
+    with held_elsewhere(out):  # refused by the lock: it discards nothing, so no note
+        r = runner.invoke(app, [*args, "--no-progress"])
+    assert r.exit_code == 2 and "in use by another" in r.stderr
+    assert "unfinished" not in r.stderr
     r = runner.invoke(app, ["dsearch", "--out", str(out), "--resume"])
     assert r.exit_code == 130
     assert r.stderr.strip() == f"interrupted; continue with: hwnas dsearch --out '{out}' --resume"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -228,12 +229,11 @@ def test_resume_continues_exactly(cifar: ImageData, tmp_path: Path) -> None:
 
 
 def test_kills_around_the_metrics_line_leave_a_consistent_log(
-    cifar: ImageData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cifar: ImageData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held_elsewhere: Any
 ) -> None:
     """The epoch's line is written before its checkpoint (a resume rewrites the log to
     the checkpoint's epochs); a second run on the same directory is refused."""
     from hwnas.dnas import dtrain as dtrain_module
-    from hwnas.process import out_dir_lock
 
     cfg = _cfg(train_subset=64, steps_per_epoch=1)
     metrics = tmp_path / "metrics.jsonl"
@@ -246,7 +246,7 @@ def test_kills_around_the_metrics_line_leave_a_consistent_log(
         dtrain(cfg, tmp_path, progress=False, data=cifar)
     assert [json.loads(s)["epoch"] for s in metrics.read_text().splitlines()] == [0]
     monkeypatch.undo()
-    with out_dir_lock(tmp_path, "test"), pytest.raises(HwnasError, match="in use by another"):
+    with held_elsewhere(tmp_path), pytest.raises(HwnasError, match="in use by another"):
         dtrain(cfg, tmp_path, resume=True, progress=False, data=cifar)
     res = dtrain(cfg, tmp_path, resume=True, progress=False, data=cifar)
     assert [json.loads(s) for s in metrics.read_text().splitlines()] == res.history
@@ -485,6 +485,12 @@ def test_cli_takes_network_and_dataset_from_the_search(tmp_path: Path) -> None:
     darts.write_text(json.dumps({"space": "darts", "genotype": genotype_to_dict(TINY)}))
     r = CliRunner().invoke(_app(), ["dtrain", "--arch", str(darts), "--out", str(out)])
     assert r.exit_code == 2 and "holds a darts genotype" in r.stderr
+    # training into the search's own directory would replace its summary: refused
+    r = CliRunner().invoke(
+        _app(), ["dtrain", "--from-search", str(file.parent), "--out", str(file.parent)]
+    )
+    assert r.exit_code == 2 and "the search's own directory" in r.stderr
+    assert json.loads(file.read_text()).get("space") == "nb201"  # untouched
 
 
 def test_cli_interrupt_says_how_to_continue(

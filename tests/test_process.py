@@ -13,18 +13,23 @@ from hwnas.errors import HwnasError
 from hwnas.process import LOCK_NAME, out_dir_lock
 
 
-def test_a_second_writer_is_refused_and_the_lock_ends_with_its_holder(tmp_path, data_dir):
+def test_a_second_writer_is_refused_and_the_lock_ends_with_its_holder(
+    tmp_path, data_dir, held_elsewhere
+):
     from hwnas.search.runner import run_search
 
     out = tmp_path / "run"
-    with out_dir_lock(out, "search"):
-        with pytest.raises(HwnasError, match=f"'{out}' is in use by another hwnas search"):
+    with held_elsewhere(out, "profile"):
+        with pytest.raises(HwnasError, match=rf"'{out}' is in use by another hwnas run \(profile"):
             run_search({"algorithm": "random", "evaluations": 5}, out=out)
         assert not (out / "results.sqlite").exists()
     summary = run_search({"algorithm": "random", "evaluations": 5}, out=out)  # released
     assert summary["evaluations"] == 5
     assert (out / LOCK_NAME).is_file()
     assert not list(out.glob(".*.tmp*"))  # outputs were renamed into place
+    # this process may take a directory it holds again (a command, then the library)
+    with out_dir_lock(out, "search"), out_dir_lock(out, "search"):
+        pass
     # a holder killed with SIGKILL leaves no stale lock
     code = f"from hwnas.process import out_dir_lock\nwith out_dir_lock({str(out)!r}):\n"
     code += "    print('locked', flush=True)\n    import time; time.sleep(60)\n"
@@ -38,10 +43,10 @@ def test_a_second_writer_is_refused_and_the_lock_ends_with_its_holder(tmp_path, 
         pass
 
 
-def test_study_refused_while_its_dir_is_in_use(tmp_path, data_dir):
+def test_study_refused_while_its_dir_is_in_use(tmp_path, data_dir, held_elsewhere):
     from hwnas.search.efficiency import search_efficiency
 
-    with out_dir_lock(tmp_path), pytest.raises(HwnasError, match="search-efficiency study"):
+    with held_elsewhere(tmp_path, "search"), pytest.raises(HwnasError, match="run .search"):
         search_efficiency("nb201", ["fpga"], ["random"], 5, 1, records=tmp_path / "records.jsonl")
 
 

@@ -234,11 +234,10 @@ def test_sigterm_ends_a_profile_cleanly(tmp_path, no_export):
     assert not (run_dir / ".tmp").exists()
 
 
-def test_a_second_profile_on_a_locked_out_dir_is_refused(tmp_path):
+def test_a_second_profile_on_a_locked_out_dir_is_refused(tmp_path, held_elsewhere):
     from hwnas.measure.profile import profile_space
-    from hwnas.process import out_dir_lock
 
-    with out_dir_lock(tmp_path, "test"), pytest.raises(HwnasError, match="in use by another"):
+    with held_elsewhere(tmp_path), pytest.raises(HwnasError, match="in use by another"):
         profile_space(SPACE, 3, tmp_path, MeasureSettings(**FAST))
     assert not (tmp_path / "results.sqlite").exists()
 

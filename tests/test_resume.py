@@ -195,3 +195,23 @@ def test_linas_resumed_after_a_kill_ends_where_an_uninterrupted_run_ends(
     assert resumed["hv_history"] == ref["hv_history"]
     assert len(resumed["iterations"]) == len(ref["iterations"])
     assert resumed["resumed_from"] == len(before)
+
+
+def test_linas_resumed_with_a_larger_budget_takes_the_stored_rest_when_it_diverges(
+    tmp_path, data_dir
+):
+    """With another budget LINAS's batch size differs, so the resumed run leaves the
+    stored path: the stored rest is taken in at once (it held back the room for new
+    evaluations, and 20 iterations evaluated nothing before the stall limit)."""
+    import sqlite3
+
+    from hwnas.search.runner import resume_search, run_search
+
+    run_search({"algorithm": "linas", "evaluations": 30, "seed": 1}, out=tmp_path)
+    fits = "SELECT COUNT(*) FROM predictor_fits"
+    stored_fits = sqlite3.connect(tmp_path / STORE).execute(fits).fetchone()[0]
+    summary = resume_search(tmp_path, evaluations=80)
+    assert summary["evaluations"] == 80 == len({k for _, k in _rows(tmp_path / STORE)})
+    fresh = run_search({"algorithm": "linas", "evaluations": 80, "seed": 1})
+    assert len(summary["iterations"]) <= len(fresh["iterations"])  # none that add nothing
+    assert sqlite3.connect(tmp_path / STORE).execute(fits).fetchone()[0] > stored_fits

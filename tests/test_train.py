@@ -227,11 +227,9 @@ def test_resume_reproduces_the_next_step_loss(tmp_path) -> None:
         train_supernet(_cfg(tmp_path / "b", eval_every=0, kernel_transform=True))
 
 
-def test_a_second_run_on_a_locked_out_dir_is_refused(tmp_path) -> None:
-    from hwnas.process import out_dir_lock
-
+def test_a_second_run_on_a_locked_out_dir_is_refused(tmp_path, held_elsewhere) -> None:
     cfg = _cfg(tmp_path)
-    with out_dir_lock(cfg.out_dir, "test"), pytest.raises(HwnasError, match="in use by another"):
+    with held_elsewhere(cfg.out_dir), pytest.raises(HwnasError, match="in use by another"):
         train_supernet(cfg)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 

@@ -26,6 +26,7 @@ import typer
 
 from hwnas.cli_train import _user_errors
 from hwnas.errors import HwnasError
+from hwnas.process import out_dir_lock
 
 dsearch_app = typer.Typer(
     help="Differentiable architecture search under a device budget (DCA-NAS).",
@@ -152,15 +153,23 @@ def continue_hint(ctx: typer.Context, command: str, add: str = "") -> Iterator[N
         raise SystemExit(130) from None
 
 
-def note_discarded(out: Path, what: str) -> None:
-    """Say so (stderr) when a run without --resume is about to discard an unfinished run
-    in ``out``: a checkpoint without the summary written at the end."""
-    if (out / "checkpoint.pt").is_file() and not (out / "summary.json").is_file():
-        typer.echo(
-            f"note: {out} holds an unfinished {what} (checkpoint.pt, no summary.json); "
-            "starting over discards it (--resume would continue it)",
-            err=True,
-        )
+@contextlib.contextmanager
+def holding(out: Path, what: str, resume: bool) -> Iterator[None]:
+    """Hold OUT's run lock (the library takes it again: reentrant), then say so (stderr)
+    when a run without --resume is about to discard an unfinished run there (a checkpoint
+    without the summary written at the end). A run refused by the lock says nothing."""
+    with out_dir_lock(out, what):
+        if (
+            not resume
+            and (out / "checkpoint.pt").is_file()
+            and not (out / "summary.json").is_file()
+        ):
+            typer.echo(
+                f"note: {out} holds an unfinished {what} (checkpoint.pt, no summary.json); "
+                "starting over discards it (--resume would continue it)",
+                err=True,
+            )
+        yield
 
 
 def _echo_warnings(caught: list[warnings.WarningMessage]) -> None:
@@ -264,9 +273,7 @@ def dsearch(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cfg = DSearchConfig.from_dict(fields)
-        if not resume:
-            note_discarded(out, "search")
-        with continue_hint(ctx, "hwnas dsearch", "--resume"):
+        with holding(out, "search", resume), continue_hint(ctx, "hwnas dsearch", "--resume"):
             result = dsearch(cfg, out, resume=resume, progress=progress)
     _echo_warnings(caught)
     s = result.summary

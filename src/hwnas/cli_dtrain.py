@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from hwnas.cli_dnas import continue_hint, note_discarded
+from hwnas.cli_dnas import continue_hint, holding
 from hwnas.cli_train import _user_errors
 from hwnas.errors import HwnasError
 
@@ -87,6 +87,12 @@ def dtrain_command(
     source = None
     if summary_file is not None:
         source = read_search(summary_file)
+        home = source.path if source.path.is_dir() else source.path.parent
+        if home.resolve() == out.resolve():
+            raise HwnasError(
+                f"--out {out} is the search's own directory: training there would replace "
+                "its summary, checkpoint and metrics; choose another --out"
+            )
         if space is not None and space != source.space:
             raise HwnasError(f"--space {space} does not match the {source.space} search result")
         if arch is not None and source.space != "nb201":
@@ -129,9 +135,7 @@ def dtrain_command(
     }
     fields.update({k: v for k, v in overrides.items() if v is not None})
     cfg = DTrainConfig.from_dict(fields)
-    if not resume:
-        note_discarded(out, "training")
-    with continue_hint(ctx, "hwnas dtrain", "--resume"):
+    with holding(out, "training", resume), continue_hint(ctx, "hwnas dtrain", "--resume"):
         result = dtrain(cfg, out, resume=resume, progress=progress)
     s = result.summary or {}
     keys = ("test_acc", "params", "flops", "macs", "latency_ms")

@@ -12,6 +12,7 @@ from pathlib import Path
 from hwnas.errors import HwnasError
 
 LOCK_NAME = ".hwnas.lock"
+_HELD: dict[Path, int] = {}  # directories this process holds (a nested lock is taken)
 
 
 @contextlib.contextmanager
@@ -21,14 +22,23 @@ def out_dir_lock(out: str | os.PathLike[str], what: str = "run") -> Iterator[Pat
     A second run on the same directory (another terminal, a script started twice) fails
     at once with one clear error instead of mixing its outputs with the first's. The
     lock is ``flock`` on ``OUT/.hwnas.lock``: the system drops it when the holder exits,
-    killed or not, so a stale lock never blocks a resume. Where ``fcntl`` is missing
-    (Windows) nothing is locked."""
+    killed or not, so a stale lock never blocks a resume. A directory this process
+    already holds is taken again at once (a command that locks before calling the
+    library, which locks too). Where ``fcntl`` is missing (Windows) nothing is locked."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    key = out.resolve()
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
         yield out
+        return
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield out
+        finally:
+            _HELD[key] -= 1
         return
     f = (out / LOCK_NAME).open("a+")
     try:
@@ -36,16 +46,21 @@ def out_dir_lock(out: str | os.PathLike[str], what: str = "run") -> Iterator[Pat
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
-            holder = f.read().strip() or "?"
+            pid, _, kind = f.read().strip().partition(" ")
             raise HwnasError(
-                f"'{out}' is in use by another hwnas {what} (process {holder}); a second "
-                "one would mix their outputs: wait for it to end, or choose another --out"
+                f"'{out}' is in use by another hwnas run ({kind or 'run'}, process "
+                f"{pid or '?'}); a second one would mix their outputs: wait for it to end, "
+                "or choose another --out"
             ) from None
         f.seek(0)
         f.truncate()
-        f.write(f"{os.getpid()}\n")
+        f.write(f"{os.getpid()} {what}\n")
         f.flush()
-        yield out
+        _HELD[key] = 1
+        try:
+            yield out
+        finally:
+            del _HELD[key]
     finally:
         f.close()  # closing releases the lock
 

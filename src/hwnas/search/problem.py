@@ -164,6 +164,8 @@ class SearchProblem:
         diverged, or stopped first), in their stored order: none is lost."""
         for rec in sorted(self._pending.values(), key=lambda r: r.seq):
             self._remember(rec)
+            if self.on_evaluation is not None:
+                self.on_evaluation(self.n_evaluated, self.budget)
         self._pending.clear()
 
     # ---- bookkeeping ----------------------------------------------------------------------
@@ -305,7 +307,13 @@ class SearchProblem:
                 self._remember(self._pending.pop(k))
                 if self.on_evaluation is not None:
                     self.on_evaluation(self.n_evaluated, self.budget)
-            elif len(new) < room:
+                continue
+            if self._pending:
+                # the algorithm left the stored path (a setting that follows the budget,
+                # e.g. LINAS's batch size, or changed code): take in the rest at once
+                self.finish_replay()
+                room = self.remaining
+            if len(new) < room:
                 new.append(i)
                 batch.add(k)
         if new:
