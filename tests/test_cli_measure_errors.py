@@ -255,35 +255,18 @@ def test_train_resuming_a_finished_run_says_there_is_nothing_to_train(tmp_path, 
 
 
 # ---- 4. one error line instead of a traceback ----------------------------------------------
+EXPORT = ["export", "--checkpoint", "{tmp}/c.pt", "--subnet", "max", "--out", "{tmp}/m.onnx"]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (
-            [
-                "export",
-                "--checkpoint",
-                "{tmp}/c.pt",
-                "--subnet",
-                "max",
-                "--out",
-                "{tmp}/m.onnx",
-                "--threads",
-                "0",
-            ],
+            [*EXPORT, "--threads", "0"],
             "--threads must be an integer >= 1",
         ),
         (
-            [
-                "export",
-                "--checkpoint",
-                "{tmp}/c.pt",
-                "--subnet",
-                "max",
-                "--out",
-                "{tmp}/m.onnx",
-                "--threads",
-                "-1",
-            ],
+            [*EXPORT, "--threads", "-1"],
             "--threads must be",
         ),
         (["eval", "--checkpoint", "{tmp}/c.pt", "--threads", "-2"], "--threads must be"),
