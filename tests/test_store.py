@@ -90,3 +90,15 @@ def test_another_programs_database_is_left_alone(tmp_path):
         ResultsStore(p)
     tables = sqlite3.connect(p).execute("SELECT name FROM sqlite_master").fetchall()
     assert tables == [("notes",)]  # no hwnas tables added to it
+
+
+def test_a_run_with_a_broken_config_is_one_clear_error(tmp_path):
+    p = tmp_path / "r.sqlite"
+    with ResultsStore(p) as st:
+        run = st.create_run({"algorithm": "random"}, seed=0)
+    con = sqlite3.connect(p)
+    con.execute("UPDATE runs SET config = '{broken' WHERE run_id = ?", (run,))
+    con.commit()
+    con.close()
+    with ResultsStore(p) as st, pytest.raises(HwnasError, match="not JSON"):
+        st.latest_run("search")

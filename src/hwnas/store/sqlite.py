@@ -189,9 +189,15 @@ class ResultsStore:
         out = []
         for r in rows:
             d = dict(zip(keys, r[:6], strict=True))
-            d["config"] = json.loads(r[6])
-            d["versions"] = json.loads(r[7])
-            d["summary"] = json.loads(r[8]) if r[8] else None
+            try:
+                d["config"] = json.loads(r[6])
+                d["versions"] = json.loads(r[7])
+                d["summary"] = json.loads(r[8]) if r[8] else None
+            except (TypeError, json.JSONDecodeError) as e:
+                raise HwnasError(
+                    f"results store '{self.path}': run {d['run_id']} holds a config or "
+                    f"summary that is not JSON ({e}); was the file edited by hand?"
+                ) from None
             out.append(d)
         return out
 
