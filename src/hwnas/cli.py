@@ -8,7 +8,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from hwnas.cli_train import given, on_interrupt
 from hwnas.errors import HwnasError
 from hwnas.report.progress import progress_bar
 
@@ -127,12 +128,12 @@ def search(
     from hwnas.search.spec import parse_options
 
     if resume is not None:
-        given = _given(ctx, ("benchmark", "dataset", "device", "algorithm", "seed"))
-        given += _given(ctx, ("constraint", "option", "out"))
-        if given:
+        fixed = _given(ctx, ("benchmark", "dataset", "device", "algorithm", "seed"))
+        fixed += _given(ctx, ("constraint", "option", "out"))
+        if fixed:
             raise HwnasError(
                 f"--resume continues the stored run with its own config: drop "
-                f"{', '.join('--' + g for g in given)} (only --evaluations can change it)"
+                f"{', '.join('--' + g for g in fixed)} (only --evaluations can change it)"
             )
         budget = evaluations if _given(ctx, ("evaluations",)) else None
         with _resume_hint(resume), progress_bar("resuming") as update:
@@ -182,19 +183,9 @@ def _holds_search(out: Path) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def _on_interrupt(hint: Callable[[], str]) -> Iterator[None]:
-    """On Ctrl-C: one line 'interrupted; HINT' (how to continue), exit code 130."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        console.print(f"interrupted; {escape(hint())}", highlight=False, soft_wrap=True)
-        raise SystemExit(130) from None
-
-
 def _resume_hint(out: Path) -> contextlib.AbstractContextManager[None]:
     """On Ctrl-C: say how to continue the search stored in ``out``."""
-    return _on_interrupt(
+    return on_interrupt(
         lambda: (
             f"continue with: hwnas search --resume {out}"
             if _holds_search(out)
@@ -205,14 +196,7 @@ def _resume_hint(out: Path) -> contextlib.AbstractContextManager[None]:
 
 def _given(ctx: typer.Context | None, names: tuple[str, ...]) -> list[str]:
     """Which of these parameters the user set (on the command line or by env var)."""
-    if ctx is None:
-        return []
-    out = []
-    for name in names:
-        source = ctx.get_parameter_source(name)
-        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
-            out.append(name)
-    return out
+    return [name for name in names if ctx is not None and given(ctx, name)]
 
 
 def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
@@ -583,7 +567,7 @@ def bench_search_efficiency(
             soft_wrap=True,
         )
     hint = f"the finished runs are in {out / RECORDS_NAME}: the same command with --resume goes on"
-    with _on_interrupt(lambda: hint), progress_bar("searches") as update:
+    with on_interrupt(lambda: hint), progress_bar("searches") as update:
 
         def tick(_: dict[str, Any]) -> None:
             done[0] += 1

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shlex
-import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
-from hwnas.cli_train import _user_errors
+from hwnas.cli_train import _user_errors, given, on_interrupt
 from hwnas.errors import HwnasError
 from hwnas.process import out_dir_lock
 
@@ -123,11 +122,7 @@ def rerun_command(ctx: typer.Context, command: str, add: str = "") -> str:
     environment variable), ``add`` appended (e.g. ``--resume``, not repeated)."""
     words = [command]
     for param in ctx.command.params:
-        source = ctx.get_parameter_source(param.name)
-        if param.param_type_name != "option" or getattr(source, "name", "DEFAULT") not in (
-            "COMMANDLINE",
-            "ENVIRONMENT",
-        ):
+        if param.param_type_name != "option" or not given(ctx, param.name):
             continue
         value = ctx.params.get(param.name)
         if getattr(param, "is_flag", False):
@@ -142,15 +137,11 @@ def rerun_command(ctx: typer.Context, command: str, add: str = "") -> str:
     return " ".join(words)
 
 
-@contextlib.contextmanager
-def continue_hint(ctx: typer.Context, command: str, add: str = "") -> Iterator[None]:
-    """On Ctrl-C: print ``interrupted; continue with: <the command>`` to stderr and exit
-    with code 130 (``SystemExit``, so the app adds no second line)."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        print(f"interrupted; continue with: {rerun_command(ctx, command, add)}", file=sys.stderr)
-        raise SystemExit(130) from None
+def continue_hint(
+    ctx: typer.Context, command: str, add: str = ""
+) -> contextlib.AbstractContextManager[None]:
+    """On Ctrl-C: ``interrupted; continue with: <the command>`` on stderr, exit 130."""
+    return on_interrupt(lambda: f"continue with: {rerun_command(ctx, command, add)}")
 
 
 @contextlib.contextmanager

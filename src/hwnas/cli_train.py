@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,11 +47,22 @@ def _read_config(path: Path) -> dict[str, Any]:
     return data
 
 
-def _given(ctx: typer.Context, name: str) -> bool:
+def given(ctx: typer.Context, name: str) -> bool:
     """Whether the option ``name`` was given on the command line (or by the environment),
     not left at its default."""
     source = ctx.get_parameter_source(name)
     return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+@contextlib.contextmanager
+def on_interrupt(hint: Callable[[], str]) -> Iterator[None]:
+    """On Ctrl-C: one line ``interrupted; HINT`` (how to continue) on stderr, exit code
+    130 (``SystemExit``, so the app adds no second line)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"interrupted; {hint()}", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def train(
@@ -108,7 +120,7 @@ def train(
     }
     fields.update({k: v for k, v in overrides.items() if v is not None})
     for name, value in (("resume", resume), ("progress", progress)):
-        if _given(ctx, name) or name not in fields:
+        if given(ctx, name) or name not in fields:
             fields[name] = value
     cfg = TrainConfig.from_dict(fields)
     result = train_supernet(cfg)

@@ -163,10 +163,14 @@ class SearchProblem:
         """Take in the stored evaluations the algorithm did not propose again (it
         diverged, or stopped first), in their stored order: none is lost."""
         for rec in sorted(self._pending.values(), key=lambda r: r.seq):
-            self._remember(rec)
-            if self.on_evaluation is not None:
-                self.on_evaluation(self.n_evaluated, self.budget)
-        self._pending.clear()
+            self._take_stored(rec.arch_key)
+
+    def _take_stored(self, key: str) -> None:
+        """Answer a resumed run's stored evaluation of ``key`` from the store (it counts
+        as evaluated now, and the progress display moves)."""
+        self._remember(self._pending.pop(key))
+        if self.on_evaluation is not None:
+            self.on_evaluation(self.n_evaluated, self.budget)
 
     # ---- bookkeeping ----------------------------------------------------------------------
     @property
@@ -183,7 +187,7 @@ class SearchProblem:
 
     @property
     def n_seen(self) -> int:
-        """Distinct architectures proposed in this process, evaluated now or replayed
+        """Distinct architectures answered in this process, evaluated now or replayed
         from the store: what an algorithm's stall check counts."""
         return len(self._seen)
 
@@ -295,25 +299,21 @@ class SearchProblem:
         """
         x = self.space.canonicalize(np.atleast_2d(np.asarray(vectors, dtype=np.int64)))
         keys = self.space.keys(x)
-        # room for new evaluations: the budget less what is evaluated and what a resumed
-        # run's store holds that the algorithm has not proposed again yet
-        room = self.remaining - len(self._pending)
         new: list[int] = []
         batch: set[str] = set()
         for i, k in enumerate(keys):
             if k in self._index or k in batch:
                 continue
             if k in self._pending:  # stored by the run before the kill: answered from it
-                self._remember(self._pending.pop(k))
-                if self.on_evaluation is not None:
-                    self.on_evaluation(self.n_evaluated, self.budget)
+                self._take_stored(k)
                 continue
             if self._pending:
                 # the algorithm left the stored path (a setting that follows the budget,
                 # e.g. LINAS's batch size, or changed code): take in the rest at once
                 self.finish_replay()
-                room = self.remaining
-            if len(new) < room:
+            # new evaluations only once nothing stored is left to replay, so the
+            # remaining budget is the room for them
+            if len(new) < self.remaining:
                 new.append(i)
                 batch.add(k)
         if new:
