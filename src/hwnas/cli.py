@@ -70,6 +70,23 @@ def _benchmark_options(benchmark: str, dataset: str | None, device: str | None) 
     return opts
 
 
+def _bench_options(options: list[str]) -> dict[str, Any]:
+    """``--bench-option key=value`` pairs; file paths (values with a '/' or a suffix that
+    name an existing file) become absolute, so a stored run resumes from any directory."""
+    from hwnas.search.spec import parse_options
+
+    opts = parse_options(options)
+    for key in ("dataset", "devices", "data_dir"):
+        if key in opts:
+            flag = {"devices": "--device", "data_dir": "--data-dir"}.get(key, f"--{key}")
+            raise HwnasError(f"give {key} by {flag}, not --bench-option")
+    for key, value in opts.items():
+        pathlike = isinstance(value, str) and ("/" in value or Path(value).suffix)
+        if pathlike and Path(value).is_file():
+            opts[key] = str(Path(value).resolve())
+    return opts
+
+
 def _print_json(obj: Any) -> None:
     from hwnas.store.sqlite import json_default
 
@@ -106,6 +123,13 @@ def search(
     option: Annotated[
         list[str] | None, typer.Option(help="Algorithm option key=value (repeatable).")
     ] = None,
+    bench_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Benchmark option key=value (repeatable), e.g. for --benchmark supernet: "
+            "checkpoint=runs/sn/checkpoint.pt latency=runs/lat.joblib."
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -129,7 +153,7 @@ def search(
 
     if resume is not None:
         fixed = _given(ctx, ("benchmark", "dataset", "device", "algorithm", "seed"))
-        fixed += _given(ctx, ("constraint", "option", "out"))
+        fixed += _given(ctx, ("constraint", "option", "bench_option", "out"))
         if fixed:
             raise HwnasError(
                 f"--resume continues the stored run with its own config: drop "
@@ -145,7 +169,10 @@ def search(
         had_search = _holds_search(out)
         config = {
             "benchmark": benchmark,
-            "benchmark_options": _benchmark_options(benchmark, dataset, device),
+            "benchmark_options": {
+                **_benchmark_options(benchmark, dataset, device),
+                **_bench_options(bench_option or []),
+            },
             "algorithm": algorithm,
             "algorithm_options": parse_options(option or []),
             "evaluations": evaluations,
@@ -700,6 +727,7 @@ def _register_extensions() -> None:
         "hwnas.cli_profile",
         "hwnas.cli_dnas",
         "hwnas.cli_dtrain",
+        "hwnas.cli_pipeline",
     ):
         try:
             module = importlib.import_module(mod)

@@ -164,6 +164,12 @@ def register(app: typer.Typer) -> None:
             help="Correct drift between groups by a subnet measured in every group.",
         ),
         seed: int = typer.Option(0, "--seed", help="Seed of the sample and the round order."),
+        num_classes: int | None = typer.Option(
+            None, "--num-classes", min=1, help="Classes of the head (space default: 10 / 1000)."
+        ),
+        in_channels: int = typer.Option(
+            3, "--in-channels", min=1, help="Input channels of the stem (1 for grayscale)."
+        ),
         agent: str = _AGENT,
         token_file: Path = _TOKEN,
         timeout_s: float = _TIMEOUT,
@@ -194,6 +200,8 @@ def register(app: typer.Typer) -> None:
                     resume=resume,
                     group_size=group_size,
                     anchor=anchor,
+                    num_classes=num_classes,
+                    in_channels=in_channels,
                 )
         except (KeyboardInterrupt, ProfileTerminated) as exc:
             what = "terminated" if isinstance(exc, ProfileTerminated) else "interrupted"

@@ -89,7 +89,16 @@ OBJECTIVES = (
 #: classifier outputs per space (CIFAR-10 for the CIFAR variant, ImageNet otherwise)
 DEFAULT_NUM_CLASSES = {"mbv3-cifar": 10, "mbv3-ramnas": 1000}
 #: settings that must agree for a profile to be resumed (the rest may change)
-_RESUME_KEYS = ("space", "samples", "seed", "num_classes", "settings", "device", "anchor")
+_RESUME_KEYS = (
+    "space",
+    "samples",
+    "seed",
+    "num_classes",
+    "in_channels",
+    "settings",
+    "device",
+    "anchor",
+)
 
 ProgressFn = Callable[[int, int], None]
 
@@ -387,6 +396,7 @@ def profile_space(
     group_size: int = 8,
     num_classes: int | None = None,
     anchor: bool = True,
+    in_channels: int = 3,
 ) -> dict[str, Any]:
     """Measure ``samples`` subnets of ``space_name`` and store them in ``out_dir``.
 
@@ -398,6 +408,8 @@ def profile_space(
     and a larger ``samples`` than stored grows it (the measured subnets are kept, the
     new ones fill the largest gaps of its MACs range); ``progress(done, total)`` is
     called after each stored subnet.
+    ``num_classes`` and ``in_channels`` shape the subnets' head and stem as the
+    deployed networks will have them (a supernet trained on 1-channel digits: 1).
     ``anchor`` (default) corrects drift between groups with an anchor subnet measured
     in every group (see the module docstring); ``latency_raw_ms`` keeps the raw value.
 
@@ -422,6 +434,8 @@ def profile_space(
         raise HwnasError(f"group size must be a positive integer, got {group_size!r}")
     space = space_for(space_name)
     nc = int(num_classes) if num_classes is not None else num_classes_for(space.name)
+    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+        raise HwnasError(f"in_channels must be an integer >= 1, got {in_channels!r}")
     measurer = measurer if measurer is not None else LocalMeasurer(settings)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -451,6 +465,8 @@ def profile_space(
             "plan": plan_keys,
             "anchor": anchor_key(space, plan_keys, nc) if anchor and plan_keys else None,
         }
+        if in_channels != 3:  # stored only when not the default: older runs still resume
+            config["in_channels"] = in_channels
         if has_run and anchor:  # the anchor follows from the stored plan
             old_plan = store.runs(PROFILE_KIND)[-1]["config"]["plan"]
             config["anchor"] = anchor_key(space, old_plan, nc) if old_plan else None
@@ -468,7 +484,7 @@ def profile_space(
         first_group = _next_group(store, run_id, recs)
         try:
             if todo:
-                net = MBv3Supernet(space, num_classes=nc).eval()
+                net = MBv3Supernet(space, num_classes=nc, in_channels=in_channels).eval()
                 tmp.mkdir(exist_ok=True)
                 with torch.no_grad():
                     if config["anchor"]:
@@ -642,6 +658,27 @@ def _profile_group(
         with contextlib.suppress(OSError):
             path.unlink()
     return stored
+
+
+def anchor_reference(run_dir: str | Path) -> tuple[str, float] | None:
+    """The anchor subnet (arch key) of the profile in ``run_dir`` and its reference
+    latency (ms, its first group's); None for a profile without an anchor. Measuring the
+    anchor again beside other models says how much faster or slower the machine is now
+    than during the profile."""
+    with ResultsStore(find_store(run_dir)) as store:
+        runs = store.runs(PROFILE_KIND)
+        if not runs or not runs[-1]["config"].get("anchor"):
+            return None
+        prof = runs[-1]
+        anchor = [
+            r for r in store.runs(ANCHOR_KIND) if r["config"].get("profile_run") == prof["run_id"]
+        ]
+        if not anchor:
+            return None
+        done = [r for r in store.evaluations(anchor[-1]["run_id"]) if r.ok and r.objectives]
+        if not done:
+            return None
+        return str(prof["config"]["anchor"]), float(done[0].objectives["latency_ms"])
 
 
 class _AnchorLog:

@@ -64,6 +64,31 @@ def _load(checkpoint: str | os.PathLike[str] | dict[str, Any]) -> tuple[dict, MB
     return ckpt, model_from_checkpoint(ckpt)
 
 
+def checkpoint_data(
+    ckpt: dict[str, Any],
+    model: MBv3Supernet,
+    data: ImageData | None = None,
+    data_dir: str | None = None,
+) -> ImageData:
+    """The checkpoint's own dataset and splits (``data`` when given), checked against the
+    supernet's input channels and classes."""
+    if data is None:
+        tc = ckpt.get("train_config", {})
+        data = load_dataset(
+            tc.get("dataset", "digits"),
+            data_dir if data_dir is not None else tc.get("data_dir"),
+            tc.get("val_fraction", 0.1),
+            tc.get("seed", 0),
+            tc.get("limit"),
+        )
+    if data.in_channels != model.in_channels or data.num_classes != model.num_classes:
+        raise HwnasError(
+            f"data ({data.in_channels} channels, {data.num_classes} classes) does not match "
+            f"the checkpoint ({model.in_channels} channels, {model.num_classes} classes)"
+        )
+    return data
+
+
 def evaluate_subnet(
     checkpoint: str | os.PathLike[str] | dict[str, Any],
     subnet: Any = "max",
@@ -84,20 +109,7 @@ def evaluate_subnet(
         set_threads(num_threads)
     ckpt, model = _load(checkpoint)
     cfg = parse_subnet(model, subnet, seed)
-    if data is None:
-        tc = ckpt.get("train_config", {})
-        data = load_dataset(
-            tc.get("dataset", "digits"),
-            data_dir if data_dir is not None else tc.get("data_dir"),
-            tc.get("val_fraction", 0.1),
-            tc.get("seed", 0),
-            tc.get("limit"),
-        )
-    if data.in_channels != model.in_channels or data.num_classes != model.num_classes:
-        raise HwnasError(
-            f"data ({data.in_channels} channels, {data.num_classes} classes) does not match "
-            f"the checkpoint ({model.in_channels} channels, {model.num_classes} classes)"
-        )
+    data = checkpoint_data(ckpt, model, data, data_dir)
     acc = evaluate_config(model, cfg, data, split, calib_batches, batch_size, seed)
     sub = model.get_subnet(cfg)
     return {

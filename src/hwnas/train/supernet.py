@@ -369,7 +369,29 @@ def evaluate_config(
     channels_last: bool = False,
 ) -> float:
     """Top-1 of subnet ``cfg``: extract it, recalibrate BN on training batches, evaluate."""
-    sub = model.get_subnet(cfg, include_resize=data.image_size != cfg["resolution"])
+    sub = calibrated_subnet(model, cfg, data, calib_batches, batch_size, seed, channels_last)
+    x, y = data.split(split)
+    acc, _ = accuracy(sub, BatchIterator(x, y, batch_size, channels_last=channels_last))
+    return acc
+
+
+def calibrated_subnet(
+    model: MBv3Supernet,
+    cfg: dict[str, Any],
+    data: ImageData,
+    calib_batches: int = 8,
+    batch_size: int = 256,
+    seed: int = 0,
+    channels_last: bool = False,
+    include_resize: bool | None = None,
+) -> torch.nn.Module:
+    """Subnet ``cfg`` extracted from the supernet with its BN statistics re-estimated on
+    ``calib_batches`` seeded training batches (what :func:`evaluate_config` evaluates).
+    ``include_resize`` (default: when the data's size differs from the subnet's
+    resolution) puts the input resize inside the subnet."""
+    if include_resize is None:
+        include_resize = data.image_size != cfg["resolution"]
+    sub = model.get_subnet(cfg, include_resize=include_resize)
     if channels_last:
         sub = sub.to(memory_format=torch.channels_last)
     gen = torch.Generator().manual_seed(seed)
@@ -383,9 +405,7 @@ def evaluate_config(
         channels_last=channels_last,
     )
     recalibrate_bn(sub, calib, calib_batches)
-    x, y = data.split(split)
-    acc, _ = accuracy(sub, BatchIterator(x, y, batch_size, channels_last=channels_last))
-    return acc
+    return sub.eval()
 
 
 # ---- the training loop ------------------------------------------------------------------

@@ -1,0 +1,154 @@
+"""A trained supernet as a search benchmark: the second half of the one-shot pipeline.
+
+Each subnet's accuracy is *measured*: extracted from the supernet (``hwnas train``), its
+batch-norm statistics re-estimated on training batches, then evaluated on the
+checkpoint's validation split. Its latency comes from a predictor fitted on this
+machine's (or a device agent's) measurements (``hwnas profile`` + ``hwnas predictors
+fit``); without one, the cost objective is MFLOPs. The test split is left alone, so the
+pipeline can report unbiased accuracy for the front it picks on validation accuracy.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from hwnas.bench.base import Evaluator, Objective
+from hwnas.errors import HwnasError
+from hwnas.registry import BENCHMARKS
+
+SPLITS = ("train", "val", "test")
+
+
+@BENCHMARKS.register("supernet")
+class SupernetBenchmark(Evaluator):
+    """Subnets of a trained supernet checkpoint ('hwnas train'): validation top-1 (%)
+    measured per subnet after BN recalibration, and latency (ms) from a fitted predictor
+    (option latency=P.joblib), else MFLOPs.
+
+    Options: ``checkpoint`` (required), ``latency`` (a predictor saved by ``hwnas
+    predictors fit`` on a profile of the same space), ``flops`` (add MFLOPs as an
+    objective; the default when there is no latency predictor), ``split`` (``val``),
+    ``calib_batches`` and ``batch_size`` (BN recalibration and evaluation), ``threads``
+    (PyTorch threads), ``data_dir`` (where the checkpoint's dataset is).
+    """
+
+    DEFAULT_OPTIONS: ClassVar[dict[str, object]] = {}
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike[str] | None = None,
+        latency: str | os.PathLike[str] | None = None,
+        flops: bool | None = None,
+        split: str = "val",
+        calib_batches: int = 4,
+        batch_size: int = 256,
+        threads: int | None = 2,
+        data_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        from hwnas.train.evaluate import checkpoint_data, set_threads
+        from hwnas.train.supernet import load_checkpoint, model_from_checkpoint
+
+        if checkpoint is None:
+            raise HwnasError(
+                "benchmark 'supernet' needs the option checkpoint=PATH (a checkpoint.pt "
+                "written by 'hwnas train')"
+            )
+        if split not in SPLITS:
+            raise HwnasError(f"split must be one of {', '.join(SPLITS)}, got '{split}'")
+        for name, value, low in (
+            ("calib_batches", calib_batches, 0),
+            ("batch_size", batch_size, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise HwnasError(f"{name} must be an integer >= {low}, got {value!r}")
+        if threads is not None:
+            set_threads(threads, "threads")
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise HwnasError(f"supernet checkpoint not found: {path}")
+        self.checkpoint = str(path)
+        ckpt = load_checkpoint(path)
+        self.model = model_from_checkpoint(ckpt)
+        self.space = self.model.space
+        self.data = checkpoint_data(
+            ckpt, self.model, data_dir=None if data_dir is None else str(data_dir)
+        )
+        if len(self.data.split(split)[1]) == 0:
+            raise HwnasError(
+                f"the checkpoint's dataset has no '{split}' examples to measure accuracy on "
+                "(train with a val_fraction > 0, or use split=test)"
+            )
+        self.split = split
+        self.calib_batches = calib_batches
+        self.batch_size = batch_size
+        self.channels_last = bool(ckpt.get("train_config", {}).get("channels_last", False))
+        self.latency_path = None if latency is None else str(latency)
+        self.latency_predictor: Any = None
+        self.objectives = [Objective("accuracy", "max", "%", "quality")]
+        if latency is not None:
+            from hwnas.predict.fitted import load_fitted
+
+            pred = load_fitted(latency)
+            if pred.space_name != self.space.name:
+                raise HwnasError(
+                    f"latency predictor {latency} was fitted on {pred.space_name}, but the "
+                    f"supernet's space is {self.space.name}"
+                )
+            self.latency_predictor = pred
+            self.objectives.append(Objective("latency", "min", "ms", "cost"))
+        self.flops = latency is None if flops is None else bool(flops)
+        if self.flops:
+            self.objectives.append(Objective("mflops", "min", "MFLOPs", "cost"))
+        if len(self.objectives) < 2:
+            raise HwnasError("benchmark 'supernet' needs a latency predictor or flops=true")
+        self.source = "measured" if self.latency_predictor is None else "measured+predicted"
+
+    def accuracy(self, vector: np.ndarray) -> float:
+        """Top-1 (%) of one subnet on the benchmark's split, after BN recalibration."""
+        from hwnas.train.supernet import evaluate_config
+
+        cfg = self.space.decode(vector)
+        acc = evaluate_config(
+            self.model,
+            cfg,
+            self.data,
+            self.split,
+            self.calib_batches,
+            self.batch_size,
+            channels_last=self.channels_last,
+        )
+        return 100.0 * acc
+
+    def mflops(self, vectors: np.ndarray) -> np.ndarray:
+        """MFLOPs (2 x MACs) of subnets at their resolution, for this supernet's input."""
+        m = self.model
+        return np.array(
+            [2e-6 * self.space.macs(v, m.in_channels, m.num_classes) for v in vectors],
+            dtype=np.float64,
+        )
+
+    def evaluate(self, vectors: np.ndarray) -> np.ndarray:
+        x = self.space.check_vectors(np.atleast_2d(np.asarray(vectors)))
+        cols = [np.array([self.accuracy(v) for v in x], dtype=np.float64)]
+        if self.latency_predictor is not None:
+            cols.append(np.asarray(self.latency_predictor.predict(x), dtype=np.float64))
+        if self.flops:
+            cols.append(self.mflops(x))
+        return np.stack(cols, axis=1)
+
+    def describe(self) -> dict[str, object]:
+        d = super().describe()
+        d["checkpoint"] = self.checkpoint
+        d["split"] = self.split
+        d["dataset"] = self.data.name
+        d["objective_sources"] = {
+            "accuracy": f"measured on the {self.split} split ({len(self.data.split(self.split)[1])}"
+            " images) after BN recalibration",
+            **({"latency": f"predicted by {self.latency_path}"} if self.latency_path else {}),
+            **({"mflops": "computed"} if self.flops else {}),
+        }
+        return d

@@ -1,0 +1,703 @@
+"""The whole one-shot pipeline in one call: train a supernet, profile this machine, fit a
+latency predictor, search, verify and export the front, write a report.
+
+Stages (each in its own folder of ``out``, each resumable, so a killed pipeline run again
+with the same config continues where it stopped):
+
+1. ``supernet/``: :func:`hwnas.train.supernet.train_supernet` (sandwich rule, subnet
+   mutual distillation, DKD; the ``train`` section of the config).
+2. ``profile/``: :func:`hwnas.measure.profile.profile_space` measures ``profile_samples``
+   subnets spread over the MACs range with ONNX Runtime on this machine, shaped as the
+   trained supernet's subnets (input channels, classes).
+3. ``predictor/latency.joblib``: :func:`hwnas.predict.fitted.fit_on_profile` (model
+   ``predictor``, default ``auto``: chosen by cross-validation).
+4. ``search/``: :func:`hwnas.search.run_search` on the ``supernet`` benchmark: each
+   subnet's validation accuracy measured (BN recalibrated), its latency predicted.
+5. ``front/``: every architecture of the search's front is extracted with recalibrated
+   BN, evaluated on the held-out *test* split, exported to ONNX (and ``torch.export``
+   where asked), and the exported files are measured on this machine, interleaved. The
+   shipped front is the non-dominated set on validation accuracy and *measured* latency.
+6. ``report.md`` and ``front.png`` (predicted vs measured latency of the front), and
+   ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hwnas.errors import HwnasError
+
+CONFIG_NAME = "pipeline.json"
+TIMINGS_NAME = "timings.json"
+STAGES = ("train", "profile", "predictor", "search", "front")
+SUMMARY_NAME = "summary.json"
+REPORT_NAME = "report.md"
+FRONT_PLOT = "front.png"
+FRONT_CSV = "front.csv"
+#: what the pipeline changes from ``TrainConfig``'s own defaults: a larger validation
+#: split, since the search ranks subnets on it
+TRAIN_DEFAULTS: dict[str, Any] = {"dataset": "digits", "epochs": 5, "val_fraction": 0.2}
+
+#: ``progress(label)`` gives a context manager yielding ``update(done, total)``
+ProgressFactory = Callable[[str], contextlib.AbstractContextManager[Callable[[int, int], None]]]
+
+
+class PipelineConfig(BaseModel):
+    """Settings of one pipeline run (defaults: the embedded digits run, about 8 minutes on
+    2 CPU cores). ``train`` holds ``TrainConfig`` fields (``hwnas train --help``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(0, ge=0, lt=2**63, strict=True)
+    train: dict[str, Any] = Field(default_factory=dict)
+    profile_samples: int = Field(60, ge=5, strict=True)  # a predictor needs 5
+    measure_threads: int = Field(1, ge=1, strict=True)
+    predictor: str = "auto"
+    algorithm: str = "linas"
+    algorithm_options: dict[str, Any] = Field(default_factory=dict)
+    evaluations: int = Field(100, ge=2, strict=True)
+    constraints: list[str] = Field(default_factory=list)
+    calib_batches: int = Field(4, ge=0, strict=True)
+    threads: int = Field(2, ge=1, strict=True)
+    export_formats: list[Literal["onnx", "torch"]] = Field(default_factory=lambda: ["onnx"])
+    data_dir: str | None = None
+
+    def train_config(self, out: Path, progress: bool) -> Any:
+        """The ``TrainConfig`` of stage 1 (``out/supernet``)."""
+        from hwnas.train.supernet import TrainConfig
+
+        fixed = {"out_dir", "seed", "resume", "progress", "data_dir"}
+        clash = sorted(fixed & set(self.train))
+        if clash:
+            raise HwnasError(
+                f"pipeline config: train.{clash[0]} is set by the pipeline (use the "
+                "pipeline's own seed / data_dir; the output goes to OUT/supernet)"
+            )
+        return TrainConfig.from_dict(
+            {
+                **TRAIN_DEFAULTS,
+                "num_threads": self.threads,
+                **self.train,
+                "out_dir": str(out / "supernet"),
+                "seed": self.seed,
+                "data_dir": self.data_dir,
+                "resume": True,
+                "progress": progress,
+            }
+        )
+
+
+def load_config(config: PipelineConfig | dict[str, Any] | None) -> PipelineConfig:
+    """A config from a dict (one clear error line for a bad field)."""
+    if isinstance(config, PipelineConfig):
+        return config
+    try:
+        return PipelineConfig(**(config or {}))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise HwnasError(f"bad pipeline config: {loc}: {first['msg']}") from None
+
+
+def check_config(cfg: PipelineConfig, train_cfg: Any) -> None:
+    """Names a later stage would refuse (dataset, predictor, algorithm and its options,
+    constraints), refused before anything runs or is written."""
+    from hwnas.data.datasets import DATASETS
+    from hwnas.predict.models import make_predictor
+    from hwnas.search.problem import Constraint
+    from hwnas.search.spec import build_algorithm
+
+    if train_cfg.dataset not in DATASETS and not train_cfg.dataset.startswith("folder:"):
+        known = ", ".join([*sorted(DATASETS), "folder:PATH"])
+        raise HwnasError(f"unknown dataset '{train_cfg.dataset}' (known: {known})")
+    make_predictor(cfg.predictor)
+    build_algorithm(cfg.algorithm, cfg.seed, cfg.algorithm_options)
+    for text in cfg.constraints:
+        c = Constraint.parse(text)
+        if c.objective not in ("accuracy", "latency"):
+            raise HwnasError(
+                f"constraint '{text}': the pipeline's objectives are accuracy (%) and latency (ms)"
+            )
+
+
+def _no_progress(label: str) -> contextlib.AbstractContextManager[Callable[[int, int], None]]:
+    return contextlib.nullcontext(lambda done, total: None)
+
+
+def _check_same_config(out: Path, config: PipelineConfig) -> None:
+    """A run directory holds one pipeline: resuming it takes the same config, except a
+    larger search budget (``evaluations``)."""
+    path = out / CONFIG_NAME
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise HwnasError(f"{path} is not a pipeline config: {exc}") from None
+    new = config.model_dump()
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "evaluations")
+    if diff:
+        what = ", ".join(
+            f"{k} {json.dumps(old.get(k))} (now {json.dumps(new.get(k))})" for k in diff
+        )
+        raise HwnasError(
+            f"{out} holds a pipeline run with another config: {what}; run it with the same "
+            "settings to continue it, or choose another --out"
+        )
+    if new["evaluations"] < old.get("evaluations", 0):
+        raise HwnasError(
+            f"{out} holds a pipeline with {old['evaluations']} search evaluations; "
+            f"--evaluations can raise it, not lower it (got {new['evaluations']})"
+        )
+
+
+def run_pipeline(
+    config: PipelineConfig | dict[str, Any] | None = None,
+    out: str | Path = "runs/pipeline",
+    progress: ProgressFactory | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run (or continue) the whole pipeline into ``out``; returns the summary.
+
+    ``progress(label)`` gives per-stage progress bars (the CLI passes rich bars; training
+    shows its own when ``progress`` is given); ``log`` receives one line per stage.
+    """
+    from hwnas.process import out_dir_lock
+
+    cfg = load_config(config)
+    out = Path(out)
+    bars = progress or _no_progress
+    say = log or (lambda line: None)
+    if out.exists() and not out.is_dir():
+        raise HwnasError(f"output path {out} exists and is not a directory")
+    train_cfg = cfg.train_config(out, progress is not None)  # checked before any work
+    check_config(cfg, train_cfg)
+    with out_dir_lock(out, "pipeline"):
+        _check_same_config(out, cfg)
+        (out / CONFIG_NAME).write_text(json.dumps(cfg.model_dump(), indent=2) + "\n")
+        return _run(cfg, train_cfg, out, bars, say)
+
+
+@contextlib.contextmanager
+def _stage(timings: dict[str, float], name: str, path: Path) -> Iterator[None]:
+    """Time a stage; the time adds to what earlier calls (a killed run) spent on it, and
+    is written at once to ``path``, so the report's times are the whole run's."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - t0, 2)
+        path.write_text(json.dumps(timings, indent=2) + "\n")
+
+
+def _read_timings(path: Path) -> dict[str, float]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return {k: float(v) for k, v in data.items() if isinstance(v, int | float)}
+
+
+def _run(
+    cfg: PipelineConfig,
+    train_cfg: Any,
+    out: Path,
+    bars: ProgressFactory,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    from hwnas.measure.latency import MeasureSettings
+    from hwnas.measure.measurer import LocalMeasurer
+    from hwnas.measure.profile import profile_space
+    from hwnas.predict.fitted import fit_on_profile
+    from hwnas.search.runner import STORE_NAME, resume_search, run_search
+    from hwnas.train.supernet import train_supernet
+
+    tpath = out / TIMINGS_NAME
+    timings = _read_timings(tpath)
+
+    say(f"1/5 supernet: {train_cfg.space} on {train_cfg.dataset}, {train_cfg.epochs} epochs")
+    with _stage(timings, "train", tpath):
+        trained = train_supernet(train_cfg)
+    final = trained.final
+    ckpt_path = trained.checkpoint.resolve()
+    from hwnas.train.supernet import load_checkpoint, model_from_checkpoint
+
+    ckpt = load_checkpoint(ckpt_path)
+    model = model_from_checkpoint(ckpt)
+
+    settings = MeasureSettings(
+        intra_op_threads=cfg.measure_threads, inter_op_threads=1, seed=cfg.seed
+    )
+    say(f"2/5 profile: {cfg.profile_samples} subnets measured with ONNX Runtime here")
+    with _stage(timings, "profile", tpath), bars("profile") as update:
+        prof = profile_space(
+            model.space.name,
+            cfg.profile_samples,
+            out / "profile",
+            settings=settings,
+            seed=cfg.seed,
+            progress=update,
+            num_classes=model.num_classes,
+            in_channels=model.in_channels,
+            measurer=LocalMeasurer(settings, isolate=True),
+        )
+
+    say(f"3/5 latency predictor: {cfg.predictor} on {prof['stored']} measured subnets")
+    with _stage(timings, "predictor", tpath):
+        fitted = fit_on_profile(out / "profile", "latency", cfg.predictor, seed=cfg.seed)
+        pred_path = out / "predictor" / "latency.joblib"
+        pred_path.parent.mkdir(parents=True, exist_ok=True)
+        fitted.save(pred_path)
+
+    search_dir = out / "search"
+    say(f"4/5 search: {cfg.algorithm}, {cfg.evaluations} subnets (accuracy measured)")
+    with _stage(timings, "search", tpath), bars(f"{cfg.algorithm} on the supernet") as update:
+        if (search_dir / STORE_NAME).is_file():
+            search = resume_search(search_dir, progress=update, evaluations=cfg.evaluations)
+        else:
+            search = run_search(
+                {
+                    "benchmark": "supernet",
+                    "benchmark_options": {
+                        "checkpoint": str(ckpt_path),
+                        "latency": str(pred_path.resolve()),
+                        "calib_batches": cfg.calib_batches,
+                        "threads": cfg.threads,
+                    },
+                    "algorithm": cfg.algorithm,
+                    "algorithm_options": cfg.algorithm_options,
+                    "evaluations": cfg.evaluations,
+                    "seed": cfg.seed,
+                    "constraints": cfg.constraints,
+                    "data_dir": cfg.data_dir,
+                },
+                out=search_dir,
+                progress=update,
+            )
+
+    say(f"5/5 front: {len(search['pareto'])} subnets tested, exported and measured")
+    with _stage(timings, "front", tpath), bars("front") as update:
+        front = verify_front(
+            ckpt, model, search["pareto"], out / "front", cfg, settings, out / "profile", update
+        )
+    timings["total"] = round(sum(timings.get(k, 0.0) for k in STAGES), 2)
+
+    summary = _summary(cfg, out, final, prof, fitted, search, front, timings)
+    (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    plot_front(front, search, out / FRONT_PLOT)
+    write_report(summary, out / REPORT_NAME)
+    return summary
+
+
+# ---------------------------------------------------------------------------------------
+# stage 5: the front, tested, exported and measured
+# ---------------------------------------------------------------------------------------
+def verify_front(
+    ckpt: dict[str, Any],
+    model: Any,
+    pareto: list[dict[str, Any]],
+    out: Path,
+    cfg: PipelineConfig,
+    settings: Any,
+    profile_dir: Path,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Test accuracy, exported files and measured latency of each front architecture.
+
+    Each subnet is extracted with BN recalibrated exactly as the search evaluated it, so
+    the exported model is the one whose validation accuracy the search saw. Rows already
+    in ``out/front.csv`` (a resumed run) are kept; the rest are measured together,
+    interleaved. ``on_front`` marks the rows non-dominated on validation accuracy and
+    measured latency: the networks to ship.
+    """
+
+    import torch
+
+    from hwnas.data import BatchIterator
+    from hwnas.measure.export import export_onnx
+    from hwnas.search.pareto import non_dominated_mask
+    from hwnas.search.problem import Constraint
+    from hwnas.train.evaluate import checkpoint_data
+    from hwnas.train.supernet import calibrated_subnet
+    from hwnas.train.utils import accuracy
+
+    out.mkdir(parents=True, exist_ok=True)
+    done = {
+        r["arch_key"]: r
+        for r in _read_front(out / FRONT_CSV)
+        if (out / r["onnx"]).is_file() and (not r["torch"] or (out / r["torch"]).is_file())
+    }
+    data = checkpoint_data(ckpt, model, data_dir=cfg.data_dir)
+    x_test, y_test = data.split("test")
+    channels_last = bool(ckpt.get("train_config", {}).get("channels_last", False))
+    rows: list[dict[str, Any]] = []
+    todo: list[dict[str, Any]] = []
+    total = len(pareto)
+    for i, p in enumerate(sorted(pareto, key=lambda p: p["latency"])):
+        key = p["arch_key"]
+        if key in done:
+            rows.append(done[key])
+            continue
+        vec = model.space.from_key(key)
+        arch = model.space.decode(vec)
+        # as the search evaluated it: same calibration batches, input resize inside
+        sub = calibrated_subnet(model, arch, data, cfg.calib_batches, 256, 0, channels_last)
+        test_iter = BatchIterator(x_test, y_test, 256, channels_last=channels_last)
+        with torch.no_grad():
+            top1, _ = accuracy(sub, test_iter)
+        stem = f"{i:02d}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"  # by predicted latency
+        files = {}
+        shape = (model.in_channels, data.image_size, data.image_size)  # the data's images
+        sub = sub.to(memory_format=torch.contiguous_format)
+        files["onnx"] = str(export_onnx(sub, shape, out / f"{stem}.onnx"))
+        if "torch" in cfg.export_formats:
+            batch = torch.export.Dim("batch", min=1, max=4096)
+            prog = torch.export.export(sub, (torch.randn(2, *shape),), dynamic_shapes=({0: batch},))
+            torch.export.save(prog, str(out / f"{stem}.pt2"))
+            files["torch"] = str(out / f"{stem}.pt2")
+        row = {
+            "arch_key": key,
+            "val_top1": p["accuracy"],
+            "test_top1": 100.0 * top1,
+            "predicted_latency_ms": p["latency"],
+            "measured_latency_ms": None,
+            "params": sum(q.numel() for q in sub.parameters()),
+            "mflops": 2e-6 * model.space.macs(vec, model.in_channels, model.num_classes),
+            "resolution": arch["resolution"],
+            "onnx": Path(files["onnx"]).name,
+            "torch": Path(files["torch"]).name if "torch" in files else "",
+        }
+        rows.append(row)
+        todo.append(row)
+        if progress is not None:
+            progress(len(rows) - len(todo), total)
+    if todo:
+        _measure(todo, model, out, profile_dir, settings)
+    if progress is not None:
+        progress(total, total)
+    constraints = [Constraint.parse(c) for c in cfg.constraints]
+    for row in rows:  # the constraints again, on measured latency
+        measured = {
+            "accuracy": row["val_top1"],
+            "latency": row["measured_latency_ms"],
+            "mflops": row["mflops"],
+        }
+        row["feasible"] = all(
+            c.violation(np.array([measured[c.objective]]))[0] <= 0
+            for c in constraints
+            if c.objective in measured
+        )
+        row["on_front"] = False
+    ok = [r for r in rows if r["feasible"]]
+    if ok:
+        F = np.array([[-r["val_top1"], r["measured_latency_ms"]] for r in ok], dtype=float)
+        for row, keep in zip(ok, non_dominated_mask(F), strict=True):
+            row["on_front"] = bool(keep)
+    rows.sort(key=lambda r: r["measured_latency_ms"])
+    _write_front(out / FRONT_CSV, rows)
+    return rows
+
+
+FRONT_COLUMNS = [
+    "arch_key",
+    "on_front",
+    "feasible",
+    "val_top1",
+    "test_top1",
+    "predicted_latency_ms",
+    "measured_latency_ms",
+    "latency_cv",
+    "drift",
+    "params",
+    "mflops",
+    "resolution",
+    "onnx",
+    "torch",
+]
+
+
+def _measure(
+    rows: list[dict[str, Any]], model: Any, out: Path, profile_dir: Path, settings: Any
+) -> None:
+    """Measure the rows' ONNX files, interleaved, beside the profile's anchor subnet:
+    the anchor's latency now over its latency during the profile (``drift``) says how much
+    slower the machine is now, so a gap to the prediction can be told from a busy
+    machine. In a child process, with the profile's settings."""
+    import dataclasses
+
+    import torch
+
+    from hwnas.measure.measurer import LocalMeasurer
+    from hwnas.measure.profile import anchor_reference, export_subnet
+    from hwnas.supernet.mbv3 import MBv3Supernet
+
+    files = [out / r["onnx"] for r in rows]
+    anchor = anchor_reference(profile_dir)
+    tmp = out / ".anchor.onnx"
+    if anchor is not None:
+        net = MBv3Supernet(model.space, model.num_classes, model.in_channels).eval()
+        with torch.no_grad():
+            export_subnet(net, model.space, model.space.from_key(anchor[0]), tmp, 1)
+        files.insert(0, tmp)
+    measurer = LocalMeasurer(dataclasses.replace(settings, input_shape=None), isolate=True)
+    try:
+        found = measurer.measure(files)
+    finally:
+        tmp.unlink(missing_ok=True)
+    drift = None
+    if anchor is not None:
+        drift = found[0].latency_ms / anchor[1]
+        found = found[1:]
+    for row, m in zip(rows, found, strict=True):
+        row["measured_latency_ms"] = m.latency_ms
+        row["latency_cv"] = m.stats.robust_cv
+        row["drift"] = drift
+
+
+def _write_front(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, FRONT_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+    tmp.replace(path)
+
+
+def _read_front(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows = []
+    with path.open(newline="") as f:
+        for r in csv.DictReader(f):
+            if not r.get("measured_latency_ms"):
+                continue
+            row: dict[str, Any] = dict(r)
+            for k in ("val_top1", "test_top1", "predicted_latency_ms", "measured_latency_ms"):
+                row[k] = float(r[k])
+            for k in ("latency_cv", "drift"):
+                row[k] = float(r[k]) if r.get(k) else None
+            row["torch"] = r.get("torch") or ""
+            row["mflops"] = float(r["mflops"])
+            row["params"] = int(r["params"])
+            row["resolution"] = int(r["resolution"])
+            rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------
+# summary, plot and report
+# ---------------------------------------------------------------------------------------
+def _summary(
+    cfg: PipelineConfig,
+    out: Path,
+    final: dict[str, Any],
+    prof: dict[str, Any],
+    fitted: Any,
+    search: dict[str, Any],
+    front: list[dict[str, Any]],
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    from hwnas.predict.evaluate import kendall_tau
+
+    meta = fitted.metadata
+    pred = np.array([r["predicted_latency_ms"] for r in front], dtype=float)
+    meas = np.array([r["measured_latency_ms"] for r in front], dtype=float)
+    drifts = [r["drift"] for r in front if r.get("drift") is not None]
+    drift = float(np.median(drifts)) if drifts else None
+    agreement: dict[str, Any] = {"n": len(front), "drift": drift}
+    if len(front):
+        agreement["mape"] = float(np.mean(np.abs(pred - meas) / meas) * 100)
+        agreement["kendall_tau"] = kendall_tau(meas, pred) if len(front) > 1 else None
+        if drift is not None:  # measured latency as the machine was during the profile
+            m2 = meas / drift
+            agreement["mape_drift_corrected"] = float(np.mean(np.abs(pred - m2) / m2) * 100)
+    return {
+        "out": str(out),
+        "config": cfg.model_dump(),
+        "timings_s": timings,
+        "supernet": {
+            "checkpoint": str(out / "supernet" / "checkpoint.pt"),
+            "final_epoch": final,
+        },
+        "profile": {
+            k: prof.get(k)
+            for k in ("stored", "failed", "unstable", "robust_cv_median", "wall_time_s")
+        }
+        | {"latency_range_ms": [prof.get("latency_ms_min"), prof.get("latency_ms_max")]},
+        "predictor": {
+            "file": str(out / "predictor" / "latency.joblib"),
+            "model": meta.get("chosen", meta.get("model")),
+            "n_train": meta.get("n_train"),
+            "scores": meta.get("scores"),
+        },
+        "search": {
+            k: search.get(k)
+            for k in ("algorithm", "evaluations", "failed", "hypervolume", "wall_time_s")
+        },
+        "front_latency_agreement": agreement,
+        "front": front,
+        "shipped": [r for r in front if r.get("on_front")],
+    }
+
+
+def plot_front(front: list[dict[str, Any]], search: dict[str, Any], path: Path) -> Path:
+    """Validation accuracy vs latency: the search's front at predicted latency, moved to
+    measured latency; the shipped (measured non-dominated) networks filled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in front:
+        ax.annotate(
+            "",
+            xy=(r["measured_latency_ms"], r["val_top1"]),
+            xytext=(r["predicted_latency_ms"], r["val_top1"]),
+            arrowprops={"arrowstyle": "->", "color": "0.6", "lw": 0.8},
+        )
+    ax.scatter(
+        [r["predicted_latency_ms"] for r in front],
+        [r["val_top1"] for r in front],
+        facecolors="none",
+        edgecolors="tab:blue",
+        label="search front (predicted latency)",
+    )
+    ship = [r for r in front if r.get("on_front")]
+    rest = [r for r in front if not r.get("on_front")]
+    ax.scatter(
+        [r["measured_latency_ms"] for r in ship],
+        [r["val_top1"] for r in ship],
+        color="tab:orange",
+        label="measured, non-dominated (shipped)",
+        zorder=3,
+    )
+    if rest:
+        ax.scatter(
+            [r["measured_latency_ms"] for r in rest],
+            [r["val_top1"] for r in rest],
+            color="0.5",
+            marker="x",
+            label="measured, dominated",
+            zorder=3,
+        )
+    ax.set_xlabel("latency on this machine (ms, ONNX Runtime)")
+    ax.set_ylabel("validation top-1 (%)")
+    ax.set_title(f"{search.get('algorithm')}: {search.get('evaluations')} subnets searched")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _f(x: Any, nd: int = 3) -> str:
+    return "-" if x is None else f"{x:.{nd}f}"
+
+
+def write_report(summary: dict[str, Any], path: Path) -> Path:
+    """A Markdown report a person can read: what ran, how well, and what to ship."""
+    s = summary
+    c = s["config"]
+    t = s["timings_s"]
+    fe = s["supernet"]["final_epoch"]
+    pr = s["predictor"]
+    sc = pr.get("scores") or {}
+    ag = s["front_latency_agreement"]
+    lines = [
+        "# hwnas pipeline report",
+        "",
+        f"Run directory `{s['out']}`; its settings are in `{CONFIG_NAME}` (`hwnas pipeline "
+        f"--config {CONFIG_NAME} --out DIR` repeats it). Total {t['total']:.0f} s: training "
+        f"{t['train']:.0f} s, profiling {t['profile']:.0f} s, predictor {t['predictor']:.0f} "
+        f"s, search {t['search']:.0f} s, front {t['front']:.0f} s.",
+        "",
+        "## 1. Supernet",
+        "",
+        f"Trained on `{c['train'].get('dataset', TRAIN_DEFAULTS['dataset'])}`; last epoch: "
+        f"largest subnet {_pct(fe.get('max_acc'))}, smallest {_pct(fe.get('min_acc'))} "
+        "validation top-1. Curves: `supernet/training.png`.",
+        "",
+        "## 2. Latency profile of this machine",
+        "",
+        f"{s['profile']['stored']} subnets measured ({s['profile']['failed']} failed), "
+        f"{_f(s['profile']['latency_range_ms'][0])}-{_f(s['profile']['latency_range_ms'][1])}"
+        f" ms, {c['measure_threads']} thread(s). Data: `profile/`.",
+        "",
+        "## 3. Latency predictor",
+        "",
+        f"`{pr['model']}` (chosen by cross-validation where `auto`) on {pr['n_train']} "
+        f"subnets. {_scores(sc)} Data: `predictor/latency.joblib` (+ `.json`).",
+        "",
+        "## 4. Search",
+        "",
+        f"`{s['search']['algorithm']}`, {s['search']['evaluations']} subnets evaluated "
+        f"({s['search']['failed']} failed): validation accuracy measured, latency predicted. "
+        "Plots: `search/pareto.png`, `search/progress.png`.",
+        "",
+        "## 5. The front, tested and measured",
+        "",
+        f"On the {ag['n']} front subnets, predicted vs measured latency: MAPE "
+        f"{_f(ag.get('mape'), 1)} %, Kendall tau {_f(ag.get('kendall_tau'))}. "
+        + _drift_words(ag)
+        + "Test accuracy is on the held-out test split, which neither training nor the "
+        f"search saw. Plot: `{FRONT_PLOT}`.",
+        "",
+        f"![front]({FRONT_PLOT})",
+        "",
+        "| ship | val top-1 % | test top-1 % | predicted ms | measured ms | MFLOPs | params "
+        "| file |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in s["front"]:
+        lines.append(
+            f"| {'yes' if r.get('on_front') else ''} | {r['val_top1']:.2f} | "
+            f"{r['test_top1']:.2f} | {r['predicted_latency_ms']:.3f} | "
+            f"{r['measured_latency_ms']:.3f} | {r['mflops']:.2f} | {r['params']:,} | "
+            f"`front/{r['onnx']}` |"
+        )
+    lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _scores(sc: dict[str, Any]) -> str:
+    """The predictor's scores in words: cross-validated, held out, FLOPs baseline."""
+    parts = []
+    for key, what in (("cv", "cross-validated"), ("test", "on held-out test rows")):
+        if sc.get(key):
+            parts.append(
+                f"{what}: Kendall tau {_f(sc[key].get('kendall_tau'))}, MAPE "
+                f"{_f(sc[key].get('mape'), 1)} %"
+            )
+    base = sc.get("flops_baseline") or sc.get("flops_baseline_all") or {}
+    if base.get("kendall_tau") is not None:
+        parts.append(f"ranking by FLOPs alone: tau {_f(base['kendall_tau'])}")
+    return ("; ".join(parts) + ".") if parts else "No scores (too few subnets)."
+
+
+def _drift_words(ag: dict[str, Any]) -> str:
+    d = ag.get("drift")
+    if d is None:
+        return ""
+    return (
+        f"The profile's anchor subnet, measured beside them, took {d:.2f}x its latency "
+        f"during the profile (the machine's load then and now); with that factor taken "
+        f"out, MAPE {_f(ag.get('mape_drift_corrected'), 1)} %. "
+    )
+
+
+def _pct(x: Any) -> str:
+    return "-" if x is None else f"{100 * x:.1f} %"

@@ -1,0 +1,326 @@
+"""The whole pipeline at tiny scale (real training steps, real ONNX export, real latency
+measurement), its resume, and the supernet benchmark it searches on."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hwnas.errors import HwnasError
+
+TINY = {
+    "train": {"epochs": 1, "steps_per_epoch": 2, "limit": 300},
+    "profile_samples": 5,
+    "evaluations": 6,
+    "threads": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """One tiny pipeline through the CLI, shared by the tests that only read it."""
+    from hwnas.cli import main
+
+    root = tmp_path_factory.mktemp("pipeline")
+    cfg = root / "tiny.json"
+    cfg.write_text(json.dumps(TINY))
+    out = root / "run"
+    main(["pipeline", "--config", str(cfg), "--out", str(out), "--export", "onnx,torch"])
+    return out, json.loads((out / "summary.json").read_text())
+
+
+def test_pipeline_writes_every_stage_and_the_report(pipeline_run: tuple[Path, dict]) -> None:
+    out, summary = pipeline_run
+    for rel in (
+        "supernet/checkpoint.pt",
+        "profile/results.sqlite",
+        "predictor/latency.joblib",
+        "search/summary.json",
+        "search/pareto.png",
+        "front/front.csv",
+        "front.png",
+        "report.md",
+        "timings.json",
+    ):
+        assert (out / rel).is_file(), rel
+    assert summary["profile"]["stored"] == 5
+    assert summary["search"]["evaluations"] == 6
+    assert summary["predictor"]["n_train"] == 5
+    assert set(summary["timings_s"]) >= {"train", "profile", "predictor", "search", "front"}
+    assert summary["front"], "the search's front is tested, exported and measured"
+    report = (out / "report.md").read_text()
+    for row in summary["shipped"]:
+        assert row["onnx"] in report
+        assert (out / "front" / row["onnx"]).is_file()
+        assert (out / "front" / row["torch"]).is_file()  # --export onnx,torch
+
+
+def test_front_is_measured_and_the_shipped_set_is_non_dominated_on_measured_latency(
+    pipeline_run: tuple[Path, dict],
+) -> None:
+    from hwnas.search.pareto import non_dominated_mask
+
+    _, summary = pipeline_run
+    front = summary["front"]
+    assert all(r["measured_latency_ms"] > 0 for r in front)
+    search_front = json.loads((pipeline_run[0] / "search" / "summary.json").read_text())
+    assert {r["arch_key"] for r in front} == {p["arch_key"] for p in search_front["pareto"]}
+    F = np.array([[-r["val_top1"], r["measured_latency_ms"]] for r in front])
+    assert [r["on_front"] for r in front] == list(non_dominated_mask(F))
+    assert summary["shipped"] == [r for r in front if r["on_front"]]
+    drift = summary["front_latency_agreement"]["drift"]
+    assert drift is not None and drift > 0  # the profile's anchor measured again
+
+
+def test_exported_onnx_models_are_the_networks_that_were_tested(
+    pipeline_run: tuple[Path, dict],
+) -> None:
+    """Each ONNX file, run by ONNX Runtime on the test split, scores the test accuracy the
+    report gives: BN recalibration and the input resize are inside the exported model."""
+    import onnxruntime as ort
+    import torch
+
+    from hwnas.train.evaluate import checkpoint_data
+    from hwnas.train.supernet import load_checkpoint, model_from_checkpoint
+
+    out, summary = pipeline_run
+    ckpt = load_checkpoint(out / "supernet" / "checkpoint.pt")
+    data = checkpoint_data(ckpt, model_from_checkpoint(ckpt))
+    x, y = data.split("test")
+    x = x.to(memory_format=torch.contiguous_format).numpy()
+    for row in summary["front"]:
+        sess = ort.InferenceSession(str(out / "front" / row["onnx"]))
+        name = sess.get_inputs()[0].name
+        logits = sess.run(None, {name: x})[0]
+        top1 = 100.0 * float(np.mean(logits.argmax(1) == y.numpy()))
+        assert abs(top1 - row["test_top1"]) <= 100.0 / len(y) + 1e-9, row["onnx"]
+
+
+def test_pipeline_run_again_resumes_and_a_larger_budget_searches_on(
+    pipeline_run: tuple[Path, dict], tmp_path: Path
+) -> None:
+    from hwnas.pipeline import run_pipeline
+
+    out = tmp_path / "run"
+    shutil.copytree(pipeline_run[0], out)
+    onnx = sorted((out / "front").glob("*.onnx"))
+    stamps = {p: p.stat().st_mtime_ns for p in onnx}
+    again = run_pipeline(TINY | {"export_formats": ["onnx", "torch"]}, out)
+    assert again["search"]["evaluations"] == 6
+    assert again["profile"]["stored"] == 5
+    assert {p: p.stat().st_mtime_ns for p in onnx} == stamps  # nothing exported again
+    more = run_pipeline(TINY | {"evaluations": 9, "export_formats": ["onnx", "torch"]}, out)
+    assert more["search"]["evaluations"] == 9
+    with open(out / "search" / "evaluations.csv") as f:
+        keys = [r["arch_key"] for r in csv.DictReader(f)]
+    assert len(keys) == len(set(keys)) == 9
+
+
+def test_pipeline_refuses_another_config_in_the_same_directory(
+    pipeline_run: tuple[Path, dict], tmp_path: Path
+) -> None:
+    from hwnas.pipeline import run_pipeline
+
+    out = tmp_path / "run"
+    shutil.copytree(pipeline_run[0], out)
+    with pytest.raises(HwnasError, match="profile_samples 5 \\(now 6\\)"):
+        run_pipeline(TINY | {"profile_samples": 6, "export_formats": ["onnx", "torch"]}, out)
+    with pytest.raises(HwnasError, match="can raise it, not lower it"):
+        run_pipeline(TINY | {"evaluations": 5, "export_formats": ["onnx", "torch"]}, out)
+
+
+def test_pipeline_config_errors_are_one_line(tmp_path: Path) -> None:
+    from hwnas.pipeline import run_pipeline
+
+    with pytest.raises(HwnasError, match="train.seed is set by the pipeline"):
+        run_pipeline({"train": {"seed": 3}}, tmp_path / "a")
+    with pytest.raises(HwnasError, match="bad pipeline config: evaluations"):
+        run_pipeline({"evaluations": 0}, tmp_path / "b")
+    with pytest.raises(HwnasError, match="bad pipeline config: nope"):
+        run_pipeline({"nope": 1}, tmp_path / "c")
+    with pytest.raises(HwnasError, match="bad training config"):
+        run_pipeline({"train": {"epochs": 0}}, tmp_path / "d")
+    with pytest.raises(HwnasError, match="unknown dataset 'cifar11'"):
+        run_pipeline({"train": {"dataset": "cifar11"}}, tmp_path / "e")
+    with pytest.raises(HwnasError, match="unknown algorithm"):
+        run_pipeline({"algorithm": "nsga9"}, tmp_path / "f")
+    with pytest.raises(HwnasError, match="unknown predictor"):
+        run_pipeline({"predictor": "xgb"}, tmp_path / "g")
+    with pytest.raises(HwnasError, match="objectives are accuracy"):
+        run_pipeline({"constraints": ["mflops<=3"]}, tmp_path / "h")
+    assert not any(tmp_path.iterdir())  # checked before anything is written
+
+
+def test_cli_pipeline_bad_flags_exit_2(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "hwnas.cli", "pipeline", "--out", str(tmp_path / "x"),
+         "--export", "tflite"],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: --export takes onnx, torch or onnx,torch; got 'tflite'"
+    ]
+
+
+# ---- the supernet benchmark ------------------------------------------------------------
+def test_supernet_benchmark_measures_accuracy_and_predicts_latency(
+    pipeline_run: tuple[Path, dict],
+) -> None:
+    from hwnas.bench import get_benchmark
+    from hwnas.train.evaluate import checkpoint_data
+    from hwnas.train.supernet import evaluate_config, load_checkpoint, model_from_checkpoint
+
+    out, _ = pipeline_run
+    ckpt_path = out / "supernet" / "checkpoint.pt"
+    bench = get_benchmark(
+        "supernet", checkpoint=str(ckpt_path), latency=str(out / "predictor" / "latency.joblib")
+    )
+    assert [o.name for o in bench.objectives] == ["accuracy", "latency"]
+    v = bench.space.sample(2, np.random.default_rng(1))
+    F = bench.evaluate(v)
+    ckpt = load_checkpoint(ckpt_path)
+    model = model_from_checkpoint(ckpt)
+    data = checkpoint_data(ckpt, model)
+    for row, vec in zip(F, v, strict=True):
+        acc = evaluate_config(model, bench.space.decode(vec), data, "val", 4, 256)
+        assert row[0] == pytest.approx(100 * acc)
+    assert np.all(F[:, 1] > 0)
+    flops = get_benchmark("supernet", checkpoint=str(ckpt_path))
+    assert [o.name for o in flops.objectives] == ["accuracy", "mflops"]
+    assert flops.evaluate(v)[:, 1] == pytest.approx(flops.mflops(v))
+
+
+def test_supernet_benchmark_errors(pipeline_run: tuple[Path, dict], tmp_path: Path) -> None:
+    from hwnas.bench import get_benchmark
+
+    out, _ = pipeline_run
+    ckpt = str(out / "supernet" / "checkpoint.pt")
+    with pytest.raises(HwnasError, match="needs the option checkpoint=PATH"):
+        get_benchmark("supernet")
+    with pytest.raises(HwnasError, match="checkpoint not found"):
+        get_benchmark("supernet", checkpoint=str(tmp_path / "none.pt"))
+    with pytest.raises(HwnasError, match="split must be one of"):
+        get_benchmark("supernet", checkpoint=ckpt, split="dev")
+    with pytest.raises(HwnasError, match="needs a latency predictor or flops=true"):
+        get_benchmark("supernet", checkpoint=ckpt, flops=False)
+    bench = get_benchmark("supernet", checkpoint=ckpt)
+    with pytest.raises(HwnasError):
+        bench.evaluate(np.full((1, bench.space.n_dims), 99))
+
+
+def test_cli_search_on_a_supernet_with_bench_options(
+    pipeline_run: tuple[Path, dict], tmp_path: Path
+) -> None:
+    out, _ = pipeline_run
+    run = tmp_path / "s"
+    proc = subprocess.run(
+        [sys.executable, "-m", "hwnas.cli", "search", "--benchmark", "supernet",
+         "--bench-option", f"checkpoint={out / 'supernet' / 'checkpoint.pt'}",
+         "--bench-option", f"latency={out / 'predictor' / 'latency.joblib'}",
+         "--algorithm", "random", "--evaluations", "3", "--out", str(run), "--json"],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["evaluations"] == 3
+    assert [o["name"] for o in summary["objectives"]] == ["accuracy", "latency"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "hwnas.cli", "search", "--benchmark", "supernet",
+         "--bench-option", "devices=x", "--out", str(tmp_path / "t")],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "give devices by --device, not --bench-option" in proc.stderr
+
+
+def test_profile_shapes_subnets_with_the_supernets_input_channels(tmp_path: Path) -> None:
+    import onnx
+
+    from hwnas.measure.latency import MeasureSettings
+    from hwnas.measure.profile import export_subnet, profile_space
+    from hwnas.space.mbv3_ramnas import space_for
+    from hwnas.supernet.mbv3 import MBv3Supernet
+
+    space = space_for("mbv3-cifar")
+    net = MBv3Supernet(space, 10, in_channels=1).eval()
+    path, _ = export_subnet(net, space, space.smallest(), tmp_path / "s.onnx", 1)
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    assert dims[1].dim_value == 1
+    fast = MeasureSettings(warmup=1, rounds=3, repeats_per_round=1)
+    summary = profile_space("mbv3-cifar", 2, tmp_path / "p", fast, in_channels=1, anchor=False)
+    assert summary["stored"] == 2
+    with pytest.raises(HwnasError, match="different in_channels"):
+        profile_space("mbv3-cifar", 2, tmp_path / "p", fast, in_channels=3, anchor=False)
+    with pytest.raises(HwnasError, match="in_channels must be an integer"):
+        profile_space("mbv3-cifar", 2, tmp_path / "q", fast, in_channels=0)
+
+
+def test_cli_profile_takes_the_deployed_networks_classes_and_channels(tmp_path: Path) -> None:
+    from hwnas.store.sqlite import ResultsStore
+
+    out = tmp_path / "p"
+    proc = subprocess.run(
+        [sys.executable, "-m", "hwnas.cli", "profile", "--samples", "2", "--in-channels", "1",
+         "--num-classes", "17", "--warmup", "1", "--rounds", "3", "--repeats", "1",
+         "--no-anchor", "--out", str(out), "--json"],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with ResultsStore(out / "results.sqlite") as store:
+        config = store.runs("profile")[-1]["config"]
+    assert (config["in_channels"], config["num_classes"]) == (1, 17)
+
+
+def test_pipeline_killed_in_its_search_continues_without_losing_or_repeating(
+    pipeline_run: tuple[Path, dict], tmp_path: Path, kill_when
+) -> None:
+    """SIGKILL in the middle of the search stage; the same command again finishes the
+    budget with every stored evaluation kept and none repeated."""
+    import sqlite3
+
+    from hwnas.pipeline import run_pipeline
+
+    out = tmp_path / "run"
+    shutil.copytree(pipeline_run[0], out)
+    shutil.rmtree(out / "search")  # trained and profiled; the search starts afresh
+    shutil.rmtree(out / "front")
+    config = TINY | {"evaluations": 12, "export_formats": ["onnx", "torch"]}  # the budget alone
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps(config))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hwnas.cli", "pipeline", "--config", str(cfg), "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def stored() -> int:
+        db = out / "search" / "results.sqlite"
+        if not db.is_file():
+            return 0
+        try:
+            with sqlite3.connect(db) as con:
+                return con.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    kill_when(proc, lambda: stored() >= 3, "the pipeline")
+    killed_at = stored()
+    assert 3 <= killed_at < 12
+    summary = run_pipeline(config, out)
+    assert summary["search"]["evaluations"] == 12
+    with open(out / "search" / "evaluations.csv") as f:
+        keys = [r["arch_key"] for r in csv.DictReader(f)]
+    assert len(keys) == len(set(keys)) == 12
+    assert (out / "report.md").is_file()
