@@ -110,6 +110,7 @@ def test_pipeline_run_again_resumes_and_a_larger_budget_searches_on(
 
     out = tmp_path / "run"
     shutil.copytree(pipeline_run[0], out)
+    # a copy: the search stored the original directory's checkpoint and predictor paths
     onnx = sorted((out / "front").glob("*.onnx"))
     stamps = {p: p.stat().st_mtime_ns for p in onnx}
     again = run_pipeline(TINY | {"export_formats": ["onnx", "torch"]}, out)
@@ -118,6 +119,8 @@ def test_pipeline_run_again_resumes_and_a_larger_budget_searches_on(
     assert {p: p.stat().st_mtime_ns for p in onnx} == stamps  # nothing exported again
     more = run_pipeline(TINY | {"evaluations": 9, "export_formats": ["onnx", "torch"]}, out)
     assert more["search"]["evaluations"] == 9
+    stored = json.loads((out / "search" / "summary.json").read_text())["benchmark_options"]
+    assert stored["checkpoint"] == str((out / "supernet" / "checkpoint.pt").resolve())
     with open(out / "search" / "evaluations.csv") as f:
         keys = [r["arch_key"] for r in csv.DictReader(f)]
     assert len(keys) == len(set(keys)) == 9

@@ -261,16 +261,16 @@ def _run(
 
     search_dir = out / "search"
     say(f"4/5 search: {cfg.algorithm}, {cfg.evaluations} subnets (accuracy measured)")
+    files = {"checkpoint": str(ckpt_path), "latency": str(pred_path.resolve())}
     with _stage(timings, "search", tpath), bars(f"{cfg.algorithm} on the supernet") as update:
-        if (search_dir / STORE_NAME).is_file():
+        if _retarget_search(search_dir / STORE_NAME, files):
             search = resume_search(search_dir, progress=update, evaluations=cfg.evaluations)
         else:
             search = run_search(
                 {
                     "benchmark": "supernet",
                     "benchmark_options": {
-                        "checkpoint": str(ckpt_path),
-                        "latency": str(pred_path.resolve()),
+                        **files,
                         "calib_batches": cfg.calib_batches,
                         "threads": cfg.threads,
                     },
@@ -297,6 +297,26 @@ def _run(
     plot_front(front, search, out / FRONT_PLOT)
     write_report(summary, out / REPORT_NAME)
     return summary
+
+
+def _retarget_search(store_path: Path, files: dict[str, str]) -> bool:
+    """Whether ``store_path`` holds a search run to continue; if so, point its stored
+    checkpoint and predictor paths at this run directory's (a run directory that was
+    moved or copied still resumes on its own files)."""
+    from hwnas.store.sqlite import ResultsStore
+
+    if not store_path.is_file():
+        return False
+    with ResultsStore(store_path) as store:
+        runs = store.runs("search")
+        if not runs:  # killed between creating the store and storing the run
+            return False
+        run = runs[-1]
+        opts = dict(run["config"].get("benchmark_options") or {})
+        if any(opts.get(k) != v for k, v in files.items()):
+            opts.update(files)
+            store.update_run_config(run["run_id"], {**run["config"], "benchmark_options": opts})
+    return True
 
 
 # ---------------------------------------------------------------------------------------
