@@ -72,11 +72,13 @@ def test_front_is_measured_and_the_shipped_set_is_non_dominated_on_measured_late
     assert all(r["measured_latency_ms"] > 0 for r in front)
     search_front = json.loads((pipeline_run[0] / "search" / "summary.json").read_text())
     assert {r["arch_key"] for r in front} == {p["arch_key"] for p in search_front["pareto"]}
-    F = np.array([[-r["val_top1"], r["measured_latency_ms"]] for r in front])
-    assert [r["on_front"] for r in front] == list(non_dominated_mask(F))
     assert summary["shipped"] == [r for r in front if r["on_front"]]
     drift = summary["front_latency_agreement"]["drift"]
     assert drift is not None and drift > 0  # the profile's anchor measured again
+    for r in front:  # constraints and the shipped set use the drift-corrected latency
+        assert r["latency_ms"] == pytest.approx(r["measured_latency_ms"] / drift)
+    F = np.array([[-r["val_top1"], r["latency_ms"]] for r in front])
+    assert [r["on_front"] for r in front] == list(non_dominated_mask(F))
 
 
 def test_exported_onnx_models_are_the_networks_that_were_tested(
@@ -113,12 +115,18 @@ def test_pipeline_run_again_resumes_and_a_larger_budget_searches_on(
     # a copy: the search stored the original directory's checkpoint and predictor paths
     onnx = sorted((out / "front").glob("*.onnx"))
     stamps = {p: p.stat().st_mtime_ns for p in onnx}
-    again = run_pipeline(TINY | {"export_formats": ["onnx", "torch"]}, out)
+    # where the data is may change (digits needs none; a moved data dir must not block)
+    again = run_pipeline(TINY | {"export_formats": ["onnx", "torch"], "data_dir": "/x"}, out)
     assert again["search"]["evaluations"] == 6
     assert again["profile"]["stored"] == 5
     assert {p: p.stat().st_mtime_ns for p in onnx} == stamps  # nothing exported again
     more = run_pipeline(TINY | {"evaluations": 9, "export_formats": ["onnx", "torch"]}, out)
     assert more["search"]["evaluations"] == 9
+    # a fixed reference point: a longer search never has a smaller hypervolume
+    assert more["search"]["reference_point"] == again["search"]["reference_point"]
+    assert more["search"]["hypervolume"] >= again["search"]["hypervolume"] > 0
+    files = {p.name for p in (out / "front").iterdir() if p.suffix in (".onnx", ".pt2")}
+    assert files == {r[k] for r in more["front"] for k in ("onnx", "torch")}  # no stale ones
     stored = json.loads((out / "search" / "summary.json").read_text())["benchmark_options"]
     assert stored["checkpoint"] == str((out / "supernet" / "checkpoint.pt").resolve())
     with open(out / "search" / "evaluations.csv") as f:
@@ -158,7 +166,25 @@ def test_pipeline_config_errors_are_one_line(tmp_path: Path) -> None:
         run_pipeline({"predictor": "xgb"}, tmp_path / "g")
     with pytest.raises(HwnasError, match="objectives are accuracy"):
         run_pipeline({"constraints": ["mflops<=3"]}, tmp_path / "h")
+    with pytest.raises(HwnasError, match="not found in data dir"):
+        run_pipeline(
+            {"train": {"dataset": "mnist"}, "data_dir": str(tmp_path / "no")}, tmp_path / "i"
+        )
+    with pytest.raises(HwnasError, match="does not exist"):
+        run_pipeline({"train": {"dataset": f"folder:{tmp_path / 'no'}"}}, tmp_path / "j")
     assert not any(tmp_path.iterdir())  # checked before anything is written
+
+
+def test_run_is_the_pipeline(tmp_path: Path) -> None:
+    """The main job (README quick start) is the pipeline, with its own default --out."""
+    from typer.testing import CliRunner
+
+    from hwnas.cli import app
+
+    res = CliRunner().invoke(app, ["run", "--help"], terminal_width=200)
+    assert res.exit_code == 0
+    assert "The main job: train a supernet" in res.output
+    assert "runs/default" in res.output
 
 
 def test_cli_pipeline_bad_flags_exit_2(tmp_path: Path) -> None:
@@ -188,6 +214,9 @@ def test_supernet_benchmark_measures_accuracy_and_predicts_latency(
         "supernet", checkpoint=str(ckpt_path), latency=str(out / "predictor" / "latency.joblib")
     )
     assert [o.name for o in bench.objectives] == ["accuracy", "latency"]
+    largest = bench.space.largest()[None, :]
+    expected = 1.1 * bench.latency_predictor.predict(largest)[0]
+    assert bench.reference_point() == pytest.approx([0.0, expected])
     v = bench.space.sample(2, np.random.default_rng(1))
     F = bench.evaluate(v)
     ckpt = load_checkpoint(ckpt_path)
@@ -327,3 +356,23 @@ def test_pipeline_killed_in_its_search_continues_without_losing_or_repeating(
         keys = [r["arch_key"] for r in csv.DictReader(f)]
     assert len(keys) == len(set(keys)) == 12
     assert (out / "report.md").is_file()
+
+
+def test_report_of_a_front_that_nothing_satisfies_says_so(
+    pipeline_run: tuple[Path, dict], tmp_path: Path
+) -> None:
+    from hwnas.pipeline import plot_front, write_report
+
+    _, summary = pipeline_run
+    empty = summary | {"front": [], "shipped": []}
+    empty["config"] = summary["config"] | {"constraints": ["latency<=0.001"]}
+    empty["front_latency_agreement"] = {"n": 0, "drift": None}
+    text = write_report(empty, tmp_path / "r.md").read_text()
+    assert "No searched subnet satisfies latency<=0.001 by its predicted latency" in text
+    assert "| ship |" not in text
+    assert plot_front([], summary["search"], tmp_path / "f.png").stat().st_size > 0
+    over = dict(summary["front"][0], feasible=False, on_front=False)
+    text = write_report(summary | {"front": [over]}, tmp_path / "o.md").read_text()
+    assert "| over budget |" in text
+    plot = plot_front([over], summary["search"], tmp_path / "o.png", ["latency<=0.5"])
+    assert plot.stat().st_size > 0

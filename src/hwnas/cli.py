@@ -327,31 +327,6 @@ def _parse_arch(space: Any, text: str) -> Any:
     return space.encode(value)
 
 
-@app.command()
-def run(
-    out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/default"),
-    evaluations: Annotated[int, typer.Option(min=1)] = 200,
-    data_dir: DataDir = None,
-) -> None:
-    """The main job on its embedded default: LINAS on NAS-Bench-201 (CIFAR-10 accuracy vs
-    Pixel 3 latency), 200 evaluations, judged against the exact Pareto front."""
-    search(
-        ctx=None,  # type: ignore[arg-type]
-        benchmark="nb201",
-        dataset="cifar10",
-        device="pixel3",
-        algorithm="linas",
-        evaluations=evaluations,
-        seed=0,
-        constraint=None,
-        option=None,
-        out=out,
-        resume=None,
-        data_dir=data_dir,
-        as_json=False,
-    )
-
-
 # ---- listings --------------------------------------------------------------------------
 def _listing(title: str, rows: list[tuple[str, str]], as_json: bool) -> None:
     if as_json:

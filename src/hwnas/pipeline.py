@@ -112,6 +112,7 @@ def load_config(config: PipelineConfig | dict[str, Any] | None) -> PipelineConfi
 def check_config(cfg: PipelineConfig, train_cfg: Any) -> None:
     """Names a later stage would refuse (dataset, predictor, algorithm and its options,
     constraints), refused before anything runs or is written."""
+    from hwnas.data import load_dataset
     from hwnas.data.datasets import DATASETS
     from hwnas.predict.models import make_predictor
     from hwnas.search.problem import Constraint
@@ -120,6 +121,8 @@ def check_config(cfg: PipelineConfig, train_cfg: Any) -> None:
     if train_cfg.dataset not in DATASETS and not train_cfg.dataset.startswith("folder:"):
         known = ", ".join([*sorted(DATASETS), "folder:PATH"])
         raise HwnasError(f"unknown dataset '{train_cfg.dataset}' (known: {known})")
+    # the data itself: a missing file or folder is refused before the run is written
+    load_dataset(train_cfg.dataset, train_cfg.data_dir, train_cfg.val_fraction, train_cfg.seed)
     make_predictor(cfg.predictor)
     build_algorithm(cfg.algorithm, cfg.seed, cfg.algorithm_options)
     for text in cfg.constraints:
@@ -136,7 +139,7 @@ def _no_progress(label: str) -> contextlib.AbstractContextManager[Callable[[int,
 
 def _check_same_config(out: Path, config: PipelineConfig) -> None:
     """A run directory holds one pipeline: resuming it takes the same config, except a
-    larger search budget (``evaluations``)."""
+    larger search budget (``evaluations``) and where the data is (``data_dir``)."""
     path = out / CONFIG_NAME
     if not path.is_file():
         return
@@ -145,7 +148,8 @@ def _check_same_config(out: Path, config: PipelineConfig) -> None:
     except (OSError, json.JSONDecodeError) as exc:
         raise HwnasError(f"{path} is not a pipeline config: {exc}") from None
     new = config.model_dump()
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "evaluations")
+    free = ("evaluations", "data_dir")
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in free)
     if diff:
         what = ", ".join(
             f"{k} {json.dumps(old.get(k))} (now {json.dumps(new.get(k))})" for k in diff
@@ -163,7 +167,7 @@ def _check_same_config(out: Path, config: PipelineConfig) -> None:
 
 def run_pipeline(
     config: PipelineConfig | dict[str, Any] | None = None,
-    out: str | Path = "runs/pipeline",
+    out: str | Path = "runs/default",
     progress: ProgressFactory | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -264,7 +268,9 @@ def _run(
     files = {"checkpoint": str(ckpt_path), "latency": str(pred_path.resolve())}
     with _stage(timings, "search", tpath), bars(f"{cfg.algorithm} on the supernet") as update:
         if _retarget_search(search_dir / STORE_NAME, files):
-            search = resume_search(search_dir, progress=update, evaluations=cfg.evaluations)
+            search = resume_search(
+                search_dir, progress=update, evaluations=cfg.evaluations, data_dir=cfg.data_dir
+            )
         else:
             search = run_search(
                 {
@@ -294,7 +300,7 @@ def _run(
 
     summary = _summary(cfg, out, final, prof, fitted, search, front, timings)
     (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    plot_front(front, search, out / FRONT_PLOT)
+    plot_front(front, search, out / FRONT_PLOT, cfg.constraints)
     write_report(summary, out / REPORT_NAME)
     return summary
 
@@ -337,8 +343,12 @@ def verify_front(
     Each subnet is extracted with BN recalibrated exactly as the search evaluated it, so
     the exported model is the one whose validation accuracy the search saw. Rows already
     in ``out/front.csv`` (a resumed run) are kept; the rest are measured together,
-    interleaved. ``on_front`` marks the rows non-dominated on validation accuracy and
-    measured latency: the networks to ship.
+    interleaved, beside the profile's anchor subnet: ``latency_ms`` is the measured
+    latency divided by the anchor's drift since the profile (the machine's load then and
+    now). ``feasible`` checks the constraints on it, and ``on_front`` marks the feasible
+    rows non-dominated on validation accuracy and it: the networks to ship. ``out`` is
+    the pipeline's own folder: model files of networks no longer on the front (a search
+    that went on) are removed.
     """
 
     import torch
@@ -363,7 +373,7 @@ def verify_front(
     rows: list[dict[str, Any]] = []
     todo: list[dict[str, Any]] = []
     total = len(pareto)
-    for i, p in enumerate(sorted(pareto, key=lambda p: p["latency"])):
+    for p in sorted(pareto, key=lambda p: p["latency"]):
         key = p["arch_key"]
         if key in done:
             rows.append(done[key])
@@ -375,7 +385,7 @@ def verify_front(
         test_iter = BatchIterator(x_test, y_test, 256, channels_last=channels_last)
         with torch.no_grad():
             top1, _ = accuracy(sub, test_iter)
-        stem = f"{i:02d}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"  # by predicted latency
+        stem = f"subnet_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
         files = {}
         shape = (model.in_channels, data.image_size, data.image_size)  # the data's images
         sub = sub.to(memory_format=torch.contiguous_format)
@@ -400,18 +410,18 @@ def verify_front(
         rows.append(row)
         todo.append(row)
         if progress is not None:
-            progress(len(rows) - len(todo), total)
+            progress(len(rows), total + 1)  # + 1: the measurement of them all
     if todo:
         _measure(todo, model, out, profile_dir, settings)
+    keep = {r[k] for r in rows for k in ("onnx", "torch") if r.get(k)}
+    for old in [*out.glob("*.onnx"), *out.glob("*.pt2")]:
+        if old.name not in keep:  # a network no longer on the front (a longer search)
+            old.unlink()
     if progress is not None:
-        progress(total, total)
+        progress(total + 1, total + 1)
     constraints = [Constraint.parse(c) for c in cfg.constraints]
-    for row in rows:  # the constraints again, on measured latency
-        measured = {
-            "accuracy": row["val_top1"],
-            "latency": row["measured_latency_ms"],
-            "mflops": row["mflops"],
-        }
+    for row in rows:  # the constraints again, on measured (drift-corrected) latency
+        measured = {"accuracy": row["val_top1"], "latency": row["latency_ms"]}
         row["feasible"] = all(
             c.violation(np.array([measured[c.objective]]))[0] <= 0
             for c in constraints
@@ -420,10 +430,10 @@ def verify_front(
         row["on_front"] = False
     ok = [r for r in rows if r["feasible"]]
     if ok:
-        F = np.array([[-r["val_top1"], r["measured_latency_ms"]] for r in ok], dtype=float)
+        F = np.array([[-r["val_top1"], r["latency_ms"]] for r in ok], dtype=float)
         for row, keep in zip(ok, non_dominated_mask(F), strict=True):
             row["on_front"] = bool(keep)
-    rows.sort(key=lambda r: r["measured_latency_ms"])
+    rows.sort(key=lambda r: r["latency_ms"])
     _write_front(out / FRONT_CSV, rows)
     return rows
 
@@ -436,6 +446,7 @@ FRONT_COLUMNS = [
     "test_top1",
     "predicted_latency_ms",
     "measured_latency_ms",
+    "latency_ms",
     "latency_cv",
     "drift",
     "params",
@@ -482,6 +493,9 @@ def _measure(
         row["measured_latency_ms"] = m.latency_ms
         row["latency_cv"] = m.stats.robust_cv
         row["drift"] = drift
+        # as the machine was during the profile: what the predictor learnt, and the same
+        # scale for rows measured in different calls (a resumed run)
+        row["latency_ms"] = m.latency_ms / drift if drift else m.latency_ms
 
 
 def _write_front(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -503,7 +517,13 @@ def _read_front(path: Path) -> list[dict[str, Any]]:
             if not r.get("measured_latency_ms"):
                 continue
             row: dict[str, Any] = dict(r)
-            for k in ("val_top1", "test_top1", "predicted_latency_ms", "measured_latency_ms"):
+            for k in (
+                "val_top1",
+                "test_top1",
+                "predicted_latency_ms",
+                "measured_latency_ms",
+                "latency_ms",
+            ):
                 row[k] = float(r[k])
             for k in ("latency_cv", "drift"):
                 row[k] = float(r[k]) if r.get(k) else None
@@ -540,7 +560,7 @@ def _summary(
         agreement["mape"] = float(np.mean(np.abs(pred - meas) / meas) * 100)
         agreement["kendall_tau"] = kendall_tau(meas, pred) if len(front) > 1 else None
         if drift is not None:  # measured latency as the machine was during the profile
-            m2 = meas / drift
+            m2 = np.array([r["latency_ms"] for r in front], dtype=float)
             agreement["mape_drift_corrected"] = float(np.mean(np.abs(pred - m2) / m2) * 100)
     return {
         "out": str(out),
@@ -563,7 +583,7 @@ def _summary(
         },
         "search": {
             k: search.get(k)
-            for k in ("algorithm", "evaluations", "failed", "hypervolume", "wall_time_s")
+            for k in ("algorithm", "evaluations", "failed", "hypervolume", "reference_point")
         },
         "front_latency_agreement": agreement,
         "front": front,
@@ -571,10 +591,18 @@ def _summary(
     }
 
 
-def plot_front(front: list[dict[str, Any]], search: dict[str, Any], path: Path) -> Path:
+def plot_front(
+    front: list[dict[str, Any]],
+    search: dict[str, Any],
+    path: Path,
+    constraints: list[str] | None = None,
+) -> Path:
     """Validation accuracy vs latency: the search's front at predicted latency, moved to
-    measured latency; the shipped (measured non-dominated) networks filled."""
+    measured (drift-corrected) latency; the shipped networks filled, those over a latency
+    budget marked, the budget drawn."""
     import matplotlib
+
+    from hwnas.search.problem import Constraint
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -583,7 +611,7 @@ def plot_front(front: list[dict[str, Any]], search: dict[str, Any], path: Path) 
     for r in front:
         ax.annotate(
             "",
-            xy=(r["measured_latency_ms"], r["val_top1"]),
+            xy=(r["latency_ms"], r["val_top1"]),
             xytext=(r["predicted_latency_ms"], r["val_top1"]),
             arrowprops={"arrowstyle": "->", "color": "0.6", "lw": 0.8},
         )
@@ -594,29 +622,41 @@ def plot_front(front: list[dict[str, Any]], search: dict[str, Any], path: Path) 
         edgecolors="tab:blue",
         label="search front (predicted latency)",
     )
-    ship = [r for r in front if r.get("on_front")]
-    rest = [r for r in front if not r.get("on_front")]
-    ax.scatter(
-        [r["measured_latency_ms"] for r in ship],
-        [r["val_top1"] for r in ship],
-        color="tab:orange",
-        label="measured, non-dominated (shipped)",
-        zorder=3,
+    feasible = [r for r in front if r.get("feasible", True)]
+    measured = (
+        ([r for r in feasible if r.get("on_front")], "measured, non-dominated (shipped)",
+         {"color": "tab:orange"}),
+        ([r for r in feasible if not r.get("on_front")], "measured, dominated",
+         {"color": "0.5", "marker": "x"}),
+        ([r for r in front if not r.get("feasible", True)], "measured, over the budget",
+         {"color": "tab:red", "marker": "x"}),
+    )  # fmt: skip
+    for rows, label, style in measured:
+        if rows:
+            ax.scatter(
+                [r["latency_ms"] for r in rows],
+                [r["val_top1"] for r in rows],
+                label=label,
+                zorder=3,
+                **style,
+            )
+    for text in constraints or []:
+        c = Constraint.parse(text)
+        if c.objective == "latency":
+            ax.axvline(c.bound, color="tab:red", ls="--", lw=1, label=f"budget {c}")
+    if not front:
+        ax.text(0.5, 0.5, "no searched subnet satisfies the constraints", ha="center",
+                transform=ax.transAxes)  # fmt: skip
+    drifts = [r["drift"] for r in front if r.get("drift")]
+    ax.set_xlabel(
+        "latency on this machine (ms, ONNX Runtime"
+        + (f"; measured / {np.median(drifts):.2f}, the machine's drift)" if drifts else ")")
     )
-    if rest:
-        ax.scatter(
-            [r["measured_latency_ms"] for r in rest],
-            [r["val_top1"] for r in rest],
-            color="0.5",
-            marker="x",
-            label="measured, dominated",
-            zorder=3,
-        )
-    ax.set_xlabel("latency on this machine (ms, ONNX Runtime)")
     ax.set_ylabel("validation top-1 (%)")
     ax.set_title(f"{search.get('algorithm')}: {search.get('evaluations')} subnets searched")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if front:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -673,20 +713,32 @@ def write_report(summary: dict[str, Any], path: Path) -> Path:
         f"{_f(ag.get('mape'), 1)} %, Kendall tau {_f(ag.get('kendall_tau'))}. "
         + _drift_words(ag)
         + "Test accuracy is on the held-out test split, which neither training nor the "
-        f"search saw. Plot: `{FRONT_PLOT}`.",
+        "search saw. *at profile load* = measured / the drift factor, the latency the "
+        "predictor learnt to predict; the constraints and the choice of networks to ship use "
+        "it. ship: `yes` = non-dominated on validation accuracy and that latency (the "
+        "networks to deploy); `over budget` = breaks a constraint that the predicted latency "
+        f"met. Plot: `{FRONT_PLOT}`.",
         "",
         f"![front]({FRONT_PLOT})",
         "",
-        "| ship | val top-1 % | test top-1 % | predicted ms | measured ms | MFLOPs | params "
-        "| file |",
+        "| ship | val top-1 % | test top-1 % | predicted ms | measured ms | at profile load ms "
+        "| params | files |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    if not s["front"]:
+        cons = " and ".join(c["constraints"]) or "the constraints"
+        lines[-6:] = [
+            f"No searched subnet satisfies {cons} by its predicted latency, so nothing was "
+            "tested or measured: loosen the constraint, or search more (a larger "
+            "--evaluations).",
+        ]
     for r in s["front"]:
+        ship = "yes" if r.get("on_front") else "" if r.get("feasible", True) else "over budget"
+        files = ", ".join(f"`front/{r[k]}`" for k in ("onnx", "torch") if r.get(k))
         lines.append(
-            f"| {'yes' if r.get('on_front') else ''} | {r['val_top1']:.2f} | "
-            f"{r['test_top1']:.2f} | {r['predicted_latency_ms']:.3f} | "
-            f"{r['measured_latency_ms']:.3f} | {r['mflops']:.2f} | {r['params']:,} | "
-            f"`front/{r['onnx']}` |"
+            f"| {ship} | {r['val_top1']:.2f} | {r['test_top1']:.2f} | "
+            f"{r['predicted_latency_ms']:.3f} | {r['measured_latency_ms']:.3f} | "
+            f"{r['latency_ms']:.3f} | {r['params']:,} | {files} |"
         )
     lines.append("")
     path.write_text("\n".join(lines))

@@ -140,6 +140,18 @@ class SupernetBenchmark(Evaluator):
             cols.append(self.mflops(x))
         return np.stack(cols, axis=1)
 
+    def reference_point(self) -> np.ndarray:
+        """Fixed hypervolume reference (raw units): 0 % accuracy and 1.1 x each cost of
+        the largest subnet, so hypervolumes of one supernet's searches compare and a
+        longer search never scores less."""
+        largest = np.asarray(self.space.largest())[None, :]
+        costs = []
+        if self.latency_predictor is not None:
+            costs.append(float(np.asarray(self.latency_predictor.predict(largest))[0]))
+        if self.flops:
+            costs.append(float(self.mflops(largest)[0]))
+        return np.array([0.0, *(1.1 * c for c in costs)], dtype=np.float64)
+
     def describe(self) -> dict[str, object]:
         d = super().describe()
         d["checkpoint"] = self.checkpoint
