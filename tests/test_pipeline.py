@@ -289,6 +289,11 @@ def test_profile_shapes_subnets_with_the_supernets_input_channels(tmp_path: Path
     path, _ = export_subnet(net, space, space.smallest(), tmp_path / "s.onnx", 1)
     dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
     assert dims[1].dim_value == 1
+    # the deployed network of 8x8 images resizes them inside: measured that way
+    path, _ = export_subnet(net, space, space.smallest(), tmp_path / "r.onnx", 1, input_size=8)
+    graph = onnx.load(str(path)).graph
+    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:]] == [1, 8, 8]
+    assert "Resize" in {n.op_type for n in graph.node}
     fast = MeasureSettings(warmup=1, rounds=3, repeats_per_round=1)
     summary = profile_space("mbv3-cifar", 2, tmp_path / "p", fast, in_channels=1, anchor=False)
     assert summary["stored"] == 2
@@ -304,7 +309,8 @@ def test_cli_profile_takes_the_deployed_networks_classes_and_channels(tmp_path: 
     out = tmp_path / "p"
     proc = subprocess.run(
         [sys.executable, "-m", "hwnas.cli", "profile", "--samples", "2", "--in-channels", "1",
-         "--num-classes", "17", "--warmup", "1", "--rounds", "3", "--repeats", "1",
+         "--num-classes", "17", "--input-size", "8", "--warmup", "1", "--rounds", "3",
+         "--repeats", "1",
          "--no-anchor", "--out", str(out), "--json"],
         capture_output=True,
         text=True,
@@ -312,7 +318,7 @@ def test_cli_profile_takes_the_deployed_networks_classes_and_channels(tmp_path: 
     assert proc.returncode == 0, proc.stderr
     with ResultsStore(out / "results.sqlite") as store:
         config = store.runs("profile")[-1]["config"]
-    assert (config["in_channels"], config["num_classes"]) == (1, 17)
+    assert (config["in_channels"], config["num_classes"], config["input_size"]) == (1, 17, 8)
 
 
 def test_pipeline_killed_in_its_search_continues_without_losing_or_repeating(

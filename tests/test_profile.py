@@ -171,7 +171,7 @@ def no_export(monkeypatch):
     """Subnets 'exported' as a few bytes (the tests are about groups and files)."""
     from hwnas.measure import profile
 
-    def export(net, space, vector, path, batch_size):
+    def export(net, space, vector, path, batch_size, input_size=None):
         path.write_bytes(b"onnx")
         cost = dict(flops=2.0, macs=1.0, params=1.0, peak_activation_bytes=1.0)
         return path, {**cost, "onnx_size_bytes": 4}

@@ -170,6 +170,13 @@ def register(app: typer.Typer) -> None:
         in_channels: int = typer.Option(
             3, "--in-channels", min=1, help="Input channels of the stem (1 for grayscale)."
         ),
+        input_size: int | None = typer.Option(
+            None,
+            "--input-size",
+            min=1,
+            help="Image size the deployed networks take (resized inside to each subnet's "
+            "resolution); default: each subnet's resolution.",
+        ),
         agent: str = _AGENT,
         token_file: Path = _TOKEN,
         timeout_s: float = _TIMEOUT,
@@ -202,6 +209,7 @@ def register(app: typer.Typer) -> None:
                     anchor=anchor,
                     num_classes=num_classes,
                     in_channels=in_channels,
+                    input_size=input_size,
                 )
         except (KeyboardInterrupt, ProfileTerminated) as exc:
             what = "terminated" if isinstance(exc, ProfileTerminated) else "interrupted"

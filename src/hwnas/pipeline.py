@@ -253,6 +253,7 @@ def _run(
             progress=update,
             num_classes=model.num_classes,
             in_channels=model.in_channels,
+            input_size=_image_size(ckpt),
             measurer=LocalMeasurer(settings, isolate=True),
         )
 
@@ -412,7 +413,7 @@ def verify_front(
         if progress is not None:
             progress(len(rows), total + 1)  # + 1: the measurement of them all
     if todo:
-        _measure(todo, model, out, profile_dir, settings)
+        _measure(todo, model, ckpt, out, profile_dir, settings)
     keep = {r[k] for r in rows for k in ("onnx", "torch") if r.get(k)}
     for old in [*out.glob("*.onnx"), *out.glob("*.pt2")]:
         if old.name not in keep:  # a network no longer on the front (a longer search)
@@ -457,8 +458,19 @@ FRONT_COLUMNS = [
 ]
 
 
+def _image_size(ckpt: dict[str, Any]) -> int:
+    """The size of the checkpoint's dataset images: the deployed networks take them and
+    resize to their resolution inside, so the profile measures them that way too."""
+    return int(ckpt["data"]["shape"][-1])
+
+
 def _measure(
-    rows: list[dict[str, Any]], model: Any, out: Path, profile_dir: Path, settings: Any
+    rows: list[dict[str, Any]],
+    model: Any,
+    ckpt: dict[str, Any],
+    out: Path,
+    profile_dir: Path,
+    settings: Any,
 ) -> None:
     """Measure the rows' ONNX files, interleaved, beside the profile's anchor subnet:
     the anchor's latency now over its latency during the profile (``drift``) says how much
@@ -478,7 +490,8 @@ def _measure(
     if anchor is not None:
         net = MBv3Supernet(model.space, model.num_classes, model.in_channels).eval()
         with torch.no_grad():
-            export_subnet(net, model.space, model.space.from_key(anchor[0]), tmp, 1)
+            vec = model.space.from_key(anchor[0])
+            export_subnet(net, model.space, vec, tmp, 1, _image_size(ckpt))
         files.insert(0, tmp)
     measurer = LocalMeasurer(dataclasses.replace(settings, input_shape=None), isolate=True)
     try:

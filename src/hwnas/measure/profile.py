@@ -95,6 +95,7 @@ _RESUME_KEYS = (
     "seed",
     "num_classes",
     "in_channels",
+    "input_size",
     "settings",
     "device",
     "anchor",
@@ -189,15 +190,22 @@ def _describe_measurer(measurer: Any) -> dict[str, Any]:
 
 
 def export_subnet(
-    net: Any, space: MBv3SupernetSpace, vector: np.ndarray, path: Path, batch_size: int
+    net: Any,
+    space: MBv3SupernetSpace,
+    vector: np.ndarray,
+    path: Path,
+    batch_size: int,
+    input_size: int | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Extract ``vector`` from the supernet, export it to ``path`` and compute its cost."""
+    """Extract ``vector`` from the supernet, export it to ``path`` and compute its cost.
+    With ``input_size`` the subnet takes images of that size and resizes them to its
+    resolution first, as a network deployed on such images does."""
     from hwnas.measure.cost import model_cost
     from hwnas.measure.export import export_onnx
 
     cfg = space.decode(vector)
-    r = cfg["resolution"]
-    sub = net.get_subnet(vector).eval()
+    r = cfg["resolution"] if input_size is None else input_size
+    sub = net.get_subnet(vector, include_resize=r != cfg["resolution"]).eval()
     shape = (net.in_channels, r, r)
     export_onnx(sub, shape, path, batch_size)
     cost = model_cost(sub, shape, batch_size, onnx_path=path)
@@ -397,6 +405,7 @@ def profile_space(
     num_classes: int | None = None,
     anchor: bool = True,
     in_channels: int = 3,
+    input_size: int | None = None,
 ) -> dict[str, Any]:
     """Measure ``samples`` subnets of ``space_name`` and store them in ``out_dir``.
 
@@ -409,7 +418,10 @@ def profile_space(
     new ones fill the largest gaps of its MACs range); ``progress(done, total)`` is
     called after each stored subnet.
     ``num_classes`` and ``in_channels`` shape the subnets' head and stem as the
-    deployed networks will have them (a supernet trained on 1-channel digits: 1).
+    deployed networks will have them (a supernet trained on 1-channel digits: 1);
+    ``input_size`` makes each subnet take images of that size and resize them to its
+    resolution inside (the deployed network of a dataset whose images have that size;
+    default: inputs at the subnet's resolution).
     ``anchor`` (default) corrects drift between groups with an anchor subnet measured
     in every group (see the module docstring); ``latency_raw_ms`` keeps the raw value.
 
@@ -436,6 +448,10 @@ def profile_space(
     nc = int(num_classes) if num_classes is not None else num_classes_for(space.name)
     if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
         raise HwnasError(f"in_channels must be an integer >= 1, got {in_channels!r}")
+    if input_size is not None and (
+        isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1
+    ):
+        raise HwnasError(f"input_size must be an integer >= 1, got {input_size!r}")
     measurer = measurer if measurer is not None else LocalMeasurer(settings)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -467,6 +483,8 @@ def profile_space(
         }
         if in_channels != 3:  # stored only when not the default: older runs still resume
             config["in_channels"] = in_channels
+        if input_size is not None:
+            config["input_size"] = input_size
         if has_run and anchor:  # the anchor follows from the stored plan
             old_plan = store.runs(PROFILE_KIND)[-1]["config"]["plan"]
             config["anchor"] = anchor_key(space, old_plan, nc) if old_plan else None
@@ -489,7 +507,7 @@ def profile_space(
                 with torch.no_grad():
                     if config["anchor"]:
                         anchors = _AnchorLog(
-                            store, run_id, space, net, config["anchor"], settings, tmp
+                            store, run_id, space, net, config["anchor"], settings, tmp, input_size
                         )
                     for g0 in range(0, len(todo), group_size):
                         keys = todo[g0 : g0 + group_size]
@@ -505,6 +523,7 @@ def profile_space(
                             group=first_group + g0 // group_size,
                             anchors=anchors,
                             replace=retry,
+                            input_size=input_size,
                         )
                         if progress is not None:
                             progress(resumed_from + measured, total)
@@ -583,6 +602,7 @@ def _profile_group(
     group: int,
     anchors: _AnchorLog | None = None,
     replace: set[str] | frozenset[str] = frozenset(),
+    input_size: int | None = None,
 ) -> int:
     """Export, cost and measure one group; store every result. Returns how many stored.
 
@@ -599,7 +619,7 @@ def _profile_group(
         t0 = time.perf_counter()
         try:
             path, cost = export_subnet(
-                net, space, vec, tmp / f"subnet{i}.onnx", settings.batch_size
+                net, space, vec, tmp / f"subnet{i}.onnx", settings.batch_size, input_size
             )
         except Exception as exc:  # a subnet that cannot be exported is recorded as failed
             wall = time.perf_counter() - t0
@@ -694,11 +714,12 @@ class _AnchorLog:
         key: str,
         settings: MeasureSettings,
         tmp: Path,
+        input_size: int | None = None,
     ) -> None:
         self.store, self.key = store, key
         self.vector = space.from_key(key)
         self.path, _ = export_subnet(
-            net, space, self.vector, tmp / "anchor.onnx", settings.batch_size
+            net, space, self.vector, tmp / "anchor.onnx", settings.batch_size, input_size
         )
         runs = [r for r in store.runs(ANCHOR_KIND) if r["config"].get("profile_run") == profile_run]
         if runs:
