@@ -7,16 +7,18 @@ with the same config continues where it stopped):
 1. ``supernet/``: :func:`hwnas.train.supernet.train_supernet` (sandwich rule, subnet
    mutual distillation, DKD; the ``train`` section of the config).
 2. ``profile/``: :func:`hwnas.measure.profile.profile_space` measures ``profile_samples``
-   subnets spread over the MACs range with ONNX Runtime on this machine, shaped as the
-   trained supernet's subnets (input channels, classes).
+   subnets spread over the MACs range with ONNX Runtime on this machine, each shaped as
+   the deployed network (the supernet's input channels and classes, the dataset's images
+   resized inside).
 3. ``predictor/latency.joblib``: :func:`hwnas.predict.fitted.fit_on_profile` (model
    ``predictor``, default ``auto``: chosen by cross-validation).
 4. ``search/``: :func:`hwnas.search.run_search` on the ``supernet`` benchmark: each
    subnet's validation accuracy measured (BN recalibrated), its latency predicted.
 5. ``front/``: every architecture of the search's front is extracted with recalibrated
    BN, evaluated on the held-out *test* split, exported to ONNX (and ``torch.export``
-   where asked), and the exported files are measured on this machine, interleaved. The
-   shipped front is the non-dominated set on validation accuracy and *measured* latency.
+   where asked), and the exported files are measured on this machine, interleaved, beside
+   the profile's anchor subnet. The shipped front is the feasible non-dominated set on
+   validation accuracy and *measured* latency (divided by the anchor's drift).
 6. ``report.md`` and ``front.png`` (predicted vs measured latency of the front), and
    ``summary.json``.
 """
@@ -53,7 +55,7 @@ ProgressFactory = Callable[[str], contextlib.AbstractContextManager[Callable[[in
 
 
 class PipelineConfig(BaseModel):
-    """Settings of one pipeline run (defaults: the embedded digits run, about 8 minutes on
+    """Settings of one pipeline run (defaults: the embedded digits run, about 6 minutes on
     2 CPU cores). ``train`` holds ``TrainConfig`` fields (``hwnas train --help``)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -109,20 +111,18 @@ def load_config(config: PipelineConfig | dict[str, Any] | None) -> PipelineConfi
         raise HwnasError(f"bad pipeline config: {loc}: {first['msg']}") from None
 
 
-def check_config(cfg: PipelineConfig, train_cfg: Any) -> None:
+def check_config(cfg: PipelineConfig, train_cfg: Any) -> Any:
     """Names a later stage would refuse (dataset, predictor, algorithm and its options,
-    constraints), refused before anything runs or is written."""
+    constraints), refused before anything runs or is written. Returns the training data
+    (an unknown dataset, a missing file or folder fails here), loaded once for training
+    and the front's test."""
     from hwnas.data import load_dataset
-    from hwnas.data.datasets import DATASETS
     from hwnas.predict.models import make_predictor
     from hwnas.search.problem import Constraint
     from hwnas.search.spec import build_algorithm
 
-    if train_cfg.dataset not in DATASETS and not train_cfg.dataset.startswith("folder:"):
-        known = ", ".join([*sorted(DATASETS), "folder:PATH"])
-        raise HwnasError(f"unknown dataset '{train_cfg.dataset}' (known: {known})")
-    # the data itself: a missing file or folder is refused before the run is written
-    load_dataset(train_cfg.dataset, train_cfg.data_dir, train_cfg.val_fraction, train_cfg.seed)
+    t = train_cfg
+    data = load_dataset(t.dataset, t.data_dir, t.val_fraction, t.seed, t.limit)
     make_predictor(cfg.predictor)
     build_algorithm(cfg.algorithm, cfg.seed, cfg.algorithm_options)
     for text in cfg.constraints:
@@ -131,6 +131,7 @@ def check_config(cfg: PipelineConfig, train_cfg: Any) -> None:
             raise HwnasError(
                 f"constraint '{text}': the pipeline's objectives are accuracy (%) and latency (ms)"
             )
+    return data
 
 
 def _no_progress(label: str) -> contextlib.AbstractContextManager[Callable[[int, int], None]]:
@@ -185,11 +186,11 @@ def run_pipeline(
     if out.exists() and not out.is_dir():
         raise HwnasError(f"output path {out} exists and is not a directory")
     train_cfg = cfg.train_config(out, progress is not None)  # checked before any work
-    check_config(cfg, train_cfg)
+    data = check_config(cfg, train_cfg)
     with out_dir_lock(out, "pipeline"):
         _check_same_config(out, cfg)
         (out / CONFIG_NAME).write_text(json.dumps(cfg.model_dump(), indent=2) + "\n")
-        return _run(cfg, train_cfg, out, bars, say)
+        return _run(cfg, train_cfg, data, out, bars, say)
 
 
 @contextlib.contextmanager
@@ -215,6 +216,7 @@ def _read_timings(path: Path) -> dict[str, float]:
 def _run(
     cfg: PipelineConfig,
     train_cfg: Any,
+    data: Any,
     out: Path,
     bars: ProgressFactory,
     say: Callable[[str], None],
@@ -224,18 +226,16 @@ def _run(
     from hwnas.measure.profile import profile_space
     from hwnas.predict.fitted import fit_on_profile
     from hwnas.search.runner import STORE_NAME, resume_search, run_search
-    from hwnas.train.supernet import train_supernet
+    from hwnas.train.supernet import load_checkpoint, model_from_checkpoint, train_supernet
 
     tpath = out / TIMINGS_NAME
     timings = _read_timings(tpath)
 
     say(f"1/5 supernet: {train_cfg.space} on {train_cfg.dataset}, {train_cfg.epochs} epochs")
     with _stage(timings, "train", tpath):
-        trained = train_supernet(train_cfg)
+        trained = train_supernet(train_cfg, data)
     final = trained.final
     ckpt_path = trained.checkpoint.resolve()
-    from hwnas.train.supernet import load_checkpoint, model_from_checkpoint
-
     ckpt = load_checkpoint(ckpt_path)
     model = model_from_checkpoint(ckpt)
 
@@ -295,8 +295,9 @@ def _run(
     say(f"5/5 front: {len(search['pareto'])} subnets tested, exported and measured")
     with _stage(timings, "front", tpath), bars("front") as update:
         front = verify_front(
-            ckpt, model, search["pareto"], out / "front", cfg, settings, out / "profile", update
-        )
+            ckpt, model, data, search["pareto"], out / "front", cfg, settings, out / "profile",
+            update,
+        )  # fmt: skip
     timings["total"] = round(sum(timings.get(k, 0.0) for k in STAGES), 2)
 
     summary = _summary(cfg, out, final, prof, fitted, search, front, timings)
@@ -332,6 +333,7 @@ def _retarget_search(store_path: Path, files: dict[str, str]) -> bool:
 def verify_front(
     ckpt: dict[str, Any],
     model: Any,
+    data: Any,
     pareto: list[dict[str, Any]],
     out: Path,
     cfg: PipelineConfig,
@@ -341,6 +343,7 @@ def verify_front(
 ) -> list[dict[str, Any]]:
     """Test accuracy, exported files and measured latency of each front architecture.
 
+    ``data`` is the checkpoint's dataset (:func:`hwnas.train.evaluate.checkpoint_data`).
     Each subnet is extracted with BN recalibrated exactly as the search evaluated it, so
     the exported model is the one whose validation accuracy the search saw. Rows already
     in ``out/front.csv`` (a resumed run) are kept; the rest are measured together,
@@ -358,7 +361,7 @@ def verify_front(
     from hwnas.measure.export import export_onnx
     from hwnas.search.pareto import non_dominated_mask
     from hwnas.search.problem import Constraint
-    from hwnas.train.evaluate import checkpoint_data
+    from hwnas.train.evaluate import checkpoint_data, save_torch_program
     from hwnas.train.supernet import calibrated_subnet
     from hwnas.train.utils import accuracy
 
@@ -368,7 +371,7 @@ def verify_front(
         for r in _read_front(out / FRONT_CSV)
         if (out / r["onnx"]).is_file() and (not r["torch"] or (out / r["torch"]).is_file())
     }
-    data = checkpoint_data(ckpt, model, data_dir=cfg.data_dir)
+    data = checkpoint_data(ckpt, model, data)  # checks channels and classes
     x_test, y_test = data.split("test")
     channels_last = bool(ckpt.get("train_config", {}).get("channels_last", False))
     rows: list[dict[str, Any]] = []
@@ -387,15 +390,13 @@ def verify_front(
         with torch.no_grad():
             top1, _ = accuracy(sub, test_iter)
         stem = f"subnet_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
-        files = {}
+        files = {"onnx": f"{stem}.onnx", "torch": ""}
         shape = (model.in_channels, data.image_size, data.image_size)  # the data's images
         sub = sub.to(memory_format=torch.contiguous_format)
-        files["onnx"] = str(export_onnx(sub, shape, out / f"{stem}.onnx"))
+        export_onnx(sub, shape, out / files["onnx"])
         if "torch" in cfg.export_formats:
-            batch = torch.export.Dim("batch", min=1, max=4096)
-            prog = torch.export.export(sub, (torch.randn(2, *shape),), dynamic_shapes=({0: batch},))
-            torch.export.save(prog, str(out / f"{stem}.pt2"))
-            files["torch"] = str(out / f"{stem}.pt2")
+            files["torch"] = f"{stem}.pt2"
+            save_torch_program(sub, shape, out / files["torch"])
         row = {
             "arch_key": key,
             "val_top1": p["accuracy"],
@@ -405,8 +406,7 @@ def verify_front(
             "params": sum(q.numel() for q in sub.parameters()),
             "mflops": 2e-6 * model.space.macs(vec, model.in_channels, model.num_classes),
             "resolution": arch["resolution"],
-            "onnx": Path(files["onnx"]).name,
-            "torch": Path(files["torch"]).name if "torch" in files else "",
+            **files,
         }
         rows.append(row)
         todo.append(row)
@@ -561,7 +561,7 @@ def _summary(
     front: list[dict[str, Any]],
     timings: dict[str, float],
 ) -> dict[str, Any]:
-    from hwnas.predict.evaluate import kendall_tau
+    from hwnas.predict.evaluate import rank_metrics
 
     meta = fitted.metadata
     pred = np.array([r["predicted_latency_ms"] for r in front], dtype=float)
@@ -570,11 +570,12 @@ def _summary(
     drift = float(np.median(drifts)) if drifts else None
     agreement: dict[str, Any] = {"n": len(front), "drift": drift}
     if len(front):
-        agreement["mape"] = float(np.mean(np.abs(pred - meas) / meas) * 100)
-        agreement["kendall_tau"] = kendall_tau(meas, pred) if len(front) > 1 else None
+        raw = rank_metrics(meas, pred)
+        agreement["mape"] = raw["mape"]
+        agreement["kendall_tau"] = raw["kendall_tau"] if len(front) > 1 else None
         if drift is not None:  # measured latency as the machine was during the profile
-            m2 = np.array([r["latency_ms"] for r in front], dtype=float)
-            agreement["mape_drift_corrected"] = float(np.mean(np.abs(pred - m2) / m2) * 100)
+            m2 = [r["latency_ms"] for r in front]
+            agreement["mape_drift_corrected"] = rank_metrics(m2, pred)["mape"]
     return {
         "out": str(out),
         "config": cfg.model_dump(),

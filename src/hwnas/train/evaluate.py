@@ -165,10 +165,20 @@ def export_subnet(
                 opset_version=opset,
             )
     else:
-        batch = torch.export.Dim("batch", min=1, max=4096)
-        x = torch.randn(max(2, batch_size), model.in_channels, r, r)
-        prog = torch.export.export(sub, (x,), dynamic_shapes=({0: batch},))
-        torch.export.save(prog, str(out))
+        save_torch_program(sub, (model.in_channels, r, r), out, batch_size)
+    return out
+
+
+def save_torch_program(
+    module: torch.nn.Module, shape: tuple[int, ...], out: Path, batch_size: int = 1
+) -> Path:
+    """``module`` as a ``torch.export`` program at ``out`` for inputs of one sample's
+    ``shape``, with a dynamic batch dimension (1 to 4096; traced with a batch of at least
+    2, since torch.export fixes a traced batch of 1)."""
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    x = torch.randn(max(2, batch_size), *shape)
+    prog = torch.export.export(module, (x,), dynamic_shapes=({0: batch},))
+    torch.export.save(prog, str(out))
     return out
 
 
