@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -382,3 +383,85 @@ def test_report_of_a_front_that_nothing_satisfies_says_so(
     assert "| over budget |" in text
     plot = plot_front([over], summary["search"], tmp_path / "o.png", ["latency<=0.5"])
     assert plot.stat().st_size > 0
+
+
+def test_pipeline_on_a_device_agent_measures_profile_and_front_there(tmp_path: Path) -> None:
+    """`hwnas run --agent URL --token-file F`: a real agent on loopback measures the
+    profile and the front, in requests no larger than its model limit."""
+    from hwnas.cli import main
+    from hwnas.measure.agent import create_server, write_token_file
+    from hwnas.measure.profile import load_profile
+
+    token_file = tmp_path / "token"
+    token = write_token_file(token_file)
+    server = create_server("127.0.0.1", 0, token, timeout_s=120.0, max_models=3)
+    calls: list[int] = []
+    original = server.measure
+
+    def counted(blobs: list[bytes], settings: Any) -> Any:
+        calls.append(len(blobs))
+        return original(blobs, settings)
+
+    server.measure = counted  # type: ignore[method-assign]
+    server.start_background()
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(TINY))
+    out = tmp_path / "run"
+    args = ["run", "--config", str(cfg), "--out", str(out), "--agent", server.url]
+    try:
+        main([*args, "--token-file", str(token_file)])
+        first_run = len(calls)
+        # resumed with another token file path and time-out: nothing measured again
+        shutil.copy(token_file, tmp_path / "token2")
+        (tmp_path / "token2").chmod(0o600)
+        main([*args, "--token-file", str(tmp_path / "token2"), "--agent-timeout-s", "60"])
+    finally:
+        server.close()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["device"]["kind"] == "agent" and summary["device"]["url"] == server.url
+    assert server.url in summary["device"]["label"]
+    assert server.url in (out / "report.md").read_text()
+    records = load_profile(out / "profile").records
+    assert len(records) == 5
+    assert all(r.extra["measured_by"] == f"agent {server.url}" for r in records)
+    front = summary["front"]
+    assert front and all(r["measured_latency_ms"] > 0 and r["drift"] > 0 for r in front)
+    assert max(calls) <= 3  # the agent's limit, the anchor included
+    # the front went to the agent too: its subnets, each group with the anchor
+    groups = -(-len(front) // 2)
+    assert sum(calls[first_run - groups : first_run]) == len(front) + groups
+    assert len(calls) == first_run  # the resumed run measured nothing
+
+
+def test_pipeline_agent_errors_come_before_any_work(tmp_path: Path) -> None:
+    from hwnas.measure.agent import create_server, write_token_file
+    from hwnas.pipeline import run_pipeline
+
+    token_file = tmp_path / "tok" / "token"
+    token_file.parent.mkdir()
+    write_token_file(token_file)
+    runs = tmp_path / "runs"
+    with pytest.raises(HwnasError, match="agent needs token_file"):
+        run_pipeline({"agent": "http://127.0.0.1:9"}, runs / "a")
+    with pytest.raises(HwnasError, match="token_file is only used with agent"):
+        run_pipeline({"token_file": str(token_file)}, runs / "b")
+    with pytest.raises(HwnasError, match="agent URL must look like"):
+        run_pipeline({"agent": "127.0.0.1:9", "token_file": str(token_file)}, runs / "c")
+    with pytest.raises(HwnasError, match="not found"):
+        run_pipeline({"agent": "http://127.0.0.1:9", "token_file": "nope"}, runs / "d")
+    with pytest.raises(HwnasError, match="127.0.0.1:9"):  # nothing listens there
+        run_pipeline({"agent": "http://127.0.0.1:9", "token_file": str(token_file)}, runs / "e")
+    server = create_server("127.0.0.1", 0, "w" * 32, max_models=1)
+    server.start_background()
+    try:
+        agent = {"agent": server.url, "token_file": str(token_file)}
+        with pytest.raises(HwnasError, match="rejected the token"):
+            run_pipeline(agent, runs / "f")
+        token_file.write_text("w" * 32)
+        with pytest.raises(HwnasError, match="takes 1 model per request"):
+            run_pipeline(agent, runs / "g")
+        with pytest.raises(HwnasError, match="measure_threads 999: the agent at"):
+            run_pipeline(agent | {"measure_threads": 999}, runs / "h")
+    finally:
+        server.close()
+    assert not runs.exists()  # checked before anything is written

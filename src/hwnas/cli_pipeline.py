@@ -24,7 +24,7 @@ def pipeline(
     ),
     epochs: int | None = typer.Option(None, min=1, help="Supernet training epochs (5)."),
     samples: int | None = typer.Option(
-        None, min=5, help="Subnets measured on this machine for the latency predictor (60)."
+        None, min=5, help="Subnets measured on the target device for the latency predictor (60)."
     ),
     predictor: str | None = typer.Option(
         None, help="Latency predictor (auto: by cross-validation; 'hwnas predictors list')."
@@ -45,12 +45,24 @@ def pipeline(
     ),
     seed: int | None = typer.Option(None, min=0, help="Random seed (0)."),
     data_dir: str | None = typer.Option(None, "--data-dir", help="Data dir (HWNAS_DATA_DIR)."),
+    agent: str | None = typer.Option(
+        None,
+        "--agent",
+        help="Target device: measure latency on the device agent at this URL ('hwnas agent "
+        "serve' there) instead of on this machine.",
+    ),
+    token_file: str | None = typer.Option(
+        None, "--token-file", help="Token file for --agent (mode 0600)."
+    ),
+    agent_timeout_s: float | None = typer.Option(
+        None, "--agent-timeout-s", help="Time-out of one agent request, seconds (600)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """The main job: train a supernet, profile this machine, fit a latency predictor,
-    search, then test, export and measure the front, and write OUT/report.md (default:
-    digits, about 7 minutes on 2 cores). Run it again to continue. ('hwnas run' and
-    'hwnas pipeline' are the same command.)"""
+    """The main job: train a supernet, profile the target device (this machine, or a device
+    agent with --agent), fit a latency predictor, search, then test, export and measure the
+    front, and write OUT/report.md (default: digits, about 7 minutes on 2 cores). Run it
+    again to continue. ('hwnas run' and 'hwnas pipeline' are the same command.)"""
     from rich.console import Console
     from rich.table import Table
 
@@ -74,6 +86,9 @@ def pipeline(
         "measure_threads": measure_threads,
         "seed": seed,
         "data_dir": data_dir,
+        "agent": agent,
+        "token_file": token_file,
+        "agent_timeout_s": agent_timeout_s,
     }
     fields.update({k: v for k, v in flags.items() if v is not None})
     if given(ctx, "constraint"):
@@ -99,13 +114,16 @@ def pipeline(
     con = Console()
     if not summary["shipped"]:
         cons = " and ".join(summary["config"]["constraints"]) or "the constraints"
-        how = "as measured here" if summary["front"] else "by its predicted latency"
+        how = "as measured" if summary["front"] else "by its predicted latency"
         con.print(
             f"no searched subnet satisfies {cons} {how}: loosen the constraint or search "
             f"more (--evaluations); report: {out / 'report.md'}"
         )
         return
-    table = Table(title=f"{len(summary['shipped'])} networks to ship (measured here)")
+    table = Table(
+        title=f"{len(summary['shipped'])} networks to ship (measured on "
+        f"{summary['device']['label']})"
+    )
     for col in ("#", "val %", "test %", "predicted ms", "measured ms", "at profile ms"):
         table.add_column(col, justify="right")
     for i, r in enumerate(summary["shipped"], 1):
@@ -125,7 +143,7 @@ def pipeline(
     con.print(
         f"latency predicted vs measured on the front: MAPE {ag.get('mape', 0):.1f} %"
         + (
-            f"; the machine is {drift:.2f}x as slow as during the profile (MAPE "
+            f"; the device is {drift:.2f}x as slow as during the profile (MAPE "
             f"{ag.get('mape_drift_corrected', 0):.1f} % with that taken out)"
             if drift
             else ""

@@ -1,5 +1,6 @@
-"""The whole one-shot pipeline in one call: train a supernet, profile this machine, fit a
-latency predictor, search, verify and export the front, write a report.
+"""The whole one-shot pipeline in one call: train a supernet, profile the target device
+(this machine or a device agent), fit a latency predictor, search, verify and export the
+front, write a report.
 
 Stages (each in its own folder of ``out``, each resumable, so a killed pipeline run again
 with the same config continues where it stopped):
@@ -7,8 +8,9 @@ with the same config continues where it stopped):
 1. ``supernet/``: :func:`hwnas.train.supernet.train_supernet` (sandwich rule, subnet
    mutual distillation, DKD; the ``train`` section of the config).
 2. ``profile/``: :func:`hwnas.measure.profile.profile_space` measures ``profile_samples``
-   subnets spread over the MACs range with ONNX Runtime on this machine, each shaped as
-   the deployed network (the supernet's input channels and classes, the dataset's images
+   subnets spread over the MACs range with ONNX Runtime on the target device (this
+   machine, or the device agent at ``agent``, ``hwnas agent serve``), each shaped as the
+   deployed network (the supernet's input channels and classes, the dataset's images
    resized inside).
 3. ``predictor/latency.joblib``: :func:`hwnas.predict.fitted.fit_on_profile` (model
    ``predictor``, default ``auto``: chosen by cross-validation).
@@ -16,8 +18,8 @@ with the same config continues where it stopped):
    subnet's validation accuracy measured (BN recalibrated), its latency predicted.
 5. ``front/``: every architecture of the search's front is extracted with recalibrated
    BN, evaluated on the held-out *test* split, exported to ONNX (and ``torch.export``
-   where asked), and the exported files are measured on this machine, interleaved, beside
-   the profile's anchor subnet. The shipped front is the feasible non-dominated set on
+   where asked), and the exported files are measured on the target device, interleaved,
+   beside the profile's anchor subnet. The shipped front is the feasible non-dominated set on
    validation accuracy and *measured* latency (divided by the anchor's drift).
 6. ``report.md`` and ``front.png`` (predicted vs measured latency of the front), and
    ``summary.json``.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import json
 import time
@@ -46,6 +49,12 @@ SUMMARY_NAME = "summary.json"
 REPORT_NAME = "report.md"
 FRONT_PLOT = "front.png"
 FRONT_CSV = "front.csv"
+#: settings a resumed run may change: none changes what is trained, measured or searched
+FREE_KEYS = ("evaluations", "data_dir", "token_file", "agent_timeout_s")
+#: most models per measurement call of the front (the agent's default ``max_models``)
+MEASURE_GROUP = 16
+#: subnets per interleaved group of the profile (``profile_space``'s default)
+PROFILE_GROUP = 8
 #: what the pipeline changes from ``TrainConfig``'s own defaults: a larger validation
 #: split, since the search ranks subnets on it
 TRAIN_DEFAULTS: dict[str, Any] = {"dataset": "digits", "epochs": 5, "val_fraction": 0.2}
@@ -73,6 +82,19 @@ class PipelineConfig(BaseModel):
     threads: int = Field(2, ge=1, strict=True)
     export_formats: list[Literal["onnx", "torch"]] = Field(default_factory=lambda: ["onnx"])
     data_dir: str | None = None
+    #: URL of a device agent (``hwnas agent serve`` on the target device): the profile
+    #: and the front are measured there instead of on this machine
+    agent: str | None = None
+    token_file: str | None = None
+    agent_timeout_s: float = Field(600.0, gt=0)
+
+    def measure_settings(self) -> Any:
+        """ONNX Runtime settings of every latency measurement (profile and front)."""
+        from hwnas.measure.latency import MeasureSettings
+
+        return MeasureSettings(
+            intra_op_threads=self.measure_threads, inter_op_threads=1, seed=self.seed
+        )
 
     def train_config(self, out: Path, progress: bool) -> Any:
         """The ``TrainConfig`` of stage 1 (``out/supernet``)."""
@@ -134,13 +156,73 @@ def check_config(cfg: PipelineConfig, train_cfg: Any) -> Any:
     return data
 
 
+@dataclasses.dataclass
+class Target:
+    """Where the pipeline measures latency: this machine (each call in a child process) or
+    a device agent. ``device`` is what the summary records; ``max_models`` the most models
+    one measurement call may carry."""
+
+    measurer: Any
+    device: dict[str, Any]
+    max_models: int = MEASURE_GROUP
+
+    @property
+    def label(self) -> str:
+        """The device in words, for the report, the plot and the terminal."""
+        host = self.device.get("host") or {}
+        what = host.get("board") or host.get("cpu_model") or "unknown CPU"
+        name = f"{host.get('hostname', '?')}, {what}"
+        if self.device["kind"] == "agent":
+            return f"the agent at {self.device['url']} ({name})"
+        return f"this machine ({name})"
+
+
+def connect_target(cfg: PipelineConfig) -> Target:
+    """The target device of ``cfg``. An agent is asked for its description (so a wrong URL
+    or token, or more measuring threads than it has cores, fails before any work)."""
+    from hwnas.measure.measurer import LocalMeasurer, RemoteMeasurer
+
+    settings = cfg.measure_settings()
+    if not cfg.agent:
+        if cfg.token_file:
+            raise HwnasError("pipeline config: token_file is only used with agent")
+        from hwnas.measure.host import host_info
+
+        host = host_info(include_torch=False)
+        return Target(LocalMeasurer(settings, isolate=True), {"kind": "local", "host": host})
+    from hwnas.measure.agent import AgentClient, read_token_file
+
+    if not cfg.token_file:
+        raise HwnasError(
+            "pipeline config: agent needs token_file (the agent's token; "
+            "'hwnas agent token FILE' makes one)"
+        )
+    client = AgentClient(cfg.agent, read_token_file(cfg.token_file), cfg.agent_timeout_s)
+    info = client.info()
+    limits = info.get("limits") or {}
+    cores = limits.get("max_threads")
+    if cores and cfg.measure_threads > cores:
+        raise HwnasError(
+            f"measure_threads {cfg.measure_threads}: the agent at {client.url} has {cores} core(s)"
+        )
+    group = min(MEASURE_GROUP, int(limits.get("max_models") or MEASURE_GROUP))
+    if group < 2:
+        raise HwnasError(
+            f"the agent at {client.url} takes {group} model per request; the pipeline "
+            "measures each subnet beside an anchor subnet, so it needs 2"
+        )
+    device = {"kind": "agent", "url": client.url, "host": info.get("host") or {}}
+    return Target(RemoteMeasurer(client, settings), device, group)
+
+
 def _no_progress(label: str) -> contextlib.AbstractContextManager[Callable[[int, int], None]]:
     return contextlib.nullcontext(lambda done, total: None)
 
 
 def _check_same_config(out: Path, config: PipelineConfig) -> None:
     """A run directory holds one pipeline: resuming it takes the same config, except a
-    larger search budget (``evaluations``) and where the data is (``data_dir``)."""
+    larger search budget (``evaluations``), where the data is (``data_dir``) and how the
+    agent is reached (``token_file``, ``agent_timeout_s``)."""
     path = out / CONFIG_NAME
     if not path.is_file():
         return
@@ -149,8 +231,7 @@ def _check_same_config(out: Path, config: PipelineConfig) -> None:
     except (OSError, json.JSONDecodeError) as exc:
         raise HwnasError(f"{path} is not a pipeline config: {exc}") from None
     new = config.model_dump()
-    free = ("evaluations", "data_dir")
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in free)
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in FREE_KEYS)
     if diff:
         what = ", ".join(
             f"{k} {json.dumps(old.get(k))} (now {json.dumps(new.get(k))})" for k in diff
@@ -187,10 +268,11 @@ def run_pipeline(
         raise HwnasError(f"output path {out} exists and is not a directory")
     train_cfg = cfg.train_config(out, progress is not None)  # checked before any work
     data = check_config(cfg, train_cfg)
+    target = connect_target(cfg)
     with out_dir_lock(out, "pipeline"):
         _check_same_config(out, cfg)
         (out / CONFIG_NAME).write_text(json.dumps(cfg.model_dump(), indent=2) + "\n")
-        return _run(cfg, train_cfg, data, out, bars, say)
+        return _run(cfg, train_cfg, data, target, out, bars, say)
 
 
 @contextlib.contextmanager
@@ -217,12 +299,11 @@ def _run(
     cfg: PipelineConfig,
     train_cfg: Any,
     data: Any,
+    target: Target,
     out: Path,
     bars: ProgressFactory,
     say: Callable[[str], None],
 ) -> dict[str, Any]:
-    from hwnas.measure.latency import MeasureSettings
-    from hwnas.measure.measurer import LocalMeasurer
     from hwnas.measure.profile import profile_space
     from hwnas.predict.fitted import fit_on_profile
     from hwnas.search.runner import STORE_NAME, resume_search, run_search
@@ -239,10 +320,8 @@ def _run(
     ckpt = load_checkpoint(ckpt_path)
     model = model_from_checkpoint(ckpt)
 
-    settings = MeasureSettings(
-        intra_op_threads=cfg.measure_threads, inter_op_threads=1, seed=cfg.seed
-    )
-    say(f"2/5 profile: {cfg.profile_samples} subnets measured with ONNX Runtime here")
+    settings = cfg.measure_settings()
+    say(f"2/5 profile: {cfg.profile_samples} subnets measured on {target.label}")
     with _stage(timings, "profile", tpath), bars("profile") as update:
         prof = profile_space(
             model.space.name,
@@ -254,7 +333,8 @@ def _run(
             num_classes=model.num_classes,
             in_channels=model.in_channels,
             input_size=_image_size(ckpt),
-            measurer=LocalMeasurer(settings, isolate=True),
+            measurer=target.measurer,
+            group_size=min(PROFILE_GROUP, target.max_models - 1),  # + the anchor
         )
 
     say(f"3/5 latency predictor: {cfg.predictor} on {prof['stored']} measured subnets")
@@ -295,14 +375,14 @@ def _run(
     say(f"5/5 front: {len(search['pareto'])} subnets tested, exported and measured")
     with _stage(timings, "front", tpath), bars("front") as update:
         front = verify_front(
-            ckpt, model, data, search["pareto"], out / "front", cfg, settings, out / "profile",
+            ckpt, model, data, search["pareto"], out / "front", cfg, target, out / "profile",
             update,
         )  # fmt: skip
     timings["total"] = round(sum(timings.get(k, 0.0) for k in STAGES), 2)
 
-    summary = _summary(cfg, out, final, prof, fitted, search, front, timings)
+    summary = _summary(cfg, out, final, prof, fitted, search, front, timings, target)
     (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    plot_front(front, search, out / FRONT_PLOT, cfg.constraints)
+    plot_front(front, search, out / FRONT_PLOT, cfg.constraints, target.label)
     write_report(summary, out / REPORT_NAME)
     return summary
 
@@ -337,7 +417,7 @@ def verify_front(
     pareto: list[dict[str, Any]],
     out: Path,
     cfg: PipelineConfig,
-    settings: Any,
+    target: Target,
     profile_dir: Path,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
@@ -346,9 +426,9 @@ def verify_front(
     ``data`` is the checkpoint's dataset (:func:`hwnas.train.evaluate.checkpoint_data`).
     Each subnet is extracted with BN recalibrated exactly as the search evaluated it, so
     the exported model is the one whose validation accuracy the search saw. Rows already
-    in ``out/front.csv`` (a resumed run) are kept; the rest are measured together,
+    in ``out/front.csv`` (a resumed run) are kept; the rest are measured on ``target``,
     interleaved, beside the profile's anchor subnet: ``latency_ms`` is the measured
-    latency divided by the anchor's drift since the profile (the machine's load then and
+    latency divided by the anchor's drift since the profile (the device's load then and
     now). ``feasible`` checks the constraints on it, and ``on_front`` marks the feasible
     rows non-dominated on validation accuracy and it: the networks to ship. ``out`` is
     the pipeline's own folder: model files of networks no longer on the front (a search
@@ -413,7 +493,7 @@ def verify_front(
         if progress is not None:
             progress(len(rows), total + 1)  # + 1: the measurement of them all
     if todo:
-        _measure(todo, model, ckpt, out, profile_dir, settings)
+        _measure(todo, model, ckpt, out, profile_dir, target)
     keep = {r[k] for r in rows for k in ("onnx", "torch") if r.get(k)}
     for old in [*out.glob("*.onnx"), *out.glob("*.pt2")]:
         if old.name not in keep:  # a network no longer on the front (a longer search)
@@ -470,45 +550,43 @@ def _measure(
     ckpt: dict[str, Any],
     out: Path,
     profile_dir: Path,
-    settings: Any,
+    target: Target,
 ) -> None:
-    """Measure the rows' ONNX files, interleaved, beside the profile's anchor subnet:
-    the anchor's latency now over its latency during the profile (``drift``) says how much
-    slower the machine is now, so a gap to the prediction can be told from a busy
-    machine. In a child process, with the profile's settings."""
-    import dataclasses
-
+    """Measure the rows' ONNX files on ``target``, interleaved, beside the profile's anchor
+    subnet, with the profile's settings: the anchor's latency now over its latency during
+    the profile (``drift``) says how much slower the device is now, so a gap to the
+    prediction can be told from a busy device. Up to ``target.max_models`` files a call,
+    each call with the anchor and its own drift."""
     import torch
 
-    from hwnas.measure.measurer import LocalMeasurer
     from hwnas.measure.profile import anchor_reference, export_subnet
     from hwnas.supernet.mbv3 import MBv3Supernet
 
-    files = [out / r["onnx"] for r in rows]
     anchor = anchor_reference(profile_dir)
     tmp = out / ".anchor.onnx"
+    head: list[Path] = []
     if anchor is not None:
         net = MBv3Supernet(model.space, model.num_classes, model.in_channels).eval()
         with torch.no_grad():
             vec = model.space.from_key(anchor[0])
             export_subnet(net, model.space, vec, tmp, 1, _image_size(ckpt))
-        files.insert(0, tmp)
-    measurer = LocalMeasurer(dataclasses.replace(settings, input_shape=None), isolate=True)
+        head = [tmp]
+    settings = dataclasses.replace(target.measurer.settings, input_shape=None)
+    step = target.max_models - len(head)
     try:
-        found = measurer.measure(files)
+        for g0 in range(0, len(rows), step):
+            group = rows[g0 : g0 + step]
+            found = target.measurer.measure(head + [out / r["onnx"] for r in group], settings)
+            drift = found[0].latency_ms / anchor[1] if anchor is not None else None
+            for row, m in zip(group, found[len(head) :], strict=True):
+                row["measured_latency_ms"] = m.latency_ms
+                row["latency_cv"] = m.stats.robust_cv
+                row["drift"] = drift
+                # as the device was during the profile: what the predictor learnt, and the
+                # same scale for rows measured in different calls (a resumed run)
+                row["latency_ms"] = m.latency_ms / drift if drift else m.latency_ms
     finally:
         tmp.unlink(missing_ok=True)
-    drift = None
-    if anchor is not None:
-        drift = found[0].latency_ms / anchor[1]
-        found = found[1:]
-    for row, m in zip(rows, found, strict=True):
-        row["measured_latency_ms"] = m.latency_ms
-        row["latency_cv"] = m.stats.robust_cv
-        row["drift"] = drift
-        # as the machine was during the profile: what the predictor learnt, and the same
-        # scale for rows measured in different calls (a resumed run)
-        row["latency_ms"] = m.latency_ms / drift if drift else m.latency_ms
 
 
 def _write_front(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -560,6 +638,7 @@ def _summary(
     search: dict[str, Any],
     front: list[dict[str, Any]],
     timings: dict[str, float],
+    target: Target,
 ) -> dict[str, Any]:
     from hwnas.predict.evaluate import rank_metrics
 
@@ -573,12 +652,13 @@ def _summary(
         raw = rank_metrics(meas, pred)
         agreement["mape"] = raw["mape"]
         agreement["kendall_tau"] = raw["kendall_tau"] if len(front) > 1 else None
-        if drift is not None:  # measured latency as the machine was during the profile
+        if drift is not None:  # measured latency as the device was during the profile
             m2 = [r["latency_ms"] for r in front]
             agreement["mape_drift_corrected"] = rank_metrics(m2, pred)["mape"]
     return {
         "out": str(out),
         "config": cfg.model_dump(),
+        "device": {**target.device, "label": target.label},
         "timings_s": timings,
         "supernet": {
             "checkpoint": str(out / "supernet" / "checkpoint.pt"),
@@ -610,10 +690,11 @@ def plot_front(
     search: dict[str, Any],
     path: Path,
     constraints: list[str] | None = None,
+    device: str = "this machine",
 ) -> Path:
-    """Validation accuracy vs latency: the search's front at predicted latency, moved to
-    measured (drift-corrected) latency; the shipped networks filled, those over a latency
-    budget marked, the budget drawn."""
+    """Validation accuracy vs latency on ``device`` (words for the axis): the search's
+    front at predicted latency, moved to measured (drift-corrected) latency; the shipped
+    networks filled, those over a latency budget marked, the budget drawn."""
     import matplotlib
 
     from hwnas.search.problem import Constraint
@@ -663,8 +744,8 @@ def plot_front(
                 transform=ax.transAxes)  # fmt: skip
     drifts = [r["drift"] for r in front if r.get("drift")]
     ax.set_xlabel(
-        "latency on this machine (ms, ONNX Runtime"
-        + (f"; measured / {np.median(drifts):.2f}, the machine's drift)" if drifts else ")")
+        f"latency on {device}\n(ms, ONNX Runtime"
+        + (f"; measured / {np.median(drifts):.2f}, the device's drift)" if drifts else ")")
     )
     ax.set_ylabel("validation top-1 (%)")
     ax.set_title(f"{search.get('algorithm')}: {search.get('evaluations')} subnets searched")
@@ -704,7 +785,9 @@ def write_report(summary: dict[str, Any], path: Path) -> Path:
         f"largest subnet {_pct(fe.get('max_acc'))}, smallest {_pct(fe.get('min_acc'))} "
         "validation top-1. Curves: `supernet/training.png`.",
         "",
-        "## 2. Latency profile of this machine",
+        "## 2. Latency profile of the target device",
+        "",
+        f"Measured on {s['device']['label']}.",
         "",
         f"{s['profile']['stored']} subnets measured ({s['profile']['failed']} failed), "
         f"{_f(s['profile']['latency_range_ms'][0])}-{_f(s['profile']['latency_range_ms'][1])}"
@@ -780,7 +863,7 @@ def _drift_words(ag: dict[str, Any]) -> str:
         return ""
     return (
         f"The profile's anchor subnet, measured beside them, took {d:.2f}x its latency "
-        f"during the profile (the machine's load then and now); with that factor taken "
+        f"during the profile (the device's load then and now); with that factor taken "
         f"out, MAPE {_f(ag.get('mape_drift_corrected'), 1)} %. "
     )
 
