@@ -230,3 +230,19 @@ def test_malformed_keys_counts_and_vectors_are_clear_errors():
         with pytest.raises(HwnasError, match=message):
             space.check_vectors(np.asarray(bad))
     assert space.check_vectors([[1.0, 2, 3, 4, 0, 1]]).dtype == np.int64
+
+
+@pytest.mark.parametrize("name", ["mbv3-cifar", "mbv3-ramnas"])
+@pytest.mark.parametrize(("in_channels", "num_classes"), [(3, 1000), (1, 17)])
+def test_mbv3_cost_terms_batch_equals_one_at_a_time(name, in_channels, num_classes):
+    """The vectorised cost model gives exactly the per-vector integers (MACs too)."""
+    sp = get_space(name)
+    x = np.concatenate(
+        [sp.sample(400, np.random.default_rng(1)), sp.largest()[None], sp.smallest()[None]]
+    )
+    x[:5, sp._k_off :] = 1  # non-canonical rows: choices of unused slots set
+    one = np.array([sp.cost_terms(v, in_channels, num_classes) for v in x])
+    np.testing.assert_array_equal(sp.cost_terms_batch(x, in_channels, num_classes), one)
+    macs = [sp.macs(v, in_channels, num_classes) for v in x]
+    np.testing.assert_array_equal(sp.macs_batch(x, in_channels, num_classes), macs)
+    np.testing.assert_array_equal(sp.cost_features(x), sp.cost_terms_batch(x))

@@ -85,6 +85,22 @@ def test_space_macs_equal_the_extracted_subnets_macs() -> None:
         assert model_cost(sub, (3, r, r), 1)["macs"] == sp.macs(v, num_classes=10)
 
 
+@pytest.mark.parametrize(
+    ("space_cls", "in_channels", "num_classes"),
+    [(CifarMBv3Space, 3, 10), (CifarMBv3Space, 1, 17), (RamNasMBv3Space, 3, 1000)],
+)
+def test_space_params_equal_the_extracted_subnets_parameters(
+    space_cls: type, in_channels: int, num_classes: int
+) -> None:
+    """space.params_batch (memory budgets in a search) counts exactly the parameters of
+    the extracted subnet, SE and BN included."""
+    sp = space_cls()
+    net = MBv3Supernet(sp, num_classes=num_classes, in_channels=in_channels).eval()
+    x = np.concatenate([sp.sample(4, rng=5), sp.largest()[None], sp.smallest()[None]])
+    real = [sum(p.numel() for p in net.get_subnet(v).parameters()) for v in x]
+    assert sp.params_batch(x, in_channels, num_classes).tolist() == real
+
+
 @pytest.mark.parametrize("space_cls", [RamNasMBv3Space, CifarMBv3Space])
 def test_space_roundtrip_and_canonicalize(space_cls) -> None:
     sp = space_cls()
