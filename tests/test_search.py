@@ -186,7 +186,7 @@ def test_algorithm_options_are_checked_against_type_hints():
     assert algo.class_mean is False and algo.ensemble == 2
     with pytest.raises(HwnasError, match="class_mean='maybe': Input should be a valid boolean"):
         resolve_algorithm("linas[class_mean=maybe]")
-    with pytest.raises(HwnasError, match=r"unknown 'kapa' \(known: batch_size, class_mean"):
+    with pytest.raises(HwnasError, match=r"unknown 'kapa' \(known: batch_size, cheap, class_mean"):
         resolve_algorithm("linas", {"kapa": 1})
     with pytest.raises(HwnasError, match="given twice"):
         resolve_algorithm("linas[kappa=1]", {"kappa": 2})
@@ -611,3 +611,85 @@ def test_study_refuses_empty_or_repeated_devices_and_algorithms(data_dir):
     ):
         with pytest.raises(HwnasError, match=message):
             search_efficiency("nb201", devices, algorithms, 10, 1)
+
+
+class CheapCostEvaluator(Evaluator):
+    """NB201 cells: a smooth 'accuracy' and a cost no model learns from a few samples
+    (a hash of the cell), which the evaluator computes exactly and cheaply."""
+
+    source = "measured"
+
+    def __init__(self) -> None:
+        self.space = get_space("nb201")
+        self.objectives = [Objective("accuracy", "max", "%", "quality"), Objective("cost")]
+        self.cheap_objectives = ("cost",)
+        self.expensive_calls = 0
+
+    def accuracy(self, x: np.ndarray) -> np.ndarray:
+        return (x == 3).sum(1) * 10.0 + (x == 1).sum(1) * 3.0 + x[:, 5]
+
+    def evaluate_cheap(self, vectors):
+        x = np.atleast_2d(vectors).astype(np.int64)
+        return ((x @ np.array([7, 31, 101, 211, 401, 613]) * 2654435761) % 1009 / 1009.0)[:, None]
+
+    def evaluate(self, vectors):
+        x = np.atleast_2d(vectors)
+        self.expensive_calls += len(x)
+        return np.concatenate([self.accuracy(x)[:, None], self.evaluate_cheap(x)], axis=1)
+
+
+def test_linas_takes_cheap_objectives_from_the_evaluator():
+    """An objective the evaluator computes exactly and cheaply is used as is for every
+    candidate (not learnt from the evaluations); only the expensive one is fitted."""
+    ev = CheapCostEvaluator()
+    problem = SearchProblem(ev, 60)
+    assert problem.cheap_indices == [1]
+    alg = LINAS(seed=0)
+    problem.evaluate(problem.space.sample(20, np.random.default_rng(0)))
+    models = alg._fit(problem, 0)
+    assert models[1] == (None, None) and models[0][0] is not None
+    X = problem.space.sample(300, np.random.default_rng(1))
+    pred = alg._predict(problem, models, X, optimistic=False)
+    np.testing.assert_array_equal(pred[:, 1], ev.evaluate_cheap(X)[:, 0])
+    assert ev.expensive_calls == 20  # predicting evaluated nothing
+
+    import itertools
+
+    table = np.array(list(itertools.product(range(5), repeat=6)))
+    F = ev.evaluate(table) * np.array([-1.0, 1.0])
+    best = set(ev.space.keys(table[non_dominated_mask(F)]))
+
+    def found(cheap: bool) -> int:
+        p = SearchProblem(CheapCostEvaluator(), 60)
+        LINAS(seed=0, cheap=cheap).run(p)
+        assert p.n_evaluated == 60
+        return len(best & set(p.keys))
+
+    # the hash cannot be learnt from 60 cells; known exactly, the whole front is found
+    assert found(True) == len(best) > found(False)
+
+
+class SizedEvaluator(CheapCostEvaluator):
+    """As above, with a 'size' metric (not an objective) a constraint may bound."""
+
+    metrics = ("size",)
+
+    def evaluate_metrics(self, vectors):
+        return np.atleast_2d(vectors).sum(axis=1, keepdims=True).astype(float)
+
+
+@pytest.mark.parametrize("algorithm", ["random", "nsga2", "motpe", "linas"])
+def test_constraints_may_bound_a_metric_that_is_no_objective(algorithm):
+    ev = SizedEvaluator()
+    problem = SearchProblem(ev, 40, constraints=[Constraint.parse("size<=8")])
+    ALGORITHMS.get(algorithm)(seed=0).run(problem)
+    keys, _ = problem.feasible_set()
+    assert keys and len(keys) < problem.n_evaluated  # the budget binds on random cells
+    for i in problem.front_indices():
+        assert problem.vectors[i].sum() <= 8
+    raw, G, _ = problem.evaluate(np.array([[4, 4, 4, 0, 0, 0], [1, 1, 1, 1, 1, 1]]))
+    assert G[:, 0].tolist() == [4.0, -2.0]  # violation = size - 8
+    with pytest.raises(HwnasError, match="also constrainable: size"):
+        SearchProblem(ev, 10, constraints=[Constraint.parse("params<=3")])
+    with pytest.raises(ValueError, match="need the architectures' vectors"):
+        problem.constraint_values(raw)

@@ -49,6 +49,14 @@ class Evaluator(ABC):
     #: constructor options a run records when the user gives none (e.g. NB201's dataset
     #: and device), so a stored config and a plot title say what was searched
     DEFAULT_OPTIONS: ClassVar[dict[str, object]] = {}
+    #: objectives whose exact values are cheap for many architectures at once (a formula
+    #: or an already fitted model: no training, no measurement), the cheap side of
+    #: Archai's cheap/expensive split: a predictor-guided search takes them from
+    #: :meth:`evaluate_cheap` instead of learning them from its few evaluations
+    cheap_objectives: tuple[str, ...] = ()
+    #: exact, cheap values of an architecture that are not objectives but may be
+    #: constrained (a supernet's MFLOPs and parameters: FLOPs and memory budgets)
+    metrics: tuple[str, ...] = ()
 
     @classmethod
     def available_devices(cls, data_dir: str | None = None) -> list[str] | None:
@@ -58,6 +66,16 @@ class Evaluator(ABC):
     @abstractmethod
     def evaluate(self, vectors: np.ndarray) -> np.ndarray:
         """Raw objective values, shape (n, len(objectives))."""
+
+    def evaluate_cheap(self, vectors: np.ndarray) -> np.ndarray:
+        """Raw values of :attr:`cheap_objectives`, shape (n, len(cheap_objectives)),
+        exactly as :meth:`evaluate` gives them, for any number of vectors at once."""
+        raise NotImplementedError(f"{type(self).__name__} has no cheap objectives")
+
+    def evaluate_metrics(self, vectors: np.ndarray) -> np.ndarray:
+        """Values of :attr:`metrics`, shape (n, len(metrics)), for any number of vectors
+        at once (nothing is trained or measured)."""
+        raise NotImplementedError(f"{type(self).__name__} has no metrics")
 
     def table(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(all vectors, all raw values) when the whole space is known, else None."""

@@ -33,7 +33,9 @@ class SupernetBenchmark(Evaluator):
     predictors fit`` on a profile of the same space), ``flops`` (add MFLOPs as an
     objective; the default when there is no latency predictor), ``split`` (``val``),
     ``calib_batches`` and ``batch_size`` (BN recalibration and evaluation), ``threads``
-    (PyTorch threads), ``data_dir`` (where the checkpoint's dataset is).
+    (PyTorch threads), ``data_dir`` (where the checkpoint's dataset is). Constraints may
+    also name ``mflops`` and ``params`` (parameters), exact for any subnet, when they are
+    not objectives: FLOPs and memory budgets.
     """
 
     DEFAULT_OPTIONS: ClassVar[dict[str, object]] = {}
@@ -105,6 +107,11 @@ class SupernetBenchmark(Evaluator):
             self.objectives.append(Objective("mflops", "min", "MFLOPs", "cost"))
         if len(self.objectives) < 2:
             raise HwnasError("benchmark 'supernet' needs a latency predictor or flops=true")
+        # predicted latency and MFLOPs are exact for any number of subnets at once; only
+        # accuracy needs the supernet
+        self.cheap_objectives = tuple(o.name for o in self.objectives[1:])
+        # what a FLOPs or memory budget constrains, whichever the objectives are
+        self.metrics = tuple(m for m in ("mflops", "params") if m not in self.cheap_objectives)
         self.source = "measured" if self.latency_predictor is None else "measured+predicted"
 
     def accuracy(self, vector: np.ndarray) -> float:
@@ -126,14 +133,27 @@ class SupernetBenchmark(Evaluator):
     def mflops(self, vectors: np.ndarray) -> np.ndarray:
         """MFLOPs (2 x MACs) of subnets at their resolution, for this supernet's input."""
         m = self.model
-        return np.array(
-            [2e-6 * self.space.macs(v, m.in_channels, m.num_classes) for v in vectors],
-            dtype=np.float64,
-        )
+        return 2e-6 * self.space.macs_batch(vectors, m.in_channels, m.num_classes)
+
+    def params(self, vectors: np.ndarray) -> np.ndarray:
+        """Parameters of each subnet as extracted (its model size), for this supernet."""
+        m = self.model
+        return self.space.params_batch(vectors, m.in_channels, m.num_classes).astype(float)
+
+    def evaluate_metrics(self, vectors: np.ndarray) -> np.ndarray:
+        """MFLOPs (unless an objective) and parameters of each subnet."""
+        x = np.atleast_2d(np.asarray(vectors))
+        return np.stack([getattr(self, m)(x) for m in self.metrics], axis=1)
 
     def evaluate(self, vectors: np.ndarray) -> np.ndarray:
         x = self.space.check_vectors(np.atleast_2d(np.asarray(vectors)))
-        cols = [np.array([self.accuracy(v) for v in x], dtype=np.float64)]
+        acc = np.array([self.accuracy(v) for v in x], dtype=np.float64)
+        return np.concatenate([acc[:, None], self.evaluate_cheap(x)], axis=1)
+
+    def evaluate_cheap(self, vectors: np.ndarray) -> np.ndarray:
+        """Predicted latency and/or MFLOPs (the cost objectives), no supernet needed."""
+        x = np.atleast_2d(np.asarray(vectors))
+        cols = []
         if self.latency_predictor is not None:
             cols.append(np.asarray(self.latency_predictor.predict(x), dtype=np.float64))
         if self.flops:

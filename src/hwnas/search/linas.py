@@ -42,6 +42,10 @@ What we add to the paper's loop:
 - candidates are ranked together with the *measured* front, so one predicted to be
   dominated by something already measured is not sent; within the last rank that fits,
   the batch is spread along the front, not clustered at one end;
+- objectives the evaluator computes exactly and cheaply (``Evaluator.cheap_objectives``:
+  the ``supernet`` benchmark's predicted latency and MFLOPs) are taken from it for every
+  candidate instead of being learnt again from the evaluations (``cheap``, default on;
+  no effect on the tabular benchmarks, whose latency stands for a measurement);
 - optional: an optimistic estimate (mean minus ``kappa`` x the spread of a bagged
   ensemble), and greedy hypervolume-improvement selection (``selection="hvi"``). Both
   measured worse on NB201 than the default, so both are off by default.
@@ -150,6 +154,7 @@ class LINAS(SearchAlgorithm):
         selection: str = "rank",
         class_mean: bool = True,
         quality_weights: str = "rank",
+        cheap: bool = True,
     ) -> None:
         super().__init__(seed=seed, pop_size=pop_size)
         for key, value, low in (
@@ -182,6 +187,7 @@ class LINAS(SearchAlgorithm):
                 f"linas: quality_weights must be 'rank' or 'none', got '{quality_weights}'"
             )
         self.quality_weights = quality_weights
+        self.cheap = bool(cheap)
         # per quality objective i: function-feature row -> mean measured value of the
         # cells with that row (filled by ``_fit`` when ``class_mean``)
         self._known: dict[int, dict[bytes, float]] = {}
@@ -218,9 +224,13 @@ class LINAS(SearchAlgorithm):
         from hwnas.predict import EnsemblePredictor, fit_weighted, make_view_predictor
 
         X, raw = problem.evaluated_arrays()
-        feats = self._features(problem, X)
-        models = []
+        cheap = self._cheap(problem)
+        feats = self._features(problem, X, cheap)
+        models: list[tuple[Any, Any]] = []
         for i, name in enumerate(self._predictor_names(problem)):
+            if i in cheap:  # exact for every candidate: nothing to learn
+                models.append((None, None))
+                continue
             t0 = time.perf_counter()
             # cost objectives: a simpler view of the features may fit better (CV decides)
             kind = problem.objectives[i].kind
@@ -253,14 +263,23 @@ class LINAS(SearchAlgorithm):
                     self._known[i] = {key: float(np.mean(v)) for key, v in groups.items()}
         return models
 
+    def _cheap(self, problem: SearchProblem) -> list[int]:
+        """The objectives taken exactly from the evaluator (``cheap``), not predicted."""
+        return problem.cheap_indices if self.cheap else []
+
     @staticmethod
-    def _features(problem: SearchProblem, X: np.ndarray) -> list[np.ndarray]:
+    def _features(
+        problem: SearchProblem, X: np.ndarray, skip: list[int] | None = None
+    ) -> list[np.ndarray]:
         """Per objective: ``space.predictor_features`` for its kind (function features for
-        quality, cost features for costs; each kind computed once)."""
+        quality, cost features for costs; each kind computed once); empty for ``skip``."""
         cache: dict[bool, np.ndarray] = {}
         out = []
-        for o in problem.objectives:
+        for i, o in enumerate(problem.objectives):
             quality = o.kind == "quality"
+            if skip and i in skip:
+                out.append(np.zeros((len(X), 0)))
+                continue
             if quality not in cache:
                 cache[quality] = problem.space.predictor_features(X, o.kind)
             out.append(cache[quality])
@@ -273,11 +292,17 @@ class LINAS(SearchAlgorithm):
         X: np.ndarray,
         optimistic: bool,
     ) -> np.ndarray:
-        """Raw predicted objectives; ``optimistic`` shifts each by ``kappa`` times the
-        ensemble spread in its better direction."""
-        feats = self._features(problem, X)
+        """Raw predicted objectives (cheap ones exact); ``optimistic`` shifts each
+        predicted one by ``kappa`` times the ensemble spread in its better direction."""
+        cheap = self._cheap(problem)
+        feats = self._features(problem, X, cheap)
+        exact = problem.cheap_values(X) if cheap else None
         cols = []
         for i, (model, ens) in enumerate(models):
+            if model is None:
+                assert exact is not None
+                cols.append(exact[:, cheap.index(i)])
+                continue
             mean = np.asarray(model.predict(feats[i]), dtype=np.float64).ravel()
             if optimistic and ens is not None:
                 _, std = ens.predict(feats[i], return_std=True)
@@ -310,7 +335,7 @@ class LINAS(SearchAlgorithm):
 
         def objective(X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
             raw = self._predict(problem, models, X, optimistic=False)
-            G = problem.constraint_values(raw) if problem.n_constr else None
+            G = problem.constraint_values(raw, X) if problem.n_constr else None
             return raw * problem.signs[None, :], G
 
         front = [problem.vectors[i] for i in problem.front_indices()]
@@ -340,7 +365,7 @@ class LINAS(SearchAlgorithm):
             return cand
         P = self._predict(problem, models, cand, True) * problem.signs[None, :]
         if problem.n_constr:
-            g = problem.constraint_values(P * problem.signs[None, :])
+            g = problem.constraint_values(P * problem.signs[None, :], cand)
             P = np.where((g > 0).any(axis=1, keepdims=True), P + 1e9, P)
         measured = problem.front_F()
         if self.selection == "hvi" and problem.n_obj == 2 and len(measured):

@@ -84,14 +84,23 @@ class SearchProblem:
         self.run_id = run_id
         self.constraints = list(constraints or [])
         names = [o.name for o in self.objectives]
-        self._cidx = []
+        metrics = [m for m in getattr(evaluator, "metrics", ()) if m not in names]
+        # per constraint: the objective's column, or the metric's column (``_midx``)
+        self._cidx: list[int | None] = []
+        self._midx: list[int | None] = []
         for c in self.constraints:
-            if c.objective not in names:
+            if c.objective in names:
+                self._cidx.append(names.index(c.objective))
+                self._midx.append(None)
+            elif c.objective in metrics:
+                self._cidx.append(None)
+                self._midx.append(list(evaluator.metrics).index(c.objective))
+            else:
+                also = f"; also constrainable: {', '.join(metrics)}" if metrics else ""
                 raise HwnasError(
                     f"constraint '{c}' names unknown objective '{c.objective}' "
-                    f"(objectives: {', '.join(names)})"
+                    f"(objectives: {', '.join(names)}{also})"
                 )
-            self._cidx.append(names.index(c.objective))
         self.on_evaluation = on_evaluation
         # memory of evaluated architectures, in evaluation order
         self.keys: list[str] = []
@@ -113,11 +122,12 @@ class SearchProblem:
         if table is not None:
             vecs, values = table
             F_all = values * self.signs[None, :]
-            feas = self._feasible(values)
+            feas = self._feasible(values, vecs)
             if not feas.any():
+                cols = self._constrained(values, vecs)
                 ranges = ", ".join(
-                    f"{c.objective} {values[:, i].min():.4g}..{values[:, i].max():.4g}"
-                    for c, i in zip(self.constraints, self._cidx, strict=True)
+                    f"{c.objective} {cols[:, j].min():.4g}..{cols[:, j].max():.4g}"
+                    for j, c in enumerate(self.constraints)
                 )
                 raise HwnasError(
                     f"no architecture in the benchmark's table satisfies "
@@ -182,6 +192,20 @@ class SearchProblem:
         return len(self.constraints)
 
     @property
+    def cheap_indices(self) -> list[int]:
+        """Objectives the evaluator computes exactly and cheaply for any architecture
+        (``Evaluator.cheap_objectives``: nothing to learn about them)."""
+        cheap = getattr(self.evaluator, "cheap_objectives", ())
+        return [i for i, o in enumerate(self.objectives) if o.name in cheap]
+
+    def cheap_values(self, vectors: np.ndarray) -> np.ndarray:
+        """Raw values of the cheap objectives of ``vectors``, one column per entry of
+        :attr:`cheap_indices`; nothing is evaluated or counted."""
+        names = list(self.evaluator.cheap_objectives)
+        values = np.atleast_2d(np.asarray(self.evaluator.evaluate_cheap(vectors), dtype=float))
+        return values[:, [names.index(self.objectives[i].name) for i in self.cheap_indices]]
+
+    @property
     def n_evaluated(self) -> int:
         return len(self.keys)
 
@@ -199,21 +223,35 @@ class SearchProblem:
     def exhausted(self) -> bool:
         return self.remaining == 0
 
-    def _feasible(self, raw: np.ndarray) -> np.ndarray:
+    def _feasible(self, raw: np.ndarray, vectors: np.ndarray | None = None) -> np.ndarray:
         raw = np.atleast_2d(raw)
         if not self.constraints:
             return np.all(np.isfinite(raw), axis=1)
-        g = self.constraint_values(raw)
+        g = self.constraint_values(raw, vectors)
         return np.all(np.isfinite(raw), axis=1) & np.all(g <= 0, axis=1)
 
-    def constraint_values(self, raw: np.ndarray) -> np.ndarray:
+    def _constrained(self, raw: np.ndarray, vectors: np.ndarray | None) -> np.ndarray:
+        """(n, n_constr) the raw values each constraint bounds: an objective's column,
+        or a metric the evaluator computes from ``vectors``."""
+        raw = np.atleast_2d(raw)
+        metrics = None
+        if any(m is not None for m in self._midx):
+            if vectors is None:
+                raise ValueError("constraints on metrics need the architectures' vectors")
+            metrics = np.atleast_2d(self.evaluator.evaluate_metrics(np.atleast_2d(vectors)))
+        cols = []
+        for i, m in zip(self._cidx, self._midx, strict=True):
+            cols.append(raw[:, i] if i is not None else metrics[:, m])  # type: ignore[index]
+        return np.stack(cols, axis=1)
+
+    def constraint_values(self, raw: np.ndarray, vectors: np.ndarray | None = None) -> np.ndarray:
+        """Violations (n, n_constr) of raw objective values; ``vectors`` (the rows'
+        architectures) are needed when a constraint bounds a metric, not an objective."""
         raw = np.atleast_2d(raw)
         if not self.constraints:
             return np.zeros((raw.shape[0], 0))
-        return np.stack(
-            [c.violation(raw[:, i]) for c, i in zip(self.constraints, self._cidx, strict=True)],
-            axis=1,
-        )
+        cols = self._constrained(raw, vectors)
+        return np.stack([c.violation(cols[:, j]) for j, c in enumerate(self.constraints)], axis=1)
 
     def _remember(self, rec: EvaluationRecord) -> None:
         vec = np.asarray(rec.vector, dtype=np.int64)
@@ -236,7 +274,7 @@ class SearchProblem:
         evaluation, so long searches do not slow down quadratically)."""
         i = len(self.keys) - 1
         changed = False
-        if self.ok[i] and self._feasible(self.raw[i])[0]:
+        if self.ok[i] and self._feasible(self.raw[i], self.vectors[i])[0]:
             cand = [*self._front_idx, i]
             F = np.stack([self.raw[j] * self.signs for j in cand])
             self._front_idx = [cand[j] for j in np.nonzero(non_dominated_mask(F))[0]]
@@ -276,7 +314,11 @@ class SearchProblem:
         return list(self._front_idx)
 
     def feasible_set(self) -> tuple[list[str], np.ndarray]:
-        idx = [i for i in range(len(self.keys)) if self.ok[i] and self._feasible(self.raw[i])[0]]
+        idx = [
+            i
+            for i in range(len(self.keys))
+            if self.ok[i] and self._feasible(self.raw[i], self.vectors[i])[0]
+        ]
         F = np.stack([self.raw[i] * self.signs for i in idx]) if idx else np.zeros((0, self.n_obj))
         return [self.keys[i] for i in idx], F
 
@@ -326,7 +368,7 @@ class SearchProblem:
                 raw[i] = self.raw[j]
                 answered[i] = True
                 self._seen.add(k)
-        return raw, self.constraint_values(raw), answered
+        return raw, self.constraint_values(raw, x), answered
 
     def _evaluate_new(self, x: np.ndarray, keys: list[str]) -> None:
         t0 = time.perf_counter()

@@ -244,7 +244,7 @@ def _finite(value: float) -> float | None:
 def _hv_history(problem: SearchProblem, ref: np.ndarray) -> list[float]:
     out, pts = [], []
     for i in range(problem.n_evaluated):
-        if problem.ok[i] and problem._feasible(problem.raw[i])[0]:
+        if problem.ok[i] and problem._feasible(problem.raw[i], problem.vectors[i])[0]:
             pts.append(problem.raw[i] * problem.signs)
         out.append(hypervolume(np.array(pts), ref) if pts else 0.0)
     return out
