@@ -518,3 +518,27 @@ def test_agent_and_onnx_measurement_work_without_torch(tmp_path: Path) -> None:
         timeout=120,
     )
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+
+
+def test_an_agent_that_dies_during_a_request_is_not_blamed_on_the_upload() -> None:
+    """The agent closes the connection and is gone: the error says it stopped, not that
+    the upload may be too large."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+
+    def die() -> None:
+        conn, _ = listener.accept()
+        conn.recv(4096)
+        conn.close()
+        listener.close()  # the agent is gone: /info is refused
+
+    t = threading.Thread(target=die, daemon=True)
+    t.start()
+    client = AgentClient(f"http://127.0.0.1:{port}", TOKEN, timeout_s=30)
+    with pytest.raises(HwnasError, match="cannot be reached any more: it stopped or crashed"):
+        client.measure(WIDE, FAST)
+    t.join(timeout=10)

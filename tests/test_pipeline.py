@@ -165,8 +165,8 @@ def test_pipeline_config_errors_are_one_line(tmp_path: Path) -> None:
         run_pipeline({"algorithm": "nsga9"}, tmp_path / "f")
     with pytest.raises(HwnasError, match="unknown predictor"):
         run_pipeline({"predictor": "xgb"}, tmp_path / "g")
-    with pytest.raises(HwnasError, match="objectives are accuracy"):
-        run_pipeline({"constraints": ["mflops<=3"]}, tmp_path / "h")
+    with pytest.raises(HwnasError, match="constrains accuracy .*, mflops .*, params"):
+        run_pipeline({"constraints": ["energy<=3"]}, tmp_path / "h")
     with pytest.raises(HwnasError, match="not found in data dir"):
         run_pipeline(
             {"train": {"dataset": "mnist"}, "data_dir": str(tmp_path / "no")}, tmp_path / "i"
@@ -387,10 +387,13 @@ def test_report_of_a_front_that_nothing_satisfies_says_so(
 
 def test_pipeline_on_a_device_agent_measures_profile_and_front_there(tmp_path: Path) -> None:
     """`hwnas run --agent URL --token-file F`: a real agent on loopback measures the
-    profile and the front, in requests no larger than its model limit."""
+    profile and the front, in requests no larger than its model limit; a memory budget
+    (`--constraint params<=N`) holds on everything shipped."""
     from hwnas.cli import main
     from hwnas.measure.agent import create_server, write_token_file
     from hwnas.measure.profile import load_profile
+    from hwnas.space import get_space
+    from hwnas.store.sqlite import ResultsStore
 
     token_file = tmp_path / "token"
     token = write_token_file(token_file)
@@ -407,17 +410,26 @@ def test_pipeline_on_a_device_agent_measures_profile_and_front_there(tmp_path: P
     cfg = tmp_path / "tiny.json"
     cfg.write_text(json.dumps(TINY))
     out = tmp_path / "run"
-    args = ["run", "--config", str(cfg), "--out", str(out), "--agent", server.url]
+    # a memory budget on the way: half the subnets of the digits supernet are larger
+    sp = get_space("mbv3-cifar")
+    budget = int(np.median(sp.params_batch(sp.sample(400, np.random.default_rng(0)), 1, 10)))
+    args = ["run", "--config", str(cfg), "--out", str(out), "--agent", server.url,
+            "--constraint", f"params<={budget}"]  # fmt: skip
     try:
         main([*args, "--token-file", str(token_file)])
         first_run = len(calls)
-        # resumed with another token file path and time-out: nothing measured again
+        # resumed with another token file path and time-out, the URL spelt with a slash:
+        # the same run, nothing measured again
         shutil.copy(token_file, tmp_path / "token2")
         (tmp_path / "token2").chmod(0o600)
-        main([*args, "--token-file", str(tmp_path / "token2"), "--agent-timeout-s", "60"])
+        args2 = [a + "/" if a == server.url else a for a in args]
+        main([*args2, "--token-file", str(tmp_path / "token2"), "--agent-timeout-s", "60"])
     finally:
         server.close()
+    host = json.loads((out / "summary.json").read_text())["device"]["host"]
+    main([*args, "--token-file", str(token_file)])  # finished: needs no agent to run again
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["device"]["host"] == host and host["hostname"]
     assert summary["device"]["kind"] == "agent" and summary["device"]["url"] == server.url
     assert server.url in summary["device"]["label"]
     assert server.url in (out / "report.md").read_text()
@@ -431,6 +443,12 @@ def test_pipeline_on_a_device_agent_measures_profile_and_front_there(tmp_path: P
     groups = -(-len(front) // 2)
     assert sum(calls[first_run - groups : first_run]) == len(front) + groups
     assert len(calls) == first_run  # the resumed run measured nothing
+    # the budget held in the search and on the front, and it did bind
+    assert all(r["params"] <= budget and r["feasible"] for r in front)
+    with ResultsStore(out / "search" / "results.sqlite") as store:
+        searched = [r.vector for r in store.evaluations(store.runs("search")[-1]["run_id"])]
+    assert max(sp.params_batch(np.array(searched), 1, 10)) > budget
+    assert f"`params<={budget}`" in (out / "report.md").read_text()
 
 
 def test_pipeline_agent_errors_come_before_any_work(tmp_path: Path) -> None:
@@ -443,6 +461,8 @@ def test_pipeline_agent_errors_come_before_any_work(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     with pytest.raises(HwnasError, match="agent needs token_file"):
         run_pipeline({"agent": "http://127.0.0.1:9"}, runs / "a")
+    with pytest.raises(HwnasError, match="agent: the agent URL is empty"):
+        run_pipeline({"agent": " ", "token_file": str(token_file)}, runs / "a")
     with pytest.raises(HwnasError, match="token_file is only used with agent"):
         run_pipeline({"token_file": str(token_file)}, runs / "b")
     with pytest.raises(HwnasError, match="agent URL must look like"):
@@ -465,3 +485,70 @@ def test_pipeline_agent_errors_come_before_any_work(tmp_path: Path) -> None:
     finally:
         server.close()
     assert not runs.exists()  # checked before anything is written
+
+
+class _Flaky:
+    """A measurer with made-up latencies that fails at call ``fail_at`` (an agent gone
+    in the middle of the front); counts the models it measured."""
+
+    def __init__(self, fail_at: int | None) -> None:
+        self.fail_at, self.calls, self.models = fail_at, 0, 0
+        self.sizes: list[list[int]] = []  # bytes of each call's files, the anchor first
+
+    def measure(self, models: list[Any], settings: Any = None) -> list[Any]:
+        from hwnas.measure.latency import Measurement, MeasureSettings, compute_stats
+
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise HwnasError("the agent is gone")
+        self.models += len(models)
+        self.sizes.append([Path(m).stat().st_size for m in models])
+        stats = compute_stats([[0.001 * (1 + i / 10)] for i in range(3)])
+        made_up = ("onnxruntime", "0", "cpu", {}, {}, {"hostname": "fake"})
+        return [Measurement(str(m), stats, MeasureSettings(), *made_up) for m in models]
+
+
+def test_front_keeps_each_measured_group_and_respects_the_upload_limit(
+    pipeline_run: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """A failure in the middle of the front loses nothing measured before it (front.csv
+    is written after each call); calls stay within the agent's model and byte limits."""
+    from hwnas.measure.agent import AgentUploadTooLargeError
+    from hwnas.pipeline import FRONT_CSV, PipelineConfig, Target, _read_front, verify_front
+    from hwnas.store.sqlite import ResultsStore
+    from hwnas.train.evaluate import checkpoint_data
+    from hwnas.train.supernet import load_checkpoint, model_from_checkpoint
+
+    out, _ = pipeline_run
+    ckpt = load_checkpoint(out / "supernet" / "checkpoint.pt")
+    model = model_from_checkpoint(ckpt)
+    data = checkpoint_data(ckpt, model)
+    with ResultsStore(out / "search" / "results.sqlite") as store:
+        recs = store.evaluations(store.runs("search")[-1]["run_id"])[:3]
+    pareto = [{"arch_key": r.arch_key, **r.objectives} for r in recs]
+    cfg = PipelineConfig(**TINY)
+    front = tmp_path / "front"
+
+    def verify(measurer: _Flaky, **limits: Any) -> list[dict[str, Any]]:
+        target = Target(cfg.measure_settings(), {"kind": "agent", "url": "x"}, **limits)
+        target._measurer = measurer
+        return verify_front(ckpt, model, data, pareto, front, cfg, target, out / "profile")
+
+    with pytest.raises(HwnasError, match="the agent is gone"):
+        verify(_Flaky(fail_at=2), max_models=2)  # the anchor and one subnet a call
+    assert len(_read_front(front / FRONT_CSV)) == 1  # the first call's subnet is kept
+    again = _Flaky(fail_at=None)
+    rows = verify(again, max_models=2)
+    assert again.calls == 2 and again.models == 4  # the other two, each with the anchor
+    assert {r["arch_key"] for r in rows} == {p["arch_key"] for p in pareto}
+    # byte limit: with room for the anchor and the largest subnet, one subnet a call (no
+    # two of these 10-18 MB networks fit where the largest alone does)
+    anchor = again.sizes[0][0]
+    biggest = max(p.stat().st_size for p in front.glob("*.onnx"))
+    (front / FRONT_CSV).unlink()
+    by_bytes = _Flaky(None)
+    verify(by_bytes, max_models=16, max_bytes=anchor + biggest)
+    assert by_bytes.calls == 3 and all(sum(c) <= anchor + biggest for c in by_bytes.sizes)
+    (front / FRONT_CSV).unlink()
+    with pytest.raises(AgentUploadTooLargeError, match="more than the agent's upload limit"):
+        verify(_Flaky(None), max_models=16, max_bytes=anchor + biggest - 1)

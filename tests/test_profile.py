@@ -212,6 +212,43 @@ def test_resumed_groups_never_reuse_a_stored_group_number(tmp_path, no_export):
     assert not (run_dir / ".tmp").exists()
 
 
+class _Limited(_StopAt):
+    """Every call with a model whose file name is in ``slow`` (or with any model, when
+    ``slow`` is None) runs out of time, as an agent with a too low --timeout-s answers."""
+
+    def __init__(self, run_dir, slow=None):
+        super().__init__(run_dir, 0, lambda: None)
+        self.slow = slow
+
+    def measure(self, models, settings=None):
+        from pathlib import Path
+
+        from hwnas.measure.worker import MeasureTimeoutError
+
+        names = {Path(m).name for m in models}
+        if self.slow is None or names & self.slow:
+            raise MeasureTimeoutError("measurement took longer than the time-out of 0.05 s")
+        return super().measure(models, settings)
+
+
+def test_a_group_that_all_runs_out_of_time_stops_the_profile(tmp_path, no_export):
+    """When every subnet of a group hits the time limit the limit is at fault: nothing is
+    stored and the error says what to raise; one slow subnet is stored as its failure."""
+    from hwnas.measure.profile import profile_space
+    from hwnas.store.sqlite import ResultsStore
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(HwnasError, match="every subnet of a group of 3 hit the measurement"):
+        profile_space(SPACE, 5, run_dir, group_size=3, measurer=_Limited(run_dir))
+    with ResultsStore(run_dir / "results.sqlite") as store:
+        (run,) = store.runs("profile")
+        assert store.evaluations(run["run_id"]) == []
+    summary = profile_space(
+        SPACE, 5, run_dir, group_size=3, measurer=_Limited(run_dir, {"subnet1.onnx"})
+    )
+    assert summary["stored"] == 5 and summary["failed"] == 2  # subnet1 of both groups
+
+
 def test_sigterm_ends_a_profile_cleanly(tmp_path, no_export):
     """SIGTERM: the run is marked interrupted, OUT/.tmp removed, exit status 143."""
     import signal

@@ -34,7 +34,9 @@ def pipeline(
         None, min=2, help="Subnets evaluated by the search (100); raise it to search on."
     ),
     constraint: list[str] | None = typer.Option(
-        None, help="Hard constraint, e.g. 'latency<=1.5' (ms; repeatable)."
+        None,
+        help="Hard constraint (repeatable): latency (ms), accuracy (%), mflops or params, "
+        "e.g. 'latency<=1.5' or 'params<=500000' (a memory budget).",
     ),
     export: str | None = typer.Option(
         None, help="Formats of the front's models: onnx (default), torch, or onnx,torch."
@@ -49,7 +51,7 @@ def pipeline(
         None,
         "--agent",
         help="Target device: measure latency on the device agent at this URL ('hwnas agent "
-        "serve' there) instead of on this machine.",
+        "serve' there) instead of on this machine; fixed for the run directory.",
     ),
     token_file: str | None = typer.Option(
         None, "--token-file", help="Token file for --agent (mode 0600)."

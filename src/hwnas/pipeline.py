@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hwnas.errors import HwnasError
 
@@ -51,6 +51,13 @@ FRONT_PLOT = "front.png"
 FRONT_CSV = "front.csv"
 #: settings a resumed run may change: none changes what is trained, measured or searched
 FREE_KEYS = ("evaluations", "data_dir", "token_file", "agent_timeout_s")
+#: what the pipeline's constraints may bound: its objectives, and the subnets' exact size
+CONSTRAINABLE = {
+    "accuracy": "%",
+    "latency": "ms",
+    "mflops": "MFLOPs",
+    "params": "parameters",
+}
 #: most models per measurement call of the front (the agent's default ``max_models``)
 MEASURE_GROUP = 16
 #: subnets per interleaved group of the profile (``profile_space``'s default)
@@ -86,7 +93,18 @@ class PipelineConfig(BaseModel):
     #: and the front are measured there instead of on this machine
     agent: str | None = None
     token_file: str | None = None
-    agent_timeout_s: float = Field(600.0, gt=0)
+    agent_timeout_s: float = Field(600.0, gt=0, le=7 * 86400)
+
+    @field_validator("agent")
+    @classmethod
+    def _agent_url(cls, url: str | None) -> str | None:
+        """One spelling per agent (no trailing slash): a resumed run compares it."""
+        if url is None:
+            return None
+        url = url.strip().rstrip("/")
+        if not url:
+            raise ValueError("the agent URL is empty (e.g. http://HOST:8765)")
+        return url
 
     def measure_settings(self) -> Any:
         """ONNX Runtime settings of every latency measurement (profile and front)."""
@@ -130,7 +148,8 @@ def load_config(config: PipelineConfig | dict[str, Any] | None) -> PipelineConfi
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
-        raise HwnasError(f"bad pipeline config: {loc}: {first['msg']}") from None
+        msg = first["msg"].removeprefix("Value error, ")  # a validator's own words
+        raise HwnasError(f"bad pipeline config: {loc}: {msg}") from None
 
 
 def check_config(cfg: PipelineConfig, train_cfg: Any) -> Any:
@@ -149,9 +168,10 @@ def check_config(cfg: PipelineConfig, train_cfg: Any) -> Any:
     build_algorithm(cfg.algorithm, cfg.seed, cfg.algorithm_options)
     for text in cfg.constraints:
         c = Constraint.parse(text)
-        if c.objective not in ("accuracy", "latency"):
+        if c.objective not in CONSTRAINABLE:
             raise HwnasError(
-                f"constraint '{text}': the pipeline's objectives are accuracy (%) and latency (ms)"
+                f"constraint '{text}': the pipeline constrains "
+                + ", ".join(f"{k} ({v})" for k, v in CONSTRAINABLE.items())
             )
     return data
 
@@ -159,37 +179,80 @@ def check_config(cfg: PipelineConfig, train_cfg: Any) -> Any:
 @dataclasses.dataclass
 class Target:
     """Where the pipeline measures latency: this machine (each call in a child process) or
-    a device agent. ``device`` is what the summary records; ``max_models`` the most models
-    one measurement call may carry."""
+    a device agent (``client``), asked for its description and limits on first use or by
+    :meth:`connect`. ``device`` is what the summary records."""
 
-    measurer: Any
+    settings: Any
     device: dict[str, Any]
+    client: Any = None
+    #: the most models, and bytes, one measurement call may carry (None: no limit)
     max_models: int = MEASURE_GROUP
+    max_bytes: int | None = None
+    _measurer: Any = None
+
+    def connect(self, measure_threads: int = 1) -> None:
+        """Ask an agent for its description and limits (a wrong URL or token, or more
+        measuring threads than it has cores, fails here); nothing to do for this machine."""
+        from hwnas.measure.measurer import LocalMeasurer, RemoteMeasurer
+
+        if self._measurer is not None:
+            return
+        if self.client is None:
+            self._measurer = LocalMeasurer(self.settings, isolate=True)
+            return
+        info = self.client.info()
+        limits = info.get("limits") or {}
+        cores = limits.get("max_threads")
+        url = self.client.url
+        if cores and measure_threads > cores:
+            raise HwnasError(
+                f"measure_threads {measure_threads}: the agent at {url} has {cores} core(s)"
+            )
+        group = min(MEASURE_GROUP, int(limits.get("max_models") or MEASURE_GROUP))
+        if group < 2:
+            raise HwnasError(
+                f"the agent at {url} takes {group} model per request; the pipeline "
+                "measures each subnet beside an anchor subnet, so it needs 2"
+            )
+        self.max_models = group
+        self.max_bytes = int(limits["max_bytes"]) if limits.get("max_bytes") else None
+        self.device["host"] = info.get("host") or {}
+        self._measurer = RemoteMeasurer(self.client, self.settings)
+
+    @property
+    def measurer(self) -> Any:
+        """The measurer. An agent's is made without asking it anything (a finished run,
+        run again, measures nothing); :meth:`connect` first where its limits matter."""
+        if self._measurer is None and self.client is not None:
+            from hwnas.measure.measurer import RemoteMeasurer
+
+            return RemoteMeasurer(self.client, self.settings)
+        self.connect()
+        return self._measurer
 
     @property
     def label(self) -> str:
         """The device in words, for the report, the plot and the terminal."""
-        host = self.device.get("host") or {}
-        what = host.get("board") or host.get("cpu_model") or "unknown CPU"
-        name = f"{host.get('hostname', '?')}, {what}"
+        host = self.device.get("host")
+        name = ""
+        if host:
+            what = host.get("board") or host.get("cpu_model") or "unknown CPU"
+            name = f" ({host.get('hostname', '?')}, {what})"
         if self.device["kind"] == "agent":
-            return f"the agent at {self.device['url']} ({name})"
-        return f"this machine ({name})"
+            return f"the agent at {self.device['url']}{name}"
+        return f"this machine{name}"
 
 
-def connect_target(cfg: PipelineConfig) -> Target:
-    """The target device of ``cfg``. An agent is asked for its description (so a wrong URL
-    or token, or more measuring threads than it has cores, fails before any work)."""
-    from hwnas.measure.measurer import LocalMeasurer, RemoteMeasurer
-
+def make_target(cfg: PipelineConfig) -> Target:
+    """The target device of ``cfg``, not yet asked anything (its URL and token file are
+    checked): :meth:`Target.connect` asks an agent for its limits."""
     settings = cfg.measure_settings()
     if not cfg.agent:
         if cfg.token_file:
             raise HwnasError("pipeline config: token_file is only used with agent")
         from hwnas.measure.host import host_info
 
-        host = host_info(include_torch=False)
-        return Target(LocalMeasurer(settings, isolate=True), {"kind": "local", "host": host})
+        return Target(settings, {"kind": "local", "host": host_info(include_torch=False)})
     from hwnas.measure.agent import AgentClient, read_token_file
 
     if not cfg.token_file:
@@ -198,21 +261,7 @@ def connect_target(cfg: PipelineConfig) -> Target:
             "'hwnas agent token FILE' makes one)"
         )
     client = AgentClient(cfg.agent, read_token_file(cfg.token_file), cfg.agent_timeout_s)
-    info = client.info()
-    limits = info.get("limits") or {}
-    cores = limits.get("max_threads")
-    if cores and cfg.measure_threads > cores:
-        raise HwnasError(
-            f"measure_threads {cfg.measure_threads}: the agent at {client.url} has {cores} core(s)"
-        )
-    group = min(MEASURE_GROUP, int(limits.get("max_models") or MEASURE_GROUP))
-    if group < 2:
-        raise HwnasError(
-            f"the agent at {client.url} takes {group} model per request; the pipeline "
-            "measures each subnet beside an anchor subnet, so it needs 2"
-        )
-    device = {"kind": "agent", "url": client.url, "host": info.get("host") or {}}
-    return Target(RemoteMeasurer(client, settings), device, group)
+    return Target(settings, {"kind": "agent", "url": client.url}, client)
 
 
 def _no_progress(label: str) -> contextlib.AbstractContextManager[Callable[[int, int], None]]:
@@ -268,11 +317,20 @@ def run_pipeline(
         raise HwnasError(f"output path {out} exists and is not a directory")
     train_cfg = cfg.train_config(out, progress is not None)  # checked before any work
     data = check_config(cfg, train_cfg)
-    target = connect_target(cfg)
+    target = make_target(cfg)
+    if not (out / SUMMARY_NAME).is_file():
+        # a new or unfinished run: an agent that cannot serve it fails before any work
+        # (a finished one, run again, may have nothing left to measure)
+        target.connect(cfg.measure_threads)
     with out_dir_lock(out, "pipeline"):
         _check_same_config(out, cfg)
         (out / CONFIG_NAME).write_text(json.dumps(cfg.model_dump(), indent=2) + "\n")
-        return _run(cfg, train_cfg, data, target, out, bars, say)
+        try:
+            return _run(cfg, train_cfg, data, target, out, bars, say)
+        except HwnasError as exc:  # an agent gone, a file removed: resumable
+            if "run the same command again" in str(exc):
+                raise
+            raise HwnasError(f"{exc}; then run the same command again to continue") from None
 
 
 @contextlib.contextmanager
@@ -493,7 +551,9 @@ def verify_front(
         if progress is not None:
             progress(len(rows), total + 1)  # + 1: the measurement of them all
     if todo:
-        _measure(todo, model, ckpt, out, profile_dir, target)
+        _measure(
+            todo, model, ckpt, out, profile_dir, target, lambda: _write_front(out / FRONT_CSV, rows)
+        )
     keep = {r[k] for r in rows for k in ("onnx", "torch") if r.get(k)}
     for old in [*out.glob("*.onnx"), *out.glob("*.pt2")]:
         if old.name not in keep:  # a network no longer on the front (a longer search)
@@ -502,11 +562,14 @@ def verify_front(
         progress(total + 1, total + 1)
     constraints = [Constraint.parse(c) for c in cfg.constraints]
     for row in rows:  # the constraints again, on measured (drift-corrected) latency
-        measured = {"accuracy": row["val_top1"], "latency": row["latency_ms"]}
+        measured = {
+            "accuracy": row["val_top1"],
+            "latency": row["latency_ms"],
+            "mflops": row["mflops"],
+            "params": row["params"],
+        }
         row["feasible"] = all(
-            c.violation(np.array([measured[c.objective]]))[0] <= 0
-            for c in constraints
-            if c.objective in measured
+            c.violation(np.array([measured[c.objective]]))[0] <= 0 for c in constraints
         )
         row["on_front"] = False
     ok = [r for r in rows if r["feasible"]]
@@ -551,12 +614,14 @@ def _measure(
     out: Path,
     profile_dir: Path,
     target: Target,
+    on_group: Callable[[], None] | None = None,
 ) -> None:
     """Measure the rows' ONNX files on ``target``, interleaved, beside the profile's anchor
     subnet, with the profile's settings: the anchor's latency now over its latency during
     the profile (``drift``) says how much slower the device is now, so a gap to the
-    prediction can be told from a busy device. Up to ``target.max_models`` files a call,
-    each call with the anchor and its own drift."""
+    prediction can be told from a busy device. In calls within the target's limits
+    (:func:`_groups`), each with the anchor and its own drift; ``on_group()`` after each
+    (the pipeline saves what was measured)."""
     import torch
 
     from hwnas.measure.profile import anchor_reference, export_subnet
@@ -571,12 +636,12 @@ def _measure(
             vec = model.space.from_key(anchor[0])
             export_subnet(net, model.space, vec, tmp, 1, _image_size(ckpt))
         head = [tmp]
-    settings = dataclasses.replace(target.measurer.settings, input_shape=None)
-    step = target.max_models - len(head)
+    settings = dataclasses.replace(target.settings, input_shape=None)
+    target.connect(settings.intra_op_threads or 1)  # an agent's limits, for the groups
+    measurer = target.measurer
     try:
-        for g0 in range(0, len(rows), step):
-            group = rows[g0 : g0 + step]
-            found = target.measurer.measure(head + [out / r["onnx"] for r in group], settings)
+        for group in _groups(rows, out, head, target):
+            found = measurer.measure(head + [out / r["onnx"] for r in group], settings)
             drift = found[0].latency_ms / anchor[1] if anchor is not None else None
             for row, m in zip(group, found[len(head) :], strict=True):
                 row["measured_latency_ms"] = m.latency_ms
@@ -585,8 +650,37 @@ def _measure(
                 # as the device was during the profile: what the predictor learnt, and the
                 # same scale for rows measured in different calls (a resumed run)
                 row["latency_ms"] = m.latency_ms / drift if drift else m.latency_ms
+            if on_group is not None:
+                on_group()
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _groups(
+    rows: list[dict[str, Any]], out: Path, head: list[Path], target: Target
+) -> Iterator[list[dict[str, Any]]]:
+    """The rows in measurement calls within the target's limits: at most
+    ``max_models`` files and ``max_bytes`` bytes a call, the anchor (``head``) included."""
+    from hwnas.measure.agent import AgentUploadTooLargeError
+
+    base = sum(p.stat().st_size for p in head)
+    group: list[dict[str, Any]] = []
+    size = base
+    for row in rows:
+        n = (out / row["onnx"]).stat().st_size
+        if target.max_bytes is not None and base + n > target.max_bytes:
+            raise AgentUploadTooLargeError(
+                f"{row['onnx']} ({n} bytes) with the anchor subnet ({base} bytes) is more than "
+                f"the agent's upload limit of {target.max_bytes} bytes: raise its --max-mb"
+            )
+        full = len(head) + len(group) >= target.max_models
+        if group and (full or (target.max_bytes is not None and size + n > target.max_bytes)):
+            yield group
+            group, size = [], base
+        group.append(row)
+        size += n
+    if group:
+        yield group
 
 
 def _write_front(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -658,7 +752,7 @@ def _summary(
     return {
         "out": str(out),
         "config": cfg.model_dump(),
-        "device": {**target.device, "label": target.label},
+        "device": {**_device(target, out), "label": target.label},
         "timings_s": timings,
         "supernet": {
             "checkpoint": str(out / "supernet" / "checkpoint.pt"),
@@ -683,6 +777,18 @@ def _summary(
         "front": front,
         "shipped": [r for r in front if r.get("on_front")],
     }
+
+
+def _device(target: Target, out: Path) -> dict[str, Any]:
+    """What the summary records of the target: an agent not asked this time (a finished
+    run, run again) keeps the description of the previous summary."""
+    if target.device.get("host") is not None:
+        return target.device
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        old = json.loads((out / SUMMARY_NAME).read_text())["device"]
+        if old.get("url") == target.device.get("url"):
+            target.device["host"] = old.get("host")
+    return target.device
 
 
 def plot_front(
@@ -801,8 +907,13 @@ def write_report(summary: dict[str, Any], path: Path) -> Path:
         "## 4. Search",
         "",
         f"`{s['search']['algorithm']}`, {s['search']['evaluations']} subnets evaluated "
-        f"({s['search']['failed']} failed): validation accuracy measured, latency predicted. "
-        "Plots: `search/pareto.png`, `search/progress.png`.",
+        f"({s['search']['failed']} failed): validation accuracy measured, latency predicted"
+        + (
+            f"; constraints {', '.join(f'`{x}`' for x in c['constraints'])}"
+            if c["constraints"]
+            else ""
+        )
+        + ". Plots: `search/pareto.png`, `search/progress.png`.",
         "",
         "## 5. The front, tested and measured",
         "",
@@ -819,8 +930,8 @@ def write_report(summary: dict[str, Any], path: Path) -> Path:
         f"![front]({FRONT_PLOT})",
         "",
         "| ship | val top-1 % | test top-1 % | predicted ms | measured ms | at profile load ms "
-        "| params | files |",
-        "|---|---|---|---|---|---|---|---|",
+        "| params | MFLOPs | files |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     if not s["front"]:
         cons = " and ".join(c["constraints"]) or "the constraints"
@@ -835,7 +946,7 @@ def write_report(summary: dict[str, Any], path: Path) -> Path:
         lines.append(
             f"| {ship} | {r['val_top1']:.2f} | {r['test_top1']:.2f} | "
             f"{r['predicted_latency_ms']:.3f} | {r['measured_latency_ms']:.3f} | "
-            f"{r['latency_ms']:.3f} | {r['params']:,} | {files} |"
+            f"{r['latency_ms']:.3f} | {r['params']:,} | {r['mflops']:.2f} | {files} |"
         )
     lines.append("")
     path.write_text("\n".join(lines))

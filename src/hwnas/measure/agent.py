@@ -778,14 +778,26 @@ class AgentClient:
         """The agent closed the connection during a request: an upload over its size
         limit (it stops reading) when ``/info`` says so, else a connection error."""
         limit = None
+        reachable = True
         if body:
-            with contextlib.suppress(HwnasError, AttributeError, TypeError, ValueError):
+            try:
                 limit = int(self.info()["limits"]["max_bytes"])
+            except HwnasError:  # gone: it stopped or crashed during the request
+                reachable = False
+            except (AttributeError, KeyError, TypeError, ValueError):
+                pass
         if limit is not None and len(body or b"") > limit:
             return AgentUploadTooLargeError(
                 f"model too large for the agent at {self.url}: upload of {len(body or b'')} "
                 f"bytes exceeds the agent's limit of {limit} bytes (its --max-mb sets the limit)"
             )
+        if not reachable:
+            return HwnasError(
+                f"the agent at {self.url} dropped the connection ({reason}) and cannot be "
+                "reached any more: it stopped or crashed; start it again"
+            )
+        if limit is not None:  # within the limit: not the size
+            return HwnasError(f"the agent at {self.url} dropped the connection ({reason})")
         return HwnasError(
             f"the agent at {self.url} dropped the connection ({reason}); "
             "the upload may exceed its size limit"

@@ -529,7 +529,16 @@ def measure_onnx(
         )
     try:
         import onnxruntime as ort
-    except ImportError:  # pragma: no cover - ort is a dependency of both extras
+    except ImportError as exc:  # pragma: no cover - ort is a dependency of both extras
+        import importlib.util
+
+        if importlib.util.find_spec("onnxruntime") is not None:
+            # installed, but its native library did not load: under a memory limit (an
+            # isolated measurement, an agent's --memory-mb) the limit is too low for it
+            raise HwnasError(
+                f"onnxruntime is installed but failed to load ({exc}); under a memory "
+                "limit (an agent's --memory-mb) the limit is too low to load the runtime"
+            ) from None
         raise HwnasError(
             "onnxruntime is not installed; pip install 'hwnas[agent]' or 'hwnas[torch]'"
         ) from None

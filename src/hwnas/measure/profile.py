@@ -30,7 +30,9 @@ Only errors of a subnet itself (it cannot be exported, loaded or run, it needs t
 memory or time: :data:`hwnas.measure.worker.MODEL_ERRORS`) are stored as that subnet's
 failure. Any other error (an agent that cannot be reached, refuses the token, stays busy,
 does not answer in time, refuses the settings) stops the profile with that error and
-stores nothing for the group being measured; a resume measures it then. Failures stored
+stores nothing for the group being measured; a resume measures it then. So does a group
+in which every subnet runs out of the measurement's time or memory: the limit is too
+low, not each subnet at fault. Failures stored
 as plain ``HwnasError`` by older versions (such errors, stored by mistake) are measured
 again on resume.
 
@@ -63,7 +65,7 @@ import numpy as np
 from hwnas.errors import HwnasError
 from hwnas.measure.agent import AgentUploadTooLargeError
 from hwnas.measure.latency import MeasureSettings
-from hwnas.measure.worker import MODEL_ERRORS
+from hwnas.measure.worker import MODEL_ERRORS, MeasureOutOfMemoryError, MeasureTimeoutError
 from hwnas.process import out_dir_lock
 from hwnas.store.sqlite import EvaluationRecord, ResultsStore
 
@@ -156,7 +158,7 @@ def stratified_sample(
         pool = pool[keep]
         if len(pool) < n - 2:
             raise HwnasError(f"{space.name}: cannot find {n} distinct subnets to profile")
-        macs = np.array([space.macs(v, num_classes=nc) for v in pool], dtype=np.float64)
+        macs = space.macs_batch(pool, num_classes=nc).astype(np.float64)
         edges = np.linspace(m_lo, m_hi, n - 1)
         used = np.zeros(len(pool), dtype=bool)
         picks = []
@@ -650,6 +652,15 @@ def _profile_group(
             except MODEL_ERRORS as exc:
                 found.append(exc)
                 beside.append(None)
+        limits = (MeasureTimeoutError, MeasureOutOfMemoryError)
+        if len(found) > 1 and all(isinstance(m, limits) for m in found):
+            # every subnet of the group ran out of time or memory: the limit is too low
+            # for these networks (or the machine too busy), not a fault of each one
+            raise HwnasError(
+                f"every subnet of a group of {len(found)} hit the measurement's limit "
+                f"({found[0]}); raise the limit (an agent's --timeout-s / --memory-mb) "
+                "and run the same command again"
+            ) from None
     share = (time.perf_counter() - t0) / len(ready)
     corrections: dict[int, AnchorCorrection] = {}
     if anchors is not None:
