@@ -552,3 +552,23 @@ def test_front_keeps_each_measured_group_and_respects_the_upload_limit(
     (front / FRONT_CSV).unlink()
     with pytest.raises(AgentUploadTooLargeError, match="more than the agent's upload limit"):
         verify(_Flaky(None), max_models=16, max_bytes=anchor + biggest - 1)
+
+
+def test_profile_groups_fit_the_agents_limits() -> None:
+    """A profile group and its anchor fit in one upload to the agent: the largest subnet's
+    float32 weights bound how many go together (a refused upload costs a device link)."""
+    from hwnas.pipeline import Target, profile_group_size
+    from hwnas.supernet.mbv3 import MBv3Supernet
+
+    model = MBv3Supernet("mbv3-cifar", 10, 1)
+    sp = model.space
+    largest = 4 * int(sp.params_batch(sp.largest()[None, :], 1, 10)[0])
+
+    def size(**limits: Any) -> int:
+        return profile_group_size(Target(None, {"kind": "agent", "url": "x"}, **limits), model)
+
+    assert size() == 8  # this machine: the profile's own default
+    assert size(max_models=3) == 2
+    assert size(max_bytes=100 * largest) == 8
+    assert size(max_bytes=4 * largest) == 2  # 3 x 1.05 x largest fit with the anchor
+    assert size(max_bytes=largest) == 1  # the smallest group: refused by size if too large

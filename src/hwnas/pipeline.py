@@ -392,7 +392,7 @@ def _run(
             in_channels=model.in_channels,
             input_size=_image_size(ckpt),
             measurer=target.measurer,
-            group_size=min(PROFILE_GROUP, target.max_models - 1),  # + the anchor
+            group_size=profile_group_size(target, model),
         )
 
     say(f"3/5 latency predictor: {cfg.predictor} on {prof['stored']} measured subnets")
@@ -443,6 +443,19 @@ def _run(
     plot_front(front, search, out / FRONT_PLOT, cfg.constraints, target.label)
     write_report(summary, out / REPORT_NAME)
     return summary
+
+
+def profile_group_size(target: Target, model: Any) -> int:
+    """Subnets per profile group on ``target``: with the anchor, within its model limit
+    and, with room for the largest subnet's weights (float32), its upload limit (a group
+    over it is refused and measured again one by one: a wasted upload to a device)."""
+    group = min(PROFILE_GROUP, target.max_models - 1)
+    if target.max_bytes:
+        sp = model.space
+        params = sp.params_batch(sp.largest()[None, :], model.in_channels, model.num_classes)
+        largest = 1.05 * 4 * float(params[0])  # + the graph's own few per cent
+        group = min(group, int(target.max_bytes // largest) - 1)
+    return max(group, 1)
 
 
 def _retarget_search(store_path: Path, files: dict[str, str]) -> bool:
