@@ -167,6 +167,10 @@ def test_pipeline_config_errors_are_one_line(tmp_path: Path) -> None:
         run_pipeline({"predictor": "xgb"}, tmp_path / "g")
     with pytest.raises(HwnasError, match="constrains accuracy .*, mflops .*, params"):
         run_pipeline({"constraints": ["energy<=3"]}, tmp_path / "h")
+    with pytest.raises(HwnasError, match="no subnet of mbv3-cifar meets it on this data"):
+        run_pipeline({"constraints": ["params<=1000"]}, tmp_path / "h")
+    with pytest.raises(HwnasError, match=r"mflops from [\d.]+ to [\d.]+"):
+        run_pipeline({"constraints": ["mflops>=1e9"]}, tmp_path / "h")
     with pytest.raises(HwnasError, match="not found in data dir"):
         run_pipeline(
             {"train": {"dataset": "mnist"}, "data_dir": str(tmp_path / "no")}, tmp_path / "i"
@@ -375,7 +379,7 @@ def test_report_of_a_front_that_nothing_satisfies_says_so(
     empty["config"] = summary["config"] | {"constraints": ["latency<=0.001"]}
     empty["front_latency_agreement"] = {"n": 0, "drift": None}
     text = write_report(empty, tmp_path / "r.md").read_text()
-    assert "No searched subnet satisfies latency<=0.001 by its predicted latency" in text
+    assert "No searched subnet satisfies latency<=0.001 by the search's values" in text
     assert "| ship |" not in text
     assert plot_front([], summary["search"], tmp_path / "f.png").stat().st_size > 0
     over = dict(summary["front"][0], feasible=False, on_front=False)
@@ -448,6 +452,13 @@ def test_pipeline_on_a_device_agent_measures_profile_and_front_there(tmp_path: P
     with ResultsStore(out / "search" / "results.sqlite") as store:
         searched = [r.vector for r in store.evaluations(store.runs("search")[-1]["run_id"])]
     assert max(sp.params_batch(np.array(searched), 1, 10)) > budget
+    search = json.loads((out / "search" / "summary.json").read_text())
+    assert search["pareto"] and all(p["params"] <= budget for p in search["pareto"])
+    assert (
+        (out / "search" / "pareto.csv")
+        .read_text()
+        .startswith("arch_key,arch,accuracy,latency,params\n")
+    )
     assert f"`params<={budget}`" in (out / "report.md").read_text()
 
 

@@ -677,6 +677,9 @@ class SizedEvaluator(CheapCostEvaluator):
     def evaluate_metrics(self, vectors):
         return np.atleast_2d(vectors).sum(axis=1, keepdims=True).astype(float)
 
+    def metric_range(self):
+        return {"size": (0.0, 24.0)}
+
 
 @pytest.mark.parametrize("algorithm", ["random", "nsga2", "motpe", "linas"])
 def test_constraints_may_bound_a_metric_that_is_no_objective(algorithm):
@@ -693,3 +696,10 @@ def test_constraints_may_bound_a_metric_that_is_no_objective(algorithm):
         SearchProblem(ev, 10, constraints=[Constraint.parse("params<=3")])
     with pytest.raises(ValueError, match="need the architectures' vectors"):
         problem.constraint_values(raw)
+    assert problem.constrained_metrics == ["size"]
+    for i in problem.front_indices():
+        assert problem.metric_values(problem.vectors[i])["size"][0] <= 8
+    # a bound no architecture meets is refused before any evaluation
+    for bound in ("size<=-1", "size>=25"):
+        with pytest.raises(HwnasError, match=r"no architecture of nb201 satisfies .* 0 to 24"):
+            SearchProblem(ev, 10, constraints=[Constraint.parse(bound)])

@@ -116,7 +116,7 @@ def pipeline(
     con = Console()
     if not summary["shipped"]:
         cons = " and ".join(summary["config"]["constraints"]) or "the constraints"
-        how = "as measured" if summary["front"] else "by its predicted latency"
+        how = "as measured" if summary["front"] else "by the search's values"
         con.print(
             f"no searched subnet satisfies {cons} {how}: loosen the constraint or search "
             f"more (--evaluations); report: {out / 'report.md'}"

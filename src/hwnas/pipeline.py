@@ -173,7 +173,28 @@ def check_config(cfg: PipelineConfig, train_cfg: Any) -> Any:
                 f"constraint '{text}': the pipeline constrains "
                 + ", ".join(f"{k} ({v})" for k, v in CONSTRAINABLE.items())
             )
+        if c.objective in ("params", "mflops"):  # exact: one no subnet meets is refused now
+            _check_size_bound(c, t.space, data)
     return data
+
+
+def _check_size_bound(c: Any, space_name: str, data: Any) -> None:
+    """Refuse a parameter or MFLOPs bound that no subnet of the space meets for this
+    dataset's channels and classes (the smallest and largest subnets bound both)."""
+    from hwnas.space.mbv3_ramnas import space_for
+
+    sp = space_for(space_name)
+    ends = np.stack([sp.smallest(), sp.largest()])
+    if c.objective == "params":
+        values = sp.params_batch(ends, data.in_channels, data.num_classes)
+    else:
+        values = 2e-6 * sp.macs_batch(ends, data.in_channels, data.num_classes)
+    lo, hi = float(values[0]), float(values[1])
+    if c.violation(np.array([lo if c.op == "<=" else hi]))[0] > 0:
+        raise HwnasError(
+            f"constraint '{c}': no subnet of {space_name} meets it on this data ({c.objective} "
+            f"from {lo:.6g} to {hi:.6g})"
+        )
 
 
 @dataclasses.dataclass
@@ -949,7 +970,7 @@ def write_report(summary: dict[str, Any], path: Path) -> Path:
     if not s["front"]:
         cons = " and ".join(c["constraints"]) or "the constraints"
         lines[-6:] = [
-            f"No searched subnet satisfies {cons} by its predicted latency, so nothing was "
+            f"No searched subnet satisfies {cons} by the search's values, so nothing was "
             "tested or measured: loosen the constraint, or search more (a larger "
             "--evaluations).",
         ]

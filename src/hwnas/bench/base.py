@@ -77,6 +77,11 @@ class Evaluator(ABC):
         at once (nothing is trained or measured)."""
         raise NotImplementedError(f"{type(self).__name__} has no metrics")
 
+    def metric_range(self) -> dict[str, tuple[float, float]]:
+        """The smallest and largest value of each metric over the whole space, where
+        known: a bound outside it is refused before any evaluation."""
+        return {}
+
     def table(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(all vectors, all raw values) when the whole space is known, else None."""
         return None

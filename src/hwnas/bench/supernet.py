@@ -145,6 +145,12 @@ class SupernetBenchmark(Evaluator):
         x = np.atleast_2d(np.asarray(vectors))
         return np.stack([getattr(self, m)(x) for m in self.metrics], axis=1)
 
+    def metric_range(self) -> dict[str, tuple[float, float]]:
+        """MFLOPs and parameters grow with every choice (width, depth, kernel, expansion,
+        resolution), so the smallest and largest subnets bound them."""
+        ends = self.evaluate_metrics(np.stack([self.space.smallest(), self.space.largest()]))
+        return {m: (float(ends[0, k]), float(ends[1, k])) for k, m in enumerate(self.metrics)}
+
     def evaluate(self, vectors: np.ndarray) -> np.ndarray:
         x = self.space.check_vectors(np.atleast_2d(np.asarray(vectors)))
         acc = np.array([self.accuracy(v) for v in x], dtype=np.float64)

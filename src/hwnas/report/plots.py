@@ -45,7 +45,7 @@ def plot_pareto(problem: SearchProblem, summary: dict[str, Any], path: Path) -> 
     first two objectives in their raw units."""
     plt = _plt()
     objs = problem.objectives
-    _, raw = problem.evaluated_arrays()
+    X, raw = problem.evaluated_arrays()
     fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=110)
     i, j = (1, 0) if len(objs) > 1 else (0, 0)
     if problem.exact is not None:
@@ -54,7 +54,11 @@ def plot_pareto(problem: SearchProblem, summary: dict[str, Any], path: Path) -> 
         ax.step(E[o, i], E[o, j], where="post", color="0.3", lw=1, label="exact front")
         ax.scatter(E[:, i], E[:, j], s=14, facecolors="none", edgecolors="0.3")
     if len(raw):
-        ax.scatter(raw[:, i], raw[:, j], s=8, color="tab:blue", alpha=0.35, label="evaluated")
+        ok = problem._feasible(raw, X)
+        ax.scatter(raw[ok, i], raw[ok, j], s=8, color="tab:blue", alpha=0.35, label="evaluated")
+        if (~ok).any():  # over a budget (a metric's, not plotted, included)
+            ax.scatter(raw[~ok, i], raw[~ok, j], s=10, marker="x", color="0.55",
+                       label=f"breaks {' and '.join(map(str, problem.constraints))}")  # fmt: skip
     if summary["pareto"]:
         P = np.array([[p[objs[i].name], p[objs[j].name]] for p in summary["pareto"]])
         o = np.argsort(P[:, 0])

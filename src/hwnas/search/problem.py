@@ -101,6 +101,7 @@ class SearchProblem:
                     f"constraint '{c}' names unknown objective '{c.objective}' "
                     f"(objectives: {', '.join(names)}{also})"
                 )
+        self._check_metric_bounds()
         self.on_evaluation = on_evaluation
         # memory of evaluated architectures, in evaluation order
         self.keys: list[str] = []
@@ -149,6 +150,36 @@ class SearchProblem:
             self.budget = n_arch
         if store is not None and run_id is not None:
             self.attach_store(store, run_id)
+
+    @property
+    def constrained_metrics(self) -> list[str]:
+        """The evaluator's metrics that a constraint bounds (reported beside objectives)."""
+        names = list(getattr(self.evaluator, "metrics", ()))
+        return [names[m] for m in dict.fromkeys(m for m in self._midx if m is not None)]
+
+    def metric_values(self, vectors: np.ndarray) -> dict[str, np.ndarray]:
+        """The constrained metrics of ``vectors``, by name."""
+        if not self.constrained_metrics:
+            return {}
+        values = np.atleast_2d(self.evaluator.evaluate_metrics(np.atleast_2d(vectors)))
+        names = list(self.evaluator.metrics)
+        return {m: values[:, names.index(m)] for m in self.constrained_metrics}
+
+    def _check_metric_bounds(self) -> None:
+        """A bound on a metric that no architecture of the space can meet is refused now,
+        not after the budget is spent (the evaluator knows the metric's range)."""
+        if all(m is None for m in self._midx):
+            return
+        ranges = self.evaluator.metric_range()
+        for c, m in zip(self.constraints, self._midx, strict=True):
+            if m is None or c.objective not in ranges:
+                continue
+            lo, hi = ranges[c.objective]
+            if c.violation(np.array([lo if c.op == "<=" else hi]))[0] > 0:
+                raise HwnasError(
+                    f"no architecture of {self.space.name} satisfies {c} (its "
+                    f"{c.objective} range from {lo:.6g} to {hi:.6g})"
+                )
 
     def attach_store(self, store: ResultsStore, run_id: str) -> None:
         """Store every evaluation from now on in ``run_id`` of ``store``; what it already

@@ -206,12 +206,14 @@ def summarize(problem: SearchProblem, config: SearchConfig, wall_time_s: float) 
     order = np.argsort(front_F[:, -1]) if len(front_F) else []
     for j in order:
         i = front_idx[j]
+        metrics = problem.metric_values(problem.vectors[i])  # what a constraint bounds
         pareto.append(
             {
                 "arch_key": problem.keys[i],
                 "arch": problem.space.decode(problem.vectors[i]),
                 "vector": problem.vectors[i].tolist(),
                 **{o.name: float(problem.raw[i][k]) for k, o in enumerate(problem.objectives)},
+                **{m: float(v[0]) for m, v in metrics.items()},
             }
         )
     return {
@@ -259,7 +261,7 @@ def write_outputs(
 
     with _atomic(out / "evaluations.csv") as tmp:
         store.export_csv(run_id, tmp)
-    names = [o.name for o in problem.objectives]
+    names = [o.name for o in problem.objectives] + problem.constrained_metrics
     with _atomic(out / "pareto.csv") as tmp, tmp.open("w") as f:
         f.write(",".join(["arch_key", "arch", *names]) + "\n")
         for p in summary["pareto"]:
