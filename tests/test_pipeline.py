@@ -454,6 +454,7 @@ def test_pipeline_on_a_device_agent_measures_profile_and_front_there(tmp_path: P
     assert max(sp.params_batch(np.array(searched), 1, 10)) > budget
     search = json.loads((out / "search" / "summary.json").read_text())
     assert search["pareto"] and all(p["params"] <= budget for p in search["pareto"])
+    assert summary["search"]["feasible"] == search["feasible"] >= len(search["pareto"])
     assert (
         (out / "search" / "pareto.csv")
         .read_text()

@@ -126,7 +126,8 @@ def pipeline(
         title=f"{len(summary['shipped'])} networks to ship (measured on "
         f"{summary['device']['label']})"
     )
-    for col in ("#", "val %", "test %", "predicted ms", "measured ms", "at profile ms"):
+    cols = ("#", "val %", "test %", "predicted ms", "measured ms", "at profile ms", "params")
+    for col in (*cols, "MFLOPs"):
         table.add_column(col, justify="right")
     for i, r in enumerate(summary["shipped"], 1):
         table.add_row(
@@ -136,6 +137,8 @@ def pipeline(
             f"{r['predicted_latency_ms']:.3f}",
             f"{r['measured_latency_ms']:.3f}",
             f"{r['latency_ms']:.3f}",
+            f"{r['params']:,}",
+            f"{r['mflops']:.1f}",
         )
     con.print(table)
     for i, r in enumerate(summary["shipped"], 1):

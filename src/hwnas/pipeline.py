@@ -805,7 +805,14 @@ def _summary(
         },
         "search": {
             k: search.get(k)
-            for k in ("algorithm", "evaluations", "failed", "hypervolume", "reference_point")
+            for k in (
+                "algorithm",
+                "evaluations",
+                "failed",
+                "feasible",
+                "hypervolume",
+                "reference_point",
+            )
         },
         "front_latency_agreement": agreement,
         "front": front,

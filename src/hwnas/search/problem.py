@@ -41,7 +41,9 @@ class Constraint:
     def parse(cls, text: str) -> Constraint:
         m = _CONSTRAINT_RE.match(text)
         if not m:
-            raise HwnasError(f"bad constraint '{text}' (expected e.g. 'latency<=5')")
+            raise HwnasError(
+                f"bad constraint '{text}' (expected NAME<=BOUND or NAME>=BOUND, e.g. 'latency<=5')"
+            )
         try:
             bound = float(m.group(3))
         except ValueError:
