@@ -188,7 +188,7 @@ def _check_size_bound(c: Any, space_name: str, data: Any) -> None:
     if c.objective == "params":
         values = sp.params_batch(ends, data.in_channels, data.num_classes)
     else:
-        values = 2e-6 * sp.macs_batch(ends, data.in_channels, data.num_classes)
+        values = sp.mflops_batch(ends, data.in_channels, data.num_classes)
     lo, hi = float(values[0]), float(values[1])
     if c.violation(np.array([lo if c.op == "<=" else hi]))[0] > 0:
         raise HwnasError(
@@ -576,7 +576,9 @@ def verify_front(
             "predicted_latency_ms": p["latency"],
             "measured_latency_ms": None,
             "params": sum(q.numel() for q in sub.parameters()),
-            "mflops": 2e-6 * model.space.macs(vec, model.in_channels, model.num_classes),
+            "mflops": float(
+                model.space.mflops_batch(vec[None, :], model.in_channels, model.num_classes)[0]
+            ),
             "resolution": arch["resolution"],
             **files,
         }

@@ -133,7 +133,7 @@ class SupernetBenchmark(Evaluator):
     def mflops(self, vectors: np.ndarray) -> np.ndarray:
         """MFLOPs (2 x MACs) of subnets at their resolution, for this supernet's input."""
         m = self.model
-        return 2e-6 * self.space.macs_batch(vectors, m.in_channels, m.num_classes)
+        return self.space.mflops_batch(vectors, m.in_channels, m.num_classes)
 
     def params(self, vectors: np.ndarray) -> np.ndarray:
         """Parameters of each subnet as extracted (its model size), for this supernet."""

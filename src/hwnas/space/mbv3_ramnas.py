@@ -415,6 +415,12 @@ class MBv3SupernetSpace(SearchSpace):
         keep = [i for i, n in enumerate(self.cost_term_names()) if n.endswith("_macs")]
         return terms[:, keep].sum(axis=1)
 
+    def mflops_batch(
+        self, vectors: np.ndarray, in_channels: int = 3, num_classes: int = 1000
+    ) -> np.ndarray:
+        """MFLOPs (2 x MACs / 1e6) of many vectors at once: what FLOPs budgets bound."""
+        return 2e-6 * self.macs_batch(vectors, in_channels, num_classes)
+
     def cost_features(self, vectors: np.ndarray) -> np.ndarray:
         """:meth:`cost_terms` per vector: latency is close to a sum of per-layer costs, so
         a predictor ranks measured latency far better from these than from one-hot
