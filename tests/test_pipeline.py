@@ -506,6 +506,7 @@ class _Flaky:
     def __init__(self, fail_at: int | None) -> None:
         self.fail_at, self.calls, self.models = fail_at, 0, 0
         self.sizes: list[list[int]] = []  # bytes of each call's files, the anchor first
+        self.settings: Any = None  # set by the test: the pipeline's measure settings
 
     def measure(self, models: list[Any], settings: Any = None) -> list[Any]:
         from hwnas.measure.latency import Measurement, MeasureSettings, compute_stats
@@ -542,8 +543,8 @@ def test_front_keeps_each_measured_group_and_respects_the_upload_limit(
     front = tmp_path / "front"
 
     def verify(measurer: _Flaky, **limits: Any) -> list[dict[str, Any]]:
-        target = Target(cfg.measure_settings(), {"kind": "agent", "url": "x"}, **limits)
-        target._measurer = measurer
+        measurer.settings = cfg.measure_settings()
+        target = Target(measurer, {"kind": "agent", "url": "x"}, **limits)
         return verify_front(ckpt, model, data, pareto, front, cfg, target, out / "profile")
 
     with pytest.raises(HwnasError, match="the agent is gone"):

@@ -180,17 +180,11 @@ def check_config(cfg: PipelineConfig, train_cfg: Any) -> Any:
 
 def _check_size_bound(c: Any, space_name: str, data: Any) -> None:
     """Refuse a parameter or MFLOPs bound that no subnet of the space meets for this
-    dataset's channels and classes (the smallest and largest subnets bound both)."""
+    dataset's channels and classes (no checkpoint, so no benchmark, exists yet)."""
     from hwnas.space.mbv3_ramnas import space_for
 
-    sp = space_for(space_name)
-    ends = np.stack([sp.smallest(), sp.largest()])
-    if c.objective == "params":
-        values = sp.params_batch(ends, data.in_channels, data.num_classes)
-    else:
-        values = sp.mflops_batch(ends, data.in_channels, data.num_classes)
-    lo, hi = float(values[0]), float(values[1])
-    if c.violation(np.array([lo if c.op == "<=" else hi]))[0] > 0:
+    lo, hi = space_for(space_name).size_range(data.in_channels, data.num_classes)[c.objective]
+    if not c.satisfiable(lo, hi):
         raise HwnasError(
             f"constraint '{c}': no subnet of {space_name} meets it on this data ({c.objective} "
             f"from {lo:.6g} to {hi:.6g})"
@@ -200,26 +194,21 @@ def _check_size_bound(c: Any, space_name: str, data: Any) -> None:
 @dataclasses.dataclass
 class Target:
     """Where the pipeline measures latency: this machine (each call in a child process) or
-    a device agent (``client``), asked for its description and limits on first use or by
-    :meth:`connect`. ``device`` is what the summary records."""
+    a device agent (``client``), asked for its description and limits by :meth:`connect`
+    (until then ``device`` has no ``host``). ``device`` is what the summary records."""
 
-    settings: Any
+    measurer: Any
     device: dict[str, Any]
     client: Any = None
     #: the most models, and bytes, one measurement call may carry (None: no limit)
     max_models: int = MEASURE_GROUP
     max_bytes: int | None = None
-    _measurer: Any = None
 
     def connect(self, measure_threads: int = 1) -> None:
         """Ask an agent for its description and limits (a wrong URL or token, or more
-        measuring threads than it has cores, fails here); nothing to do for this machine."""
-        from hwnas.measure.measurer import LocalMeasurer, RemoteMeasurer
-
-        if self._measurer is not None:
-            return
-        if self.client is None:
-            self._measurer = LocalMeasurer(self.settings, isolate=True)
+        measuring threads than it has cores, fails here), once; nothing to do for this
+        machine."""
+        if self.client is None or "host" in self.device:
             return
         info = self.client.info()
         limits = info.get("limits") or {}
@@ -238,18 +227,6 @@ class Target:
         self.max_models = group
         self.max_bytes = int(limits["max_bytes"]) if limits.get("max_bytes") else None
         self.device["host"] = info.get("host") or {}
-        self._measurer = RemoteMeasurer(self.client, self.settings)
-
-    @property
-    def measurer(self) -> Any:
-        """The measurer. An agent's is made without asking it anything (a finished run,
-        run again, measures nothing); :meth:`connect` first where its limits matter."""
-        if self._measurer is None and self.client is not None:
-            from hwnas.measure.measurer import RemoteMeasurer
-
-            return RemoteMeasurer(self.client, self.settings)
-        self.connect()
-        return self._measurer
 
     @property
     def label(self) -> str:
@@ -267,13 +244,16 @@ class Target:
 def make_target(cfg: PipelineConfig) -> Target:
     """The target device of ``cfg``, not yet asked anything (its URL and token file are
     checked): :meth:`Target.connect` asks an agent for its limits."""
+    from hwnas.measure.measurer import LocalMeasurer, RemoteMeasurer
+
     settings = cfg.measure_settings()
     if not cfg.agent:
         if cfg.token_file:
             raise HwnasError("pipeline config: token_file is only used with agent")
         from hwnas.measure.host import host_info
 
-        return Target(settings, {"kind": "local", "host": host_info(include_torch=False)})
+        host = host_info(include_torch=False)
+        return Target(LocalMeasurer(settings, isolate=True), {"kind": "local", "host": host})
     from hwnas.measure.agent import AgentClient, read_token_file
 
     if not cfg.token_file:
@@ -282,7 +262,7 @@ def make_target(cfg: PipelineConfig) -> Target:
             "'hwnas agent token FILE' makes one)"
         )
     client = AgentClient(cfg.agent, read_token_file(cfg.token_file), cfg.agent_timeout_s)
-    return Target(settings, {"kind": "agent", "url": client.url}, client)
+    return Target(RemoteMeasurer(client, settings), {"kind": "agent", "url": client.url}, client)
 
 
 def _no_progress(label: str) -> contextlib.AbstractContextManager[Callable[[int, int], None]]:
@@ -672,12 +652,11 @@ def _measure(
             vec = model.space.from_key(anchor[0])
             export_subnet(net, model.space, vec, tmp, 1, _image_size(ckpt))
         head = [tmp]
-    settings = dataclasses.replace(target.settings, input_shape=None)
+    settings = dataclasses.replace(target.measurer.settings, input_shape=None)
     target.connect(settings.intra_op_threads or 1)  # an agent's limits, for the groups
-    measurer = target.measurer
     try:
         for group in _groups(rows, out, head, target):
-            found = measurer.measure(head + [out / r["onnx"] for r in group], settings)
+            found = target.measurer.measure(head + [out / r["onnx"] for r in group], settings)
             drift = found[0].latency_ms / anchor[1] if anchor is not None else None
             for row, m in zip(group, found[len(head) :], strict=True):
                 row["measured_latency_ms"] = m.latency_ms

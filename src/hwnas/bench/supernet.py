@@ -146,10 +146,9 @@ class SupernetBenchmark(Evaluator):
         return np.stack([getattr(self, m)(x) for m in self.metrics], axis=1)
 
     def metric_range(self) -> dict[str, tuple[float, float]]:
-        """MFLOPs and parameters grow with every choice (width, depth, kernel, expansion,
-        resolution), so the smallest and largest subnets bound them."""
-        ends = self.evaluate_metrics(np.stack([self.space.smallest(), self.space.largest()]))
-        return {m: (float(ends[0, k]), float(ends[1, k])) for k, m in enumerate(self.metrics)}
+        """MFLOPs and parameters over the space, for this supernet's input and classes."""
+        ranges = self.space.size_range(self.model.in_channels, self.model.num_classes)
+        return {m: ranges[m] for m in self.metrics}
 
     def evaluate(self, vectors: np.ndarray) -> np.ndarray:
         x = self.space.check_vectors(np.atleast_2d(np.asarray(vectors)))

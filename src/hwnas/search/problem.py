@@ -50,6 +50,10 @@ class Constraint:
             raise HwnasError(f"bad bound in constraint '{text}'") from None
         return cls(m.group(1), m.group(2), bound)
 
+    def satisfiable(self, low: float, high: float) -> bool:
+        """Whether some value in ``[low, high]`` (a quantity's range) meets the bound."""
+        return bool(self.violation(np.array([low if self.op == "<=" else high]))[0] <= 0)
+
     def violation(self, values: np.ndarray) -> np.ndarray:
         """Amount by which raw values break the constraint (<= 0 means satisfied)."""
         return values - self.bound if self.op == "<=" else self.bound - values
@@ -87,16 +91,13 @@ class SearchProblem:
         self.constraints = list(constraints or [])
         names = [o.name for o in self.objectives]
         metrics = [m for m in getattr(evaluator, "metrics", ()) if m not in names]
-        # per constraint: the objective's column, or the metric's column (``_midx``)
+        # per constraint: the objective's column, or None for a metric of the evaluator
         self._cidx: list[int | None] = []
-        self._midx: list[int | None] = []
         for c in self.constraints:
             if c.objective in names:
                 self._cidx.append(names.index(c.objective))
-                self._midx.append(None)
             elif c.objective in metrics:
                 self._cidx.append(None)
-                self._midx.append(list(evaluator.metrics).index(c.objective))
             else:
                 also = f"; also constrainable: {', '.join(metrics)}" if metrics else ""
                 raise HwnasError(
@@ -156,8 +157,10 @@ class SearchProblem:
     @property
     def constrained_metrics(self) -> list[str]:
         """The evaluator's metrics that a constraint bounds (reported beside objectives)."""
-        names = list(getattr(self.evaluator, "metrics", ()))
-        return [names[m] for m in dict.fromkeys(m for m in self._midx if m is not None)]
+        bounded = (
+            c.objective for c, i in zip(self.constraints, self._cidx, strict=True) if i is None
+        )
+        return list(dict.fromkeys(bounded))
 
     def metric_values(self, vectors: np.ndarray) -> dict[str, np.ndarray]:
         """The constrained metrics of ``vectors``, by name."""
@@ -170,14 +173,14 @@ class SearchProblem:
     def _check_metric_bounds(self) -> None:
         """A bound on a metric that no architecture of the space can meet is refused now,
         not after the budget is spent (the evaluator knows the metric's range)."""
-        if all(m is None for m in self._midx):
+        if not self.constrained_metrics:
             return
         ranges = self.evaluator.metric_range()
-        for c, m in zip(self.constraints, self._midx, strict=True):
-            if m is None or c.objective not in ranges:
+        for c, i in zip(self.constraints, self._cidx, strict=True):
+            if i is not None or c.objective not in ranges:
                 continue
             lo, hi = ranges[c.objective]
-            if c.violation(np.array([lo if c.op == "<=" else hi]))[0] > 0:
+            if not c.satisfiable(lo, hi):
                 raise HwnasError(
                     f"no architecture of {self.space.name} satisfies {c} (its "
                     f"{c.objective} range from {lo:.6g} to {hi:.6g})"
@@ -267,14 +270,13 @@ class SearchProblem:
         """(n, n_constr) the raw values each constraint bounds: an objective's column,
         or a metric the evaluator computes from ``vectors``."""
         raw = np.atleast_2d(raw)
-        metrics = None
-        if any(m is not None for m in self._midx):
-            if vectors is None:
-                raise ValueError("constraints on metrics need the architectures' vectors")
-            metrics = np.atleast_2d(self.evaluator.evaluate_metrics(np.atleast_2d(vectors)))
-        cols = []
-        for i, m in zip(self._cidx, self._midx, strict=True):
-            cols.append(raw[:, i] if i is not None else metrics[:, m])  # type: ignore[index]
+        if self.constrained_metrics and vectors is None:
+            raise ValueError("constraints on metrics need the architectures' vectors")
+        metrics = self.metric_values(vectors) if vectors is not None else {}
+        cols = [
+            raw[:, i] if i is not None else metrics[c.objective]
+            for c, i in zip(self.constraints, self._cidx, strict=True)
+        ]
         return np.stack(cols, axis=1)
 
     def constraint_values(self, raw: np.ndarray, vectors: np.ndarray | None = None) -> np.ndarray:

@@ -421,6 +421,20 @@ class MBv3SupernetSpace(SearchSpace):
         """MFLOPs (2 x MACs / 1e6) of many vectors at once: what FLOPs budgets bound."""
         return 2e-6 * self.macs_batch(vectors, in_channels, num_classes)
 
+    def size_range(
+        self, in_channels: int = 3, num_classes: int = 1000
+    ) -> dict[str, tuple[float, float]]:
+        """Smallest and largest ``params`` and ``mflops`` over the space: both grow with
+        every choice (width, depth, kernel, expansion, resolution), so the smallest and
+        largest subnets bound them."""
+        ends = np.stack([self.smallest(), self.largest()])
+        params = self.params_batch(ends, in_channels, num_classes).astype(float)
+        mflops = self.mflops_batch(ends, in_channels, num_classes)
+        return {
+            "params": (float(params[0]), float(params[1])),
+            "mflops": (float(mflops[0]), float(mflops[1])),
+        }
+
     def cost_features(self, vectors: np.ndarray) -> np.ndarray:
         """:meth:`cost_terms` per vector: latency is close to a sum of per-layer costs, so
         a predictor ranks measured latency far better from these than from one-hot
