@@ -182,6 +182,58 @@ def test_ofa_latency_table_entries(data_dir):
     assert b.latency(v[None])[0] == pytest.approx(expected)
 
 
+def test_ofa_resnet50_surrogate(data_dir):
+    b = get_benchmark("ofa-resnet50")
+    sp = b.space
+    assert [o.name for o in b.objectives] == ["accuracy", "mflops"]
+    ends = np.stack([sp.smallest(), sp.largest()])
+    (acc0, mf0), (acc1, mf1) = b.evaluate(ends)
+    assert 70 < acc0 < acc1 < 85  # ImageNet top-1 in %, OFA's predictor
+    assert 600 < mf0 < mf1 < 20000
+    # the MLP by hand: three hidden ReLU layers, no output bias, plus base_acc
+    with np.load(data_dir / "ofa/ofa_resnet50_acc_predictor.npz") as z:
+        h = sp.features(ends)
+        for i in range(3):
+            h = np.maximum(h @ z[f"layers_{i}_0_weight"].T + z[f"layers_{i}_0_bias"], 0)
+        by_hand = 100 * (h @ z["layers_3_weight"].T + z["base_acc"])[:, 0]
+    np.testing.assert_allclose(b.evaluate(ends)[:, 0], by_hand, rtol=1e-6)
+    # accuracy rises with compute across the space, and no table is known
+    x = sp.sample(200, 0)
+    acc = b.accuracy(x)
+    assert acc.std() > 0.5 and b.table() is None
+    assert np.corrcoef(acc, np.log(b.evaluate_cheap(x)[:, 0]))[0, 1] > 0.5
+    np.testing.assert_array_equal(b.evaluate_cheap(x)[:, 0], b.evaluate(x)[:, 1])
+    np.testing.assert_array_equal(b.evaluate_metrics(x)[:, 0], sp.params_batch(x))
+    assert b.metric_range()["params"] == sp.size_range()["params"]
+    with pytest.raises(HwnasError, match="drop --device"):
+        get_benchmark("ofa-resnet50", devices="raspi4")
+    with pytest.raises(HwnasError, match="dataset 'cifar10' does not apply"):
+        get_benchmark("ofa-resnet50", dataset="cifar10")
+    with pytest.raises(DataNotFoundError, match="ofa_resnet50_acc_predictor.npz"):
+        get_benchmark("ofa-resnet50", data_dir=data_dir / "nowhere")
+
+
+def test_ofa_resnet50_measured_latency(data_dir):
+    """latency=true: the subnets are built, exported and timed on this machine; the
+    cost objective is then latency and MFLOPs a constrainable metric."""
+    b = get_benchmark("ofa-resnet50", latency=True, rounds=3)
+    assert [o.name for o in b.objectives] == ["accuracy", "latency"]
+    assert b.cheap_objectives == () and b.metrics == ("mflops", "params")
+    assert b.source == "measured" and b.reference_point() is None
+    small = b.space.smallest()
+    big = small.copy()
+    big[-1] = len(b.space.dims[-1].choices) - 1  # the same network at 256 instead of 128
+    values = b.evaluate(np.stack([small, big]))
+    assert np.isfinite(values).all() and (values[:, 1] > 0).all()
+    assert values[1, 1] > 1.5 * values[0, 1]  # 4x the pixels
+    m = b.evaluate_metrics(np.stack([small, big]))
+    assert m[1, 0] > 3.5 * m[0, 0] and m[0, 1] == m[1, 1]  # MFLOPs grow, params do not
+    assert b.describe()["latency"]["rounds"] == 3
+    for bad in ({"latency": "yes"}, {"threads": 0}, {"rounds": 1.5}):
+        with pytest.raises(HwnasError, match="ofa-resnet50"):
+            get_benchmark("ofa-resnet50", **bad)
+
+
 def test_ofa_missing_file(tmp_path, data_dir):
     (tmp_path / "ofa").mkdir()
     shutil.copy(data_dir / "ofa/ofa_mbv3_acc_predictor.npz", tmp_path / "ofa")

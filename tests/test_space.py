@@ -8,7 +8,7 @@ from hwnas.registry import SPACES
 from hwnas.space import get_space
 from hwnas.space.nb201 import computed_edges, live_edges
 
-CORE_SPACES = ["nb201", "fbnet", "ofa-mbv3"]
+CORE_SPACES = ["nb201", "fbnet", "ofa-mbv3", "ofa-resnet50"]
 
 
 def vectors_of(space):
@@ -103,6 +103,83 @@ def test_ofa_features_follow_published_encoding():
     assert f[3 * 0 + 2] == 1 and f[60 + 3 * 0 + 2] == 1  # ks 7, e 6 in block 0
     assert f[120 + (224 - 112) // 16] == 1
     assert f.sum() == 20 + 20 + 1
+
+
+def test_ofa_resnet50_layout_and_canonical_form():
+    sp = get_space("ofa-resnet50")
+    assert sp.n_dims == 1 + 4 + 18 + 6 + 1
+    assert sp.size() == 2 * 3**4 * 3**18 * 3**6 * 8
+    v = sp.largest().copy()
+    v[1:5] = 0  # every stage at its base depth 2, 2, 4, 2: 10 of 18 blocks run
+    canon = sp.canonicalize(v[None])[0]
+    mask = sp.active_mask(canon[None])[0]
+    assert mask.tolist() == [1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0]
+    assert (canon[5:23][~mask] == 0).all()
+    w = canon.copy()
+    w[5 + 2] = 2  # a skipped block's expand ratio: the same network
+    assert sp.keys(w) == sp.keys(canon)
+    cfg = sp.decode(canon)
+    assert cfg["d"] == [2, 0, 0, 0, 0] and cfg["w"] == [2] * 6 and cfg["r"] == 256
+    assert cfg["e"][:2] == [0.35, 0.35] and cfg["e"][2] == 0.2  # skipped: first choice
+    for bad, message in (
+        ({**cfg, "d": [1, 0, 0, 0, 0]}, r"d\[0\]=1 not in \(0, 2\)"),
+        ({**cfg, "w": [0.65] * 6}, r"w \(an index\)=0.65"),
+        ({**cfg, "e": [0.35] * 17}, "need 5 'd', 18 'e' and 6 'w' values, got 5, 17 and 6"),
+        ({**cfg, "d": [True, 0, 0, 0, 0]}, "d"),
+        ({"d": cfg["d"]}, "needs keys"),
+        ({**cfg, "r": 208}, "r=208"),
+    ):
+        with pytest.raises(HwnasError, match=message):
+            sp.encode(bad)
+
+
+def test_ofa_resnet50_features_follow_ofas_encoder():
+    """OFA's ResNetArchEncoder (tutorial resnet50 predictor): resolution one-hot over
+    128, 144, 160, 176, 192, 224, 240, 256; input-stem-kept one-hot; six width-index
+    one-hots; expand one-hots of the running blocks, 3 per slot of 4, 4, 6, 4."""
+    sp = get_space("ofa-resnet50")
+    cfg = {
+        "d": [0, 1, 0, 2, 0],
+        "e": [0.25] * 18,
+        "w": [2, 0, 1, 1, 2, 0],
+        "r": 224,
+    }
+    f = sp.features(sp.encode(cfg)[None])[0]
+    assert f.shape == (82,)
+    expect = {5, 8}  # r=224 is the 6th size; stem residual block skipped (d[0]=0)
+    expect |= {10 + 3 * i + w for i, w in enumerate(cfg["w"])}
+    running = [0, 1, 2, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15]  # slots 0-3, 4-7, 8-13, 14-17
+    expect |= {28 + 3 * j + 1 for j in running}  # e=0.25 is the middle choice
+    assert set(np.nonzero(f)[0].tolist()) == expect
+
+
+def test_ofa_resnet50_cost_formula_equals_the_built_network():
+    """MACs (torch's FLOP counter / 2) and parameters of the PyTorch network the space
+    builds equal the closed form, across depths, widths, ratios and odd resolutions
+    (144 and 176 are not multiples of 32: ceil-mode pooling)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from hwnas.space.ofa_resnet50 import build_module
+
+    sp = get_space("ofa-resnet50")
+    rng = np.random.default_rng(3)
+    vecs = np.concatenate([sp.smallest()[None], sp.largest()[None], sp.sample(4, rng)])
+    vecs[2:, -1] = [1, 3, 0, 5]  # r = 144, 176, 128, 224
+    vecs = sp.canonicalize(vecs)
+    macs, params = sp.macs_batch(vecs), sp.params_batch(vecs)
+    for v, m, p in zip(vecs, macs, params, strict=True):
+        net = build_module(v).eval()
+        r = sp.decode(v)["r"]
+        with FlopCounterMode(display=False) as fc, torch.no_grad():
+            out = net(torch.zeros(1, 3, r, r))
+        assert out.shape == (1, 1000)
+        assert fc.get_total_flops() == 2 * m
+        assert sum(t.numel() for t in net.parameters()) == p
+    assert (sp.mflops_batch(vecs) == 2 * macs / 1e6).all()
+    lo, hi = sp.size_range()["params"]
+    assert lo == params[0] and hi == params[1]
+    assert (params >= lo).all() and (params <= hi).all()
 
 
 def test_features_vectorised_shapes():

@@ -1,6 +1,6 @@
 """Benchmarks and evaluators: objective values for architectures."""
 
-from hwnas.bench import nb201, ofa_mbv3, supernet  # noqa: F401  (register built-ins)
+from hwnas.bench import nb201, ofa_mbv3, ofa_resnet50, supernet  # noqa: F401  (register built-ins)
 from hwnas.bench.base import Evaluator, Objective, to_minimisation
 from hwnas.errors import HwnasError
 from hwnas.registry import BENCHMARKS

@@ -1,7 +1,13 @@
 """Search spaces: architectures as integer vectors, and the built-in spaces."""
 
 from hwnas.registry import SPACES
-from hwnas.space import fbnet, mbv3_ramnas, nb201, ofa_mbv3  # noqa: F401  (register built-ins)
+from hwnas.space import (  # noqa: F401  (register built-ins)
+    fbnet,
+    mbv3_ramnas,
+    nb201,
+    ofa_mbv3,
+    ofa_resnet50,
+)
 from hwnas.space.base import Dimension, SearchSpace, one_hot
 
 
