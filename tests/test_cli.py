@@ -44,9 +44,23 @@ def hwnas(*args, env=None):
             "note10 only",
         ),
         (
-            ["bench", "search-efficiency", "--benchmark", "ofa-mbv3", "--out", "{tmp}"],
+            ["bench", "search-efficiency", "--benchmark", "ofa-resnet50", "--devices", "raspi4"],
             None,
-            "has no full table",
+            "takes no device",
+        ),
+        (["bench", "search-efficiency", "--devices", ",", "--out", "{tmp}"], None, "is empty"),
+        (
+            [
+                "search",
+                "--benchmark",
+                "ofa-resnet50",
+                "--constraint",
+                "params<=1e3",
+                "--out",
+                "{tmp}",
+            ],
+            None,
+            "no architecture of ofa-resnet50 satisfies params<=1000",
         ),
         # brackets in the message are printed, not read as rich markup
         (

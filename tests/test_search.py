@@ -459,6 +459,66 @@ def test_surrogate_search_uses_fixed_reference(data_dir):
         assert len(s["hv_history"]) == 30
 
 
+def test_search_efficiency_on_a_surrogate_benchmark(tmp_path, data_dir):
+    """A benchmark without a full table is studied by hypervolume at its fixed
+    reference point (no exact front); one that takes no device runs without one."""
+    from hwnas.search.efficiency import (
+        paired_comparison,
+        study_devices,
+        study_metrics,
+        write_efficiency,
+    )
+
+    assert study_devices("ofa-resnet50", None) == [None]
+    assert study_devices("ofa-mbv3", None) == ["note10"]
+    assert study_devices("nb201", None) == ["pixel3", "raspi4", "fpga", "2080ti_1"]
+    with pytest.raises(HwnasError, match="takes no device"):
+        study_devices("ofa-resnet50", ["raspi4"])
+    results = search_efficiency("ofa-resnet50", None, ["random", "linas"], 30, 2)
+    assert study_metrics(results) == ("hypervolume",)
+    refs = {tuple(r["reference_point"]) for r in results}
+    assert len(refs) == 1 and len(results) == 4  # every run scored at the same point
+    for r in results:
+        assert r["device"] is None and "hv_fraction" not in r
+        hv = np.array(r["hypervolume"])
+        assert len(hv) == 30 and (np.diff(hv) >= 0).all() and hv[-1] > 0
+    (row,) = [x for x in efficiency_table(results) if x["algorithm"] == "linas"]
+    assert row["evaluations"] == 30 and row["hypervolume_median"] > 0
+    (pair,) = paired_comparison(results)
+    assert pair["algorithm"] == "linas" and pair["seeds"] == 2
+    paths = write_efficiency(results, tmp_path, title="ofa-resnet50")
+    assert paths["hypervolume"].is_file() and "hv_fraction" not in paths
+    header = (tmp_path / "histories.csv").read_text().splitlines()[0]
+    assert header == "device,algorithm,seed,evaluations,hypervolume"
+
+
+def test_evaluations_to_reach_a_target_algorithms_final_value():
+    from hwnas.search.efficiency import evaluations_to_reach
+
+    def run(alg, seed, curve):
+        return {"device": None, "algorithm": alg, "seed": seed, "hypervolume": curve}
+
+    results = [
+        run("random", 0, [1, 2, 3, 4, 5]),
+        run("random", 1, [1, 2, 3, 4, 7]),
+        run("random", 2, [1, 2, 3, 4, 6]),  # final median: 6
+        run("fast", 0, [6, 6, 6, 6, 6]),
+        run("fast", 1, [1, 2, 7, 8, 9]),
+        run("fast", 2, [1, 1, 1, 1, 2]),  # never reaches 6
+        run("slow", 0, [0, 0, 0, 0, 0]),
+        run("slow", 1, [0, 0, 0, 0, 6]),
+        run("slow", 2, [0, 0, 0, 0, 1]),
+    ]
+    rows = {r["algorithm"]: r for r in evaluations_to_reach(results, "random")}
+    assert rows["random"]["level"] == 6.0 and rows["random"]["metric"] == "hypervolume"
+    assert (rows["random"]["evaluations_median"], rows["random"]["reached"]) == (5.0, 2)
+    assert (rows["fast"]["evaluations_median"], rows["fast"]["reached"]) == (3.0, 2)
+    # one seed of three reaches it: the median seed never does
+    assert (rows["slow"]["evaluations_median"], rows["slow"]["reached"]) == (None, 1)
+    with pytest.raises(HwnasError, match="not in the study"):
+        evaluations_to_reach(results, "nsga2")
+
+
 def test_rank_weights():
     # minimisation values: the lowest (best) gets 2.5, the highest 0.5, linear between
     w = rank_weights(np.array([3.0, 1.0, 2.0]))

@@ -8,7 +8,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -376,16 +376,36 @@ def devices(
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """List the devices with measured latency in a benchmark."""
-    from hwnas.bench import BENCHMARKS
+    """List the devices with measured latency in a benchmark or measured latency set."""
+    lat_set = _latency_set(benchmark)
+    if lat_set is not None:
+        devs = lat_set.devices(data_dir)
+    else:
+        from hwnas.bench import BENCHMARKS
 
-    devs = BENCHMARKS.get(benchmark).available_devices(data_dir)
+        devs = BENCHMARKS.get(benchmark).available_devices(data_dir)
     if devs is None:
         raise HwnasError(f"benchmark '{benchmark}' has no device list")
     if as_json:
         _print_json(devs)
     else:
         out_console.print("\n".join(devs))
+
+
+def _latency_set(name: str) -> Any:
+    """The measured latency set of that name when no benchmark has it, else None; a name
+    that is neither is one ``unknown benchmark`` line naming both kinds."""
+    from hwnas.bench import BENCHMARKS
+    from hwnas.predict.latency_sets import LATENCY_SETS
+
+    if name in BENCHMARKS:
+        return None
+    if name in LATENCY_SETS:
+        return LATENCY_SETS.get(name)
+    raise HwnasError(
+        f"unknown benchmark '{name}' (known: {', '.join(BENCHMARKS.names())}; "
+        f"measured latency sets: {', '.join(LATENCY_SETS.names())})"
+    )
 
 
 # ---- predictors ------------------------------------------------------------------------
@@ -399,7 +419,14 @@ def predictors_list(as_json: JsonFlag = False) -> None:
 
 @predictors_app.command("evaluate")
 def predictors_evaluate(
-    benchmark: Annotated[str, typer.Option(help="Benchmark holding the data.")] = "nb201",
+    benchmark: Annotated[
+        str,
+        typer.Option(
+            help="Benchmark, or measured latency set (fbnet, ofa-mbv3-gpu, "
+            "ofa-mbv3-gpu-allres, hat: latency only), holding the data; "
+            "'hwnas devices --benchmark NAME' lists its devices."
+        ),
+    ] = "nb201",
     target: Annotated[str, typer.Option(help="'accuracy' or 'latency:DEVICE'.")] = "latency:pixel3",
     dataset: Annotated[
         str | None, typer.Option(help="Accuracy dataset (nb201 default: cifar10).")
@@ -480,6 +507,11 @@ def _predictor_data(
     """Features, target values and (cost targets) the feature views LINAS chooses among."""
     from hwnas.bench import BENCHMARKS, get_benchmark
 
+    if _latency_set(benchmark) is not None:
+        from hwnas.predict.latency_sets import latency_set_data
+
+        return tuple(latency_set_data(benchmark, target, dataset, data_dir))
+
     kind, _, device = target.partition(":")
     if device and kind != "latency":
         raise HwnasError(
@@ -518,8 +550,12 @@ def _predictor_data(
 def bench_search_efficiency(
     benchmark: Annotated[str, typer.Option()] = "nb201",
     devices: Annotated[
-        str, typer.Option(help="Comma-separated devices.")
-    ] = "pixel3,raspi4,fpga,2080ti_1",
+        str | None,
+        typer.Option(
+            help="Comma-separated devices (nb201 default: pixel3,raspi4,fpga,2080ti_1; "
+            "a benchmark with one device or none needs no flag)."
+        ),
+    ] = None,
     algorithms: Annotated[
         str,
         typer.Option(
@@ -530,7 +566,9 @@ def bench_search_efficiency(
     evaluations: Annotated[int, typer.Option(min=1)] = 200,
     seeds: Annotated[int, typer.Option(min=1)] = 10,
     first_seed: Annotated[int, typer.Option(min=0, help="Seeds run from this one up.")] = 0,
-    dataset: str = "cifar10",
+    dataset: Annotated[
+        str | None, typer.Option(help="Accuracy dataset (nb201 default: cifar10).")
+    ] = None,
     jobs: Annotated[int, typer.Option(min=1, help="Parallel worker processes.")] = 1,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/search-efficiency"),
     resume: Annotated[
@@ -544,21 +582,28 @@ def bench_search_efficiency(
     as_json: JsonFlag = False,
 ) -> None:
     """Median HV fraction (and front recall, IGD) vs evaluations, with min/max bands, per
-    device and algorithm over seeds; CSV and plots in OUT. Each finished run is stored in
-    OUT/records.jsonl at once, so a killed study continues with --resume."""
+    device and algorithm over seeds; on a benchmark without a full table (ofa-mbv3,
+    ofa-resnet50) the hypervolume at its fixed reference point. CSV and plots in OUT.
+    Each finished run is stored in OUT/records.jsonl at once, so a killed study continues
+    with --resume."""
     from hwnas.search.efficiency import (
-        METRICS,
         RECORDS_NAME,
         checkpoints,
         efficiency_table,
+        evaluations_to_reach,
         paired_cell,
         paired_comparison,
         search_efficiency,
+        study_devices,
+        study_metrics,
         write_efficiency,
     )
     from hwnas.search.spec import split_algorithms
 
-    algs, devs = split_algorithms(algorithms), _csv(devices)
+    if devices is not None and not _csv(devices):
+        raise HwnasError("--devices is empty (leave it out for the benchmark's default)")
+    algs = split_algorithms(algorithms)
+    devs = study_devices(benchmark, _csv(devices) if devices else None, data_dir)
     n = len(algs) * len(devs) * seeds
     done = [0]
     if not resume and (out / RECORDS_NAME).is_file():
@@ -589,39 +634,64 @@ def bench_search_efficiency(
             records=out / RECORDS_NAME,
             resume=resume,
         )
-    write_efficiency(results, out, title=f"{benchmark} {dataset}, {seeds} seeds")
+    what = " ".join(str(x) for x in (benchmark, dataset) if x)
+    write_efficiency(results, out, title=f"{what}, {seeds} seeds")
+    metrics = study_metrics(results)
     table_rows = efficiency_table(results, at=checkpoints(evaluations))
     if as_json:
         _print_json(table_rows)
         return
+
+    def cell(r: dict[str, Any], m: str) -> str:
+        if m == "hypervolume":  # raw units: significant digits, not decimals
+            return f"{r[m + '_median']:.6g} [{r[m + '_min']:.6g}, {r[m + '_max']:.6g}]"
+        return f"{r[m + '_median']:.4f} [{r[m + '_min']:.3f}, {r[m + '_max']:.3f}]"
+
     _print_study_table(
         f"search efficiency, median [min, max] over {seeds} seeds",
         table_rows,
-        lambda r: [
-            f"{r[m + '_median']:.4f} [{r[m + '_min']:.3f}, {r[m + '_max']:.3f}]" for m in METRICS
-        ],
+        metrics,
+        lambda r: [cell(r, m) for m in metrics],
     )
     if len(algs) > 1:
+        digits = {"front_recall": 3, "hypervolume": 1}
         _print_study_table(
             f"each against {algs[0]}, paired by seed: mean difference "
             "(seeds ahead/behind, Wilcoxon p)",
             paired_comparison(results, at=checkpoints(evaluations)),
-            lambda r: [paired_cell(r, m, 3 if m == "front_recall" else 4) for m in METRICS],
+            metrics,
+            lambda r: [paired_cell(r, m, digits.get(m, 4)) for m in metrics],
         )
+        reach = Table(
+            title=f"evaluations to reach {algs[0]}'s final {metrics[0]} (median over seeds)"
+        )
+        for col in ("device", "algorithm", "level", "evaluations", "seeds reaching it"):
+            reach.add_column(col, justify="right", overflow="fold")
+        for r in evaluations_to_reach(results, algs[0]):
+            n = r["evaluations_median"]
+            reach.add_row(
+                r["device"] or "-",
+                r["algorithm"],
+                f"{r['level']:.6g}",
+                "never" if n is None else f"{n:.0f}",
+                f"{r['reached']}/{r['seeds']}",
+            )
+        out_console.print(reach)
     out_console.print(f"CSV and plots in {out}/")
 
 
 def _print_study_table(
-    title: str, rows: list[dict[str, Any]], cells: Callable[[dict[str, Any]], list[str]]
+    title: str,
+    rows: list[dict[str, Any]],
+    metrics: Sequence[str],
+    cells: Callable[[dict[str, Any]], list[str]],
 ) -> None:
     """A search-efficiency table: device, algorithm, evaluations, then one cell per metric."""
-    from hwnas.search.efficiency import METRICS
-
     table = Table(title=title)
-    for col in ("device", "algorithm", "evals", *METRICS):
+    for col in ("device", "algorithm", "evals", *metrics):
         table.add_column(col, justify="right", overflow="fold")
     for r in rows:
-        table.add_row(r["device"], r["algorithm"], str(r["evaluations"]), *cells(r))
+        table.add_row(r["device"] or "-", r["algorithm"], str(r["evaluations"]), *cells(r))
     out_console.print(table)
 
 

@@ -49,6 +49,9 @@ class Evaluator(ABC):
     #: constructor options a run records when the user gives none (e.g. NB201's dataset
     #: and device), so a stored config and a plot title say what was searched
     DEFAULT_OPTIONS: ClassVar[dict[str, object]] = {}
+    #: the devices a search-efficiency study covers when none are given; empty: the
+    #: benchmark's one device, or none
+    STUDY_DEVICES: ClassVar[tuple[str, ...]] = ()
     #: objectives whose exact values are cheap for many architectures at once (a formula
     #: or an already fitted model: no training, no measurement), the cheap side of
     #: Archai's cheap/expensive split: a predictor-guided search takes them from

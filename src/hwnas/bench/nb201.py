@@ -65,6 +65,8 @@ class NB201Benchmark(Evaluator):
 
     source = "benchmark"
     DEFAULT_OPTIONS: ClassVar[dict[str, object]] = {"dataset": "cifar10", "devices": "pixel3"}
+    #: the devices a search-efficiency study covers when none are given (issue 2's four)
+    STUDY_DEVICES: ClassVar[tuple[str, ...]] = ("pixel3", "raspi4", "fpga", "2080ti_1")
 
     @classmethod
     def available_devices(cls, data_dir: str | None = None) -> list[str]:

@@ -113,21 +113,28 @@ def sample_efficiency(
         make_predictor(name)  # fail fast on unknown names
     pool_size = n - test_size
     valid: list[int] = []
+    too_large: list[int] = []
     for size in sizes:
         size = int(size)
         if size < 2:
             raise HwnasError(f"training size {size} is too small (need >= 2)")
         if size > pool_size:
-            warnings.warn(
-                f"skipping training size {size}: only {pool_size} rows are left after "
-                f"the {test_size}-row test set",
-                UserWarning,
-                stacklevel=2,
-            )
-            continue
-        if size not in valid:
+            too_large.append(size)
+        elif size not in valid:
             valid.append(size)
     valid.sort()
+    if not valid:
+        raise HwnasError(
+            f"no training size fits: {pool_size} rows are left after the {test_size}-row "
+            "test set (lower --test-size or give smaller --sizes)"
+        )
+    for size in too_large:
+        warnings.warn(
+            f"skipping training size {size}: only {pool_size} rows are left after "
+            f"the {test_size}-row test set",
+            UserWarning,
+            stacklevel=2,
+        )
 
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n)

@@ -21,7 +21,21 @@ from hwnas.search.runner import run_search
 from hwnas.search.spec import resolve_algorithm
 
 METRICS = ("hv_fraction", "front_recall", "igd")
+# a benchmark without a full table (a surrogate such as ofa-mbv3 or ofa-resnet50) has no
+# exact front to score against: its runs are judged by hypervolume at the benchmark's
+# fixed reference point, as the DyNAS-T paper judges them
+SURROGATE_METRICS = ("hypervolume",)
 RECORDS_NAME = "records.jsonl"
+
+
+def study_metrics(results: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    """The measures a study's records hold: against the exact front where the benchmark
+    knows it, else the hypervolume."""
+    return METRICS if results and "hv_fraction" in results[0] else SURROGATE_METRICS
+
+
+def _lower_is_better(metric: str) -> bool:
+    return metric == "igd"
 
 
 def _job_key(job: dict[str, Any]) -> str:
@@ -46,25 +60,57 @@ def _finished_runs(path: Path) -> dict[str, dict[str, Any]]:
 def _one(job: dict[str, Any]) -> dict[str, Any]:
     s = run_search(job["config"])
     overhead = [it["overhead_s"] for it in s.get("iterations", [])]
+    if s.get("exact_hypervolume") is not None:
+        quality = {
+            "hv_fraction": s["hv_fraction_history"],
+            "front_recall": s["front_recall_history"],
+            "igd": s["igd_history"],
+            "exact_front_size": s["exact_front_size"],
+        }
+    else:
+        quality = {"hypervolume": s["hv_history"], "reference_point": s["reference_point"]}
     return {
         **{k: job[k] for k in ("device", "algorithm", "seed")},
-        "hv_fraction": s["hv_fraction_history"],
-        "front_recall": s["front_recall_history"],
-        "igd": s["igd_history"],
+        **quality,
         "wall_time_s": s["wall_time_s"],
         "search_overhead_s": s["search_overhead_s"],
         "overhead_per_iteration_s": float(np.median(overhead)) if overhead else None,
-        "exact_front_size": s["exact_front_size"],
     }
+
+
+def study_devices(
+    benchmark: str, devices: Sequence[str] | None, data_dir: str | None = None
+) -> list[str | None]:
+    """The devices a study covers: those given, else the benchmark's ``STUDY_DEVICES``
+    (NB201: pixel3, raspi4, fpga, 2080ti_1), else its one device; ``[None]`` for a
+    benchmark that takes no device (its cost is not a device's)."""
+    from hwnas.bench import BENCHMARKS
+
+    cls = BENCHMARKS.get(benchmark)
+    known = cls.available_devices(data_dir)
+    if devices:
+        if known is None:
+            raise HwnasError(
+                f"benchmark '{benchmark}' takes no device (its costs are no device's); "
+                "leave --devices out"
+            )
+        return list(devices)
+    if cls.STUDY_DEVICES:
+        return list(cls.STUDY_DEVICES)
+    if known is None:
+        return [None]
+    if len(known) > 1:
+        raise HwnasError(f"benchmark '{benchmark}' needs --devices (known: {', '.join(known)})")
+    return list(known)
 
 
 def search_efficiency(
     benchmark: str,
-    devices: Sequence[str],
+    devices: Sequence[str | None] | None,
     algorithms: Sequence[str],
     evaluations: int,
     seeds: int,
-    dataset: str = "cifar10",
+    dataset: str | None = None,
     data_dir: str | None = None,
     jobs: int = 1,
     progress: Callable[[dict[str, Any]], None] | None = None,
@@ -73,7 +119,9 @@ def search_efficiency(
     resume: bool = False,
 ) -> list[dict[str, Any]]:
     """Run every (device, algorithm, seed) search; returns one record per run with its
-    per-evaluation histories of hv_fraction, front_recall and igd. An algorithm may
+    per-evaluation histories of hv_fraction, front_recall and igd, or of the hypervolume
+    on a benchmark without a full table (``study_metrics``). ``devices`` None: the
+    benchmark's (``study_devices``); ``dataset`` None: its default. An algorithm may
     carry options (``linas[class_mean=false]``, see ``hwnas.search.spec``); its record
     is labelled with the whole spec. Seeds are ``first_seed .. first_seed + seeds - 1``.
 
@@ -84,6 +132,8 @@ def search_efficiency(
     change since would otherwise go unseen."""
     from hwnas.bench import get_benchmark
 
+    if devices is None or list(devices) == [None]:
+        devices = study_devices(benchmark, None, data_dir)
     for what, names in (("device", devices), ("algorithm", algorithms)):
         if not names:
             raise HwnasError(f"a search-efficiency study needs at least one {what}")
@@ -97,13 +147,14 @@ def search_efficiency(
         )
     for alg in algorithms:
         resolve_algorithm(alg)  # an unknown name or bad option fails here, not in a worker
-    if get_benchmark(benchmark, data_dir=data_dir).table() is None:
-        raise HwnasError(
-            f"search efficiency is judged against the exact Pareto front, and benchmark "
-            f"'{benchmark}' has no full table to compute it from (use nb201)"
-        )
+
+    def options(dev: str | None) -> dict[str, Any]:
+        opts = {} if dataset is None else {"dataset": dataset}
+        return opts if dev is None else {**opts, "devices": dev}
+
     # every device before any search runs (not when the study reaches it)
-    get_benchmark(benchmark, dataset=dataset, devices=list(devices), data_dir=data_dir)
+    named = [d for d in devices if d is not None]
+    get_benchmark(benchmark, data_dir=data_dir, **options(",".join(named) if named else None))
     work = [
         {
             "device": dev,
@@ -111,7 +162,7 @@ def search_efficiency(
             "seed": seed,
             "config": {
                 "benchmark": benchmark,
-                "benchmark_options": {"dataset": dataset, "devices": dev},
+                "benchmark_options": options(dev),
                 "algorithm": alg,
                 "evaluations": evaluations,
                 "seed": seed,
@@ -190,15 +241,16 @@ def efficiency_table(
 ) -> list[dict[str, Any]]:
     """Median (min, max) of each metric at the given evaluation counts (default
     ``checkpoints`` of the longest run), per device and algorithm."""
+    metrics = study_metrics(results)
     if at is None:
-        at = checkpoints(max(len(r["hv_fraction"]) for r in results))
+        at = checkpoints(max(len(r[metrics[0]]) for r in results))
     rows = []
-    keys = sorted({(r["device"], r["algorithm"]) for r in results}, key=lambda k: k)
+    keys = sorted({(r["device"] or "", r["algorithm"]) for r in results})
     for dev, alg in keys:
-        runs = [r for r in results if r["device"] == dev and r["algorithm"] == alg]
+        runs = [r for r in results if (r["device"] or "") == dev and r["algorithm"] == alg]
         for n in at:
-            row: dict[str, Any] = {"device": dev, "algorithm": alg, "evaluations": n}
-            for m in METRICS:
+            row: dict[str, Any] = {"device": runs[0]["device"], "algorithm": alg, "evaluations": n}
+            for m in metrics:
                 vals = np.array([r[m][min(n, len(r[m])) - 1] for r in runs])
                 row[f"{m}_median"] = float(np.median(vals))
                 row[f"{m}_min"] = float(vals.min())
@@ -226,8 +278,9 @@ def paired_comparison(
     baseline = baseline or algorithms[0]
     if baseline not in algorithms:
         raise HwnasError(f"baseline '{baseline}' is not in the study ({', '.join(algorithms)})")
+    metrics = study_metrics(results)
     if at is None:
-        at = checkpoints(max(len(r["hv_fraction"]) for r in results))
+        at = checkpoints(max(len(r[metrics[0]]) for r in results))
     rows = []
     for dev in dict.fromkeys(r["device"] for r in results):
         base = {r["seed"]: r for r in results if r["device"] == dev and r["algorithm"] == baseline}
@@ -246,7 +299,7 @@ def paired_comparison(
                     "evaluations": n,
                     "seeds": len(seeds),
                 }
-                for m in METRICS:
+                for m in metrics:
                     d = np.array(
                         [
                             runs[s][m][min(n, len(runs[s][m])) - 1]
@@ -254,7 +307,7 @@ def paired_comparison(
                             for s in seeds
                         ]
                     )
-                    better = -d if m == "igd" else d  # igd: lower is better
+                    better = -d if _lower_is_better(m) else d
                     row[f"{m}_mean_diff"] = float(d.mean())
                     row[f"{m}_ahead"] = int((better > 0).sum())
                     row[f"{m}_behind"] = int((better < 0).sum())
@@ -263,6 +316,45 @@ def paired_comparison(
                         p = float(wilcoxon(d).pvalue) if np.any(d != 0) else 1.0
                     row[f"{m}_p"] = p
                 rows.append(row)
+    return rows
+
+
+def evaluations_to_reach(
+    results: list[dict[str, Any]], target: str, metric: str | None = None
+) -> list[dict[str, Any]]:
+    """The DyNAS-T paper's Table 3 measure: how many evaluations each algorithm needs to
+    reach ``target``'s final value of ``metric`` (default: the study's first measure,
+    hypervolume or hv_fraction), the median of ``target``'s seeds, per device. Per
+    algorithm: the median over seeds of the first evaluation count at or above that
+    value (None when fewer than half of its seeds reach it) and how many seeds do."""
+    metric = metric or study_metrics(results)[0]
+    rows = []
+    for dev in dict.fromkeys(r["device"] for r in results):
+        runs = [r for r in results if r["device"] == dev]
+        finals = [r[metric][-1] for r in runs if r["algorithm"] == target]
+        if not finals:
+            raise HwnasError(f"target '{target}' is not in the study")
+        level = float(np.median(finals))
+        for alg in dict.fromkeys(r["algorithm"] for r in runs):
+            firsts = []
+            for r in (r for r in runs if r["algorithm"] == alg):
+                hit = np.nonzero(np.asarray(r[metric], dtype=float) >= level)[0]
+                firsts.append(int(hit[0]) + 1 if hit.size else None)
+            reached = sorted(f for f in firsts if f is not None)
+            # the median over all seeds, a seed that never reaches counting as the worst
+            median = float(np.median(reached + [np.inf] * (len(firsts) - len(reached))))
+            rows.append(
+                {
+                    "device": dev,
+                    "target": target,
+                    "metric": metric,
+                    "level": level,
+                    "algorithm": alg,
+                    "evaluations_median": median if np.isfinite(median) else None,
+                    "reached": len(reached),
+                    "seeds": len(firsts),
+                }
+            )
     return rows
 
 
@@ -281,15 +373,16 @@ def write_efficiency(results: list[dict[str, Any]], out: Path, title: str = "") 
     from hwnas.report.plots import plot_efficiency
 
     out.mkdir(parents=True, exist_ok=True)
+    metrics = study_metrics(results)
     paths = {}
     with (out / "histories.csv").open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["device", "algorithm", "seed", "evaluations", *METRICS])
+        w.writerow(["device", "algorithm", "seed", "evaluations", *metrics])
         for r in results:
-            for i in range(len(r["hv_fraction"])):
+            for i in range(len(r[metrics[0]])):
                 w.writerow(
-                    [r["device"], r["algorithm"], r["seed"], i + 1]
-                    + [f"{r[m][i]:.6g}" for m in METRICS]
+                    [r["device"] or "", r["algorithm"], r["seed"], i + 1]
+                    + [f"{r[m][i]:.6g}" for m in metrics]
                 )
     paths["histories"] = out / "histories.csv"
     table = efficiency_table(results)
@@ -306,11 +399,12 @@ def write_efficiency(results: list[dict[str, Any]], out: Path, title: str = "") 
             w.writerows(paired)
         paths["paired"] = out / "paired.csv"
     (out / "results.json").write_text(json.dumps(results))
-    for m in METRICS:
+    for m in metrics:
         curves: dict[str, dict[str, np.ndarray]] = {}
         for r in results:
-            curves.setdefault(r["device"], {}).setdefault(r["algorithm"], [])  # type: ignore[arg-type]
-            curves[r["device"]][r["algorithm"]].append(r[m])  # type: ignore[union-attr]
+            dev = r["device"] or ""  # no device: one panel, the title says what it is
+            curves.setdefault(dev, {}).setdefault(r["algorithm"], [])  # type: ignore[arg-type]
+            curves[dev][r["algorithm"]].append(r[m])  # type: ignore[union-attr]
         arrays = {
             d: {a: np.array(v, dtype=float) for a, v in algs.items()} for d, algs in curves.items()
         }
