@@ -492,6 +492,35 @@ def test_search_efficiency_on_a_surrogate_benchmark(tmp_path, data_dir):
     assert header == "device,algorithm,seed,evaluations,hypervolume"
 
 
+def test_evaluations_csv_shows_constrained_metrics_and_feasibility(tmp_path, data_dir):
+    import pandas as pd
+
+    from hwnas.bench import get_benchmark
+
+    s = run_search(
+        {
+            "benchmark": "ofa-resnet50",
+            "algorithm": "random",
+            "evaluations": 30,
+            "seed": 0,
+            "constraints": ["params<=2e7", "mflops<=4000"],
+        },
+        out=tmp_path,
+    )
+    df = pd.read_csv(tmp_path / "evaluations.csv")
+    assert list(df.columns[3:7]) == ["accuracy", "mflops", "params", "feasible"]
+    space = get_benchmark("ofa-resnet50").space
+    vecs = np.stack([space.from_key(k) for k in df["arch_key"]])
+    assert (df["params"].to_numpy() == space.params_batch(vecs)).all()  # exact counts
+    meets = (df["params"] <= 2e7) & (df["mflops"] <= 4000)
+    assert (df["feasible"] == meets).all() and 0 < meets.sum() < len(df)
+    assert int(meets.sum()) == s["feasible"]
+    assert {p["arch_key"] for p in s["pareto"]} <= set(df.loc[meets, "arch_key"])
+    # without constraints, no such columns
+    run_search({"benchmark": "ofa-resnet50", "evaluations": 5}, out=tmp_path / "free")
+    assert "feasible" not in pd.read_csv(tmp_path / "free" / "evaluations.csv").columns
+
+
 def test_evaluations_to_reach_a_target_algorithms_final_value():
     from hwnas.search.efficiency import evaluations_to_reach
 

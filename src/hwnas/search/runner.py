@@ -260,7 +260,7 @@ def write_outputs(
     from hwnas.report.plots import plot_pareto, plot_progress
 
     with _atomic(out / "evaluations.csv") as tmp:
-        store.export_csv(run_id, tmp)
+        store.export_csv(run_id, tmp, extra=_constraint_columns(problem))
     names = [o.name for o in problem.objectives] + problem.constrained_metrics
     with _atomic(out / "pareto.csv") as tmp, tmp.open("w") as f:
         f.write(",".join(["arch_key", "arch", *names]) + "\n")
@@ -273,6 +273,23 @@ def write_outputs(
         plot_progress(summary, tmp)
     with _atomic(out / "summary.json") as tmp:  # last: its presence means all is written
         tmp.write_text(json.dumps(summary, indent=2, default=json_default))
+
+
+def _constraint_columns(problem: SearchProblem) -> dict[str, dict[str, object]] | None:
+    """Per evaluated arch_key: the constrained metrics that are no objectives (a
+    parameter budget's params) and whether it meets every constraint; None without
+    constraints."""
+    if not problem.constraints or not problem.keys:
+        return None
+    feasible = set(problem.feasible_set()[0])
+    metrics = problem.metric_values(np.stack(problem.vectors))
+    return {
+        key: {
+            **{m: f"{float(v[i]):.10g}" for m, v in metrics.items()},
+            "feasible": key in feasible,
+        }
+        for i, key in enumerate(problem.keys)
+    }
 
 
 @contextlib.contextmanager

@@ -384,9 +384,19 @@ class ResultsStore:
         return out
 
     # ---- export -------------------------------------------------------------------------
-    def export_csv(self, run_id: str, path: str | os.PathLike[str]) -> Path:
-        """Write one row per evaluation: sequence, key, architecture, objectives, status."""
+    def export_csv(
+        self,
+        run_id: str,
+        path: str | os.PathLike[str],
+        extra: dict[str, dict[str, object]] | None = None,
+    ) -> Path:
+        """Write one row per evaluation: sequence, key, architecture, objectives, status;
+        ``extra`` maps an arch_key to more columns placed after the objectives (a search
+        adds the constrained metrics and whether each evaluation is feasible)."""
         records = self.evaluations(run_id)
+        extra_names: list[str] = []
+        for cols in (extra or {}).values():
+            extra_names += [k for k in cols if k not in extra_names]
         names: list[str] = []
         for rec in records:
             for k in rec.objectives or {}:
@@ -396,14 +406,15 @@ class ResultsStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(
-                ["seq", "arch_key", "arch", *names, "status", "error", "wall_time_s", "source"]
-            )
+            fixed = ["status", "error", "wall_time_s", "source"]
+            w.writerow(["seq", "arch_key", "arch", *names, *extra_names, *fixed])
             for rec in records:
                 objs = rec.objectives or {}
+                more = (extra or {}).get(rec.arch_key, {})
                 w.writerow(
                     [rec.seq, rec.arch_key, json.dumps(rec.arch)]
                     + [objs.get(n, "") for n in names]
+                    + [more.get(n, "") for n in extra_names]
                     + [rec.status, rec.error or "", f"{rec.wall_time_s:.6g}", rec.source]
                 )
         return path
