@@ -101,12 +101,15 @@ def main() -> None:
             if t in algs
         }
 
-        def cell(r: dict) -> str:
+        def cell(r: dict, own: bool) -> str:
             n = r["evaluations_median"]
-            return f"{'never' if n is None else f'{n:.0f}'} ({r['reached']}/{r['seeds']})"
+            text = "(the level)" if own else "never" if n is None else f"{n:.0f}"
+            return f"{text} ({r['reached']}/{r['seeds']})"
 
         for alg in algs:
-            cells = [cell(reach[t][alg]) if t in reach else "" for t in ("random", "nsga2")]
+            cells = [
+                cell(reach[t][alg], alg == t) if t in reach else "" for t in ("random", "nsga2")
+            ]
             lines.append(f"| {alg} | {cells[0]} | {cells[1]} |")
         if len(algs) > 1:
             lines += [

@@ -229,7 +229,7 @@ def test_ofa_resnet50_measured_latency(data_dir):
     m = b.evaluate_metrics(np.stack([small, big]))
     assert m[1, 0] > 3.5 * m[0, 0] and m[0, 1] == m[1, 1]  # MFLOPs grow, params do not
     assert b.describe()["latency"]["rounds"] == 3
-    for bad in ({"latency": "yes"}, {"threads": 0}, {"rounds": 1.5}):
+    for bad in ({"latency": "yes"}, {"threads": 0}, {"rounds": 1.5}, {"threads": 2}):
         with pytest.raises(HwnasError, match="ofa-resnet50"):
             get_benchmark("ofa-resnet50", **bad)
 

@@ -31,6 +31,13 @@ def hwnas(*args, env=None):
         (["search", "--device", "iphone", "--out", "{tmp}"], None, "unknown device 'iphone'"),
         (["evaluate", "|nor_conv_3x3~0|+|bad|"], None, "malformed"),
         (["evaluate", "[0, 1, 2]"], None, "must have 6 entries"),
+        (["evaluate", "[0, 1, 2"], None, "is not valid JSON: Expecting ',' delimiter"),
+        (
+            ["evaluate", "--benchmark", "ofa-resnet50", '{"d": [0], "e": [], "w": [], "x": 1}'],
+            None,
+            "config lacks r (keys: d, e, w, r)",
+        ),
+        (["devices", "--benchmark", "ofa-resnet50"], None, "takes no device"),
         (
             ["search", "--out", "{tmp}"],
             {"HWNAS_DATA_DIR": "{tmp}/nowhere"},
@@ -61,6 +68,19 @@ def hwnas(*args, env=None):
             ],
             None,
             "no architecture of ofa-resnet50 satisfies params<=1000",
+        ),
+        (
+            [
+                "search",
+                "--benchmark",
+                "ofa-resnet50",
+                "--constraint",
+                "mflops<=10",
+                "--out",
+                "{tmp}",
+            ],
+            None,
+            "satisfies mflops<=10 (its mflops range from 630.159",
         ),
         # brackets in the message are printed, not read as rich markup
         (

@@ -67,12 +67,17 @@ def test_resume_errors(tmp_path):
     assert done.returncode == 2
     assert "no results store" in done.stderr and "Traceback" not in done.stderr
     done = subprocess.run(
-        _cli("search", "--resume", str(tmp_path), "--algorithm", "nsga2", "--seed", "1"),
+        _cli(
+            "search",
+            *("--resume", str(tmp_path), "--algorithm", "nsga2", "--seed", "1"),
+            *("--bench-option", "latency=true"),
+        ),
         capture_output=True,
         text=True,
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "drop --algorithm, --seed (only --evaluations can change it)" in done.stderr
+    expect = "drop --algorithm, --seed, --bench-option (only --evaluations can change it)"
+    assert expect in done.stderr
 
 
 def test_resume_with_a_larger_budget(tmp_path, data_dir):

@@ -488,6 +488,9 @@ def test_search_efficiency_on_a_surrogate_benchmark(tmp_path, data_dir):
     assert pair["algorithm"] == "linas" and pair["seeds"] == 2
     paths = write_efficiency(results, tmp_path, title="ofa-resnet50")
     assert paths["hypervolume"].is_file() and "hv_fraction" not in paths
+    reach = (tmp_path / "reach.csv").read_text().splitlines()
+    assert reach[0].startswith("device,target,metric,level,algorithm,evaluations_median")
+    assert len(reach) == 3 and ",random,hypervolume," in reach[1]
     header = (tmp_path / "histories.csv").read_text().splitlines()[0]
     assert header == "device,algorithm,seed,evaluations,hypervolume"
 
@@ -519,6 +522,49 @@ def test_evaluations_csv_shows_constrained_metrics_and_feasibility(tmp_path, dat
     # without constraints, no such columns
     run_search({"benchmark": "ofa-resnet50", "evaluations": 5}, out=tmp_path / "free")
     assert "feasible" not in pd.read_csv(tmp_path / "free" / "evaluations.csv").columns
+
+
+def test_a_slow_evaluator_is_called_and_stored_in_chunks(tmp_path):
+    """An evaluator with ``max_batch`` gets at most that many architectures a call, and
+    each call's results are in the store before the next call: a kill (here an
+    interrupt in the third call) loses only the chunk in progress."""
+    from hwnas.store import ResultsStore
+
+    class Slow(CheapCostEvaluator):
+        max_batch = 2
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[int] = []
+
+        def evaluate(self, vectors):
+            self.calls.append(len(vectors))
+            if len(self.calls) == 3:
+                raise KeyboardInterrupt
+            return super().evaluate(vectors)
+
+    ev = Slow()
+    with ResultsStore(tmp_path / "r.sqlite") as store:
+        problem = SearchProblem(ev, 10)
+        run_id = store.create_run({"benchmark": "test"}, seed=0)
+        problem.attach_store(store, run_id)
+        with pytest.raises(KeyboardInterrupt):
+            problem.evaluate(problem.space.sample(5, np.random.default_rng(0)))
+        assert ev.calls == [2, 2, 1]
+        assert len(store.evaluations(run_id)) == 4 and problem.n_evaluated == 4
+
+
+def test_front_plot_keeps_the_cheap_end_and_drops_degenerate_points():
+    from hwnas.report.plots import front_ylim
+
+    # OFA-ResNet50's front trails off at its cheap end: every point stays in view
+    front = np.array([74.9, 75.9, 76.7, 77.6, 78.7, 79.6, 80.1, 80.9, 81.6, 82.3, 82.8, 83.0])
+    assert front_ylim([front]) == (74.9, 83.0)
+    # NB201: a 10 % cell at zero latency would squash the plot into a line
+    nb201 = np.array([10.0, 84.1, 88.5, 90.2, 91.3, 92.4, 93.1, 93.6, 94.0, 94.4])
+    lo, hi = front_ylim([nb201[1:], nb201[:1]])
+    assert 60 < lo <= 84.1 and hi == 94.4
+    assert front_ylim([]) == (0.0, None) and front_ylim([np.zeros(0)]) == (0.0, None)
 
 
 def test_evaluations_to_reach_a_target_algorithms_final_value():

@@ -126,7 +126,9 @@ def test_ofa_resnet50_layout_and_canonical_form():
         ({**cfg, "w": [0.65] * 6}, r"w \(an index\)=0.65"),
         ({**cfg, "e": [0.35] * 17}, "need 5 'd', 18 'e' and 6 'w' values, got 5, 17 and 6"),
         ({**cfg, "d": [True, 0, 0, 0, 0]}, "d"),
-        ({"d": cfg["d"]}, "needs keys"),
+        ({"d": cfg["d"]}, "config lacks e, w, r"),
+        ({**cfg, "x": 1}, "config has unknown x"),
+        ("|nor_conv_3x3~0|", "a config is an object with keys d, e, w, r, got str"),
         ({**cfg, "r": 208}, "r=208"),
     ):
         with pytest.raises(HwnasError, match=message):
@@ -168,8 +170,8 @@ def test_ofa_resnet50_cost_formula_equals_the_built_network():
     vecs[2:, -1] = [1, 3, 0, 5]  # r = 144, 176, 128, 224
     vecs = sp.canonicalize(vecs)
     macs, params = sp.macs_batch(vecs), sp.params_batch(vecs)
-    for v, m, p in zip(vecs, macs, params, strict=True):
-        net = build_module(v).eval()
+    for k, (v, m, p) in enumerate(zip(vecs, macs, params, strict=True)):
+        net = build_module(v if k % 2 else sp.decode(v)).eval()  # a vector or a config
         r = sp.decode(v)["r"]
         with FlopCounterMode(display=False) as fc, torch.no_grad():
             out = net(torch.zeros(1, 3, r, r))

@@ -157,7 +157,8 @@ def search(
         if fixed:
             raise HwnasError(
                 f"--resume continues the stored run with its own config: drop "
-                f"{', '.join('--' + g for g in fixed)} (only --evaluations can change it)"
+                f"{', '.join('--' + g.replace('_', '-') for g in fixed)} (only --evaluations "
+                "can change it)"
             )
         budget = evaluations if _given(ctx, ("evaluations",)) else None
         with _resume_hint(resume), progress_bar("resuming") as update:
@@ -318,7 +319,11 @@ def _parse_arch(space: Any, text: str) -> Any:
         return space.from_key(text.strip())
     try:
         value = json.loads(text)
-    except json.JSONDecodeError:
+    except json.JSONDecodeError as exc:
+        if text.lstrip().startswith(("{", "[")):  # meant as JSON: say what is wrong
+            raise HwnasError(
+                f"architecture {text!r} is not valid JSON: {exc.msg} (character {exc.pos})"
+            ) from None
         value = text
     if isinstance(value, list) and all(isinstance(v, int | float) for v in value):
         if any(isinstance(v, bool) or v != int(v) for v in value):
@@ -385,7 +390,10 @@ def devices(
 
         devs = BENCHMARKS.get(benchmark).available_devices(data_dir)
     if devs is None:
-        raise HwnasError(f"benchmark '{benchmark}' has no device list")
+        raise HwnasError(
+            f"benchmark '{benchmark}' takes no device: its costs are not looked up per "
+            "device (see 'hwnas benchmarks')"
+        )
     if as_json:
         _print_json(devs)
     else:
@@ -473,8 +481,9 @@ def predictors_evaluate(
         out.mkdir(parents=True, exist_ok=True)
         write_csv(rows, out / "trials.csv")
         write_csv(summary, out / "summary.csv")
-        plot_sample_efficiency(rows, out / "kendall_tau.png", metric="kendall_tau")
-        plot_sample_efficiency(rows, out / "mape.png", metric="mape")
+        what = f"{target} on {benchmark}" + (f" ({dataset})" if dataset else "")
+        plot_sample_efficiency(rows, out / "kendall_tau.png", metric="kendall_tau", what=what)
+        plot_sample_efficiency(rows, out / "mape.png", metric="mape", what=what)
     if as_json:
         _print_json(summary)
         return
@@ -663,17 +672,19 @@ def bench_search_efficiency(
             lambda r: [paired_cell(r, m, digits.get(m, 4)) for m in metrics],
         )
         reach = Table(
-            title=f"evaluations to reach {algs[0]}'s final {metrics[0]} (median over seeds)"
+            title=f"evaluations to reach {algs[0]}'s final {metrics[0]} (its median over "
+            "seeds: the level)"
         )
         for col in ("device", "algorithm", "level", "evaluations", "seeds reaching it"):
             reach.add_column(col, justify="right", overflow="fold")
         for r in evaluations_to_reach(results, algs[0]):
             n = r["evaluations_median"]
+            own = r["algorithm"] == algs[0]  # about half its seeds reach their median
             reach.add_row(
                 r["device"] or "-",
                 r["algorithm"],
                 f"{r['level']:.6g}",
-                "never" if n is None else f"{n:.0f}",
+                "(sets the level)" if own else "never" if n is None else f"{n:.0f}",
                 f"{r['reached']}/{r['seeds']}",
             )
         out_console.print(reach)

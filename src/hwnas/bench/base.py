@@ -60,6 +60,10 @@ class Evaluator(ABC):
     #: exact, cheap values of an architecture that are not objectives but may be
     #: constrained (a supernet's MFLOPs and parameters: FLOPs and memory budgets)
     metrics: tuple[str, ...] = ()
+    #: at most this many architectures per :meth:`evaluate` call in a search (None: a
+    #: whole batch): an evaluator that takes seconds per architecture sets it, so each
+    #: call's results are stored before the next starts and a kill loses little
+    max_batch: int | None = None
 
     @classmethod
     def available_devices(cls, data_dir: str | None = None) -> list[str] | None:
@@ -81,8 +85,9 @@ class Evaluator(ABC):
         raise NotImplementedError(f"{type(self).__name__} has no metrics")
 
     def metric_range(self) -> dict[str, tuple[float, float]]:
-        """The smallest and largest value of each metric over the whole space, where
-        known: a bound outside it is refused before any evaluation."""
+        """The smallest and largest value of each metric, and of each cheap objective
+        that is a formula (MFLOPs), over the whole space, where known: a bound outside it
+        is refused before any evaluation."""
         return {}
 
     def table(self) -> tuple[np.ndarray, np.ndarray] | None:

@@ -113,6 +113,8 @@ class SupernetBenchmark(Evaluator):
         # what a FLOPs or memory budget constrains, whichever the objectives are
         self.metrics = tuple(m for m in ("mflops", "params") if m not in self.cheap_objectives)
         self.source = "measured" if self.latency_predictor is None else "measured+predicted"
+        # seconds of BN recalibration and validation per subnet: stored one by one
+        self.max_batch = 1
 
     def accuracy(self, vector: np.ndarray) -> float:
         """Top-1 (%) of one subnet on the benchmark's split, after BN recalibration."""
@@ -146,9 +148,9 @@ class SupernetBenchmark(Evaluator):
         return np.stack([getattr(self, m)(x) for m in self.metrics], axis=1)
 
     def metric_range(self) -> dict[str, tuple[float, float]]:
-        """MFLOPs and parameters over the space, for this supernet's input and classes."""
-        ranges = self.space.size_range(self.model.in_channels, self.model.num_classes)
-        return {m: ranges[m] for m in self.metrics}
+        """MFLOPs and parameters over the space, for this supernet's input and classes
+        (MFLOPs also when they are an objective)."""
+        return self.space.size_range(self.model.in_channels, self.model.num_classes)
 
     def evaluate(self, vectors: np.ndarray) -> np.ndarray:
         x = self.space.check_vectors(np.atleast_2d(np.asarray(vectors)))

@@ -209,10 +209,14 @@ _LABELS = {
 
 
 def plot_sample_efficiency(
-    rows: Sequence[dict[str, Any]], path: str | Path, metric: str = "kendall_tau"
+    rows: Sequence[dict[str, Any]],
+    path: str | Path,
+    metric: str = "kendall_tau",
+    what: str = "",
 ) -> Path:
     """Line plot of the median ``metric`` vs. training size (log x), one line per model
-    with its min-max band over trials; saved as PNG at ``path`` (returned)."""
+    with its min-max band over trials; saved as PNG at ``path`` (returned). ``what``
+    (e.g. ``latency:pixel3 on fbnet``) goes into the title."""
     if metric not in METRICS:
         raise HwnasError(f"unknown metric '{metric}' (known: {', '.join(METRICS)})")
     if not rows:
@@ -241,7 +245,9 @@ def plot_sample_efficiency(
         ax.set_yscale("log")
     ax.set_xlabel("training samples")
     ax.set_ylabel(_LABELS[metric])
-    ax.set_title(f"Predictor sample efficiency: {_LABELS[metric]}")
+    ax.set_title(
+        f"{what}: {_LABELS[metric]}" if what else f"Predictor sample efficiency: {_LABELS[metric]}"
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     path = Path(path)

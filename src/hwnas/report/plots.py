@@ -31,13 +31,23 @@ def _save(plt: Any, fig: Any, path: Path) -> Path:
 
 def zoom_on_fronts(ax: Any, ys: list[np.ndarray]) -> None:
     """Zoom a maximised y axis on where the fronts ``ys`` are: a few degenerate points
-    (e.g. 10 % accuracy at zero latency) would otherwise squash the interesting region
-    into a line."""
-    if ys:
-        y = np.concatenate(ys)
-        lo, hi = np.percentile(y, 10), y.max()
+    (e.g. 10 % accuracy at zero latency, far below the rest) would otherwise squash the
+    interesting region into a line; a front's cheap end that merely trails off stays in
+    view (only points more than 3 interquartile ranges below the lower quartile are
+    left out)."""
+    lo, hi = front_ylim(ys)
+    if hi is not None:
         pad = 0.08 * (hi - lo if hi > lo else 1.0)
         ax.set_ylim(lo - pad, hi + pad)
+
+
+def front_ylim(ys: list[np.ndarray]) -> tuple[float, float | None]:
+    """The (low, high) y range :func:`zoom_on_fronts` shows; (0, None) without points."""
+    if not ys or not sum(len(y) for y in ys):
+        return 0.0, None
+    y = np.concatenate(ys)
+    q1, q3 = np.percentile(y, [25, 75])
+    return float(max(y.min(), q1 - 3.0 * (q3 - q1))), float(y.max())
 
 
 def plot_pareto(problem: SearchProblem, summary: dict[str, Any], path: Path) -> Path:

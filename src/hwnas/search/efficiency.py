@@ -326,7 +326,9 @@ def evaluations_to_reach(
     reach ``target``'s final value of ``metric`` (default: the study's first measure,
     hypervolume or hv_fraction), the median of ``target``'s seeds, per device. Per
     algorithm: the median over seeds of the first evaluation count at or above that
-    value (None when fewer than half of its seeds reach it) and how many seeds do."""
+    value (None when fewer than half of its seeds reach it) and how many seeds do.
+    ``target``'s own row says how its seeds spread about their median (about half reach
+    it, by definition)."""
     metric = metric or study_metrics(results)[0]
     rows = []
     for dev in dict.fromkeys(r["device"] for r in results):
@@ -398,6 +400,13 @@ def write_efficiency(results: list[dict[str, Any]], out: Path, title: str = "") 
             w.writeheader()
             w.writerows(paired)
         paths["paired"] = out / "paired.csv"
+        # the DyNAS-T measure: evaluations each needs to reach the first one's final value
+        reach = evaluations_to_reach(results, results[0]["algorithm"])
+        with (out / "reach.csv").open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(reach[0]))
+            w.writeheader()
+            w.writerows(reach)
+        paths["reach"] = out / "reach.csv"
     (out / "results.json").write_text(json.dumps(results))
     for m in metrics:
         curves: dict[str, dict[str, np.ndarray]] = {}

@@ -171,13 +171,14 @@ class SearchProblem:
         return {m: values[:, names.index(m)] for m in self.constrained_metrics}
 
     def _check_metric_bounds(self) -> None:
-        """A bound on a metric that no architecture of the space can meet is refused now,
-        not after the budget is spent (the evaluator knows the metric's range)."""
-        if not self.constrained_metrics:
+        """A bound on a metric (or on a cheap objective computed by a formula, such as
+        MFLOPs) that no architecture of the space can meet is refused now, not after the
+        budget is spent (the evaluator knows its range)."""
+        if not self.constraints:
             return
         ranges = self.evaluator.metric_range()
-        for c, i in zip(self.constraints, self._cidx, strict=True):
-            if i is not None or c.objective not in ranges:
+        for c in self.constraints:
+            if c.objective not in ranges:
                 continue
             lo, hi = ranges[c.objective]
             if not c.satisfiable(lo, hi):
@@ -406,6 +407,14 @@ class SearchProblem:
         return raw, self.constraint_values(raw, x), answered
 
     def _evaluate_new(self, x: np.ndarray, keys: list[str]) -> None:
+        """Evaluate and store new architectures, in chunks of the evaluator's
+        ``max_batch``: each chunk is committed as it completes, so a kill loses at most
+        the chunk in progress."""
+        step = self.evaluator.max_batch or len(keys)
+        for s in range(0, len(keys), step):
+            self._evaluate_chunk(x[s : s + step], keys[s : s + step])
+
+    def _evaluate_chunk(self, x: np.ndarray, keys: list[str]) -> None:
         t0 = time.perf_counter()
         try:
             values = np.atleast_2d(self.evaluator.evaluate(x))

@@ -112,10 +112,18 @@ class OFAResNet50Space(SearchSpace):
         }
 
     def encode(self, config: dict[str, Any]) -> np.ndarray:
-        try:
-            d, e, w, r = config["d"], config["e"], config["w"], config["r"]
-        except (KeyError, TypeError):
-            raise HwnasError("ofa-resnet50: config needs keys 'd', 'e', 'w', 'r'") from None
+        keys = ("d", "e", "w", "r")
+        if not isinstance(config, dict):
+            raise HwnasError(
+                f"ofa-resnet50: a config is an object with keys {', '.join(keys)}, got "
+                f"{type(config).__name__}"
+            )
+        missing = [k for k in keys if k not in config]
+        extra = sorted(str(k) for k in config if k not in keys)
+        if missing or extra:
+            what = f"lacks {', '.join(missing)}" if missing else f"has unknown {', '.join(extra)}"
+            raise HwnasError(f"ofa-resnet50: config {what} (keys: {', '.join(keys)})")
+        d, e, w, r = (config[k] for k in keys)
         try:
             sizes = (len(d), len(e), len(w))
         except TypeError:
@@ -244,12 +252,16 @@ def _torch() -> Any:
     return torch
 
 
-def build_module(vector: Sequence[int] | np.ndarray, num_classes: int = N_CLASSES) -> Any:
-    """The subnet as a plain ``torch.nn.Module`` with random weights, shaped as OFA's
+def build_module(
+    arch: Sequence[int] | np.ndarray | dict[str, Any], num_classes: int = N_CLASSES
+) -> Any:
+    """The subnet (a vector or a config as :meth:`OFAResNet50Space.decode` gives it) as
+    a plain ``torch.nn.Module`` with random weights, shaped as OFA's
     ``get_active_subnet`` extracts it (for measuring latency or checking the cost
     formula; pretrained weights are OFA's, not shipped here). Input: (n, 3, r, r)."""
     nn = _torch().nn
     space = OFAResNet50Space()
+    vector = space.encode(arch) if isinstance(arch, dict) else arch
     v = space.canonicalize(space.validate(vector)[None, :])[0]
 
     def conv_bn(cin: int, cout: int, k: int, stride: int = 1, act: bool = True) -> Any:
