@@ -168,6 +168,14 @@ def plot_efficiency(
         ax.grid(alpha=0.3)
         if metric == "hv_fraction":
             ax.set_ylim(0.8, 1.0)
+        elif metric == "hypervolume":
+            # from where the medians are after the first 5 % of the budget: the first
+            # few evaluations' steep rise would flatten the differences that matter
+            arrs = list(curves[dev].values())
+            lo = min(float(np.median(a, axis=0)[a.shape[1] // 20]) for a in arrs)
+            hi = max(float(a.max()) for a in arrs)
+            if hi > lo:
+                ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
     axes[0][0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
