@@ -150,6 +150,36 @@ def test_bad_input_one_line_exit_2(args, env, message, tmp_path, data_dir):
     assert "Traceback" not in res.stderr
 
 
+def test_search_cli_warm_start(tmp_path, data_dir):
+    a, b = tmp_path / "a", tmp_path / "b"
+    res = runner.invoke(
+        app, ["search", "--algorithm", "random", "--evaluations", "20", "--out", str(a)]
+    )
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(
+        app,
+        [
+            "search",
+            "--device",
+            "fpga",
+            "--evaluations",
+            "25",
+            "--warm-start",
+            str(a),
+            "--out",
+            str(b),
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    front = [ln.split(",")[0] for ln in (a / "pareto.csv").read_text().splitlines()[1:]]
+    assert json.loads(res.stdout)["warm_start"] == len(front) > 0
+    first = [ln.split(",")[1] for ln in (b / "evaluations.csv").read_text().splitlines()[1:]]
+    assert set(first[: len(front)]) == set(front)
+    res = runner.invoke(app, ["search", "--resume", str(b), "--warm-start", str(a)])
+    assert "drop --warm-start (only --evaluations" in str(res.exception)  # exit 2 in the CLI
+
+
 def test_search_cli_writes_outputs(tmp_path, data_dir):
     res = runner.invoke(
         app,

@@ -554,6 +554,62 @@ def test_a_slow_evaluator_is_called_and_stored_in_chunks(tmp_path):
         assert len(store.evaluations(run_id)) == 4 and problem.n_evaluated == 4
 
 
+@pytest.mark.parametrize("algorithm", ["random", "nsga2", "unsga3", "motpe", "linas"])
+def test_warm_start_is_evaluated_first(algorithm, tmp_path, data_dir):
+    """The warm start's architectures are the first evaluations (counted in the
+    budget), whatever the algorithm; the run goes on from there."""
+    import pandas as pd
+
+    from hwnas.search.runner import warm_start_keys
+
+    src = run_search(
+        {
+            "algorithm": "random",
+            "evaluations": 40,
+            "seed": 3,
+            "benchmark_options": {"devices": "raspi4"},
+        },
+        out=tmp_path / "raspi4",
+    )
+    keys = warm_start_keys(tmp_path / "raspi4")
+    assert keys == [p["arch_key"] for p in src["pareto"]] and 2 <= len(keys) <= 20
+    s = run_search(
+        {"algorithm": algorithm, "evaluations": 30, "seed": 0, "warm_start": keys},
+        out=tmp_path / "pixel3",
+    )
+    df = pd.read_csv(tmp_path / "pixel3" / "evaluations.csv")
+    assert set(df["arch_key"][: len(keys)]) == set(keys)
+    assert s["evaluations"] == 30 and s["warm_start"] == len(keys)
+    assert df["arch_key"].is_unique
+
+
+def test_warm_start_errors_and_resume(tmp_path, data_dir):
+    from hwnas.search.runner import resume_search, warm_start_keys
+
+    with pytest.raises(HwnasError, match="no pareto.csv in"):
+        warm_start_keys(tmp_path)
+    with pytest.raises(HwnasError, match="neither a search directory nor a CSV"):
+        warm_start_keys(tmp_path / "nothing.csv")
+    (tmp_path / "bad.csv").write_text("key,x\n1,2\n")
+    with pytest.raises(HwnasError, match="has no arch_key column"):
+        warm_start_keys(tmp_path / "bad.csv")
+    (tmp_path / "evals.csv").write_text(
+        "arch_key,status\n1-2-3-4-0-1,ok\n1-2-3-4-0-2,failed\n1-2-3-4-0-1,ok\n"
+    )
+    assert warm_start_keys(tmp_path / "evals.csv") == ["1-2-3-4-0-1"]  # ok rows, once
+    for keys, message in (
+        (["1-2-3"], "warm start: '1-2-3' is no architecture of nb201"),
+        ([f"0-0-0-0-{i}-{j}" for i in range(5) for j in range(5)], "more than the budget of 20"),
+    ):
+        with pytest.raises(HwnasError, match=message):
+            run_search({"evaluations": 20, "warm_start": keys})
+    warm = ["3-3-3-3-3-3", "1-3-1-3-1-3", "3-3-3-3-3-3"]
+    out = tmp_path / "run"
+    run_search({"algorithm": "linas", "evaluations": 20, "warm_start": warm}, out=out)
+    s = resume_search(out, evaluations=30)  # the stored warm start replays: none repeated
+    assert s["evaluations"] == 30 and s["resumed_from"] == 20 and s["warm_start"] == 3
+
+
 def test_front_plot_keeps_the_cheap_end_and_drops_degenerate_points():
     from hwnas.report.plots import front_ylim
 

@@ -130,6 +130,14 @@ def search(
             "checkpoint=runs/sn/checkpoint.pt latency=runs/lat.joblib."
         ),
     ] = None,
+    warm_start: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start from these architectures: a search directory (its front, "
+            "pareto.csv) or a CSV with an arch_key column; evaluated first, counted in "
+            "the budget."
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -148,12 +156,12 @@ def search(
     as_json: JsonFlag = False,
 ) -> None:
     """Search for Pareto-optimal architectures for a device on a benchmark."""
-    from hwnas.search.runner import resume_search, run_search
+    from hwnas.search.runner import resume_search, run_search, warm_start_keys
     from hwnas.search.spec import parse_options
 
     if resume is not None:
         fixed = _given(ctx, ("benchmark", "dataset", "device", "algorithm", "seed"))
-        fixed += _given(ctx, ("constraint", "option", "bench_option", "out"))
+        fixed += _given(ctx, ("constraint", "option", "bench_option", "warm_start", "out"))
         if fixed:
             raise HwnasError(
                 f"--resume continues the stored run with its own config: drop "
@@ -180,6 +188,7 @@ def search(
             "seed": seed,
             "constraints": list(constraint or []),
             "data_dir": data_dir,
+            "warm_start": [] if warm_start is None else warm_start_keys(warm_start),
         }
         with _resume_hint(out), progress_bar(f"{algorithm} on {benchmark}") as update:
             summary = run_search(config, out=out, progress=update)

@@ -42,6 +42,22 @@ class SearchAlgorithm(ABC):
             raise HwnasError(f"{self.name}: pop_size must be >= 1, got {pop_size}")
         self.seed = seed
         self.pop_size = pop_size
+        #: architectures to start from (a warm start: e.g. the front of a search for
+        #: another device or on MFLOPs), evaluated first; None: a random start
+        self.initial: np.ndarray | None = None
+
+    def initial_population(
+        self, problem: SearchProblem, n: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """The first ``n`` architectures to evaluate: the warm start's (all of them,
+        even beyond ``n``), then random ones up to ``n``."""
+        warm = (
+            np.zeros((0, problem.space.n_dims), dtype=np.int64)
+            if self.initial is None
+            else np.asarray(self.initial, dtype=np.int64)
+        )
+        fill = max(n - len(warm), 0)
+        return np.concatenate([warm, problem.space.sample(fill, rng)]) if fill else warm
 
     def check(self, problem: SearchProblem) -> None:
         """Raise a clear error when the problem is one this algorithm cannot take."""
@@ -71,6 +87,8 @@ class RandomSearch(SearchAlgorithm):
 
     def run(self, problem: SearchProblem) -> None:
         rng = np.random.default_rng(self.seed)
+        if self.initial is not None:
+            problem.evaluate(self.initial)
         stalled = 0
         while not problem.exhausted and stalled < MAX_STALLED_BATCHES:
             before = problem.n_seen
@@ -111,10 +129,11 @@ class ResetMutation(Mutation):
         return np.where(mask, draws, X)
 
 
-def pymoo_operators() -> dict[str, Any]:
-    """Integer sampling, two-point crossover and categorical reset mutation."""
+def pymoo_operators(initial: np.ndarray | None = None) -> dict[str, Any]:
+    """Integer sampling (or a given initial population), two-point crossover and
+    categorical reset mutation."""
     return {
-        "sampling": IntegerRandomSampling(),
+        "sampling": IntegerRandomSampling() if initial is None else initial,
         "crossover": TwoPointCrossover(prob=0.9),
         "mutation": ResetMutation(),
     }
@@ -168,6 +187,14 @@ class PymooAlgorithm(SearchAlgorithm):
     def build(self, problem: SearchProblem) -> Any:
         raise NotImplementedError
 
+    def operators(self, problem: SearchProblem) -> dict[str, Any]:
+        """pymoo's operators; a warm start is the first population (random ones added
+        up to the population size)."""
+        if self.initial is None:
+            return pymoo_operators()
+        rng = np.random.default_rng(self.seed)
+        return pymoo_operators(self.initial_population(problem, self.pop(problem), rng))
+
     def run(self, problem: SearchProblem) -> None:
         run_pymoo(self.build(problem), problem, self.seed)
 
@@ -182,7 +209,9 @@ class NSGA2Search(PymooAlgorithm):
     def build(self, problem: SearchProblem) -> Any:
         from pymoo.algorithms.moo.nsga2 import NSGA2
 
-        return NSGA2(pop_size=self.pop(problem), eliminate_duplicates=True, **pymoo_operators())
+        return NSGA2(
+            pop_size=self.pop(problem), eliminate_duplicates=True, **self.operators(problem)
+        )
 
 
 @ALGORITHMS.register("agemoea")
@@ -195,7 +224,9 @@ class AGEMOEASearch(PymooAlgorithm):
     def build(self, problem: SearchProblem) -> Any:
         from pymoo.algorithms.moo.age import AGEMOEA
 
-        return AGEMOEA(pop_size=self.pop(problem), eliminate_duplicates=True, **pymoo_operators())
+        return AGEMOEA(
+            pop_size=self.pop(problem), eliminate_duplicates=True, **self.operators(problem)
+        )
 
 
 @ALGORITHMS.register("unsga3")
@@ -210,7 +241,7 @@ class UNSGA3Search(PymooAlgorithm):
 
         pop = self.pop(problem)
         ref = reference_directions(problem.n_obj, pop, self.seed)
-        return UNSGA3(ref, pop_size=pop, eliminate_duplicates=True, **pymoo_operators())
+        return UNSGA3(ref, pop_size=pop, eliminate_duplicates=True, **self.operators(problem))
 
 
 @ALGORITHMS.register("moead")
@@ -226,7 +257,7 @@ class MOEADSearch(PymooAlgorithm):
 
         ref = reference_directions(problem.n_obj, self.pop(problem), self.seed)
         return MOEAD(
-            ref, n_neighbors=min(15, len(ref)), prob_neighbor_mating=0.7, **pymoo_operators()
+            ref, n_neighbors=min(15, len(ref)), prob_neighbor_mating=0.7, **self.operators(problem)
         )
 
 
@@ -241,4 +272,4 @@ class CTAEASearch(PymooAlgorithm):
         from pymoo.algorithms.moo.ctaea import CTAEA
 
         ref = reference_directions(problem.n_obj, self.pop(problem), self.seed)
-        return CTAEA(ref, eliminate_duplicates=True, **pymoo_operators())
+        return CTAEA(ref, eliminate_duplicates=True, **self.operators(problem))

@@ -427,7 +427,7 @@ class LINAS(SearchAlgorithm):
         rng = np.random.default_rng(self.seed)
         n_init = self.n_init or max(10, min(problem.budget // 10, 50))
         batch = self.batch_size or max(1, min(problem.budget // 20, 20))
-        problem.evaluate(problem.space.sample(n_init, rng))
+        problem.evaluate(self.initial_population(problem, n_init, rng))
         iteration = 0
         stalled = 0
         while not problem.exhausted and stalled < 20:

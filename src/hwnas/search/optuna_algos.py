@@ -26,6 +26,8 @@ class OptunaAlgorithm(SearchAlgorithm):
                 directions=["minimize"] * problem.n_obj, sampler=self.sampler(problem)
             )
             cards = problem.space.cardinalities
+            for v in [] if self.initial is None else self.initial:  # a warm start first
+                study.enqueue_trial({f"x{i}": int(x) for i, x in enumerate(v)})
             stalled = 0
             while not problem.exhausted and stalled < MAX_STALLED_BATCHES * 10:
                 trial = study.ask()

@@ -38,6 +38,9 @@ class SearchConfig(BaseModel):
     seed: int = Field(0, ge=0, lt=2**63, strict=True)  # numpy seeds are >= 0; SQLite int64
     constraints: list[str] = Field(default_factory=list)
     data_dir: str | None = None
+    #: architecture keys evaluated first (a warm start, e.g. the front of a search for
+    #: another device, or of an MFLOPs search), counted in the budget
+    warm_start: list[str] = Field(default_factory=list)
 
 
 def _build(config: SearchConfig) -> tuple[Any, Any, list[Constraint]]:
@@ -81,6 +84,8 @@ def run_search(
         evaluator, config.evaluations, constraints=constraints, on_evaluation=progress
     )
     algorithm.check(problem)
+    if config.warm_start:
+        algorithm.initial = _warm_vectors(problem, config.warm_start)
     with contextlib.ExitStack() as stack:
         if out is not None:  # one search at a time writes there
             stack.enter_context(out_dir_lock(out, "search"))
@@ -131,6 +136,53 @@ def _run(
         store.finish_run(run_id, {k: v for k, v in summary.items() if k != "hv_history"})
         store.close()
     return summary
+
+
+def _warm_vectors(problem: SearchProblem, keys: list[str]) -> np.ndarray:
+    """The warm start's distinct architectures, checked against the space and budget."""
+    space = problem.space
+    vectors = []
+    for key in keys:
+        try:
+            vectors.append(space.from_key(key))
+        except HwnasError as exc:
+            raise HwnasError(
+                f"warm start: '{key}' is no architecture of {space.name}: {exc}"
+            ) from None
+    x = np.unique(space.canonicalize(np.stack(vectors)), axis=0)
+    if len(x) > problem.budget:
+        raise HwnasError(
+            f"warm start holds {len(x)} distinct architectures, more than the budget of "
+            f"{problem.budget} evaluations"
+        )
+    return x
+
+
+def warm_start_keys(path: str | Path) -> list[str]:
+    """The architecture keys to warm-start a search from: a search directory's front
+    (its ``pareto.csv``), or any CSV with an ``arch_key`` column (``pareto.csv``,
+    ``evaluations.csv``: only rows whose status is ok)."""
+    import csv
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "pareto.csv"
+        if not p.is_file():
+            raise HwnasError(
+                f"warm start: no pareto.csv in '{path}' (a finished search's directory, or "
+                "a CSV with an arch_key column)"
+            )
+    elif not p.is_file():
+        raise HwnasError(f"warm start: '{path}' is neither a search directory nor a CSV file")
+    try:
+        with p.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise HwnasError(f"warm start: cannot read '{p}': {exc}") from None
+    if not rows or "arch_key" not in rows[0]:
+        raise HwnasError(f"warm start: '{p}' has no arch_key column (or no rows)")
+    keys = [r["arch_key"] for r in rows if r.get("status", "ok") == "ok" and r["arch_key"]]
+    return list(dict.fromkeys(keys))
 
 
 def resume_search(
@@ -225,6 +277,7 @@ def summarize(problem: SearchProblem, config: SearchConfig, wall_time_s: float) 
         "seed": config.seed,
         "objectives": [o.__dict__ for o in problem.objectives],
         "constraints": [str(c) for c in problem.constraints],
+        "warm_start": len(config.warm_start),
         "evaluations": problem.n_evaluated,
         "failed": int(sum(not ok for ok in problem.ok)),
         "feasible": len(problem.feasible_set()[0]),
