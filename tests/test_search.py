@@ -554,7 +554,9 @@ def test_a_slow_evaluator_is_called_and_stored_in_chunks(tmp_path):
         assert len(store.evaluations(run_id)) == 4 and problem.n_evaluated == 4
 
 
-@pytest.mark.parametrize("algorithm", ["random", "nsga2", "unsga3", "motpe", "linas"])
+@pytest.mark.parametrize(
+    "algorithm", ["random", "nsga2", "unsga3", "moead", "ctaea", "motpe", "linas"]
+)
 def test_warm_start_is_evaluated_first(algorithm, tmp_path, data_dir):
     """The warm start's architectures are the first evaluations (counted in the
     budget), whatever the algorithm; the run goes on from there."""
@@ -565,14 +567,15 @@ def test_warm_start_is_evaluated_first(algorithm, tmp_path, data_dir):
     src = run_search(
         {
             "algorithm": "random",
-            "evaluations": 40,
+            "evaluations": 60,
             "seed": 3,
             "benchmark_options": {"devices": "raspi4"},
         },
         out=tmp_path / "raspi4",
     )
     keys = warm_start_keys(tmp_path / "raspi4")
-    assert keys == [p["arch_key"] for p in src["pareto"]] and 2 <= len(keys) <= 20
+    # more than the population of 10 (MOEA/D's first population must have exactly 10)
+    assert keys == [p["arch_key"] for p in src["pareto"]] and 10 < len(keys) <= 20
     s = run_search(
         {"algorithm": algorithm, "evaluations": 30, "seed": 0, "warm_start": keys},
         out=tmp_path / "pixel3",
@@ -594,9 +597,13 @@ def test_warm_start_errors_and_resume(tmp_path, data_dir):
     with pytest.raises(HwnasError, match="has no arch_key column"):
         warm_start_keys(tmp_path / "bad.csv")
     (tmp_path / "evals.csv").write_text(
-        "arch_key,status\n1-2-3-4-0-1,ok\n1-2-3-4-0-2,failed\n1-2-3-4-0-1,ok\n"
+        "arch_key,status\n1-2-3-4-0-1,ok\n1-2-3-4-0-2,failed\n1-2-3-4-0-1,OK\n 0-1-2-3-4-0 ,\n"
     )
-    assert warm_start_keys(tmp_path / "evals.csv") == ["1-2-3-4-0-1"]  # ok rows, once
+    # ok rows (any case, blank too), each once
+    assert warm_start_keys(tmp_path / "evals.csv") == ["1-2-3-4-0-1", "0-1-2-3-4-0"]
+    (tmp_path / "failed.csv").write_text("arch_key,status\n1-2-3-4-0-2,failed\n")
+    with pytest.raises(HwnasError, match="none of the 1 rows .* is an evaluated architecture"):
+        warm_start_keys(tmp_path / "failed.csv")
     for keys, message in (
         (["1-2-3"], "warm start: '1-2-3' is no architecture of nb201"),
         ([f"0-0-0-0-{i}-{j}" for i in range(5) for j in range(5)], "more than the budget of 20"),
@@ -605,9 +612,43 @@ def test_warm_start_errors_and_resume(tmp_path, data_dir):
             run_search({"evaluations": 20, "warm_start": keys})
     warm = ["3-3-3-3-3-3", "1-3-1-3-1-3", "3-3-3-3-3-3"]
     out = tmp_path / "run"
-    run_search({"algorithm": "linas", "evaluations": 20, "warm_start": warm}, out=out)
+    s = run_search({"algorithm": "linas", "evaluations": 20, "warm_start": warm}, out=out)
+    assert s["warm_start"] == 2  # distinct architectures
     s = resume_search(out, evaluations=30)  # the stored warm start replays: none repeated
-    assert s["evaluations"] == 30 and s["resumed_from"] == 20 and s["warm_start"] == 3
+    assert s["evaluations"] == 30 and s["resumed_from"] == 20 and s["warm_start"] == 2
+    # a path is read as the CLI reads it: the run's front
+    s = run_search({"evaluations": 25, "warm_start": str(out)})
+    assert s["warm_start"] == len(warm_start_keys(out)) > 0
+
+
+def test_warm_start_refuses_a_search_still_running(tmp_path, data_dir):
+    """A directory whose search holds its lock has no final front: refused, not read."""
+    import subprocess
+    import sys
+
+    from hwnas.search.runner import warm_start_keys
+
+    run_search({"algorithm": "random", "evaluations": 10}, out=tmp_path)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom hwnas.process import out_dir_lock\n"
+            "with out_dir_lock(sys.argv[1], 'search'):\n"
+            "    print('held', flush=True)\n    time.sleep(60)\n",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(HwnasError, match="still running"):
+            warm_start_keys(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert warm_start_keys(tmp_path)  # once it has ended, its front is read
 
 
 def test_front_plot_keeps_the_cheap_end_and_drops_degenerate_points():

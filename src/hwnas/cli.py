@@ -239,6 +239,8 @@ def _given(ctx: typer.Context | None, names: tuple[str, ...]) -> list[str]:
 def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
     s = summary
     line = f"{s['algorithm']}: {s['evaluations']} evaluations"
+    if s.get("warm_start"):
+        line += f" ({s['warm_start']} of them the warm start)"
     if s.get("hv_fraction") is not None:
         line += (
             f", HV fraction {s['hv_fraction']:.4f}, front recall {s['front_recall']:.3f}"
@@ -624,6 +626,15 @@ def bench_search_efficiency(
     devs = study_devices(benchmark, _csv(devices) if devices else None, data_dir)
     n = len(algs) * len(devs) * seeds
     done = [0]
+    if resume and (out / RECORDS_NAME).is_file():
+        from hwnas.search.efficiency import _finished_runs
+
+        console.print(
+            f"note: {len(_finished_runs(out / RECORDS_NAME))} finished runs in "
+            f"{escape(str(out / RECORDS_NAME))}; those this study asks for are reused",
+            highlight=False,
+            soft_wrap=True,
+        )
     if not resume and (out / RECORDS_NAME).is_file():
         console.print(
             f"note: starting {escape(str(out / RECORDS_NAME))} afresh; --resume reuses the "
@@ -693,7 +704,7 @@ def bench_search_efficiency(
                 r["device"] or "-",
                 r["algorithm"],
                 f"{r['level']:.6g}",
-                "(sets the level)" if own else "never" if n is None else f"{n:.0f}",
+                "(sets the level)" if own else "never" if n is None else f"{n:g}",
                 f"{r['reached']}/{r['seeds']}",
             )
         out_console.print(reach)

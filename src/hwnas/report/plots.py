@@ -166,16 +166,17 @@ def plot_efficiency(
         ax.set_xlabel("evaluations")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
-        if metric == "hv_fraction":
-            ax.set_ylim(0.8, 1.0)
-        elif metric == "hypervolume":
-            # from where the medians are after the first 5 % of the budget: the first
-            # few evaluations' steep rise would flatten the differences that matter
+        if metric in ("hv_fraction", "hypervolume"):
+            # from where the medians are after the first 5 % of the budget (HV fraction:
+            # 0.8 or lower): the first evaluations' steep rise would flatten the
+            # differences that matter, and no algorithm's curve may fall out of view
             arrs = list(curves[dev].values())
             lo = min(float(np.median(a, axis=0)[a.shape[1] // 20]) for a in arrs)
             hi = max(float(a.max()) for a in arrs)
+            if metric == "hv_fraction":
+                lo, hi = min(lo, 0.8), 1.0
             if hi > lo:
-                ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
+                ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.02 * (hi - lo))
     axes[0][0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)

@@ -187,15 +187,19 @@ class PymooAlgorithm(SearchAlgorithm):
     def build(self, problem: SearchProblem) -> Any:
         raise NotImplementedError
 
-    def operators(self, problem: SearchProblem) -> dict[str, Any]:
+    def operators(self, problem: SearchProblem, exact: int | None = None) -> dict[str, Any]:
         """pymoo's operators; a warm start is the first population (random ones added
-        up to the population size)."""
+        up to the population size; cut to ``exact`` rows for an algorithm whose first
+        population must have that size, as MOEA/D's one per reference direction)."""
         if self.initial is None:
             return pymoo_operators()
         rng = np.random.default_rng(self.seed)
-        return pymoo_operators(self.initial_population(problem, self.pop(problem), rng))
+        first = self.initial_population(problem, exact or self.pop(problem), rng)
+        return pymoo_operators(first if exact is None else first[:exact])
 
     def run(self, problem: SearchProblem) -> None:
+        if self.initial is not None:  # all of it first, also what a population cannot hold
+            problem.evaluate(self.initial)
         run_pymoo(self.build(problem), problem, self.seed)
 
 
@@ -257,7 +261,10 @@ class MOEADSearch(PymooAlgorithm):
 
         ref = reference_directions(problem.n_obj, self.pop(problem), self.seed)
         return MOEAD(
-            ref, n_neighbors=min(15, len(ref)), prob_neighbor_mating=0.7, **self.operators(problem)
+            ref,
+            n_neighbors=min(15, len(ref)),
+            prob_neighbor_mating=0.7,
+            **self.operators(problem, exact=len(ref)),
         )
 
 

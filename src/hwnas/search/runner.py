@@ -70,6 +70,8 @@ def run_search(
     if resume and not (Path(out) / STORE_NAME).is_file():
         raise HwnasError(f"no results store at '{Path(out) / STORE_NAME}' to resume")
     if isinstance(config, dict):
+        if isinstance(config.get("warm_start"), str | Path):  # a directory or CSV file
+            config = {**config, "warm_start": warm_start_keys(config["warm_start"])}
         try:
             config = SearchConfig(**config)
         except ValidationError as exc:
@@ -129,6 +131,8 @@ def _run(
         )
     summary = summarize(problem, config, wall)
     summary["resumed_from"] = replayed if resume else None
+    # distinct architectures the search started from (keys of one network counted once)
+    summary["warm_start"] = 0 if algorithm.initial is None else len(algorithm.initial)
     if hasattr(algorithm, "iterations"):
         summary["iterations"] = algorithm.iterations
     if out is not None and store is not None and run_id is not None:
@@ -166,6 +170,14 @@ def warm_start_keys(path: str | Path) -> list[str]:
 
     p = Path(path)
     if p.is_dir():
+        try:  # a search still writing there has no final front yet
+            with out_dir_lock(p, "warm-start read"):
+                pass
+        except HwnasError:
+            raise HwnasError(
+                f"warm start: the search in '{path}' is still running (its pareto.csv is "
+                "not final); wait for it to end"
+            ) from None
         p = p / "pareto.csv"
         if not p.is_file():
             raise HwnasError(
@@ -181,7 +193,14 @@ def warm_start_keys(path: str | Path) -> list[str]:
         raise HwnasError(f"warm start: cannot read '{p}': {exc}") from None
     if not rows or "arch_key" not in rows[0]:
         raise HwnasError(f"warm start: '{p}' has no arch_key column (or no rows)")
-    keys = [r["arch_key"] for r in rows if r.get("status", "ok") == "ok" and r["arch_key"]]
+    # evaluations.csv: only what was evaluated (status ok; a blank status counts as ok)
+    ok = [r for r in rows if (r.get("status") or "ok").strip().lower() == "ok"]
+    keys = [k for k in ((r["arch_key"] or "").strip() for r in ok) if k]
+    if not keys:
+        raise HwnasError(
+            f"warm start: none of the {len(rows)} rows of '{p}' is an evaluated architecture "
+            "(an arch_key with status ok)"
+        )
     return list(dict.fromkeys(keys))
 
 
@@ -277,7 +296,6 @@ def summarize(problem: SearchProblem, config: SearchConfig, wall_time_s: float) 
         "seed": config.seed,
         "objectives": [o.__dict__ for o in problem.objectives],
         "constraints": [str(c) for c in problem.constraints],
-        "warm_start": len(config.warm_start),
         "evaluations": problem.n_evaluated,
         "failed": int(sum(not ok for ok in problem.ok)),
         "feasible": len(problem.feasible_set()[0]),
