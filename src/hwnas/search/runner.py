@@ -178,6 +178,8 @@ def warm_start_keys(path: str | Path) -> list[str]:
                 f"warm start: the search in '{path}' is still running (its pareto.csv is "
                 "not final); wait for it to end"
             ) from None
+        except OSError:  # a read-only directory: nothing can be writing there
+            pass
         p = p / "pareto.csv"
         if not p.is_file():
             raise HwnasError(
