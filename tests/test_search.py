@@ -769,6 +769,10 @@ def test_a_search_that_stops_short_says_so(data_dir, monkeypatch):
     with pytest.warns(UserWarning, match="stopped at 1 of 20 evaluations"):
         summary = run_search({"algorithm": "random", "evaluations": 20})
     assert summary["evaluations"] == 1 and summary["budget"] == 20
+    assert summary["warm_start"] == 0
+    # an algorithm outside the SearchAlgorithm base has no way to start from a warm start
+    with pytest.raises(HwnasError, match="takes no warm start"):
+        run_search({"algorithm": "random", "evaluations": 20, "warm_start": ["0-0-0-0-0-1"]})
 
 
 def test_no_feasible_architecture_gives_valid_json(tmp_path, data_dir):

@@ -87,6 +87,8 @@ def run_search(
     )
     algorithm.check(problem)
     if config.warm_start:
+        if not hasattr(algorithm, "initial"):  # not a SearchAlgorithm: cannot start from it
+            raise HwnasError(f"algorithm '{config.algorithm}' takes no warm start")
         algorithm.initial = _warm_vectors(problem, config.warm_start)
     with contextlib.ExitStack() as stack:
         if out is not None:  # one search at a time writes there
@@ -132,7 +134,8 @@ def _run(
     summary = summarize(problem, config, wall)
     summary["resumed_from"] = replayed if resume else None
     # distinct architectures the search started from (keys of one network counted once)
-    summary["warm_start"] = 0 if algorithm.initial is None else len(algorithm.initial)
+    initial = getattr(algorithm, "initial", None)
+    summary["warm_start"] = 0 if initial is None else len(initial)
     if hasattr(algorithm, "iterations"):
         summary["iterations"] = algorithm.iterations
     if out is not None and store is not None and run_id is not None:
