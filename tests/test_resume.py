@@ -121,7 +121,7 @@ def test_search_efficiency_study_killed_then_resumed(tmp_path, data_dir, monkeyp
     kill_when(
         proc, lambda: records.exists() and len(records.read_text().splitlines()) >= 2, "study"
     )
-    kept = len(eff._finished_runs(records))
+    kept = len(eff.finished_runs(records))
     assert 2 <= kept < 8, "kill landed outside the study"
     with records.open("a") as f:
         f.write('{"key": "cut short by a kil')  # as if killed mid-line: ignored, run again

@@ -227,14 +227,14 @@ def test_efficiency_checkpoints():
 
 
 def test_study_records_keep_other_studies_runs_on_resume(tmp_path, data_dir):
-    from hwnas.search.efficiency import _finished_runs
+    from hwnas.search.efficiency import finished_runs
 
     path = tmp_path / "records.jsonl"
     search_efficiency("nb201", ["fpga"], ["random"], 20, 2, records=path)
     search_efficiency("nb201", ["pixel3"], ["random"], 20, 2, records=path, resume=True)
-    assert len(_finished_runs(path)) == 4  # the fpga study's runs are still there
+    assert len(finished_runs(path)) == 4  # the fpga study's runs are still there
     search_efficiency("nb201", ["pixel3"], ["random"], 20, 2, records=path)
-    assert len(_finished_runs(path)) == 2  # without resume: afresh
+    assert len(finished_runs(path)) == 2  # without resume: afresh
 
 
 def test_paired_comparison_by_seed():

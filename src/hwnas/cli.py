@@ -627,10 +627,10 @@ def bench_search_efficiency(
     n = len(algs) * len(devs) * seeds
     done = [0]
     if resume and (out / RECORDS_NAME).is_file():
-        from hwnas.search.efficiency import _finished_runs
+        from hwnas.search.efficiency import finished_runs
 
         console.print(
-            f"note: {len(_finished_runs(out / RECORDS_NAME))} finished runs in "
+            f"note: {len(finished_runs(out / RECORDS_NAME))} finished runs in "
             f"{escape(str(out / RECORDS_NAME))}; those this study asks for are reused",
             highlight=False,
             soft_wrap=True,

@@ -43,7 +43,7 @@ def _job_key(job: dict[str, Any]) -> str:
     return json.dumps(job["config"], sort_keys=True)
 
 
-def _finished_runs(path: Path) -> dict[str, dict[str, Any]]:
+def finished_runs(path: Path) -> dict[str, dict[str, Any]]:
     """Runs a killed study already finished: one JSON line each in ``path``; a line cut
     short by the kill is ignored (that run is simply run again)."""
     done: dict[str, dict[str, Any]] = {}
@@ -178,7 +178,7 @@ def search_efficiency(
         for seed in range(first_seed, first_seed + seeds)
     ]
     path = Path(records) if records is not None else None
-    done = _finished_runs(path) if path is not None and resume else {}
+    done = finished_runs(path) if path is not None and resume else {}
     results: dict[str, dict[str, Any]] = {}
     for job in work:
         if _job_key(job) in done:
