@@ -664,6 +664,25 @@ def test_front_plot_keeps_the_cheap_end_and_drops_degenerate_points():
     assert front_ylim([]) == (0.0, None) and front_ylim([np.zeros(0)]) == (0.0, None)
 
 
+def test_compare_scores_every_front_at_one_reference():
+    from hwnas.report.compare import common_hypervolumes, compare_rows
+
+    objectives = [{"name": "accuracy", "direction": "max"}, {"name": "latency", "direction": "min"}]
+
+    def summary(run, front):
+        pareto = [{"accuracy": a, "latency": lat} for a, lat in front]
+        return {"run_dir": run, "algorithm": "x", "benchmark": "b", "evaluations": 5,
+                "objectives": objectives, "pareto": pareto}  # fmt: skip
+
+    a, b = summary("a", [(90.0, 1.0)]), summary("b", [(80.0, 0.5)])
+    hvs, ref = common_hypervolumes([a, b])
+    # worst corner (80 %, 1.0 ms) pushed out by 10 % of the range (10 %, 0.5 ms)
+    assert ref == pytest.approx([79.0, 1.05])
+    assert hvs == pytest.approx([11 * 0.05, 1 * 0.55])
+    rows = compare_rows([a, b, summary("empty", [])])
+    assert [r["hypervolume_common"] for r in rows] == pytest.approx([0.55, 0.55, 0.0])
+
+
 def test_evaluations_to_reach_a_target_algorithms_final_value():
     from hwnas.search.efficiency import evaluations_to_reach
 

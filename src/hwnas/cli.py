@@ -745,7 +745,8 @@ def compare(
         _print_json(rows)
         return
     table = Table(title=f"searches compared (fronts in {plot})")
-    for col in ("run", "algorithm", "seed", "on", "evals", "front", "HV fraction", "recall"):
+    cols = ("run", "algorithm", "seed", "on", "evals", "front", "HV fraction", "recall")
+    for col in (*cols, "HV*"):
         table.add_column(col, justify="right", overflow="fold")
     for r in rows:
         known = r["hv_fraction"] is not None
@@ -756,10 +757,18 @@ def compare(
             r["on"],
             str(r["evaluations"]),
             str(r["front_size"]),
-            f"{r['hv_fraction']:.4f}" if known else f"HV {r['hypervolume']:.4g}",
+            f"{r['hv_fraction']:.4f}" if known else "-",
             f"{r['front_recall']:.3f}" if known else "-",
+            f"{r['hypervolume_common']:.5g}",
         )
     out_console.print(table)
+    if rows and rows[0]["common_reference"]:
+        ref = ", ".join(f"{v:.4g}" for v in rows[0]["common_reference"])
+        out_console.print(
+            f"HV*: each front's hypervolume at one reference point ({ref}: the fronts' worst "
+            "corner plus 10 % of their range), so runs whose own references differ compare",
+            soft_wrap=True,
+        )
 
 
 # ---- data ------------------------------------------------------------------------------

@@ -75,9 +75,36 @@ def _where(s: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def common_hypervolumes(summaries: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+    """Each search's front's hypervolume at one reference point: the worst corner of all
+    the fronts together pushed out by 10 % of their range (raw units; maximised
+    objectives negated), so that runs whose own references differ (measured latency, or
+    no fixed reference) compare. Returns (hypervolumes, reference point in raw units)."""
+    from hwnas.search.pareto import hypervolume, reference_point
+
+    objectives = summaries[0]["objectives"]
+    names = [o["name"] for o in objectives]
+    signs = np.array([-1.0 if o.get("direction") == "max" else 1.0 for o in objectives])
+    fronts = [
+        np.array([[p[n] for n in names] for p in s["pareto"]], dtype=np.float64).reshape(
+            -1, len(names)
+        )
+        * signs
+        for s in summaries
+    ]
+    both = np.concatenate(fronts)
+    if not len(both):
+        return [0.0] * len(summaries), []
+    ref = reference_point(both)
+    hvs = [float(hypervolume(F, ref)) if len(F) else 0.0 for F in fronts]
+    return hvs, [float(v) for v in ref * signs]
+
+
 def compare_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per search: where it ran, its budget and its quality measures."""
+    """One row per search: where it ran, its budget and its quality measures, and its
+    front's hypervolume at a reference common to all (``common_hypervolumes``)."""
     keys = ("hv_fraction", "front_recall", "igd", "hypervolume")
+    common, ref = common_hypervolumes(summaries)
     return [
         {
             "run_dir": s["run_dir"],
@@ -87,8 +114,10 @@ def compare_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "evaluations": s["evaluations"],
             "front_size": len(s["pareto"]),
             **{k: s.get(k) for k in keys},
+            "hypervolume_common": hv,
+            "common_reference": ref,
         }
-        for s in summaries
+        for s, hv in zip(summaries, common, strict=True)
     ]
 
 
