@@ -663,7 +663,10 @@ def bench_search_efficiency(
             records=out / RECORDS_NAME,
             resume=resume,
         )
-    what = " ".join(str(x) for x in (benchmark, dataset) if x)
+    from hwnas.bench import BENCHMARKS
+
+    shown = dataset or BENCHMARKS.get(benchmark).DEFAULT_OPTIONS.get("dataset")  # NB201: cifar10
+    what = " ".join(str(x) for x in (benchmark, shown) if x)
     write_efficiency(results, out, title=f"{what}, {seeds} seeds")
     metrics = study_metrics(results)
     table_rows = efficiency_table(results, at=checkpoints(evaluations))
