@@ -614,6 +614,7 @@ def bench_search_efficiency(
         paired_cell,
         paired_comparison,
         search_efficiency,
+        study_dataset,
         study_devices,
         study_metrics,
         write_efficiency,
@@ -663,10 +664,7 @@ def bench_search_efficiency(
             records=out / RECORDS_NAME,
             resume=resume,
         )
-    from hwnas.bench import BENCHMARKS
-
-    shown = dataset or BENCHMARKS.get(benchmark).DEFAULT_OPTIONS.get("dataset")  # NB201: cifar10
-    what = " ".join(str(x) for x in (benchmark, shown) if x)
+    what = " ".join(x for x in (benchmark, study_dataset(benchmark, dataset)) if x)
     write_efficiency(results, out, title=f"{what}, {seeds} seeds")
     metrics = study_metrics(results)
     table_rows = efficiency_table(results, at=checkpoints(evaluations))

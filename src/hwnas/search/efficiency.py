@@ -104,6 +104,15 @@ def study_devices(
     return list(known)
 
 
+def study_dataset(benchmark: str, dataset: str | None) -> str | None:
+    """The dataset a study runs on: the one given, else the benchmark's default
+    (NB201: cifar10); None for a benchmark without a choice of datasets."""
+    from hwnas.bench import BENCHMARKS
+
+    default = BENCHMARKS.get(benchmark).DEFAULT_OPTIONS.get("dataset")
+    return dataset or (None if default is None else str(default))
+
+
 def search_efficiency(
     benchmark: str,
     devices: Sequence[str | None] | None,
@@ -130,14 +139,13 @@ def search_efficiency(
     a killed study (tens of minutes) goes on where it stopped. Without ``resume`` the
     file is started afresh: a finished run is reused only when asked for, as a code
     change since would otherwise go unseen."""
-    from hwnas.bench import BENCHMARKS, get_benchmark
+    from hwnas.bench import get_benchmark
 
     if devices is None or list(devices) == [None]:
         devices = study_devices(benchmark, None, data_dir)
-    # the benchmark's default dataset spelled out (NB201: cifar10), so a run's config,
-    # and with it the key a killed study resumes by, does not depend on the default
-    default = BENCHMARKS.get(benchmark).DEFAULT_OPTIONS.get("dataset")
-    dataset = dataset or (None if default is None else str(default))
+    # spelled out, so a run's config, and with it the key a killed study resumes by, does
+    # not depend on the default
+    dataset = study_dataset(benchmark, dataset)
     for what, names in (("device", devices), ("algorithm", algorithms)):
         if not names:
             raise HwnasError(f"a search-efficiency study needs at least one {what}")

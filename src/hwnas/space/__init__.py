@@ -8,7 +8,7 @@ from hwnas.space import (  # noqa: F401  (register built-ins)
     ofa_mbv3,
     ofa_resnet50,
 )
-from hwnas.space.base import Dimension, SearchSpace, one_hot
+from hwnas.space.base import Dimension, SearchSpace, SizedSearchSpace, one_hot
 
 
 def get_space(name: str) -> SearchSpace:
@@ -16,4 +16,4 @@ def get_space(name: str) -> SearchSpace:
     return SPACES.get(name)()
 
 
-__all__ = ["SPACES", "Dimension", "SearchSpace", "get_space", "one_hot"]
+__all__ = ["SPACES", "Dimension", "SearchSpace", "SizedSearchSpace", "get_space", "one_hot"]

@@ -219,6 +219,31 @@ class SearchSpace(ABC):
         }
 
 
+class SizedSearchSpace(SearchSpace):
+    """A space whose networks' MFLOPs and parameters follow from the config in closed
+    form, for many vectors at once (the input's shape, where it matters, follows the
+    vectors), so FLOPs and memory budgets can be checked against the whole space."""
+
+    @abstractmethod
+    def mflops_batch(self, vectors: np.ndarray, *shape: int) -> np.ndarray:
+        """MFLOPs (2 x MACs / 1e6) of each vector's network."""
+
+    @abstractmethod
+    def params_batch(self, vectors: np.ndarray, *shape: int) -> np.ndarray:
+        """Parameters of each vector's network (its model size)."""
+
+    def size_range(self, *shape: int) -> dict[str, tuple[float, float]]:
+        """Smallest and largest ``params`` and ``mflops`` over the space: both grow with
+        every choice, so the smallest and largest vectors bound them."""
+        ends = np.stack([self.smallest(), self.largest()])
+        params = self.params_batch(ends, *shape).astype(float)
+        mflops = self.mflops_batch(ends, *shape)
+        return {
+            "params": (float(params[0]), float(params[1])),
+            "mflops": (float(mflops[0]), float(mflops[1])),
+        }
+
+
 def one_hot(x: np.ndarray, cardinalities: np.ndarray) -> np.ndarray:
     """One-hot encode integer matrix ``x`` column by column (vectorised)."""
     x = np.asarray(x, dtype=np.int64)

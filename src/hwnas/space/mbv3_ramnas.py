@@ -29,7 +29,7 @@ import numpy as np
 
 from hwnas.errors import HwnasError
 from hwnas.registry import SPACES
-from hwnas.space.base import Dimension, SearchSpace
+from hwnas.space.base import Dimension, SizedSearchSpace
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -122,7 +122,7 @@ CIFAR_SPEC = SupernetSpec(
 )
 
 
-class MBv3SupernetSpace(SearchSpace):
+class MBv3SupernetSpace(SizedSearchSpace):
     """MobileNetV3 supernet space described by a :class:`SupernetSpec`."""
 
     name = "mbv3"
@@ -420,20 +420,6 @@ class MBv3SupernetSpace(SearchSpace):
     ) -> np.ndarray:
         """MFLOPs (2 x MACs / 1e6) of many vectors at once: what FLOPs budgets bound."""
         return 2e-6 * self.macs_batch(vectors, in_channels, num_classes)
-
-    def size_range(
-        self, in_channels: int = 3, num_classes: int = 1000
-    ) -> dict[str, tuple[float, float]]:
-        """Smallest and largest ``params`` and ``mflops`` over the space: both grow with
-        every choice (width, depth, kernel, expansion, resolution), so the smallest and
-        largest subnets bound them."""
-        ends = np.stack([self.smallest(), self.largest()])
-        params = self.params_batch(ends, in_channels, num_classes).astype(float)
-        mflops = self.mflops_batch(ends, in_channels, num_classes)
-        return {
-            "params": (float(params[0]), float(params[1])),
-            "mflops": (float(mflops[0]), float(mflops[1])),
-        }
 
     def cost_features(self, vectors: np.ndarray) -> np.ndarray:
         """:meth:`cost_terms` per vector: latency is close to a sum of per-layer costs, so

@@ -21,7 +21,7 @@ import numpy as np
 
 from hwnas.errors import HwnasError
 from hwnas.registry import SPACES
-from hwnas.space.base import Dimension, SearchSpace
+from hwnas.space.base import Dimension, SizedSearchSpace
 
 R50_D_STEM = (0, 2)  # OFA's depth[0]: 2 keeps the stem's residual block, 0 skips it
 R50_D = (0, 1, 2)  # blocks added to each stage's base depth
@@ -67,7 +67,7 @@ def _down(h: np.ndarray | int, stride: int) -> np.ndarray | int:
 
 
 @SPACES.register("ofa-resnet50")
-class OFAResNet50Space(SearchSpace):
+class OFAResNet50Space(SizedSearchSpace):
     """OFA ResNet50: stem residual block kept or skipped, per stage depth +{0,1,2}, per
     block expand {0.2,0.25,0.35}, six width multipliers {0.65,0.8,1.0}, resolution
     128..256."""
@@ -235,14 +235,6 @@ class OFAResNet50Space(SearchSpace):
     def params_batch(self, vectors: np.ndarray, num_classes: int = N_CLASSES) -> np.ndarray:
         """Parameters of each subnet (int64): its model size."""
         return self.cost_terms_batch(vectors, num_classes)[1].sum(axis=1)
-
-    def size_range(self, num_classes: int = N_CLASSES) -> dict[str, tuple[float, float]]:
-        """Smallest and largest MFLOPs and parameters over the space (both grow with
-        every choice, so the smallest and largest vectors bound them)."""
-        ends = np.stack([self.smallest(), self.largest()])
-        mf = self.mflops_batch(ends, num_classes)
-        pa = self.params_batch(ends, num_classes).astype(float)
-        return {"mflops": (float(mf[0]), float(mf[1])), "params": (float(pa[0]), float(pa[1]))}
 
 
 @functools.lru_cache(maxsize=1)
