@@ -21,7 +21,18 @@ from hwnas.search.spec import (
 from hwnas.space import get_space
 from hwnas.space.base import Dimension, SearchSpace
 
-ALL = ["random", "nsga2", "agemoea", "unsga3", "moead", "ctaea", "motpe", "nsga2-optuna", "linas"]
+ALL = [
+    "random",
+    "nsga2",
+    "agemoea",
+    "unsga3",
+    "moead",
+    "ctaea",
+    "motpe",
+    "nsga2-optuna",
+    "linas",
+    "mnas",
+]
 
 
 def test_all_algorithms_registered():
@@ -90,7 +101,7 @@ def test_pareto_is_of_measured_architectures(nb201_pixel3):
     assert all(sp.keys(np.array(p["vector"]))[0] == p["arch_key"] for p in s["pareto"])
 
 
-@pytest.mark.parametrize("algorithm", ["random", "nsga2", "linas", "motpe", "ctaea"])
+@pytest.mark.parametrize("algorithm", ["random", "nsga2", "linas", "motpe", "ctaea", "mnas"])
 def test_constraints_respected(algorithm, data_dir):
     s = run_search(
         {
@@ -555,7 +566,7 @@ def test_a_slow_evaluator_is_called_and_stored_in_chunks(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "algorithm", ["random", "nsga2", "unsga3", "moead", "ctaea", "motpe", "linas"]
+    "algorithm", ["random", "nsga2", "unsga3", "moead", "ctaea", "motpe", "linas", "mnas"]
 )
 def test_warm_start_is_evaluated_first(algorithm, tmp_path, data_dir):
     """The warm start's architectures are the first evaluations (counted in the
@@ -936,7 +947,7 @@ class SizedEvaluator(CheapCostEvaluator):
         return {"size": (0.0, 24.0)}
 
 
-@pytest.mark.parametrize("algorithm", ["random", "nsga2", "motpe", "linas"])
+@pytest.mark.parametrize("algorithm", ["random", "nsga2", "motpe", "linas", "mnas"])
 def test_constraints_may_bound_a_metric_that_is_no_objective(algorithm):
     ev = SizedEvaluator()
     problem = SearchProblem(ev, 40, constraints=[Constraint.parse("size<=8")])

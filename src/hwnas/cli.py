@@ -266,11 +266,32 @@ def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
         arch = p["arch"] if isinstance(p["arch"], str) else json.dumps(p["arch"])
         table.add_row(arch, *(f"{p[n]:.4g}" for n in objs))
     out_console.print(table)
+    if s.get("mnas"):
+        _print_mnas(s["mnas"], objs)
     if out is not None:
         out_console.print(
             f"results in {out}/ (summary.json, pareto.csv, pareto.png, progress.png, "
             "evaluations.csv)"
         )
+
+
+def _print_mnas(m: dict[str, Any], objs: list[str]) -> None:
+    """mnas's answer: the best architecture by reward and the best within its target."""
+    out_console.print(
+        f"mnas target {m['target']:.4g} (reward: accuracy x (cost / target)^w, "
+        f"w = {m['alpha']:g} within, {m['beta']:g} beyond)"
+    )
+    for label, key in (
+        ("best by reward", "best_reward"),
+        ("best within target", "best_within_target"),
+    ):
+        best = m.get(key)
+        if best is None:
+            out_console.print(f"  {label}: none evaluated")
+            continue
+        arch = best["arch"] if isinstance(best["arch"], str) else json.dumps(best["arch"])
+        values = ", ".join(f"{n} {best[n]:.4g}" for n in objs)
+        out_console.print(f"  {label}: {arch} ({values})")
 
 
 @app.command()

@@ -138,6 +138,9 @@ def _run(
     summary["warm_start"] = 0 if initial is None else len(initial)
     if hasattr(algorithm, "iterations"):
         summary["iterations"] = algorithm.iterations
+    report = getattr(algorithm, "report", None)  # what an algorithm adds (mnas: its target)
+    if callable(report):
+        summary.update(report(problem))
     if out is not None and store is not None and run_id is not None:
         write_outputs(problem, summary, Path(out), store, run_id)
         store.finish_run(run_id, {k: v for k, v in summary.items() if k != "hv_history"})
