@@ -81,6 +81,11 @@ def train(
     distill: str | None = typer.Option(None, help="smd, inplace or none"),
     kd_loss: str | None = typer.Option(None, "--kd-loss", help="dkd, kl or soft_ce"),
     num_random: int | None = typer.Option(None, "--num-random"),
+    sampling: str | None = typer.Option(
+        None,
+        help="uniform (default) or complexity: ElasticViT's complexity-aware sampling of "
+        "the random subnets (one MFLOPs bin per step, neighbouring bins on consecutive steps)",
+    ),
     grad_clip: float | None = typer.Option(None, "--grad-clip"),
     seed: int | None = typer.Option(None),
     threads: int | None = typer.Option(None, "--threads"),
@@ -114,6 +119,7 @@ def train(
         "distill": distill,
         "kd_loss": kd_loss,
         "num_random": num_random,
+        "sampling": sampling,
         "grad_clip": grad_clip,
         "seed": seed,
         "num_threads": threads,

@@ -53,6 +53,7 @@ from hwnas.process import out_dir_lock
 from hwnas.report.progress import StepProgress
 from hwnas.supernet.mbv3 import MBv3Supernet
 from hwnas.train.losses import LogitLoss, make_kd_loss, smd_student_loss
+from hwnas.train.sampling import ComplexityAwareSampler
 from hwnas.train.utils import accuracy, param_groups, recalibrate_bn, warmup_cosine
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -81,6 +82,12 @@ class TrainConfig(BaseModel):
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     grad_clip: float | None = Field(None, gt=0)
     num_random: int = Field(2, ge=0, description="random subnets per sandwich step")
+    sampling: Literal["uniform", "complexity"] = Field(
+        "uniform",
+        description="random subnets uniform over the space, or complexity-aware "
+        "(ElasticViT: each step's within one MFLOPs bin, the bin moving by at most one)",
+    )
+    sampling_bins: int = Field(8, ge=1, description="MFLOPs bins of complexity-aware sampling")
     distill: Literal["smd", "inplace", "none"] = "smd"
     kd_loss: Literal["dkd", "kl", "soft_ce"] = "dkd"
     dkd_alpha: float = 1.0
@@ -159,14 +166,18 @@ def _allreduce_grads(model: torch.nn.Module, world: int) -> None:
 
 # ---- sandwich step --------------------------------------------------------------------
 def sandwich_configs(
-    model: MBv3Supernet, num_random: int, rng: np.random.Generator
+    model: MBv3Supernet,
+    num_random: int,
+    rng: np.random.Generator,
+    sampler: ComplexityAwareSampler | None = None,
 ) -> list[dict[str, Any]]:
-    """[largest, num_random random ones, smallest] subnet configs (BigNAS order)."""
-    return [
-        model.canonical("max"),
-        *[model.sample_config(rng) for _ in range(num_random)],
-        model.canonical("min"),
-    ]
+    """[largest, num_random random ones, smallest] subnet configs (BigNAS order); the
+    random ones uniform over the space, or from ``sampler`` (complexity-aware)."""
+    if sampler is not None and num_random:
+        middle = [model.space.decode(v) for v in sampler.sample(num_random, rng)]
+    else:
+        middle = [model.sample_config(rng) for _ in range(num_random)]
+    return [model.canonical("max"), *middle, model.canonical("min")]
 
 
 def sandwich_step(
@@ -469,6 +480,11 @@ def _train(
     )
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    sampler = (
+        ComplexityAwareSampler(model.space, cfg.sampling_bins, (data.in_channels, data.num_classes))
+        if cfg.sampling == "complexity"
+        else None
+    )
     train_iter = BatchIterator(
         data.x_train,
         data.y_train,
@@ -513,6 +529,8 @@ def _train(
         optimizer.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         _set_rng_state(ckpt["rng"], np_rng, gen)
+        if sampler is not None:
+            sampler.load_state(ckpt.get("sampler"))
         start_epoch = int(ckpt["epoch"]) + 1
         last_record = ckpt.get("metrics")
         history = _checkpoint_history(ckpt, metrics_path)
@@ -544,7 +562,7 @@ def _train(
             loss_sum = ce_sum = 0.0
             n_steps = 0
             for x, y in train_iter:
-                configs = sandwich_configs(model, cfg.num_random, np_rng)
+                configs = sandwich_configs(model, cfg.num_random, np_rng, sampler)
                 optimizer.zero_grad(set_to_none=True)
                 info = sandwich_step(model, x, y, configs, cfg.distill, kd, cfg.label_smoothing)
                 if world > 1:
@@ -595,6 +613,7 @@ def _train(
                         "optimizer": optimizer.state_dict(),
                         "scheduler": sched.state_dict(),
                         "rng": _rng_state(np_rng, gen),
+                        "sampler": None if sampler is None else sampler.state(),
                         "epoch": epoch,
                         "hparams": model.hparams(),
                         "train_config": cfg.model_dump(),
