@@ -8,7 +8,12 @@ import pytest
 import hwnas.train.supernet as ts
 from hwnas.errors import HwnasError
 from hwnas.space import get_space
-from hwnas.train.sampling import ComplexityAwareSampler, tilted_sample
+from hwnas.train.sampling import (
+    ComplexityAwareSampler,
+    ProgressiveShrinking,
+    dimension_kind,
+    tilted_sample,
+)
 from hwnas.train.supernet import TrainConfig, load_checkpoint, train_supernet
 
 
@@ -112,4 +117,49 @@ def test_training_samples_by_complexity_and_resumes_the_walk(tmp_path, monkeypat
     train_supernet(_cfg(tmp_path / "b"), max_epochs=1)
     assert load_checkpoint(tmp_path / "b" / "run")["sampler"]["bin"] is not None
     resumed = train_supernet(_cfg(tmp_path / "b"))
+    np.testing.assert_allclose(resumed.step_losses, full.step_losses[2:], rtol=1e-6)
+
+
+def test_progressive_shrinking_frees_one_kind_of_dimension_per_phase():
+    sp = get_space("mbv3-cifar")
+    kinds = [dimension_kind(d.name) for d in sp.dims]
+    assert kinds.count("resolution") == 1 and kinds.count("depth") == 7
+    assert kinds.count("kernel") == 37 and kinds.count("width") == 34  # e_, w_, stem, last
+    ps = ProgressiveShrinking(sp, total_steps=8)
+    top = sp.decode(sp.largest())
+    rng = np.random.default_rng(0)
+    phases, varied = [], {0: set(), 1: set(), 2: set(), 3: set()}
+    for _ in range(40):
+        phase = ps.phase
+        phases.append(phase)
+        vecs = ps.sandwich(3, rng)
+        assert len(vecs) == 5 and (vecs[0] == sp.largest()).all()
+        for v in vecs[1:]:
+            c = sp.decode(v)
+            if c["resolution"] != top["resolution"]:
+                varied[phase].add("resolution")
+            for s, t in zip(c["stages"], top["stages"], strict=True):
+                if s["depth"] != t["depth"]:
+                    varied[phase].add("depth")
+                d = s["depth"]
+                if s["kernel"][:d] != t["kernel"][:d]:
+                    varied[phase].add("kernel")
+                if s["expand"][:d] != t["expand"][:d] or s["width"] != t["width"]:
+                    varied[phase].add("width")
+    assert phases[:8] == [0, 0, 1, 1, 2, 2, 3, 3] and set(phases[8:]) == {3}
+    assert varied[0] == {"resolution"}
+    assert varied[1] == {"resolution", "kernel"}
+    assert varied[2] == {"resolution", "kernel", "depth"}
+    assert varied[3] == {"resolution", "kernel", "depth", "width"}
+    assert (ps.sandwich(0, rng)[-1] == sp.smallest()).all()  # the last phase: the smallest
+
+
+def test_training_by_progressive_shrinking_records_phases_and_resumes(tmp_path):
+    cfg = dict(sampling="progressive", epochs=4, steps_per_epoch=1, num_random=1)
+    full = train_supernet(_cfg(tmp_path / "a", **cfg))
+    assert [r["phase"] for r in full.history] == [0, 1, 2, 3]
+    train_supernet(_cfg(tmp_path / "b", **cfg), max_epochs=2)
+    assert load_checkpoint(tmp_path / "b" / "run")["sampler"] == {"step": 2}
+    resumed = train_supernet(_cfg(tmp_path / "b", **cfg))
+    assert [r["phase"] for r in resumed.history] == [2, 3]
     np.testing.assert_allclose(resumed.step_losses, full.step_losses[2:], rtol=1e-6)

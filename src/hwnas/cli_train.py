@@ -83,8 +83,9 @@ def train(
     num_random: int | None = typer.Option(None, "--num-random"),
     sampling: str | None = typer.Option(
         None,
-        help="uniform (default) or complexity: ElasticViT's complexity-aware sampling of "
-        "the random subnets (one MFLOPs bin per step, neighbouring bins on consecutive steps)",
+        help="uniform (default); complexity: ElasticViT's complexity-aware sampling of the "
+        "random subnets (one MFLOPs bin per step, neighbouring bins on consecutive steps); "
+        "progressive: OFA's progressive shrinking (resolution, + kernel, + depth, + width)",
     ),
     grad_clip: float | None = typer.Option(None, "--grad-clip"),
     seed: int | None = typer.Option(None),

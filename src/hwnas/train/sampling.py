@@ -1,5 +1,5 @@
-"""Which random subnets a sandwich step trains: uniform over the space, or
-complexity-aware (ElasticViT, paper 002).
+"""Which subnets a sandwich step trains: uniform over the space, complexity-aware
+(ElasticViT, paper 002), or by progressive shrinking (OFA, paper 002; at the end).
 
 Uniform sampling over the architecture vector concentrates subnets' FLOPs in the
 middle of the range (each of dozens of choices averages out), so the small and large
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from hwnas.errors import HwnasError
-from hwnas.space.base import SizedSearchSpace
+from hwnas.space.base import SearchSpace, SizedSearchSpace
 
 #: candidates drawn per step to find subnets in the step's bin
 CANDIDATES = 512
@@ -113,3 +113,83 @@ class ComplexityAwareSampler:
 
     def load_state(self, state: dict[str, Any] | None) -> None:
         self.bin = None if not state else state.get("bin")
+
+    def sandwich(self, num_random: int, rng: np.random.Generator) -> np.ndarray:
+        """[largest, ``num_random`` from the next bin, smallest] (BigNAS order)."""
+        middle = self.sample(num_random, rng) if num_random else self.space.sample(0, rng)
+        return np.concatenate([self.space.largest()[None], middle, self.space.smallest()[None]])
+
+
+#: what each phase of progressive shrinking makes elastic (OFA, paper 002): the full
+#: network at elastic resolution, then + kernel sizes, + depths, + expand ratios and
+#: widths (everything)
+PHASES: tuple[tuple[str, ...], ...] = (
+    ("resolution",),
+    ("resolution", "kernel"),
+    ("resolution", "kernel", "depth"),
+    ("resolution", "kernel", "depth", "width"),
+)
+_KINDS = {"r": "resolution", "k": "kernel", "d": "depth", "e": "width", "w": "width"}
+
+
+def dimension_kind(name: str) -> str:
+    """What an MBv3 dimension sets: resolution, kernel, depth or width (stage widths,
+    expand ratios, stem and last layer: how wide the network is)."""
+    return _KINDS.get(name.split("_")[0], "width")
+
+
+class ProgressiveShrinking:
+    """OFA's progressive shrinking inside the sandwich rule: training is split into
+    ``len(PHASES)`` equal parts by step; in each, only the phase's kinds of dimension
+    vary (the others stay at their largest choice), so the smaller subnets are
+    shrunk from the trained full network one kind of dimension at a time. Every step
+    trains the largest subnet, ``num_random`` random ones and the phase's smallest.
+    ``state``/``load_state`` hold the step count for checkpoints."""
+
+    def __init__(self, space: SearchSpace, total_steps: int) -> None:
+        kinds = [dimension_kind(d.name) for d in space.dims]
+        self.space = space
+        self.total_steps = max(int(total_steps), 1)
+        self.step = 0
+        # per phase: the dimensions that vary
+        self.elastic = [np.array([k in phase for k in kinds]) for phase in PHASES]
+
+    def phase_of(self, step: int) -> int:
+        """The phase of a step (0-based)."""
+        return min(len(PHASES) * max(step, 0) // self.total_steps, len(PHASES) - 1)
+
+    @property
+    def phase(self) -> int:
+        """The phase of the next step."""
+        return self.phase_of(self.step)
+
+    def sandwich(self, num_random: int, rng: np.random.Generator) -> np.ndarray:
+        """The next step's [largest, ``num_random`` random, smallest] vectors of its phase."""
+        free = self.elastic[self.phase]
+        top = self.space.largest()
+        rand = self.space.sample(num_random, rng)
+        rand[:, ~free] = top[~free]
+        low = np.where(free, self.space.smallest(), top)
+        self.step += 1
+        return self.space.canonicalize(np.concatenate([top[None], rand, low[None]]))
+
+    def state(self) -> dict[str, Any]:
+        return {"step": self.step}
+
+    def load_state(self, state: dict[str, Any] | None) -> None:
+        self.step = int(state.get("step", 0)) if state else 0
+
+
+def make_sampler(
+    sampling: str,
+    space: SearchSpace,
+    bins: int,
+    shape: tuple[int, ...],
+    total_steps: int,
+) -> ComplexityAwareSampler | ProgressiveShrinking | None:
+    """The sampler of a training run's ``sampling`` setting (None: uniform)."""
+    if sampling == "complexity":
+        return ComplexityAwareSampler(space, bins, shape)  # type: ignore[arg-type]
+    if sampling == "progressive":
+        return ProgressiveShrinking(space, total_steps)
+    return None

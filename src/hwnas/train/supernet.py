@@ -53,7 +53,7 @@ from hwnas.process import out_dir_lock
 from hwnas.report.progress import StepProgress
 from hwnas.supernet.mbv3 import MBv3Supernet
 from hwnas.train.losses import LogitLoss, make_kd_loss, smd_student_loss
-from hwnas.train.sampling import ComplexityAwareSampler
+from hwnas.train.sampling import ComplexityAwareSampler, ProgressiveShrinking, make_sampler
 from hwnas.train.utils import accuracy, param_groups, recalibrate_bn, warmup_cosine
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -82,10 +82,12 @@ class TrainConfig(BaseModel):
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     grad_clip: float | None = Field(None, gt=0)
     num_random: int = Field(2, ge=0, description="random subnets per sandwich step")
-    sampling: Literal["uniform", "complexity"] = Field(
+    sampling: Literal["uniform", "complexity", "progressive"] = Field(
         "uniform",
-        description="random subnets uniform over the space, or complexity-aware "
-        "(ElasticViT: each step's within one MFLOPs bin, the bin moving by at most one)",
+        description="random subnets uniform over the space; complexity-aware (ElasticViT: "
+        "each step's within one MFLOPs bin, the bin moving by at most one); or progressive "
+        "shrinking (OFA: resolution, then + kernel, + depth, + width elastic, in four "
+        "equal parts of the steps)",
     )
     sampling_bins: int = Field(8, ge=1, description="MFLOPs bins of complexity-aware sampling")
     distill: Literal["smd", "inplace", "none"] = "smd"
@@ -169,14 +171,14 @@ def sandwich_configs(
     model: MBv3Supernet,
     num_random: int,
     rng: np.random.Generator,
-    sampler: ComplexityAwareSampler | None = None,
+    sampler: ComplexityAwareSampler | ProgressiveShrinking | None = None,
 ) -> list[dict[str, Any]]:
-    """[largest, num_random random ones, smallest] subnet configs (BigNAS order); the
-    random ones uniform over the space, or from ``sampler`` (complexity-aware)."""
-    if sampler is not None and num_random:
-        middle = [model.space.decode(v) for v in sampler.sample(num_random, rng)]
-    else:
-        middle = [model.sample_config(rng) for _ in range(num_random)]
+    """[largest, num_random random ones, smallest] subnet configs (BigNAS order): random
+    ones uniform over the space, or as ``sampler`` picks them (complexity-aware sampling;
+    progressive shrinking, whose smallest is its phase's)."""
+    if sampler is not None:
+        return [model.space.decode(v) for v in sampler.sandwich(num_random, rng)]
+    middle = [model.sample_config(rng) for _ in range(num_random)]
     return [model.canonical("max"), *middle, model.canonical("min")]
 
 
@@ -480,11 +482,6 @@ def _train(
     )
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    sampler = (
-        ComplexityAwareSampler(model.space, cfg.sampling_bins, (data.in_channels, data.num_classes))
-        if cfg.sampling == "complexity"
-        else None
-    )
     train_iter = BatchIterator(
         data.x_train,
         data.y_train,
@@ -512,6 +509,9 @@ def _train(
     sched = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         warmup_cosine(total, round(cfg.warmup_epochs * steps_per_epoch), cfg.warmup_start),
+    )
+    sampler = make_sampler(
+        cfg.sampling, model.space, cfg.sampling_bins, (data.in_channels, data.num_classes), total
     )
     kd = make_kd_loss(cfg.kd_loss, cfg.temperature, cfg.dkd_alpha, cfg.dkd_beta)
 
@@ -585,6 +585,8 @@ def _train(
                 "lr": optimizer.param_groups[0]["lr"],
                 "train_time_s": time.perf_counter() - t0,
             }
+            if isinstance(sampler, ProgressiveShrinking):  # the phase the epoch ended in
+                record["phase"] = sampler.phase_of(sampler.step - 1)
             if rank == 0:
                 do_eval = cfg.eval_every > 0 and (
                     (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
