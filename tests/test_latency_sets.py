@@ -61,9 +61,29 @@ def test_fbnet_rows_decode_to_the_files_ops(data_dir):
     assert np.isfinite(raw["latency_ms"]).all() and (raw["latency_ms"] > 0).all()
     for dev in ("pixel3", "fpga"):
         X, y, views = fb.load(dev)
-        assert X.shape == (5000, 22 * 9) and y.shape == (5000,) and views == [None]
+        assert X.shape == (5000, 22 * 9 + 7 * 9 + 9) and y.shape == (5000,)
+        assert [len(v) for v in views] == [9, 63, 198]  # op counts, per stage, one-hot
         assert (X == fb.space.predictor_features(vectors, "cost")).all()
         assert (y == raw["latency_ms"][:, devices.index(dev)]).all()
+
+
+def test_fbnet_op_counts_rank_latency_from_few_samples(data_dir):
+    """FBNet's latency adds up over layers of similar cost within a stage: from 100
+    samples the predictor choosing among the count views ranks it far better than one
+    on the 198 one-hot ops alone (HW-NAS-Bench's pixel3 figures are per-layer sums)."""
+    from hwnas.predict.evaluate import sample_efficiency
+
+    X, y, views = get_latency_set("fbnet").load("pixel3")
+    kw = dict(models=["ridge"], sizes=[100], test_size=1000, trials=2, seed=0)
+    with_views = sample_efficiency(X, y, views=views, **kw)
+    one_hot = sample_efficiency(X[:, views[2]], y, **kw)
+    tau_views = np.median([r["kendall_tau"] for r in with_views])
+    tau_hot = np.median([r["kendall_tau"] for r in one_hot])
+    assert tau_views > 0.7 and tau_views > tau_hot + 0.15, (tau_views, tau_hot)
+    counts = X[:, views[0]]
+    assert (counts.sum(axis=1) == 22).all() and (X[:, views[1]].sum(axis=1) == 22).all()
+    ops = get_latency_set("fbnet").encoded()[0]
+    assert (counts[:, -1] == (ops == FBNET_OPS.index("skip")).sum(axis=1)).all()
 
 
 def test_ofa_rows_encode_and_unencodable_ones_are_reported(data_dir):

@@ -22,6 +22,10 @@ FBNET_OPS: tuple[str, ...] = (
     "skip",
 )
 FBNET_LAYERS = 22
+#: searchable layers per stage of FBNet's macro-architecture (Wu et al. 2019, Table 1:
+#: output channels 16, 24, 32, 64, 112, 184, 352); layers of one stage share channels
+#: and resolution, so an op costs about the same in each of them
+FBNET_STAGES: tuple[int, ...] = (1, 4, 4, 4, 4, 4, 1)
 
 
 @SPACES.register("fbnet")
@@ -48,3 +52,27 @@ class FBNetSpace(SearchSpace):
         if bad:
             raise HwnasError(f"fbnet: unknown op '{bad[0]}' (known: {', '.join(FBNET_OPS)})")
         return np.array([FBNET_OPS.index(op) for op in ops], dtype=np.int64)
+
+    def cost_features(self, vectors: np.ndarray) -> np.ndarray:
+        """The one-hot ops (198), how many layers of each stage run each op (7 x 9) and
+        how many layers in all run each op (9): latency adds up over the layers, and the
+        layers of a stage cost about the same, so the counts need far fewer samples."""
+        x = np.atleast_2d(self.check_vectors(np.asarray(vectors, dtype=np.int64)))
+        onehot = self.features(x)
+        stage = np.repeat(np.arange(len(FBNET_STAGES)), FBNET_STAGES)
+        per_stage = np.zeros((len(x), len(FBNET_STAGES), len(FBNET_OPS)))
+        for layer, st in enumerate(stage):
+            per_stage[np.arange(len(x)), st, x[:, layer]] += 1.0
+        counts = per_stage.sum(axis=1)
+        return np.concatenate([onehot, per_stage.reshape(len(x), -1), counts], axis=1)
+
+    def cost_feature_views(self) -> list[np.ndarray | None]:
+        """Simplest first: op counts (one price per op, 9 columns), op counts per stage
+        (a price per op and stage, 63), the one-hot ops (a price per op and layer, 198)."""
+        n_hot = FBNET_LAYERS * len(FBNET_OPS)
+        n_stage = len(FBNET_STAGES) * len(FBNET_OPS)
+        return [
+            np.arange(n_hot + n_stage, n_hot + n_stage + len(FBNET_OPS)),
+            np.arange(n_hot, n_hot + n_stage),
+            np.arange(n_hot),
+        ]

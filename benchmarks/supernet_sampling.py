@@ -1,12 +1,13 @@
-"""Complexity-aware vs uniform sampling of the sandwich rule's random subnets (ElasticViT,
-paper 002), in miniature: the ``mbv3-cifar`` supernet trained on a dataset with each
-sampling, same seed, schedule and data; then the same subnets, drawn evenly over the
-MFLOPs range (``--per-bin`` per bin of ``--bins``), are extracted, BN-recalibrated and
-evaluated on the test split. Reports mean top-1 per MFLOPs bin and overall, per
-sampling, over seeds; writes OUT/table.md and OUT/records.jsonl (resumable).
+"""Which subnets the sandwich rule trains, in miniature: uniform sampling (default),
+complexity-aware sampling (ElasticViT) and progressive shrinking (OFA; both paper 002).
+The ``mbv3-cifar`` supernet is trained on a dataset with each, same seed, schedule and
+data; then the same subnets, drawn evenly over the MFLOPs range (``--per-bin`` per bin
+of ``--bins``), are extracted, BN-recalibrated and evaluated on the test split. Reports
+mean top-1 per MFLOPs bin and overall, per sampling, over seeds, with each sampling's
+difference to uniform; writes OUT/table.md and OUT/records.jsonl (resumable).
 
-    python benchmarks/complexity_sampling.py --seeds 0,1,2 --out runs/bench-sampling
-    HWNAS_DATA_DIR=../shared/data python benchmarks/complexity_sampling.py --dataset cifar10 \\
+    python benchmarks/supernet_sampling.py --seeds 0,1,2 --out runs/bench-sampling
+    HWNAS_DATA_DIR=../shared/data python benchmarks/supernet_sampling.py --dataset cifar10 \\
         --epochs 2 --limit 2560 --seeds 0 --out runs/bench-sampling-c10
 """
 
@@ -59,6 +60,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--bins", type=int, default=8)
     ap.add_argument("--per-bin", type=int, default=4)
+    ap.add_argument("--samplings", default="uniform,complexity,progressive")
     ap.add_argument("--out", type=Path, default=Path("runs/bench-sampling"))
     args = ap.parse_args()
 
@@ -82,7 +84,7 @@ def main() -> None:
     done = {(r["sampling"], r["seed"]) for r in records}
     t0 = time.time()
     for seed in [int(s) for s in args.seeds.split(",")]:
-        for sampling in ("uniform", "complexity"):
+        for sampling in args.samplings.split(","):
             if (sampling, seed) in done:
                 continue
             rec = run(args, sampling, seed, subnets)
@@ -95,29 +97,32 @@ def main() -> None:
                 f"train {rec['train_s']:.0f} s",
                 flush=True,
             )
+    names = [n for n in args.samplings.split(",") if n != "uniform"]
+    seeds = sorted(
+        {r["seed"] for r in records if r["sampling"] == "uniform"}
+        & set.intersection(*({r["seed"] for r in records if r["sampling"] == n} for n in names))
+    )
     lines = [
         f"{args.dataset}, {args.epochs} epochs, {len(subnets)} subnets ({args.per_bin} per "
-        f"MFLOPs bin), test top-1 (%) mean over seeds "
-        f"{sorted({r['seed'] for r in records})}",
+        f"MFLOPs bin), test top-1 (%), mean over seeds {seeds}; in brackets the difference "
+        "to uniform sampling (seeds ahead of it)",
         "",
-        "| MFLOPs bin | uniform | complexity-aware | difference (seeds ahead) |",
-        "|---|---|---|---|",
-    ]
-    seeds = sorted({r["seed"] for r in records if r["sampling"] == "uniform"})
-    seeds = [
-        s for s in seeds if any(r["seed"] == s and r["sampling"] == "complexity" for r in records)
+        "| MFLOPs bin | uniform | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
     ]
     acc = {(r["sampling"], r["seed"]): 100 * np.array(r["accuracy"]) for r in records}
     edges = sampler.edges
     for b in [*range(args.bins), None]:
         sl = slice(None) if b is None else slice(b * args.per_bin, (b + 1) * args.per_bin)
         u = np.array([acc["uniform", s][sl].mean() for s in seeds])
-        c = np.array([acc["complexity", s][sl].mean() for s in seeds])
+        cells = []
+        for n in names:
+            c = np.array([acc[n, s][sl].mean() for s in seeds])
+            cells.append(
+                f"{c.mean():.2f} ({c.mean() - u.mean():+.2f}, {int((c > u).sum())}/{len(seeds)})"
+            )
         label = "all" if b is None else f"{edges[b]:.1f}-{edges[b + 1]:.1f}"
-        lines.append(
-            f"| {label} | {u.mean():.2f} | {c.mean():.2f} | {c.mean() - u.mean():+.2f} "
-            f"({int((c > u).sum())}/{len(seeds)}) |"
-        )
+        lines.append(f"| {label} | {u.mean():.2f} | " + " | ".join(cells) + " |")
     md = "\n".join(lines)
     (args.out / "table.md").write_text(md + "\n")
     print(md)
