@@ -24,6 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import rankdata
 
 from hwnas.bench import get_benchmark
 from hwnas.search import Constraint, SearchProblem
@@ -61,8 +62,8 @@ def one(job: tuple[str, float, float, str, int, int]) -> dict:
     t0 = time.perf_counter()
     algorithm.run(problem)
     raw = np.array(problem.raw)
-    acc = np.where(raw[:, 1] <= target, raw[:, 0], -np.inf)
-    running = np.maximum.accumulate(np.nan_to_num(acc, nan=-np.inf))
+    acc = np.where(raw[:, 1] <= target, raw[:, 0], -np.inf)  # nan (failed) rows: -inf too
+    running = np.maximum.accumulate(np.where(np.isnan(acc), -np.inf, acc))
     return {
         "device": device,
         "target": target,
@@ -76,8 +77,9 @@ def one(job: tuple[str, float, float, str, int, int]) -> dict:
 
 def table(records: list[dict], algorithms: list[str]) -> str:
     lines = [
-        "regret (points of accuracy below the best cell within the target) / share of "
-        "runs that evaluated that cell; median over seeds",
+        "regret (points of accuracy below the best cell within the target; median over "
+        "seeds, 'none': most runs found no cell within the target) / share of runs that "
+        "evaluated that cell",
         "",
     ]
     keys = sorted({(r["device"], r["target"]) for r in records}, key=lambda k: (k[0], k[1]))
@@ -85,23 +87,37 @@ def table(records: list[dict], algorithms: list[str]) -> str:
         lines += [f"**{at} evaluations**", ""]
         lines.append("| device | target ms (best %) | " + " | ".join(algorithms) + " |")
         lines.append("|---|---|" + "---|" * len(algorithms))
+        ranks = []
         for device, t in keys:
             rows = [r for r in records if r["device"] == device and r["target"] == t]
-            cells = []
+            cells, meds = [], []
             for a in algorithms:
                 rs = [r for r in rows if r["algorithm"] == a]
                 if not rs:
                     cells.append("-")
                     continue
                 found = [r["best_found"][min(at, len(r["best_found"])) - 1] for r in rs]
+                # nothing within the target found yet: an infinite regret (records of the
+                # first version hold -1.8e308 there)
                 regret = [
-                    r["best"] - (f if f is not None else np.nan)
+                    r["best"] - f if f is not None and f > -1e300 else np.inf
                     for r, f in zip(rs, found, strict=True)
                 ]
                 hit = np.mean([g == 0 for g in regret])
-                cells.append(f"{np.nanmedian(regret):.2f} / {hit:.1f}")
+                med = np.median(regret)
+                meds.append(med)
+                cells.append(f"{med:.2f} / {hit:.1f}" if np.isfinite(med) else f"none / {hit:.1f}")
             best = rows[0]["best"]
             lines.append(f"| {device} | {t:.3f} ({best:.2f}) | " + " | ".join(cells) + " |")
+            if len(meds) == len(algorithms):
+                ranks.append(rankdata(meds))
+        if ranks:
+            mean = np.mean(ranks, axis=0)
+            lines.append(
+                f"| mean rank over {len(ranks)} targets | | "
+                + " | ".join(f"{m:.1f}" for m in mean)
+                + " |"
+            )
         lines.append("")
     return "\n".join(lines)
 

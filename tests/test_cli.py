@@ -309,6 +309,18 @@ def test_predictors_evaluate_cli(tmp_path, data_dir):
     assert "features" in res.output and "#0 (4 of 87)" in res.output
 
 
+def test_predictors_evaluate_warns_when_near_zero_values_inflate_the_mape(data_dir):
+    """NB201's pixel3 has ~200 cells measured at a few microseconds (no op computed):
+    the MAPE is dominated by them, and the CLI says so; fpga has none."""
+    args = ["predictors", "evaluate", "--models", "ridge", "--sizes", "25", "--trials", "1"]
+    res = hwnas(*args, "--target", "latency:pixel3", "--test-size", "500", "--json")
+    assert res.returncode == 0, res.stderr
+    json.loads(res.stdout)  # the note goes to stderr, the JSON stays clean
+    assert "note: 203 of the 15625 target values are under 1 % of their median" in res.stderr
+    res = hwnas(*args, "--target", "latency:fpga", "--test-size", "500")
+    assert res.returncode == 0 and "note:" not in res.stderr
+
+
 def test_predictor_data_uses_linas_feature_views(data_dir):
     from hwnas.cli import _predictor_data
     from hwnas.space import get_space

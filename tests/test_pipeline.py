@@ -171,6 +171,10 @@ def test_pipeline_config_errors_are_one_line(tmp_path: Path) -> None:
         run_pipeline({"constraints": ["params<=1000"]}, tmp_path / "h")
     with pytest.raises(HwnasError, match=r"mflops from [\d.]+ to [\d.]+"):
         run_pipeline({"constraints": ["mflops>=1e9"]}, tmp_path / "h")
+    with pytest.raises(HwnasError, match="no subnet meets it .latency is a positive time"):
+        run_pipeline({"constraints": ["latency<=0"]}, tmp_path / "h")
+    with pytest.raises(HwnasError, match=r"accuracy is 0..100 %"):
+        run_pipeline({"constraints": ["accuracy>=101"]}, tmp_path / "h")
     with pytest.raises(HwnasError, match="not found in data dir"):
         run_pipeline(
             {"train": {"dataset": "mnist"}, "data_dir": str(tmp_path / "no")}, tmp_path / "i"

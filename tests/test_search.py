@@ -969,3 +969,24 @@ def test_constraints_may_bound_a_metric_that_is_no_objective(algorithm):
     for bound in ("size<=-1", "size>=25"):
         with pytest.raises(HwnasError, match=r"no architecture of nb201 satisfies .* 0 to 24"):
             SearchProblem(ev, 10, constraints=[Constraint.parse(bound)])
+
+
+def test_csv_arch_column_is_the_arch_string_or_json(tmp_path, data_dir):
+    """An arch string goes into the CSVs as it is (no JSON quotes around it); a
+    structured architecture (an OFA config) as JSON that parses back to it."""
+    import csv
+
+    s = run_search({"algorithm": "random", "evaluations": 20, "seed": 0}, out=tmp_path / "a")
+    with (tmp_path / "a" / "pareto.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["arch"] for r in rows] == [p["arch"] for p in s["pareto"]]
+    assert rows[0]["arch"].startswith("|") and rows[0]["arch"].endswith("|")
+    with (tmp_path / "a" / "evaluations.csv").open() as f:
+        assert all(r["arch"].startswith("|") for r in csv.DictReader(f))
+    s = run_search(
+        {"benchmark": "ofa-mbv3", "algorithm": "random", "evaluations": 5, "seed": 0},
+        out=tmp_path / "b",
+    )
+    with (tmp_path / "b" / "pareto.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [json.loads(r["arch"]) for r in rows] == [p["arch"] for p in s["pareto"]]

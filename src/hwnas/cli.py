@@ -111,7 +111,11 @@ def search(
         ),
     ] = None,
     algorithm: Annotated[
-        str, typer.Option(help="Search algorithm (see 'hwnas algorithms').")
+        str,
+        typer.Option(
+            help="Search algorithm (see 'hwnas algorithms'); options in brackets, "
+            "e.g. 'linas\\[batch_size=5]' or 'mnas\\[target=4,alpha=0,beta=-1]'."
+        ),
     ] = "linas",
     evaluations: Annotated[
         int, typer.Option(min=1, help="Evaluation budget (distinct architectures).")
@@ -516,8 +520,11 @@ def predictors_evaluate(
         what = f"{target} on {benchmark}" + (f" ({dataset})" if dataset else "")
         plot_sample_efficiency(rows, out / "kendall_tau.png", metric="kendall_tau", what=what)
         plot_sample_efficiency(rows, out / "mape.png", metric="mape", what=what)
+    note = _mape_note(y)
     if as_json:
         _print_json(summary)
+        if note:
+            console.print(note)
         return
     table = Table(
         title=f"{target} on {benchmark}: median over {trials} trials, test size {test_size}"
@@ -540,6 +547,24 @@ def predictors_evaluate(
             cells.append(f"#{r['view']} ({X.shape[1] if v is None else len(v)} of {X.shape[1]})")
         table.add_row(*cells)
     out_console.print(table)
+    if note:
+        console.print(note)
+
+
+def _mape_note(y: Any) -> str | None:
+    """A warning when values near zero make the MAPE meaningless (NB201's pixel3 has cells
+    measured at 0.003 ms: a 0.1 ms error there is 3,000 %)."""
+    import numpy as np
+
+    y = np.abs(np.asarray(y, dtype=np.float64))
+    small = y < 0.01 * np.median(y)
+    if not small.any():
+        return None
+    return (
+        f"note: {int(small.sum())} of the {len(y)} target values are under 1 % of their "
+        f"median (smallest {y.min():.3g}): their relative errors dominate the MAPE; "
+        "read Kendall tau and Spearman rho"
+    )
 
 
 def _predictor_data(

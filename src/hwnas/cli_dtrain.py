@@ -65,8 +65,10 @@ def dtrain_command(
     resume: bool = typer.Option(False, "--resume", help="continue from OUT/checkpoint.pt"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Train a derived cell's evaluation network from scratch (DARTS recipe), then write
-    OUT/summary.json with test accuracy, parameters, FLOPs and ONNX Runtime latency.
+    """Train a derived cell's evaluation network from scratch (DARTS recipe).
+
+    Then write OUT/summary.json with test accuracy, parameters, FLOPs and ONNX Runtime
+    latency.
 
     From a search result (--from-search, or a summary.json given to --genotype/--arch)
     the evaluation network (--C, --layers) and dataset the search's budget was about are

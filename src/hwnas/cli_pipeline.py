@@ -61,9 +61,11 @@ def pipeline(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """The main job: train a supernet, profile the target device (this machine, or a device
-    agent with --agent), fit a latency predictor, search, then test, export and measure the
-    front, and write OUT/report.md (default: digits, about 7 minutes on 2 cores). Run it
+    """The main job: supernet, device profile, latency predictor, search, measured front.
+
+    Trains a supernet, profiles the target device (this machine, or a device agent with
+    --agent), fits a latency predictor, searches, then tests, exports and measures the
+    front, and writes OUT/report.md (default: digits, about 7 minutes on 2 cores). Run it
     again to continue. ('hwnas run' and 'hwnas pipeline' are the same command.)"""
     from rich.console import Console
     from rich.table import Table

@@ -80,9 +80,9 @@ def _torch_threads(threads: int) -> None:
     torch.set_num_threads(max(1, threads))
 
 
-def _check_space(space: str) -> None:
+def _check_space(space: str, command: str) -> None:
     if space not in ("mbv3-cifar", "mbv3-ramnas"):
-        raise HwnasError(f"unknown space '{space}' (profile supports mbv3-cifar, mbv3-ramnas)")
+        raise HwnasError(f"unknown space '{space}' ({command} supports mbv3-cifar, mbv3-ramnas)")
 
 
 def _echo_json(obj: Any) -> None:
@@ -188,7 +188,7 @@ def register(app: typer.Typer) -> None:
         """Measure subnets of a space spread over its size range; resumable."""
         from hwnas.measure.profile import ProfileTerminated, profile_space
 
-        _check_space(space)
+        _check_space(space, "profile")
         if samples < 2:
             raise HwnasError(f"--samples must be >= 2, got {samples}")
         settings = _settings(runtime, batch_size, threads, warmup, rounds, repeats, seed)
@@ -267,7 +267,7 @@ def register(app: typer.Typer) -> None:
         """Measure every distinct block of a space (stem, MBConv in context, head)."""
         from hwnas.measure.lut import build_lut
 
-        _check_space(space)
+        _check_space(space, "lut build")
         vectors = None
         if from_run is not None:
             from hwnas.measure.profile import load_profile

@@ -101,8 +101,9 @@ def train(
         help="Progress bar (default; the config's 'progress' if given there).",
     ),
 ) -> None:
-    """Train a one-shot supernet (sandwich rule, SMD + DKD by default). Options given on
-    the command line override the --config file's settings."""
+    """Train a one-shot supernet (sandwich rule, SMD + DKD by default).
+
+    Options given on the command line override the --config file's settings."""
     from hwnas.train.supernet import TrainConfig, train_supernet
 
     fields: dict[str, Any] = {}
@@ -149,11 +150,15 @@ def evaluate(
     calib_batches: int = typer.Option(
         16, "--calib-batches", min=0, help="BN recalibration batches (0: keep the supernet's)"
     ),
-    data_dir: str | None = typer.Option(None, "--data-dir"),
+    data_dir: str | None = typer.Option(
+        None, "--data-dir", help="data dir (default: $HWNAS_DATA_DIR, else the user cache)"
+    ),
     seed: int = typer.Option(0),
-    threads: int = typer.Option(2, "--threads", help="torch CPU threads"),
+    threads: int = typer.Option(2, "--threads", help="torch CPU threads (>= 1)"),
 ) -> None:
-    """Top-1 accuracy of a subnet (BN recalibrated) on the checkpoint's dataset."""
+    """Top-1 accuracy of a subnet (BN recalibrated) on the checkpoint's dataset.
+
+    Prints one JSON line; ``top1`` is a fraction (0.986 = 98.6 %)."""
     from hwnas.train.evaluate import evaluate_subnet, set_threads
 
     set_threads(threads)

@@ -175,6 +175,15 @@ def check_config(cfg: PipelineConfig, train_cfg: Any) -> Any:
             )
         if c.objective in ("params", "mflops"):  # exact: one no subnet meets is refused now
             _check_size_bound(c, t.space, data)
+        # latency is known only once measured, but no network runs in no time at all,
+        # and accuracy is a percentage
+        if not c.satisfiable(
+            *{"latency": (1e-9, np.inf), "accuracy": (0.0, 100.0)}.get(
+                c.objective, (-np.inf, np.inf)
+            )
+        ):
+            rng = "a positive time" if c.objective == "latency" else "0..100 %"
+            raise HwnasError(f"constraint '{c}': no subnet meets it ({c.objective} is {rng})")
     return data
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import time
@@ -20,7 +21,7 @@ from hwnas.process import out_dir_lock
 from hwnas.search.pareto import hypervolume, reference_point
 from hwnas.search.problem import Constraint, SearchProblem
 from hwnas.search.spec import build_algorithm, resolve_algorithm
-from hwnas.store.sqlite import ResultsStore, json_default
+from hwnas.store.sqlite import ResultsStore, arch_text, json_default
 
 STORE_NAME = "results.sqlite"
 
@@ -341,11 +342,11 @@ def write_outputs(
     with _atomic(out / "evaluations.csv") as tmp:
         store.export_csv(run_id, tmp, extra=_constraint_columns(problem))
     names = [o.name for o in problem.objectives] + problem.constrained_metrics
-    with _atomic(out / "pareto.csv") as tmp, tmp.open("w") as f:
-        f.write(",".join(["arch_key", "arch", *names]) + "\n")
+    with _atomic(out / "pareto.csv") as tmp, tmp.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["arch_key", "arch", *names])
         for p in summary["pareto"]:
-            arch = json.dumps(p["arch"]).replace('"', '""')
-            f.write(",".join([p["arch_key"], f'"{arch}"', *(f"{p[n]:.6g}" for n in names)]) + "\n")
+            w.writerow([p["arch_key"], arch_text(p["arch"]), *(f"{p[n]:.6g}" for n in names)])
     with _atomic(out / "pareto.png") as tmp:
         plot_pareto(problem, summary, tmp)
     with _atomic(out / "progress.png") as tmp:

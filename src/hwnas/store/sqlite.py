@@ -108,6 +108,12 @@ def json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def arch_text(arch: Any) -> str:
+    """An architecture as one CSV cell: an arch string as it is (NB201's
+    ``|op~0|+...``), anything else (FBNet's op list, MBv3 configs) as JSON."""
+    return arch if isinstance(arch, str) else json.dumps(arch, default=json_default)
+
+
 def _columns(
     vector: Sequence[int],
     arch: Any,
@@ -412,7 +418,7 @@ class ResultsStore:
                 objs = rec.objectives or {}
                 more = (extra or {}).get(rec.arch_key, {})
                 w.writerow(
-                    [rec.seq, rec.arch_key, json.dumps(rec.arch)]
+                    [rec.seq, rec.arch_key, arch_text(rec.arch)]
                     + [objs.get(n, "") for n in names]
                     + [more.get(n, "") for n in extra_names]
                     + [rec.status, rec.error or "", f"{rec.wall_time_s:.6g}", rec.source]
