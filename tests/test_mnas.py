@@ -89,6 +89,17 @@ def test_summary_reports_target_and_best(tmp_path, data_dir):
     assert m["best_reward"]["accuracy"] == within["accuracy"].max()  # hard: accuracy under T
     assert m["best_within_target"]["arch_key"] in set(within["arch_key"])
     assert json.loads((tmp_path / "summary.json").read_text())["mnas"] == m
+    from hwnas.bench import get_benchmark
+
+    _, vals = get_benchmark("nb201", devices="pixel3").table()
+    assert m["table_best_within_target"] == vals[vals[:, 1] <= m["target"], 0].max()
+    hist = m["best_within_target_history"]  # what progress.png's second panel draws
+    assert len(hist) == 50 and hist[-1] == within["accuracy"].max()
+    running = df["accuracy"].where(df["latency"] <= m["target"]).cummax().ffill()
+    assert [None if np.isnan(v) else v for v in running] == hist
+    from PIL import Image
+
+    assert Image.open(tmp_path / "progress.png").size[1] > 500  # two panels
 
 
 def test_soft_reward_trades_accuracy_for_speed(data_dir):

@@ -114,7 +114,22 @@ def plot_progress(summary: dict[str, Any], path: Path) -> Path:
     the exact front is known, else the hypervolume of the front found (whether the
     budget was spent while still improving, or after it had levelled off)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+    best = (summary.get("mnas") or {}).get("best_within_target_history") or []
+    if any(v is not None for v in best):  # mnas: also the answer it is after
+        fig, (ax, ax2) = plt.subplots(2, 1, figsize=(6.4, 5.6), dpi=110, sharex=True)
+        y = np.array([np.nan if v is None else v for v in best], dtype=float)
+        ax2.plot(np.arange(1, len(y) + 1), y, color="tab:green", lw=1.5, label="found")
+        top = summary["mnas"].get("table_best_within_target")
+        if top is not None:
+            ax2.axhline(top, color="0.4", ls="--", lw=1, label="best in the table")
+            ax2.legend(fontsize=8, loc="lower right")
+        quality = next(o["name"] for o in summary["objectives"] if o["direction"] == "max")
+        cost = next(o["name"] for o in summary["objectives"] if o["direction"] == "min")
+        ax2.set_ylabel(f"best {quality}\nwithin {cost} <= {summary['mnas']['target']:.4g}")
+        ax2.grid(alpha=0.3)
+        ax2.set_xlabel("evaluations")
+    else:
+        fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
     hv_frac = summary.get("hv_fraction_history")
     if hv_frac:
         x = np.arange(1, len(hv_frac) + 1)

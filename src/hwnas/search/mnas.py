@@ -161,9 +161,23 @@ class MnasSearch(SearchAlgorithm):
             "beta": self.beta,
             "best_reward": None,
             "best_within_target": None,
+            # the best quality within the target after each evaluation (None before any)
+            "best_within_target_history": [],
         }
         if not len(raw) or self.target_used is None:
             return {"mnas": out}
+        all_raw = np.array(problem.raw, dtype=np.float64)
+        all_G = problem.constraint_values(all_raw, np.array(problem.vectors))
+        ok = np.isfinite(all_raw).all(axis=1) & (all_G <= 0).all(axis=1)
+        ok &= all_raw[:, c] <= self.target_used
+        running = np.maximum.accumulate(np.where(ok, all_raw[:, q], -np.inf))
+        out["best_within_target_history"] = [float(v) if np.isfinite(v) else None for v in running]
+        table = problem.evaluator.table() if problem.exact is not None else None
+        if table is not None:  # a fully known benchmark: the best there is within the target
+            t_vecs, t_raw = table
+            t_ok = (problem.constraint_values(t_raw, t_vecs) <= 0).all(axis=1)
+            t_ok &= t_raw[:, c] <= self.target_used
+            out["table_best_within_target"] = float(t_raw[t_ok, q].max()) if t_ok.any() else None
         G = problem.constraint_values(raw, vecs)
         feasible = np.all(G <= 0, axis=1) if G.shape[1] else np.ones(len(raw), dtype=bool)
         rewards = np.where(feasible, self._rewards(problem, raw, G), -np.inf)
