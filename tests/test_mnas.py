@@ -137,7 +137,7 @@ class TwoCosts(Evaluator):
 
 
 def test_refusals(data_dir):
-    with pytest.raises(HwnasError, match="takes 2..2 objectives"):
+    with pytest.raises(HwnasError, match="takes exactly 2 objectives, got 3"):
         run_search(
             {
                 "algorithm": "mnas",
@@ -147,6 +147,8 @@ def test_refusals(data_dir):
         )
     with pytest.raises(HwnasError, match="target must be a positive number"):
         run_search({"algorithm": "mnas[target=-1]", "evaluations": 20})
+    with pytest.raises(HwnasError, match="alpha and beta must be <= 0 .got 0.5, -0.07."):
+        build_algorithm("mnas[alpha=0.5]")
     with pytest.raises(HwnasError, match="sample_size must be >= 1"):
         build_algorithm("mnas[sample_size=0]")
     with pytest.raises(HwnasError, match="one maximised objective"):
@@ -169,3 +171,17 @@ def test_cli_prints_the_best_within_the_target(tmp_path, data_dir):
     )
     m = json.loads((tmp_path / "summary.json").read_text())["mnas"]
     assert f"best within target: {m['best_within_target']['arch']}" in res.stdout
+    assert f"in the whole table: {m['table_best_within_target']:.4g}" in res.stdout
+    # nothing meets the constraint: the answer still says what mnas looked for
+    res = CliRunner().invoke(
+        app,
+        [
+            "search",
+            *("--algorithm", "mnas[target=4]", "--constraint", "latency<=0.0035"),
+            *("--evaluations", "20", "--out", str(tmp_path / "none")),
+        ],
+        env={"COLUMNS": "200"},
+    )
+    assert res.exit_code == 0, res.output
+    assert "none of the 20 evaluated architectures satisfies latency<=0.0035" in res.stdout
+    assert "best within target: none of the 20 evaluated within the target" in res.stdout

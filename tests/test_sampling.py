@@ -159,7 +159,26 @@ def test_training_by_progressive_shrinking_records_phases_and_resumes(tmp_path):
     full = train_supernet(_cfg(tmp_path / "a", **cfg))
     assert [r["phase"] for r in full.history] == [0, 1, 2, 3]
     train_supernet(_cfg(tmp_path / "b", **cfg), max_epochs=2)
-    assert load_checkpoint(tmp_path / "b" / "run")["sampler"] == {"step": 2}
+    assert load_checkpoint(tmp_path / "b" / "run")["sampler"] == {"step": 2, "phase": 1}
     resumed = train_supernet(_cfg(tmp_path / "b", **cfg))
     assert [r["phase"] for r in resumed.history] == [2, 3]
     np.testing.assert_allclose(resumed.step_losses, full.step_losses[2:], rtol=1e-6)
+    # resumed with more epochs, the finished run goes on in its last phase
+    longer = train_supernet(_cfg(tmp_path / "b", **(cfg | {"epochs": 6})))
+    assert [r["phase"] for r in longer.history] == [3, 3]
+    with pytest.raises(ValueError, match="num_random=0 trains none"):
+        _cfg(tmp_path, num_random=0)  # complexity-aware sampling with nothing to pick
+
+
+def test_progressive_phases_with_few_steps_and_per_epoch():
+    """With fewer steps than phases the last phase is still reached (the first ones are
+    skipped); an epoch's record can name every phase its steps went through."""
+    sp = get_space("mbv3-cifar")
+    assert [ProgressiveShrinking(sp, 3).phase_of(s) for s in range(3)] == [1, 2, 3]
+    assert [ProgressiveShrinking(sp, 1).phase_of(0)] == [3]
+    ps = ProgressiveShrinking(sp, 6)
+    assert [ps.phase_of(s) for s in range(6)] == [0, 1, 1, 2, 3, 3]
+    assert ps.phases_between(0, 2) == [0, 1] and ps.phases_between(3, 5) == [2, 3]
+    resumed = ProgressiveShrinking(sp, 12)  # the 6-step run resumed with twice the steps
+    resumed.load_state({"step": 6, "phase": 3})
+    assert resumed.phase == 3 and resumed.phases_between(6, 11) == [3]

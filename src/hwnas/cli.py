@@ -255,13 +255,15 @@ def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
         line += f", hypervolume {s['hypervolume']:.4g}"
     line += f"; {s['wall_time_s']:.1f} s ({s['search_overhead_s']:.1f} s search overhead)"
     out_console.print(line)
+    objs = [o["name"] for o in s["objectives"]]
     if s["constraints"] and not s["pareto"]:
         out_console.print(
             f"none of the {s['evaluations']} evaluated architectures satisfies "
             f"{' and '.join(s['constraints'])}: loosen the constraint or evaluate more"
         )
+        if s.get("mnas"):
+            _print_mnas(s["mnas"], objs, s["evaluations"])
         return
-    objs = [o["name"] for o in s["objectives"]]
     table = Table(title=f"Pareto front ({len(s['pareto'])} architectures, measured)")
     table.add_column("architecture", overflow="fold")
     for name in objs:
@@ -271,7 +273,7 @@ def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
         table.add_row(arch, *(f"{p[n]:.4g}" for n in objs))
     out_console.print(table)
     if s.get("mnas"):
-        _print_mnas(s["mnas"], objs)
+        _print_mnas(s["mnas"], objs, s["evaluations"])
     if out is not None:
         out_console.print(
             f"results in {out}/ (summary.json, pareto.csv, pareto.png, progress.png, "
@@ -279,7 +281,7 @@ def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
         )
 
 
-def _print_mnas(m: dict[str, Any], objs: list[str]) -> None:
+def _print_mnas(m: dict[str, Any], objs: list[str], evaluations: int) -> None:
     """mnas's answer: the best architecture by reward and the best within its target."""
     out_console.print(
         f"mnas target {m['target']:.4g} (reward: accuracy x (cost / target)^w, "
@@ -291,11 +293,15 @@ def _print_mnas(m: dict[str, Any], objs: list[str]) -> None:
     ):
         best = m.get(key)
         if best is None:
-            out_console.print(f"  {label}: none evaluated")
+            why = "within the target" if key == "best_within_target" else "meets the constraints"
+            out_console.print(f"  {label}: none of the {evaluations} evaluated {why}")
             continue
         arch = best["arch"] if isinstance(best["arch"], str) else json.dumps(best["arch"])
         values = ", ".join(f"{n} {best[n]:.4g}" for n in objs)
         out_console.print(f"  {label}: {arch} ({values})")
+    top = m.get("table_best_within_target")
+    if top is not None:
+        out_console.print(f"  best within the target in the whole table: {top:.4g}")
 
 
 @app.command()

@@ -68,4 +68,5 @@ def validate_model(model_cls: type[M], data: dict[str, Any], what: str) -> M:
         if first["type"] == "extra_forbidden":
             known = ", ".join(model_cls.model_fields)  # type: ignore[attr-defined]
             raise HwnasError(f"unknown {what} setting '{loc}' (known: {known})") from None
-        raise HwnasError(f"bad {what} config: {loc}: {first['msg']}") from None
+        msg = first["msg"].removeprefix("Value error, ")  # a validator's own words
+        raise HwnasError(f"bad {what} config: {loc + ': ' if loc else ''}{msg}") from None

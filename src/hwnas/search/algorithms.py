@@ -64,8 +64,9 @@ class SearchAlgorithm(ABC):
         m = problem.n_obj
         if m < self.min_objectives or (self.max_objectives is not None and m > self.max_objectives):
             hi = self.max_objectives if self.max_objectives is not None else "any"
+            span = f"exactly {hi}" if hi == self.min_objectives else f"{self.min_objectives}..{hi}"
             raise HwnasError(
-                f"algorithm '{self.name}' takes {self.min_objectives}..{hi} objectives, got {m}"
+                f"algorithm '{self.name}' takes {span} objectives, got {m}"
                 + (" (try unsga3, agemoea, motpe or linas)" if m > 3 else "")
             )
         if problem.n_constr and not self.supports_constraints:

@@ -68,6 +68,11 @@ class MnasSearch(SearchAlgorithm):
         super().__init__(seed=seed, pop_size=pop_size)
         if target is not None and not (np.isfinite(target) and target > 0):
             raise HwnasError(f"mnas: target must be a positive number, got {target}")
+        if alpha > 0 or beta > 0:
+            raise HwnasError(
+                f"mnas: alpha and beta must be <= 0 (got {alpha:g}, {beta:g}): a positive "
+                "exponent rewards slower networks"
+            )
         if sample_size is not None and sample_size < 1:
             raise HwnasError(f"mnas: sample_size must be >= 1, got {sample_size}")
         self.target = target

@@ -151,12 +151,22 @@ class ProgressiveShrinking:
         self.space = space
         self.total_steps = max(int(total_steps), 1)
         self.step = 0
+        self.reached = 0  # the phase a resumed run had reached
         # per phase: the dimensions that vary
         self.elastic = [np.array([k in phase for k in kinds]) for phase in PHASES]
 
     def phase_of(self, step: int) -> int:
-        """The phase of a step (0-based)."""
-        return min(len(PHASES) * max(step, 0) // self.total_steps, len(PHASES) - 1)
+        """The phase of a step (0-based): equal parts of the steps, the last step always
+        in the last phase (with fewer steps than phases the first ones are skipped), and
+        never an earlier phase than a resumed run had reached (a run resumed with more
+        epochs goes on in its phase instead of stepping back)."""
+        n = len(PHASES)
+        part = -(-n * (max(step, 0) + 1) // self.total_steps) - 1  # ceil(n (s+1) / T) - 1
+        return max(min(max(part, 0), n - 1), self.reached)
+
+    def phases_between(self, first: int, last: int) -> list[int]:
+        """The distinct phases of steps ``first..last`` (an epoch's), in order."""
+        return sorted({self.phase_of(s) for s in range(first, last + 1)})
 
     @property
     def phase(self) -> int:
@@ -174,10 +184,11 @@ class ProgressiveShrinking:
         return self.space.canonicalize(np.concatenate([top[None], rand, low[None]]))
 
     def state(self) -> dict[str, Any]:
-        return {"step": self.step}
+        return {"step": self.step, "phase": self.phase_of(self.step - 1) if self.step else 0}
 
     def load_state(self, state: dict[str, Any] | None) -> None:
         self.step = int(state.get("step", 0)) if state else 0
+        self.reached = int(state.get("phase", 0)) if state else 0
 
 
 def make_sampler(

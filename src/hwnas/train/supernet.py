@@ -44,7 +44,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hwnas.config import validate_model
 from hwnas.data import BatchIterator, ImageData, load_dataset
@@ -108,6 +108,15 @@ class TrainConfig(BaseModel):
     channels_last: bool = True
     resume: bool = True
     progress: bool = True
+
+    @model_validator(mode="after")
+    def _sampling_needs_random_subnets(self) -> TrainConfig:
+        if self.sampling == "complexity" and self.num_random == 0:
+            raise ValueError(
+                "complexity-aware sampling picks the random subnets, and num_random=0 trains "
+                "none (only the largest and smallest): raise num_random or use uniform"
+            )
+        return self
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -585,8 +594,9 @@ def _train(
                 "lr": optimizer.param_groups[0]["lr"],
                 "train_time_s": time.perf_counter() - t0,
             }
-            if isinstance(sampler, ProgressiveShrinking):  # the phase the epoch ended in
+            if isinstance(sampler, ProgressiveShrinking):  # the phase(s) of the epoch's steps
                 record["phase"] = sampler.phase_of(sampler.step - 1)
+                record["phases"] = sampler.phases_between(sampler.step - n_steps, sampler.step - 1)
             if rank == 0:
                 do_eval = cfg.eval_every > 0 and (
                     (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
