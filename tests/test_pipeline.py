@@ -135,6 +135,41 @@ def test_pipeline_run_again_resumes_and_a_larger_budget_searches_on(
     assert len(keys) == len(set(keys)) == 9
 
 
+def test_pipeline_reuses_a_trained_supernet(
+    pipeline_run: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """Train once, then profile and search for another device: --supernet takes a
+    finished training (a pipeline run here) instead of training, with its settings."""
+    import torch
+
+    from hwnas.pipeline import run_pipeline
+
+    src, first = pipeline_run
+    cfg = {k: v for k, v in TINY.items() if k != "train"} | {"supernet": str(src), "seed": 1}
+    out = tmp_path / "b"
+    s = run_pipeline(cfg, out)
+    src_ckpt = src / "supernet" / "checkpoint.pt"
+    assert (out / "supernet" / "checkpoint.pt").read_bytes() == src_ckpt.read_bytes()
+    assert s["supernet"]["reused_from"] == str(src_ckpt.resolve())
+    assert s["supernet"]["final_epoch"] == first["supernet"]["final_epoch"]  # not trained
+    assert s["supernet"]["dataset"] == "digits" and s["search"]["evaluations"] == 6
+    assert (out / "supernet" / "training.png").is_file()
+    assert f"Reused from `{src_ckpt.resolve()}`" in (out / "report.md").read_text()
+    assert run_pipeline(cfg, out)["search"]["evaluations"] == 6  # run again: resumes
+
+    with pytest.raises(HwnasError, match="training settings come with the reused supernet"):
+        run_pipeline(cfg | {"train": {"epochs": 3}}, tmp_path / "c")
+    with pytest.raises(HwnasError, match="no supernet checkpoint at"):
+        run_pipeline(cfg | {"supernet": str(tmp_path / "nothing")}, tmp_path / "c")
+    ckpt = torch.load(src_ckpt, weights_only=False)
+    ckpt["train_config"]["epochs"] = 4  # as if killed after its first epoch
+    (tmp_path / "half").mkdir()
+    torch.save(ckpt, tmp_path / "half" / "checkpoint.pt")
+    with pytest.raises(HwnasError, match="trained for 1 of 4 epochs: finish it first"):
+        run_pipeline(cfg | {"supernet": str(tmp_path / "half")}, tmp_path / "c")
+    assert not (tmp_path / "c").exists()  # refused before anything is written
+
+
 def test_pipeline_refuses_another_config_in_the_same_directory(
     pipeline_run: tuple[Path, dict], tmp_path: Path
 ) -> None:
@@ -192,7 +227,7 @@ def test_run_is_the_pipeline(tmp_path: Path) -> None:
 
     res = CliRunner().invoke(app, ["run", "--help"], terminal_width=200)
     assert res.exit_code == 0
-    assert "The main job: train a supernet" in res.output
+    assert "The main job: supernet, device profile, latency predictor, search" in res.output
     assert "runs/default" in res.output
 
 

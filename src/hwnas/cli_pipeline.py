@@ -59,6 +59,13 @@ def pipeline(
     agent_timeout_s: float | None = typer.Option(
         None, "--agent-timeout-s", help="Time-out of one agent request, seconds (600)."
     ),
+    supernet: str | None = typer.Option(
+        None,
+        "--supernet",
+        help="Reuse a trained supernet instead of training one: its checkpoint, its 'hwnas "
+        "train' directory or another pipeline run's directory (train once, then profile "
+        "and search for each device).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """The main job: supernet, device profile, latency predictor, search, measured front.
@@ -93,6 +100,7 @@ def pipeline(
         "agent": agent,
         "token_file": token_file,
         "agent_timeout_s": agent_timeout_s,
+        "supernet": supernet,
     }
     fields.update({k: v for k, v in flags.items() if v is not None})
     if given(ctx, "constraint"):

@@ -94,6 +94,10 @@ class PipelineConfig(BaseModel):
     agent: str | None = None
     token_file: str | None = None
     agent_timeout_s: float = Field(600.0, gt=0, le=7 * 86400)
+    #: a trained supernet to reuse instead of training one (its checkpoint, its
+    #: ``hwnas train`` directory, or another pipeline run's directory): train once, then
+    #: profile and search for each device; its training settings come with it
+    supernet: str | None = None
 
     @field_validator("agent")
     @classmethod
@@ -115,8 +119,28 @@ class PipelineConfig(BaseModel):
         )
 
     def train_config(self, out: Path, progress: bool) -> Any:
-        """The ``TrainConfig`` of stage 1 (``out/supernet``)."""
+        """The ``TrainConfig`` of stage 1 (``out/supernet``); with ``supernet``, the
+        reused training's own settings (its dataset, split and space)."""
         from hwnas.train.supernet import TrainConfig
+
+        if self.supernet is not None:
+            if self.train:
+                raise HwnasError(
+                    "pipeline config: the training settings come with the reused supernet "
+                    f"({self.supernet}); drop train ({', '.join(sorted(self.train))}), "
+                    "--dataset and --epochs"
+                )
+            tc = reused_supernet(self.supernet)[1]["train_config"]
+            return TrainConfig.from_dict(
+                {
+                    **tc,
+                    "out_dir": str(out / "supernet"),
+                    "data_dir": self.data_dir,
+                    "num_threads": self.threads,
+                    "resume": True,
+                    "progress": progress,
+                }
+            )
 
         fixed = {"out_dir", "seed", "resume", "progress", "data_dir"}
         clash = sorted(fixed & set(self.train))
@@ -137,6 +161,35 @@ class PipelineConfig(BaseModel):
                 "progress": progress,
             }
         )
+
+
+def reused_supernet(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint file of a supernet to reuse and its contents: ``path`` is the file,
+    a directory holding ``checkpoint.pt`` (``hwnas train --out``) or a pipeline run
+    (``supernet/checkpoint.pt``); refused unless its training finished."""
+    from hwnas.train.supernet import CHECKPOINT_NAME, load_checkpoint
+
+    p = Path(path)
+    if p.is_dir() and not (p / CHECKPOINT_NAME).is_file():
+        p = p / "supernet"
+    if p.is_dir():
+        p = p / CHECKPOINT_NAME
+    if not p.is_file():
+        raise HwnasError(
+            f"no supernet checkpoint at '{path}' (a checkpoint.pt, an 'hwnas train' directory "
+            "or a pipeline run directory)"
+        )
+    ckpt = load_checkpoint(p)
+    tc = ckpt.get("train_config")
+    if not isinstance(tc, dict) or "epoch" not in ckpt:
+        raise HwnasError(f"'{p}' is not a checkpoint of 'hwnas train' (no training config)")
+    done, total = int(ckpt["epoch"]) + 1, int(tc.get("epochs", 0))
+    if done < total:
+        raise HwnasError(
+            f"the supernet at '{p}' is trained for {done} of {total} epochs: finish it "
+            f"first (hwnas train --config ... --out {p.parent}, or its pipeline run)"
+        )
+    return p.resolve(), ckpt
 
 
 def load_config(config: PipelineConfig | dict[str, Any] | None) -> PipelineConfig:
@@ -380,9 +433,14 @@ def _run(
     tpath = out / TIMINGS_NAME
     timings = _read_timings(tpath)
 
-    say(f"1/5 supernet: {train_cfg.space} on {train_cfg.dataset}, {train_cfg.epochs} epochs")
+    if cfg.supernet is not None:
+        src = reused_supernet(cfg.supernet)[0]
+        say(f"1/5 supernet: reused from {src} ({train_cfg.space} on {train_cfg.dataset})")
+        _copy_supernet(src, out / "supernet")
+    else:
+        say(f"1/5 supernet: {train_cfg.space} on {train_cfg.dataset}, {train_cfg.epochs} epochs")
     with _stage(timings, "train", tpath):
-        trained = train_supernet(train_cfg, data)
+        trained = train_supernet(train_cfg, data)  # a reused one: nothing left to train
     final = trained.final
     ckpt_path = trained.checkpoint.resolve()
     ckpt = load_checkpoint(ckpt_path)
@@ -449,10 +507,34 @@ def _run(
     timings["total"] = round(sum(timings.get(k, 0.0) for k in STAGES), 2)
 
     summary = _summary(cfg, out, final, prof, fitted, search, front, timings, target)
+    summary["supernet"].update(
+        space=train_cfg.space,
+        dataset=train_cfg.dataset,
+        epochs=train_cfg.epochs,
+        reused_from=None if cfg.supernet is None else str(reused_supernet(cfg.supernet)[0]),
+    )
     (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     plot_front(front, search, out / FRONT_PLOT, cfg.constraints, target.label)
     write_report(summary, out / REPORT_NAME)
     return summary
+
+
+def _copy_supernet(src: Path, dest: Path) -> None:
+    """Copy a reused supernet's checkpoint (and its metrics) into the run, once: the run
+    directory stays whole if the source moves; a kill mid-copy leaves no partial file."""
+    import shutil
+
+    from hwnas.train.supernet import CHECKPOINT_NAME, METRICS_NAME, PLOT_NAME
+
+    dest.mkdir(parents=True, exist_ok=True)
+    if (dest / CHECKPOINT_NAME).is_file():
+        return
+    for name in (METRICS_NAME, PLOT_NAME):
+        if (src.parent / name).is_file():
+            shutil.copyfile(src.parent / name, dest / name)
+    tmp = dest / (CHECKPOINT_NAME + ".tmp")
+    shutil.copyfile(src, tmp)
+    tmp.replace(dest / CHECKPOINT_NAME)
 
 
 def profile_group_size(target: Target, model: Any) -> int:
@@ -908,6 +990,9 @@ def write_report(summary: dict[str, Any], path: Path) -> Path:
     pr = s["predictor"]
     sc = pr.get("scores") or {}
     ag = s["front_latency_agreement"]
+    reused = s["supernet"].get("reused_from")
+    trained = f"Reused from `{reused}`, trained" if reused else "Trained"
+    dataset = s["supernet"].get("dataset") or c["train"].get("dataset", TRAIN_DEFAULTS["dataset"])
     lines = [
         "# hwnas pipeline report",
         "",
@@ -918,9 +1003,8 @@ def write_report(summary: dict[str, Any], path: Path) -> Path:
         "",
         "## 1. Supernet",
         "",
-        f"Trained on `{c['train'].get('dataset', TRAIN_DEFAULTS['dataset'])}`; last epoch: "
-        f"largest subnet {_pct(fe.get('max_acc'))}, smallest {_pct(fe.get('min_acc'))} "
-        "validation top-1. Curves: `supernet/training.png`.",
+        f"{trained} on `{dataset}`; last epoch: largest subnet {_pct(fe.get('max_acc'))}, "
+        f"smallest {_pct(fe.get('min_acc'))} validation top-1. Curves: `supernet/training.png`.",
         "",
         "## 2. Latency profile of the target device",
         "",
