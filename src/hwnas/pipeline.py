@@ -121,7 +121,7 @@ class PipelineConfig(BaseModel):
     def train_config(self, out: Path, progress: bool) -> Any:
         """The ``TrainConfig`` of stage 1 (``out/supernet``); with ``supernet``, the
         reused training's own settings (its dataset, split and space)."""
-        from hwnas.train.supernet import TrainConfig
+        from hwnas.train.supernet import CHECKPOINT_NAME, TrainConfig
 
         if self.supernet is not None:
             if self.train:
@@ -130,7 +130,9 @@ class PipelineConfig(BaseModel):
                     f"({self.supernet}); drop train ({', '.join(sorted(self.train))}), "
                     "--dataset and --epochs"
                 )
-            tc = reused_supernet(self.supernet)[1]["train_config"]
+            # once copied into the run, the copy is what counts (the source may be gone)
+            copied = out / "supernet" / CHECKPOINT_NAME
+            tc = reused_supernet(copied if copied.is_file() else self.supernet)[1]["train_config"]
             return TrainConfig.from_dict(
                 {
                     **tc,
@@ -434,9 +436,8 @@ def _run(
     timings = _read_timings(tpath)
 
     if cfg.supernet is not None:
-        src = reused_supernet(cfg.supernet)[0]
-        say(f"1/5 supernet: reused from {src} ({train_cfg.space} on {train_cfg.dataset})")
-        _copy_supernet(src, out / "supernet")
+        say(f"1/5 supernet: reused from {cfg.supernet} ({train_cfg.space} on {train_cfg.dataset})")
+        _copy_supernet(cfg.supernet, out / "supernet")
     else:
         say(f"1/5 supernet: {train_cfg.space} on {train_cfg.dataset}, {train_cfg.epochs} epochs")
     with _stage(timings, "train", tpath):
@@ -511,7 +512,7 @@ def _run(
         space=train_cfg.space,
         dataset=train_cfg.dataset,
         epochs=train_cfg.epochs,
-        reused_from=None if cfg.supernet is None else str(reused_supernet(cfg.supernet)[0]),
+        reused_from=cfg.supernet,
     )
     (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     plot_front(front, search, out / FRONT_PLOT, cfg.constraints, target.label)
@@ -519,9 +520,10 @@ def _run(
     return summary
 
 
-def _copy_supernet(src: Path, dest: Path) -> None:
-    """Copy a reused supernet's checkpoint (and its metrics) into the run, once: the run
-    directory stays whole if the source moves; a kill mid-copy leaves no partial file."""
+def _copy_supernet(source: str, dest: Path) -> None:
+    """Copy a reused supernet's checkpoint (and its metrics and plot) into the run, once:
+    the run directory stays whole if the source moves; a kill mid-copy leaves no partial
+    file."""
     import shutil
 
     from hwnas.train.supernet import CHECKPOINT_NAME, METRICS_NAME, PLOT_NAME
@@ -529,6 +531,7 @@ def _copy_supernet(src: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     if (dest / CHECKPOINT_NAME).is_file():
         return
+    src = reused_supernet(source)[0]
     for name in (METRICS_NAME, PLOT_NAME):
         if (src.parent / name).is_file():
             shutil.copyfile(src.parent / name, dest / name)

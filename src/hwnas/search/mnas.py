@@ -81,7 +81,6 @@ class MnasSearch(SearchAlgorithm):
         self.sample_size = sample_size
         #: the target the run used (``target``, or the first population's median cost)
         self.target_used: float | None = None
-        self._best: dict[str, Any] | None = None
 
     def check(self, problem: SearchProblem) -> None:
         super().check(problem)
