@@ -303,10 +303,11 @@ def test_predictors_evaluate_cli(tmp_path, data_dir):
     assert ridge100["kendall_tau_median"] > 0.9  # fpga latency is near additive
     assert (tmp_path / "kendall_tau.png").is_file() and (tmp_path / "summary.csv").is_file()
     assert ridge100["view"] == 0  # fpga latency: one price per op
+    assert ridge100["view_name"] == "op counts"
     # the table says which feature view the CV chose
     res = runner.invoke(app, [*base, "--models", "ridge", "--sizes", "100", "--trials", "1"])
     assert res.exit_code == 0, res.output
-    assert "features" in res.output and "#0 (4 of 87)" in res.output
+    assert "features" in res.output and "op counts (4 of 87)" in res.output
 
 
 def test_predictors_evaluate_warns_when_near_zero_values_inflate_the_mape(data_dir):
@@ -329,8 +330,9 @@ def test_predictor_data_uses_linas_feature_views(data_dir):
     all_v = sp.all_vectors()
     # two cells that differ only on dead edges (1<-0 none: 2<-1 and 3<-1 are dead)
     a, b = (int(sp.index_of(np.array(v))[0]) for v in ([0, 3, 0, 0, 0, 3], [0, 3, 2, 0, 4, 3]))
-    Xa, _, views_a = _predictor_data("nb201", "accuracy", "cifar10", None)
-    Xl, yl, views_l = _predictor_data("nb201", "latency:pixel3", "cifar10", None)
+    Xa, _, views_a, names_a = _predictor_data("nb201", "accuracy", "cifar10", None)
+    Xl, yl, views_l, names_l = _predictor_data("nb201", "latency:pixel3", "cifar10", None)
+    assert names_a is None and names_l[1] == "computed-op counts"
     assert len(Xa) == len(all_v) == len(yl)
     assert views_a is None and len(views_l) == 4
     assert (views_l[0] == np.arange(79, 83)).all()  # the op counts

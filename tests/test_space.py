@@ -229,6 +229,14 @@ def test_predictor_features_and_views_follow_the_objective_kind():
         assert (sp.predictor_features(X, "cost") == sp.cost_features(X)).all()
         assert sp.predictor_views("quality") is None
         assert len(sp.predictor_views("cost")) == len(sp.cost_feature_views())
+    # every space names each of its cost views, in the same order
+    from hwnas.registry import SPACES
+
+    for name in SPACES.names():
+        sp = get_space(name)
+        names = sp.cost_feature_view_names()
+        assert len(names) == len(sp.cost_feature_views()) == len(set(names)), name
+        assert sp.predictor_view_names("quality") is None
 
 
 def test_nb201_function_features_equivalence_classes():

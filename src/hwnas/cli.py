@@ -501,7 +501,7 @@ def predictors_evaluate(
         write_csv,
     )
 
-    X, y, views = _predictor_data(benchmark, target, dataset, data_dir)
+    X, y, views, view_names = _predictor_data(benchmark, target, dataset, data_dir)
     from hwnas.cli_measure import int_list
 
     model_list, size_list = _csv(models), int_list(sizes, "--sizes")
@@ -519,6 +519,10 @@ def predictors_evaluate(
             X, y, model_list, size_list, test_size, trials, seed, progress=tick, views=views
         )
     summary = summarize(rows)
+    if view_names:
+        for r in summary:
+            if "view" in r:
+                r["view_name"] = view_names[r["view"]]
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         write_csv(rows, out / "trials.csv")
@@ -550,7 +554,8 @@ def predictors_evaluate(
         ]
         if "features" in cols:
             v = views[r["view"]]
-            cells.append(f"#{r['view']} ({X.shape[1] if v is None else len(v)} of {X.shape[1]})")
+            name = view_names[r["view"]] if view_names else f"#{r['view']}"
+            cells.append(f"{name} ({X.shape[1] if v is None else len(v)} of {X.shape[1]})")
         table.add_row(*cells)
     out_console.print(table)
     if note:
@@ -575,14 +580,18 @@ def _mape_note(y: Any) -> str | None:
 
 def _predictor_data(
     benchmark: str, target: str, dataset: str | None, data_dir: str | None
-) -> tuple[Any, Any, Any]:
-    """Features, target values and (cost targets) the feature views LINAS chooses among."""
+) -> tuple[Any, Any, Any, list[str] | None]:
+    """Features, target values and (cost targets) the feature views LINAS chooses among,
+    with their names."""
     from hwnas.bench import BENCHMARKS, get_benchmark
 
     if _latency_set(benchmark) is not None:
-        from hwnas.predict.latency_sets import latency_set_data
+        from hwnas.predict.latency_sets import get_latency_set, latency_set_data
 
-        return tuple(latency_set_data(benchmark, target, dataset, data_dir))
+        X, y, views = latency_set_data(benchmark, target, dataset, data_dir)
+        space = getattr(get_latency_set(benchmark), "space", None)
+        names = space.predictor_view_names("cost") if views and space is not None else None
+        return X, y, views, names
 
     kind, _, device = target.partition(":")
     if device and kind != "latency":
@@ -614,6 +623,7 @@ def _predictor_data(
         bench.space.predictor_features(X, okind),
         values[:, i],
         bench.space.predictor_views(okind),
+        bench.space.predictor_view_names(okind),
     )
 
 

@@ -170,6 +170,15 @@ class SearchSpace(ABC):
         ``cost_feature_views`` for costs, ``None`` (all features) for quality."""
         return None if kind == "quality" else self.cost_feature_views()
 
+    def cost_feature_view_names(self) -> list[str]:
+        """Names of ``cost_feature_views``, same order: what a report of the CV's choice
+        shows a person instead of a view's index."""
+        return ["all features"]
+
+    def predictor_view_names(self, kind: str) -> list[str] | None:
+        """Names of :meth:`predictor_views` (``None`` where that is ``None``)."""
+        return None if kind == "quality" else self.cost_feature_view_names()
+
     def largest(self) -> np.ndarray:
         """The vector with every dimension at its last (largest) choice."""
         return self.canonicalize(self.cardinalities[None, :] - 1)[0]

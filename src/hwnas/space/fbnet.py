@@ -76,3 +76,6 @@ class FBNetSpace(SearchSpace):
             np.arange(n_hot, n_hot + n_stage),
             np.arange(n_hot),
         ]
+
+    def cost_feature_view_names(self) -> list[str]:
+        return ["op counts", "op counts per stage", "one-hot ops"]

@@ -121,6 +121,9 @@ class NB201Space(SearchSpace):
             np.arange(width),
         ]
 
+    def cost_feature_view_names(self) -> list[str]:
+        return ["op counts", "computed-op counts", "one-hot ops", "graph features"]
+
     def function_features(self, vectors: np.ndarray) -> np.ndarray:
         """``features`` of the cell with its dead edges (off every input-output path)
         set to 'none': cells that compute the same function share one row, so what is

@@ -179,6 +179,9 @@ class OFAResNet50Space(SizedSearchSpace):
         """The per-part MACs and resolution alone, or everything."""
         return [np.arange(N_STAGES + 3), None]
 
+    def cost_feature_view_names(self) -> list[str]:
+        return ["MACs per part + resolution", "all features"]
+
     # ---- cost in closed form -----------------------------------------------------------
     def cost_terms_batch(
         self, vectors: np.ndarray, num_classes: int = N_CLASSES
