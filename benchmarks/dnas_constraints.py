@@ -11,7 +11,11 @@ latencies) and compared with the best table cell under the same budget. Two mode
   :func:`hwnas.dnas.lookup.build_lookup_graph`, the points of all LUG seeds merged into
   one :class:`~hwnas.dnas.lookup.LookupGraph`) maps each device budget to a search budget;
 * ``lug-max``: the same searches, per search budget the largest derived value over the
-  LUG seeds (a conservative graph).
+  LUG seeds (a conservative graph);
+* ``linear``, ``log``, ``pow``: B is the device budget as in ``plain``, but the alpha loss
+  holds a soft penalty instead of the Lagrange multiplier (ProxylessNAS, FBNet, MnasNet;
+  ``DSearchConfig.penalty``, default weights and exponents): the baselines DCA-NAS argues
+  against.
 
 Every run lives in ``OUT/<mode>/b<budget>/s<seed>`` (LUG runs in ``OUT/lug-graph``) and is
 not repeated when its ``summary.json`` exists, so a killed invocation continues. Runs go in
@@ -24,6 +28,9 @@ OUT/result.json and prints the table.
     HWNAS_DATA_DIR=../shared/data nice -n 5 python benchmarks/dnas_constraints.py \
         --metric latency:pixel3 --budgets 3,7,14 --lug-budgets 4,6,8,10,12,14,18 \
         --seeds 0-9 --jobs 2 --out runs/bench-dnas-pixel3
+    HWNAS_DATA_DIR=../shared/data python benchmarks/dnas_constraints.py \
+        --metric latency:pixel3 --budgets 3,7,14 --seeds 0-9 --mode plain,linear,log,pow \
+        --jobs 2 --out runs/bench-dnas-penalties
 """
 
 from __future__ import annotations
@@ -39,7 +46,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-MODES = ("plain", "lug", "lug-max")
+MODES = ("plain", "lug", "lug-max", "linear", "log", "pow")
+PENALTIES = ("linear", "log", "pow")
 LUG_MAX_NAME = "lug_max.json"
 
 
@@ -184,6 +192,8 @@ def run_all(args: argparse.Namespace, modes: list[str]) -> list[dict[str, Any]]:
                     cfg["lookup"] = str(lug_root / "lug.json")
                 elif mode == "lug-max":
                     cfg["lookup"] = str(lug_root / LUG_MAX_NAME)
+                elif mode in PENALTIES:
+                    cfg["penalty"] = mode
                 tasks.append((mode, b, cfg, str(args.out / mode / f"b{b:g}" / f"s{seed}")))
     rows: list[dict[str, Any]] = []
     t0 = time.time()
@@ -279,7 +289,9 @@ def main() -> None:
     ap.add_argument("--budgets", default="1.5e5,3e5,6e5", help="device budgets")
     ap.add_argument("--seeds", default="0-9", help="e.g. 0-9 or 0,1,2")
     ap.add_argument(
-        "--mode", default="both", help="comma-separated plain, lug, lug-max; both = plain,lug"
+        "--mode",
+        default="both",
+        help="comma-separated plain, lug, lug-max, linear, log, pow; both = plain,lug",
     )
     ap.add_argument("--lug-budgets", default="1e5,1.5e5,2e5,3e5,4e5,5e5", help="search budgets")
     ap.add_argument("--lug-seeds", default="100,101", help="seeds of the LUG searches")

@@ -35,7 +35,7 @@ from hwnas.dnas.ops import (
     make_op,
 )
 from hwnas.dnas.resources import EvalNetConfig, parse_constraint, resource_model
-from hwnas.dnas.search import DSearchConfig, dsearch, resolve_budgets
+from hwnas.dnas.search import DSearchConfig, dsearch, penalized_objective, resolve_budgets
 from hwnas.dnas.search_model import SearchCell, SearchNetwork
 from hwnas.errors import HwnasError
 
@@ -508,6 +508,62 @@ def test_satisfied_budget_lets_lambda_fall_to_zero(tmp_path) -> None:
     assert res.summary["satisfied"] is True
 
 
+# ---- soft penalties (ProxylessNAS, FBNet, MnasNet) ----------------------------------------
+def test_penalized_objective_formulas() -> None:
+    ce, r, b = torch.tensor(2.0), torch.tensor(3e5), 2e5
+    assert float(penalized_objective(ce, r, b, "lagrange", lam=0.5)) == pytest.approx(2.25)
+    assert float(penalized_objective(ce, r, b, "linear", weight=0.1)) == pytest.approx(2.05)
+    assert float(penalized_objective(ce, r, b, "pow", weight=1.0, exponent=0.07)) == pytest.approx(
+        2.0 * 1.5**0.07
+    )
+    log = penalized_objective(ce, r, b, "log", weight=0.2, exponent=0.6)
+    assert float(log) == pytest.approx(0.2 * 2.0 * (math.log(3e5) / math.log(2e5)) ** 0.6)
+    r.requires_grad_(True)
+    for kind, w, e in (("linear", 0.1, None), ("log", 0.2, 0.6), ("pow", 1.0, 0.07)):
+        (g,) = torch.autograd.grad(penalized_objective(ce, r, b, kind, weight=w, exponent=e), r)
+        assert float(g) > 0, kind  # a larger expected resource always costs more
+    # FBNet's form on latency in ms below 1 ms: computed in microseconds, finite
+    lat = torch.tensor(0.004)
+    v = penalized_objective(ce, lat, 3.0, "log", weight=0.2, exponent=0.6, metric="latency")
+    assert math.isfinite(float(v)) and float(v) > 0
+    with pytest.raises(ValueError, match="exponent"):
+        penalized_objective(ce, r.detach(), b, "pow")
+
+
+def test_soft_penalty_search_moves_alpha_without_multiplier(tmp_path) -> None:
+    cfg = dict(TINY, constraint="params<=8e4", epochs=3, arch_lr=0.1)
+    res = dsearch(dict(cfg, penalty="linear", penalty_weight=5.0), tmp_path / "lin", progress=False)
+    assert all(r["lambda"] is None for r in res.history)
+    assert res.history[-1]["expected"] < res.history[0]["expected"]
+    assert _conv_mass(res.alphas[0]) < 0.3  # uniform: 0.4
+    s = res.summary
+    assert s["penalty"] == {"kind": "linear", "weight": 5.0, "exponent": None}
+    assert s["lambda"] is None and s["satisfied"] == (s["derived"] <= 8e4)
+    assert (tmp_path / "lin" / "search.png").read_bytes()[:4] == b"\x89PNG"
+    # a negligible weight leaves alpha where the cross-entropy alone takes it
+    weak = dsearch(dict(cfg, penalty="linear", penalty_weight=1e-6), tmp_path / "w", progress=False)
+    assert _conv_mass(weak.alphas[0]) > _conv_mass(res.alphas[0])
+    log = dsearch(dict(cfg, penalty="log"), tmp_path / "log", progress=False).summary
+    assert log["penalty"] == {"kind": "log", "weight": 0.2, "exponent": 0.6}
+    base = dsearch(cfg, tmp_path / "lagrange", progress=False).summary
+    assert base["penalty"]["kind"] == "lagrange" and base["lambda"] > 0
+
+
+def test_soft_penalty_config_errors() -> None:
+    with pytest.raises(HwnasError, match="needs a constraint"):
+        DSearchConfig.from_dict({"penalty": "log"})
+    with pytest.raises(HwnasError, match="soft penalties"):
+        DSearchConfig.from_dict({"constraint": "params<=1e6", "penalty_weight": 0.5})
+    with pytest.raises(HwnasError, match="no exponent"):
+        DSearchConfig.from_dict(
+            {"constraint": "params<=1e6", "penalty": "linear", "penalty_exponent": 1.0}
+        )
+    with pytest.raises(HwnasError, match="penalty"):
+        DSearchConfig.from_dict({"constraint": "params<=1e6", "penalty": "quadratic"})
+    cfg = DSearchConfig.from_dict({"constraint": "params<=1e6", "penalty": "pow"})
+    assert cfg.penalty_terms() == (1.0, 0.07)
+
+
 def test_resume_equals_uninterrupted(tmp_path) -> None:
     cfg = dict(TINY, constraint="params<=3e5", epochs=2, arch_lr=0.01)
     full = dsearch(cfg, tmp_path / "full", progress=False)
@@ -608,6 +664,17 @@ def test_cli_end_to_end(tmp_path) -> None:
     )
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout.strip().splitlines()[-1])["derivation"] == "argmax"
+    r = runner.invoke(
+        app,
+        [*args, "--penalty", "log", "--penalty-exponent", "0.3", "--out", str(tmp_path / "p"),
+         "--no-progress"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    pen = json.loads(r.stdout.strip().splitlines()[-1])["penalty"]
+    assert pen == {"kind": "log", "weight": 0.2, "exponent": 0.3}
+    bad = [*args, "--penalty", "linear", "--penalty-exponent", "2", "--out", str(tmp_path / "b")]
+    r = runner.invoke(app, bad)
+    assert r.exit_code == 2 and "no exponent" in r.output
 
     lug_dir = tmp_path / "lug"
     r = runner.invoke(

@@ -99,6 +99,22 @@ ArchLrOpt = Annotated[float | None, typer.Option("--arch-lr", help="Alpha lr (de
 LambdaLrOpt = Annotated[
     float | None, typer.Option("--lambda-lr", help="Lagrange multiplier lr (default 0.1).")
 ]
+PenaltyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--penalty",
+        help="How the budget enters the alpha loss: lagrange (default, DCA-NAS), linear "
+        "(ProxylessNAS), log (FBNet), pow (MnasNet's soft reward).",
+    ),
+]
+PenaltyWeightOpt = Annotated[
+    float | None,
+    typer.Option("--penalty-weight", help="Soft penalty weight (linear 0.1, log 0.2, pow 1)."),
+]
+PenaltyExpOpt = Annotated[
+    float | None,
+    typer.Option("--penalty-exponent", help="Soft penalty exponent (log 0.6, pow 0.07)."),
+]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")]
 
 
@@ -212,6 +228,9 @@ def dsearch(
     lr: LrOpt = None,
     arch_lr: ArchLrOpt = None,
     lambda_lr: LambdaLrOpt = None,
+    penalty: PenaltyOpt = None,
+    penalty_weight: PenaltyWeightOpt = None,
+    penalty_exponent: PenaltyExpOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Search a cell (DARTS or NB201) whose evaluation network meets a resource budget.
@@ -260,6 +279,9 @@ def dsearch(
         lr=lr,
         arch_lr=arch_lr,
         lambda_lr=lambda_lr,
+        penalty=penalty,
+        penalty_weight=penalty_weight,
+        penalty_exponent=penalty_exponent,
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -276,6 +298,7 @@ def dsearch(
         "derived",
         "satisfied",
         "derivation",
+        "penalty",
         "argmax_derived",
         "params",
         "flops",
@@ -324,6 +347,9 @@ def lug(
     seed: SeedOpt = None,
     arch_lr: ArchLrOpt = None,
     lambda_lr: LambdaLrOpt = None,
+    penalty: PenaltyOpt = None,
+    penalty_weight: PenaltyWeightOpt = None,
+    penalty_exponent: PenaltyExpOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Build a lookup graph: derived resource of short searches over search budgets.
@@ -359,6 +385,9 @@ def lug(
         seed=seed,
         arch_lr=arch_lr,
         lambda_lr=lambda_lr,
+        penalty=penalty,
+        penalty_weight=penalty_weight,
+        penalty_exponent=penalty_exponent,
     )
     cfg = DSearchConfig.from_dict(fields)
     # the finished runs in OUT/sb_* are kept: the same command continues the graph

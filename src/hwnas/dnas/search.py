@@ -17,6 +17,13 @@ Each step makes two first-order updates (DARTS-style, alternating):
 The search budget ``B`` is the constraint's device budget, an explicit ``search_budget``
 or, with ``lookup``, the lookup graph's value for the device budget (section 3.2.1).
 
+``penalty`` swaps step 2's Lagrangian for one of the soft resource losses of the
+hardware-aware literature, with ``B`` as their reference value (no multiplier, so no
+guarantee that the budget is met; the ``feasible`` derivation still answers within it):
+``linear`` (ProxylessNAS: ``CE + w (R/B - 1)``), ``log`` (FBNet: ``w CE (log R / log B)^e``,
+latency in microseconds so that both logs are positive) and ``pow`` (MnasNet's soft reward
+as a loss: ``w CE (R/B)^e``); see :func:`penalized_objective`.
+
 ``dsearch(config, out_dir)`` appends one JSON line per epoch to ``metrics.jsonl``, then
 checkpoints (model, both optimisers, scheduler, lambda, RNG states, epoch, config,
 history) to ``checkpoint.pt``, continues exactly with ``resume=True`` (``metrics.jsonl``
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import random
 import resource
@@ -78,7 +86,22 @@ PLOT_NAME = "search.png"
 # settings that may differ between a run and its resumption
 _RESUME_FREE = ("data_dir", "threads", "derivation", "plot")
 
-__all__ = ["DSearchConfig", "DSearchResult", "dsearch", "resolve_budgets"]
+# (weight, exponent) defaults of the soft penalties: ProxylessNAS's lambda 0.1, FBNet's
+# alpha 0.2 and beta 0.6, MnasNet's w = -0.07 turned into a loss exponent
+PENALTY_DEFAULTS: dict[str, tuple[float, float | None]] = {
+    "linear": (0.1, None),
+    "log": (0.2, 0.6),
+    "pow": (1.0, 0.07),
+}
+
+__all__ = [
+    "PENALTY_DEFAULTS",
+    "DSearchConfig",
+    "DSearchResult",
+    "dsearch",
+    "penalized_objective",
+    "resolve_budgets",
+]
 
 
 class DSearchConfig(BaseModel):
@@ -131,8 +154,19 @@ class DSearchConfig(BaseModel):
     arch_lr: float = Field(3e-4, gt=0)
     arch_betas: tuple[float, float] = Field((0.5, 0.999), description="Adam betas, in [0, 1)")
     arch_weight_decay: float = Field(1e-3, ge=0)
-    lambda_lr: float = Field(0.1, ge=0)
-    lambda_init: float = Field(0.0, ge=0)
+    lambda_lr: float = Field(0.1, ge=0, description="penalty=lagrange only")
+    lambda_init: float = Field(0.0, ge=0, description="penalty=lagrange only")
+    penalty: Literal["lagrange", "linear", "log", "pow"] = Field(
+        "lagrange",
+        description="how the budget enters the alpha loss: lagrange (DCA-NAS: trainable "
+        "multiplier), linear (ProxylessNAS), log (FBNet), pow (MnasNet's soft reward)",
+    )
+    penalty_weight: float | None = Field(
+        None, gt=0, description="soft penalty weight (linear 0.1, log 0.2, pow 1)"
+    )
+    penalty_exponent: float | None = Field(
+        None, gt=0, description="soft penalty exponent (log 0.6, pow 0.07)"
+    )
 
     @field_validator("arch_betas")
     @classmethod
@@ -156,7 +190,29 @@ class DSearchConfig(BaseModel):
             raise HwnasError("search_budget/lookup need a constraint (e.g. params<=1e6)")
         if self.search_budget is not None and self.lookup is not None:
             raise HwnasError("give either search_budget or lookup, not both")
+        if self.penalty != "lagrange" and self.constraint is None:
+            raise HwnasError(
+                f"penalty '{self.penalty}' needs a constraint (its budget is the penalty's "
+                "reference value), e.g. --constraint 'params<=1e6'"
+            )
+        if self.penalty == "lagrange" and (
+            self.penalty_weight is not None or self.penalty_exponent is not None
+        ):
+            raise HwnasError(
+                "penalty_weight/penalty_exponent are for the soft penalties (linear, log, "
+                "pow); the lagrange penalty learns its multiplier (lambda_lr, lambda_init)"
+            )
+        if self.penalty == "linear" and self.penalty_exponent is not None:
+            raise HwnasError("penalty 'linear' has no exponent (only a weight)")
         return self
+
+    def penalty_terms(self) -> tuple[float, float | None]:
+        """(weight, exponent) of a soft penalty, the defaults filled in."""
+        w, e = PENALTY_DEFAULTS[self.penalty]
+        return (
+            w if self.penalty_weight is None else self.penalty_weight,
+            e if self.penalty_exponent is None else self.penalty_exponent,
+        )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DSearchConfig:
@@ -215,6 +271,38 @@ def resolve_budgets(cfg: DSearchConfig) -> tuple[Constraint | None, float | None
         _check_lookup_network(cfg, lug.meta, cfg.lookup)
         return c, lug.search_budget_for(c.budget), "lookup"
     return c, c.budget, "constraint"
+
+
+def penalized_objective(
+    loss: torch.Tensor,
+    expected: torch.Tensor,
+    budget: float,
+    penalty: str,
+    lam: float = 0.0,
+    weight: float = 1.0,
+    exponent: float | None = None,
+    metric: str = "params",
+) -> torch.Tensor:
+    """The alpha loss: ``loss`` (cross-entropy) with the expected resource ``expected``
+    measured against the search budget ``budget`` by ``penalty`` (module docstring).
+
+    ``log`` takes latency in microseconds and clamps both values at e, so that the ratio of
+    logs stays positive for any budget (FBNet's form needs ``log R > 0``)."""
+    rel = expected / budget
+    if penalty == "lagrange":
+        return loss + lam * (rel - 1.0).to(loss.dtype)
+    if penalty == "linear":
+        return loss + weight * (rel - 1.0).to(loss.dtype)
+    if exponent is None:
+        raise ValueError(f"penalty '{penalty}' needs an exponent")
+    if penalty == "pow":
+        return weight * loss * rel.clamp_min(1e-12).to(loss.dtype) ** exponent
+    if penalty == "log":
+        scale = 1000.0 if metric == "latency" else 1.0
+        r = (expected * scale).clamp_min(math.e)
+        b = max(budget * scale, math.e)
+        return weight * loss * (torch.log(r) / math.log(b)).to(loss.dtype) ** exponent
+    raise ValueError(f"unknown penalty '{penalty}'")
 
 
 def _eval_network_key(space: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -383,6 +471,8 @@ def _dsearch(
     """The search of :func:`dsearch` (``out`` locked)."""
     ckpt_path, metrics_path = out / CHECKPOINT_NAME, out / METRICS_NAME
     constraint, search_budget, budget_source = resolve_budgets(cfg)
+    lagrange = cfg.penalty == "lagrange"
+    weight, exponent = (0.0, None) if lagrange else cfg.penalty_terms()
 
     data = _search_data(cfg)
     eval_cfg = cfg.eval_net(data.num_classes, data.in_channels, data.resolution)
@@ -479,7 +569,7 @@ def _dsearch(
         cfg.epochs * steps,
         start_epoch * steps,
         label="dsearch epoch",
-        fields="loss {loss:.3f} lambda {lam:.3g}",
+        fields="loss {loss:.3f} lambda {lam:.3g}" if lagrange else "loss {loss:.3f}",
         lam=0.0,
     )
     with bar:
@@ -507,15 +597,17 @@ def _dsearch(
                 violation = 0.0
                 if search_budget is not None:
                     r = rmodel.expected(alphas)
-                    rel = r / search_budget - 1.0
-                    objective = objective + lam * rel.to(val_loss.dtype)
-                    violation = float(rel.detach())
+                    objective = penalized_objective(
+                        val_loss, r, search_budget, cfg.penalty, lam, weight, exponent,
+                        rmodel.metric,
+                    )  # fmt: skip
+                    violation = float(r.detach()) / search_budget - 1.0
                 grads = torch.autograd.grad(objective, alphas)
                 for a, g in zip(alphas, grads, strict=True):
                     a.grad = g
                 a_opt.step()
                 # 3. lambda: gradient ascent on the violation, kept >= 0
-                if search_budget is not None:
+                if search_budget is not None and cfg.penalty == "lagrange":
                     lam = max(0.0, lam + cfg.lambda_lr * violation)
                 sums["train_loss"] += float(loss.detach())
                 sums["train_acc"] += float((logits.argmax(1) == yw).float().mean())
@@ -525,7 +617,10 @@ def _dsearch(
                 bar.advance(epoch, loss=float(loss.detach()), lam=lam)
             secs = time.perf_counter() - t0
             seconds += secs
-            record = _epoch_record(epoch, n, sums, model, rmodel, lam, search_budget, w_opt, secs)
+            record = _epoch_record(
+                epoch, n, sums, model, rmodel, lam if lagrange else None, search_budget, w_opt,
+                secs,
+            )  # fmt: skip
             history.append(record)
             # the line first: a kill before the checkpoint only repeats this epoch
             append_metrics(metrics_path, record)
@@ -546,9 +641,10 @@ def _dsearch(
                 },
             )
             r = record
+            lam_text = f" lambda {r['lambda']:.3g}" if lagrange else ""
             bar.print(
                 f"epoch {r['epoch']}: train {r['train_loss']:.3f}/{r['train_acc']:.3f} "
-                f"val {r['val_loss']:.3f}/{r['val_acc']:.3f} lambda {r['lambda']:.3g} "
+                f"val {r['val_loss']:.3f}/{r['val_acc']:.3f}{lam_text} "
                 f"{r['metric']} expected {r['expected']:.4g} derived {r['derived']:.4g}"
             )
 
@@ -655,7 +751,7 @@ def _epoch_record(
     sums: dict[str, float],
     model: SearchNetwork,
     rmodel: ResourceModel,
-    lam: float,
+    lam: float | None,
     search_budget: float | None,
     w_opt: torch.optim.Optimizer,
     secs: float,
@@ -721,7 +817,8 @@ def _summary(
         "argmax_satisfied": (
             (rmodel.derived(argmax_genotype) <= constraint.budget) if constraint else None
         ),
-        "lambda": lam,
+        "lambda": lam if cfg.penalty == "lagrange" else None,
+        "penalty": _penalty_summary(cfg),
         "resource_model": rmodel.describe(),
         "seconds": seconds,
     }
@@ -730,6 +827,14 @@ def _summary(
     if cfg.space == "nb201":
         s["nb201"] = _nb201_summary(genotype, rmodel, constraint, cfg.data_dir)
     return s
+
+
+def _penalty_summary(cfg: DSearchConfig) -> dict[str, Any]:
+    """How the budget entered the alpha loss (the soft penalties' terms filled in)."""
+    if cfg.penalty == "lagrange":
+        return {"kind": "lagrange", "lambda_lr": cfg.lambda_lr, "lambda_init": cfg.lambda_init}
+    weight, exponent = cfg.penalty_terms()
+    return {"kind": cfg.penalty, "weight": weight, "exponent": exponent}
 
 
 def _plot_summary(summary: dict[str, Any]) -> dict[str, Any]:

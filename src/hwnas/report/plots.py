@@ -229,9 +229,13 @@ def plot_dsearch(
     ax.set_ylabel(f"{summary.get('metric', 'resource')} ({unit})" if unit else "resource")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    ax_l.plot(ep, [r["lambda"] for r in history], color="tab:purple", marker=".")
+    if all(r.get("lambda") is not None for r in history):
+        ax_l.plot(ep, [r["lambda"] for r in history], color="tab:purple", marker=".")
+        ax_l.set_ylabel("lambda", color="tab:purple")
+    else:  # a soft penalty: no multiplier to show
+        pen = summary.get("penalty") or {}
+        ax_l.set_ylabel(f"no lambda ({pen.get('kind', 'soft')} penalty)", color="tab:purple")
     ax_l.set_xlabel("epoch")
-    ax_l.set_ylabel("lambda", color="tab:purple")
     ax_e = ax_l.twinx()
     ax_e.plot(ep, [r["alpha_entropy"] for r in history], color="tab:green", marker=".")
     ax_e.set_ylabel("alpha entropy (nats)", color="tab:green")
@@ -248,8 +252,10 @@ def plot_dsearch(
         axh.set_title(f"softmax(alpha), {name}", fontsize=9)
         fig.colorbar(im, ax=axh, fraction=0.05)
     ok = summary.get("satisfied")
+    pen = (summary.get("penalty") or {}).get("kind", "lagrange")
     fig.suptitle(
-        f"{summary.get('space')} search, {summary.get('constraint') or 'no constraint'}: "
+        f"{summary.get('space')} search, {summary.get('constraint') or 'no constraint'}"
+        f"{'' if pen == 'lagrange' else f' ({pen} penalty)'}: "
         f"answer {summary['derived']:.4g} {unit}"
         + ("" if ok is None else (" (fits)" if ok else " (VIOLATES)")),
         fontsize=10,
