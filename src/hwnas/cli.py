@@ -423,7 +423,8 @@ def devices(
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """List the devices with measured latency in a benchmark or measured latency set."""
+    """List the devices with measured latency in a benchmark or measured latency set
+    (none, with a note, for a benchmark whose costs are computed, not looked up)."""
     lat_set = _latency_set(benchmark)
     if lat_set is not None:
         devs = lat_set.devices(data_dir)
@@ -432,9 +433,11 @@ def devices(
 
         devs = BENCHMARKS.get(benchmark).available_devices(data_dir)
     if devs is None:
-        raise HwnasError(
-            f"benchmark '{benchmark}' takes no device: its costs are not looked up per "
-            "device (see 'hwnas benchmarks')"
+        devs = []
+        console.print(
+            f"note: benchmark '{benchmark}' has no devices: its costs are computed, not "
+            "looked up per device (see 'hwnas benchmarks'; --bench-option latency=true, "
+            "where offered, measures latency on this machine)"
         )
     if as_json:
         _print_json(devs)
