@@ -513,18 +513,18 @@ def test_penalized_objective_formulas() -> None:
     ce, r, b = torch.tensor(2.0), torch.tensor(3e5), 2e5
     assert float(penalized_objective(ce, r, b, "lagrange", lam=0.5)) == pytest.approx(2.25)
     assert float(penalized_objective(ce, r, b, "linear", weight=0.1)) == pytest.approx(2.05)
-    assert float(penalized_objective(ce, r, b, "pow", weight=1.0, exponent=0.07)) == pytest.approx(
+    assert float(penalized_objective(ce, r, b, "pow", exponent=0.07)) == pytest.approx(
         2.0 * 1.5**0.07
     )
-    log = penalized_objective(ce, r, b, "log", weight=0.2, exponent=0.6)
-    assert float(log) == pytest.approx(0.2 * 2.0 * (math.log(3e5) / math.log(2e5)) ** 0.6)
+    log = penalized_objective(ce, r, b, "log", exponent=0.6)
+    assert float(log) == pytest.approx(2.0 * (math.log(3e5) / math.log(2e5)) ** 0.6)
     r.requires_grad_(True)
-    for kind, w, e in (("linear", 0.1, None), ("log", 0.2, 0.6), ("pow", 1.0, 0.07)):
+    for kind, w, e in (("linear", 0.1, None), ("log", None, 0.6), ("pow", None, 0.07)):
         (g,) = torch.autograd.grad(penalized_objective(ce, r, b, kind, weight=w, exponent=e), r)
         assert float(g) > 0, kind  # a larger expected resource always costs more
     # FBNet's form on latency in ms below 1 ms: computed in microseconds, finite
     lat = torch.tensor(0.004)
-    v = penalized_objective(ce, lat, 3.0, "log", weight=0.2, exponent=0.6, metric="latency")
+    v = penalized_objective(ce, lat, 3.0, "log", exponent=0.6, metric="latency")
     assert math.isfinite(float(v)) and float(v) > 0
     with pytest.raises(ValueError, match="exponent"):
         penalized_objective(ce, r.detach(), b, "pow")
@@ -537,14 +537,14 @@ def test_soft_penalty_search_moves_alpha_without_multiplier(tmp_path) -> None:
     assert res.history[-1]["expected"] < res.history[0]["expected"]
     assert _conv_mass(res.alphas[0]) < 0.3  # uniform: 0.4
     s = res.summary
-    assert s["penalty"] == {"kind": "linear", "weight": 5.0, "exponent": None}
+    assert s["penalty"] == {"kind": "linear", "weight": 5.0}
     assert s["lambda"] is None and s["satisfied"] == (s["derived"] <= 8e4)
     assert (tmp_path / "lin" / "search.png").read_bytes()[:4] == b"\x89PNG"
     # a negligible weight leaves alpha where the cross-entropy alone takes it
     weak = dsearch(dict(cfg, penalty="linear", penalty_weight=1e-6), tmp_path / "w", progress=False)
     assert _conv_mass(weak.alphas[0]) > _conv_mass(res.alphas[0])
     log = dsearch(dict(cfg, penalty="log"), tmp_path / "log", progress=False).summary
-    assert log["penalty"] == {"kind": "log", "weight": 0.2, "exponent": 0.6}
+    assert log["penalty"] == {"kind": "log", "exponent": 0.6}
     base = dsearch(cfg, tmp_path / "lagrange", progress=False).summary
     assert base["penalty"]["kind"] == "lagrange" and base["lambda"] > 0
 
@@ -560,8 +560,46 @@ def test_soft_penalty_config_errors() -> None:
         )
     with pytest.raises(HwnasError, match="penalty"):
         DSearchConfig.from_dict({"constraint": "params<=1e6", "penalty": "quadratic"})
+    with pytest.raises(HwnasError, match="takes no weight"):  # Adam ignores a loss scale
+        DSearchConfig.from_dict(
+            {"constraint": "params<=1e6", "penalty": "pow", "penalty_weight": 2.0}
+        )
+    for bad in (math.inf, math.nan):
+        with pytest.raises(HwnasError, match="penalty_weight"):
+            DSearchConfig.from_dict(
+                {"constraint": "params<=1e6", "penalty": "linear", "penalty_weight": bad}
+            )
     cfg = DSearchConfig.from_dict({"constraint": "params<=1e6", "penalty": "pow"})
-    assert cfg.penalty_terms() == (1.0, 0.07)
+    assert cfg.penalty_terms() == (None, 0.07)
+
+
+def test_soft_penalty_divergence_stops_with_one_line(tmp_path) -> None:
+    # (R/B)^1000 overflows: the search stops instead of deriving a cell from NaN alphas
+    cfg = dict(TINY, constraint="params<=8e4", penalty="pow", penalty_exponent=1000.0)
+    with pytest.raises(HwnasError, match=r"diverged at epoch 1, step 1.*--penalty-exponent"):
+        dsearch(cfg, tmp_path / "nan", progress=False)
+    assert not (tmp_path / "nan" / "summary.json").exists()
+
+
+def test_resume_counts_missing_and_explicit_default_settings_as_defaults(tmp_path) -> None:
+    from hwnas.dnas.search import CHECKPOINT_NAME
+
+    cfg = dict(TINY, constraint="params<=3e5", epochs=2, penalty="log")
+    dsearch(cfg, tmp_path / "r", progress=False, max_epochs=1)
+    # the default exponent written out is the same search
+    res = dsearch(dict(cfg, penalty_exponent=0.6), tmp_path / "r", resume=True, progress=False)
+    assert len(res.history) == 2 and res.summary["penalty"] == {"kind": "log", "exponent": 0.6}
+    # a checkpoint made before the penalty settings existed resumes as lagrange
+    base = dict(TINY, constraint="params<=3e5", epochs=2)
+    dsearch(base, tmp_path / "old", progress=False, max_epochs=1)
+    p = tmp_path / "old" / CHECKPOINT_NAME
+    ckpt = torch.load(p, weights_only=False)
+    for k in ("penalty", "penalty_weight", "penalty_exponent"):
+        del ckpt["config"][k]
+    torch.save(ckpt, p)
+    assert len(dsearch(base, tmp_path / "old", resume=True, progress=False).history) == 2
+    with pytest.raises(HwnasError, match="other settings"):
+        dsearch(dict(cfg, penalty="pow"), tmp_path / "r", resume=True, progress=False)
 
 
 def test_resume_equals_uninterrupted(tmp_path) -> None:
@@ -671,10 +709,13 @@ def test_cli_end_to_end(tmp_path) -> None:
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     pen = json.loads(r.stdout.strip().splitlines()[-1])["penalty"]
-    assert pen == {"kind": "log", "weight": 0.2, "exponent": 0.3}
+    assert pen == {"kind": "log", "exponent": 0.3}
     bad = [*args, "--penalty", "linear", "--penalty-exponent", "2", "--out", str(tmp_path / "b")]
     r = runner.invoke(app, bad)
     assert r.exit_code == 2 and "no exponent" in r.output
+    bad = [*args, "--penalty", "log", "--lambda-lr", "0.5", "--out", str(tmp_path / "b")]
+    r = runner.invoke(app, bad)
+    assert r.exit_code == 2 and "--lambda-lr is for the lagrange penalty" in r.output
 
     lug_dir = tmp_path / "lug"
     r = runner.invoke(
@@ -831,6 +872,24 @@ def test_lookup_graph_of_another_evaluation_network_is_refused(tmp_path) -> None
         {**search, "lookup": path, "eval_channels": 8, "dataset": "digits"}
     )
     assert resolve_budgets(cfg)[2] == "lookup"
+    # the graph maps budgets through searches with its penalty: another one is refused,
+    # the same one (its default written out or not) is not; an older graph is lagrange's
+    path = lug(penalty="linear")
+    with pytest.raises(HwnasError, match="another penalty \\(penalty linear, penalty_weight 0.1"):
+        resolve_budgets(DSearchConfig.from_dict({**search, "lookup": path}))
+    for pen in ({"penalty": "linear"}, {"penalty": "linear", "penalty_weight": 0.1}):
+        assert resolve_budgets(DSearchConfig.from_dict({**search, "lookup": path, **pen}))[2]
+    with pytest.raises(HwnasError, match="another penalty"):
+        cfg = {**search, "lookup": path, "penalty": "linear", "penalty_weight": 0.5}
+        resolve_budgets(DSearchConfig.from_dict(cfg))
+    base = DSearchConfig.from_dict({"constraint": "params<=1"}).model_dump()
+    for k in ("penalty", "penalty_weight", "penalty_exponent"):
+        del base[k]
+    meta = {"space": "nb201", "dataset": "cifar10", "config": base}
+    path = str(LookupGraph("params", pts, meta).save(tmp_path / "old.json"))
+    assert resolve_budgets(DSearchConfig.from_dict({**search, "lookup": path}))[2] == "lookup"
+    with pytest.raises(HwnasError, match="another penalty"):
+        resolve_budgets(DSearchConfig.from_dict({**search, "lookup": path, "penalty": "log"}))
 
 
 def test_nb201_summary_counts_connected_cells_only(tmp_path, monkeypatch) -> None:

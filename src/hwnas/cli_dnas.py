@@ -109,11 +109,11 @@ PenaltyOpt = Annotated[
 ]
 PenaltyWeightOpt = Annotated[
     float | None,
-    typer.Option("--penalty-weight", help="Soft penalty weight (linear 0.1, log 0.2, pow 1)."),
+    typer.Option("--penalty-weight", help="Weight of the linear penalty (default 0.1)."),
 ]
 PenaltyExpOpt = Annotated[
     float | None,
-    typer.Option("--penalty-exponent", help="Soft penalty exponent (log 0.6, pow 0.07)."),
+    typer.Option("--penalty-exponent", help="Exponent of the log / pow penalty (0.6 / 0.07)."),
 ]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")]
 
@@ -131,6 +131,16 @@ def _fields(config: Path | None, base: dict[str, Any] | None, **overrides: Any) 
         fields.update(loaded)
     fields.update({k: v for k, v in overrides.items() if v is not None})
     return fields
+
+
+def _check_lambda_flag(cfg: Any, lambda_lr: float | None) -> None:
+    """--lambda-lr steers the Lagrange multiplier, which a soft penalty does not have."""
+    if lambda_lr is not None and cfg.penalty != "lagrange":
+        raise HwnasError(
+            f"--lambda-lr is for the lagrange penalty; penalty '{cfg.penalty}' has no "
+            "multiplier (its strength: --penalty-weight for linear, --penalty-exponent for "
+            "log and pow)"
+        )
 
 
 def rerun_command(ctx: typer.Context, command: str, add: str = "") -> str:
@@ -286,6 +296,7 @@ def dsearch(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cfg = DSearchConfig.from_dict(fields)
+        _check_lambda_flag(cfg, lambda_lr)
         with holding(out, "search", resume), continue_hint(ctx, "hwnas dsearch", "--resume"):
             result = dsearch(cfg, out, resume=resume, progress=progress)
     _echo_warnings(caught)
@@ -390,6 +401,7 @@ def lug(
         penalty_exponent=penalty_exponent,
     )
     cfg = DSearchConfig.from_dict(fields)
+    _check_lambda_flag(cfg, lambda_lr)
     # the finished runs in OUT/sb_* are kept: the same command continues the graph
     with (
         continue_hint(ctx, "hwnas dsearch lug"),

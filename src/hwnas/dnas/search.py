@@ -20,9 +20,11 @@ or, with ``lookup``, the lookup graph's value for the device budget (section 3.2
 ``penalty`` swaps step 2's Lagrangian for one of the soft resource losses of the
 hardware-aware literature, with ``B`` as their reference value (no multiplier, so no
 guarantee that the budget is met; the ``feasible`` derivation still answers within it):
-``linear`` (ProxylessNAS: ``CE + w (R/B - 1)``), ``log`` (FBNet: ``w CE (log R / log B)^e``,
+``linear`` (ProxylessNAS: ``CE + w (R/B - 1)``), ``log`` (FBNet: ``CE (log R / log B)^e``,
 latency in microseconds so that both logs are positive) and ``pow`` (MnasNet's soft reward
-as a loss: ``w CE (R/B)^e``); see :func:`penalized_objective`.
+as a loss: ``CE (R/B)^e``); see :func:`penalized_objective`. FBNet's and ProxylessNAS's
+constant factor in front of the multiplicative forms is left out: it scales the whole alpha
+loss, and Adam's update does not change with the loss's scale.
 
 ``dsearch(config, out_dir)`` appends one JSON line per epoch to ``metrics.jsonl``, then
 checkpoints (model, both optimisers, scheduler, lambda, RNG states, epoch, config,
@@ -87,11 +89,11 @@ PLOT_NAME = "search.png"
 _RESUME_FREE = ("data_dir", "threads", "derivation", "plot")
 
 # (weight, exponent) defaults of the soft penalties: ProxylessNAS's lambda 0.1, FBNet's
-# alpha 0.2 and beta 0.6, MnasNet's w = -0.07 turned into a loss exponent
-PENALTY_DEFAULTS: dict[str, tuple[float, float | None]] = {
+# beta 0.6, MnasNet's w = -0.07 turned into a loss exponent (None: the form has no such term)
+PENALTY_DEFAULTS: dict[str, tuple[float | None, float | None]] = {
     "linear": (0.1, None),
-    "log": (0.2, 0.6),
-    "pow": (1.0, 0.07),
+    "log": (None, 0.6),
+    "pow": (None, 0.07),
 }
 
 __all__ = [
@@ -154,18 +156,18 @@ class DSearchConfig(BaseModel):
     arch_lr: float = Field(3e-4, gt=0)
     arch_betas: tuple[float, float] = Field((0.5, 0.999), description="Adam betas, in [0, 1)")
     arch_weight_decay: float = Field(1e-3, ge=0)
-    lambda_lr: float = Field(0.1, ge=0, description="penalty=lagrange only")
-    lambda_init: float = Field(0.0, ge=0, description="penalty=lagrange only")
+    lambda_lr: float = Field(0.1, ge=0, allow_inf_nan=False, description="penalty=lagrange only")
+    lambda_init: float = Field(0.0, ge=0, allow_inf_nan=False, description="penalty=lagrange only")
     penalty: Literal["lagrange", "linear", "log", "pow"] = Field(
         "lagrange",
         description="how the budget enters the alpha loss: lagrange (DCA-NAS: trainable "
         "multiplier), linear (ProxylessNAS), log (FBNet), pow (MnasNet's soft reward)",
     )
     penalty_weight: float | None = Field(
-        None, gt=0, description="soft penalty weight (linear 0.1, log 0.2, pow 1)"
+        None, gt=0, allow_inf_nan=False, description="penalty=linear: weight (default 0.1)"
     )
     penalty_exponent: float | None = Field(
-        None, gt=0, description="soft penalty exponent (log 0.6, pow 0.07)"
+        None, gt=0, allow_inf_nan=False, description="penalty=log/pow: exponent (0.6 / 0.07)"
     )
 
     @field_validator("arch_betas")
@@ -204,10 +206,19 @@ class DSearchConfig(BaseModel):
             )
         if self.penalty == "linear" and self.penalty_exponent is not None:
             raise HwnasError("penalty 'linear' has no exponent (only a weight)")
+        if self.penalty in ("log", "pow") and self.penalty_weight is not None:
+            raise HwnasError(
+                f"penalty '{self.penalty}' takes no weight: it multiplies the whole alpha loss, "
+                "and Adam's update does not change with the loss's scale; tune "
+                "penalty_exponent (--penalty-exponent) instead"
+            )
         return self
 
-    def penalty_terms(self) -> tuple[float, float | None]:
-        """(weight, exponent) of a soft penalty, the defaults filled in."""
+    def penalty_terms(self) -> tuple[float | None, float | None]:
+        """(weight, exponent) of a soft penalty, the defaults filled in (None: no such
+        term); (None, None) for the lagrange penalty."""
+        if self.penalty == "lagrange":
+            return None, None
         w, e = PENALTY_DEFAULTS[self.penalty]
         return (
             w if self.penalty_weight is None else self.penalty_weight,
@@ -279,12 +290,13 @@ def penalized_objective(
     budget: float,
     penalty: str,
     lam: float = 0.0,
-    weight: float = 1.0,
+    weight: float | None = None,
     exponent: float | None = None,
     metric: str = "params",
 ) -> torch.Tensor:
     """The alpha loss: ``loss`` (cross-entropy) with the expected resource ``expected``
-    measured against the search budget ``budget`` by ``penalty`` (module docstring).
+    measured against the search budget ``budget`` by ``penalty`` (module docstring):
+    ``lam`` is the Lagrange multiplier, ``weight`` linear's, ``exponent`` log's and pow's.
 
     ``log`` takes latency in microseconds and clamps both values at e, so that the ratio of
     logs stays positive for any budget (FBNet's form needs ``log R > 0``)."""
@@ -292,16 +304,18 @@ def penalized_objective(
     if penalty == "lagrange":
         return loss + lam * (rel - 1.0).to(loss.dtype)
     if penalty == "linear":
+        if weight is None:
+            raise ValueError("penalty 'linear' needs a weight")
         return loss + weight * (rel - 1.0).to(loss.dtype)
     if exponent is None:
         raise ValueError(f"penalty '{penalty}' needs an exponent")
     if penalty == "pow":
-        return weight * loss * rel.clamp_min(1e-12).to(loss.dtype) ** exponent
+        return loss * rel.clamp_min(1e-12).to(loss.dtype) ** exponent
     if penalty == "log":
         scale = 1000.0 if metric == "latency" else 1.0
         r = (expected * scale).clamp_min(math.e)
         b = max(budget * scale, math.e)
-        return weight * loss * (torch.log(r) / math.log(b)).to(loss.dtype) ** exponent
+        return loss * (torch.log(r) / math.log(b)).to(loss.dtype) ** exponent
     raise ValueError(f"unknown penalty '{penalty}'")
 
 
@@ -339,6 +353,15 @@ def _check_lookup_network(cfg: DSearchConfig, meta: dict[str, Any], path: Any) -
         raise HwnasError(
             f"lookup graph '{path}' was built for another evaluation network or dataset: "
             f"{shown}; build one with the same settings (hwnas dsearch lug)"
+        )
+    # the graph maps search budgets to what searches with its penalty derive
+    keys = ("penalty", "penalty_weight", "penalty_exponent")
+    theirs_p, ours_p = _comparable(built), _comparable(cfg.model_dump())
+    if any(theirs_p[k] != ours_p[k] for k in keys):
+        shown = ", ".join(f"{k} {theirs_p[k]}" for k in keys if theirs_p[k] is not None)
+        raise HwnasError(
+            f"lookup graph '{path}' was built with another penalty ({shown}; the search: "
+            f"{_penalty_text(cfg)}); build one with the same penalty (hwnas dsearch lug)"
         )
 
 
@@ -472,7 +495,7 @@ def _dsearch(
     ckpt_path, metrics_path = out / CHECKPOINT_NAME, out / METRICS_NAME
     constraint, search_budget, budget_source = resolve_budgets(cfg)
     lagrange = cfg.penalty == "lagrange"
-    weight, exponent = (0.0, None) if lagrange else cfg.penalty_terms()
+    weight, exponent = cfg.penalty_terms()
 
     data = _search_data(cfg)
     eval_cfg = cfg.eval_net(data.num_classes, data.in_channels, data.resolution)
@@ -602,6 +625,14 @@ def _dsearch(
                         rmodel.metric,
                     )  # fmt: skip
                     violation = float(r.detach()) / search_budget - 1.0
+                if not (torch.isfinite(objective) and torch.isfinite(loss)):
+                    ce, obj = float(loss.detach()), float(objective.detach())
+                    raise HwnasError(
+                        f"the search diverged at epoch {epoch + 1}, step {n + 1}: its loss is "
+                        f"{ce:.4g}, the alpha loss {obj:.4g} ({_penalty_text(cfg)}); lower "
+                        f"{_penalty_knob(cfg)} or the learning rates and run again with "
+                        "another --out"
+                    )
                 grads = torch.autograd.grad(objective, alphas)
                 for a, g in zip(alphas, grads, strict=True):
                     a.grad = g
@@ -724,8 +755,22 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
         raise HwnasError(f"cannot read checkpoint '{path}': {e}") from None
 
 
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """A saved or current config with what it leaves out at its default (a checkpoint made
+    before a setting existed) and the soft penalty's terms resolved (an explicit default
+    is the same search as an implicit one)."""
+    d = {k: f.default for k, f in DSearchConfig.model_fields.items()}
+    d.update(config)
+    kind = d.get("penalty")
+    if kind in PENALTY_DEFAULTS:
+        w, e = PENALTY_DEFAULTS[kind]
+        d["penalty_weight"] = w if d.get("penalty_weight") is None else d["penalty_weight"]
+        d["penalty_exponent"] = e if d.get("penalty_exponent") is None else d["penalty_exponent"]
+    return d
+
+
 def _check_same_config(saved: dict[str, Any], cfg: DSearchConfig, path: Path) -> None:
-    now = cfg.model_dump()
+    now, saved = _comparable(cfg.model_dump()), _comparable(saved)
     diff = sorted(
         k for k in set(saved) | set(now) if k not in _RESUME_FREE and saved.get(k) != now.get(k)
     )
@@ -834,7 +879,19 @@ def _penalty_summary(cfg: DSearchConfig) -> dict[str, Any]:
     if cfg.penalty == "lagrange":
         return {"kind": "lagrange", "lambda_lr": cfg.lambda_lr, "lambda_init": cfg.lambda_init}
     weight, exponent = cfg.penalty_terms()
-    return {"kind": cfg.penalty, "weight": weight, "exponent": exponent}
+    terms = {"weight": weight} if cfg.penalty == "linear" else {"exponent": exponent}
+    return {"kind": cfg.penalty, **terms}
+
+
+def _penalty_text(cfg: DSearchConfig) -> str:
+    return ", ".join(f"{k} {v}" for k, v in _penalty_summary(cfg).items()).replace("kind ", "")
+
+
+def _penalty_knob(cfg: DSearchConfig) -> str:
+    """The setting that scales the resource term, as a flag."""
+    return {"lagrange": "--lambda-lr", "linear": "--penalty-weight"}.get(
+        cfg.penalty, "--penalty-exponent"
+    )
 
 
 def _plot_summary(summary: dict[str, Any]) -> dict[str, Any]:

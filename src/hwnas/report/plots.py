@@ -229,16 +229,18 @@ def plot_dsearch(
     ax.set_ylabel(f"{summary.get('metric', 'resource')} ({unit})" if unit else "resource")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
+    entropy = [r["alpha_entropy"] for r in history]
     if all(r.get("lambda") is not None for r in history):
         ax_l.plot(ep, [r["lambda"] for r in history], color="tab:purple", marker=".")
         ax_l.set_ylabel("lambda", color="tab:purple")
-    else:  # a soft penalty: no multiplier to show
-        pen = summary.get("penalty") or {}
-        ax_l.set_ylabel(f"no lambda ({pen.get('kind', 'soft')} penalty)", color="tab:purple")
-    ax_l.set_xlabel("epoch")
-    ax_e = ax_l.twinx()
-    ax_e.plot(ep, [r["alpha_entropy"] for r in history], color="tab:green", marker=".")
+        ax_e = ax_l.twinx()
+    else:  # a soft penalty: no multiplier, the entropy alone
+        ax_e = ax_l
+        pen = (summary.get("penalty") or {}).get("kind", "soft")
+        ax_l.set_title(f"{pen} penalty: no multiplier", fontsize=9)
+    ax_e.plot(ep, entropy, color="tab:green", marker=".")
     ax_e.set_ylabel("alpha entropy (nats)", color="tab:green")
+    ax_l.set_xlabel("epoch")
     ax_l.grid(alpha=0.3)
     names = ["normal cells", "reduction cells"] if n_heat == 2 else ["all cells"]
     for k, (a, name) in enumerate(zip(alphas, names, strict=False)):
