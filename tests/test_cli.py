@@ -101,6 +101,16 @@ def hwnas(*args, env=None):
         (["predictors", "evaluate", "--target", "energy"], None, "unknown target"),
         (["data", "fetch", "nope"], None, "nope"),
         (["devices", "--benchmark", "nope"], None, "unknown benchmark 'nope'"),
+        (
+            ["predictors", "evaluate", "--benchmark", "ofa-resnet50", "--target", "latency:x"],
+            None,
+            "has no devices: --target is one of its objectives",
+        ),
+        (
+            ["predictors", "evaluate", "--benchmark", "ofa-resnet50", "--target", "flops"],
+            None,
+            "unknown target 'flops' for ofa-resnet50 (its objectives: accuracy, mflops)",
+        ),
         (["compare", "{tmp}"], None, "no summary.json in"),
         (
             ["predictors", "evaluate", "--sizes", "25,abc"],

@@ -435,13 +435,12 @@ def devices(
     if devs is None:
         devs = []
         console.print(
-            f"note: benchmark '{benchmark}' has no devices: its costs are computed, not "
-            "looked up per device (see 'hwnas benchmarks'; --bench-option latency=true, "
-            "where offered, measures latency on this machine)"
+            f"note: benchmark '{benchmark}' has no devices: its costs are computed, predicted "
+            "or measured here, not looked up per device (see 'hwnas benchmarks')"
         )
     if as_json:
         _print_json(devs)
-    else:
+    elif devs:
         out_console.print("\n".join(devs))
 
 
@@ -601,16 +600,22 @@ def _predictor_data(
         raise HwnasError(
             f"target '{target}': only latency takes a device (accuracy, latency:DEVICE)"
         )
-    if kind == "latency" and not device:
-        # a benchmark with a choice of devices (NB201: 27) is told which; OFA has one
-        known = BENCHMARKS.get(benchmark).available_devices(data_dir)
-        if known is not None and len(known) > 1:
-            raise HwnasError("target 'latency' needs a device: --target latency:DEVICE")
+    known = BENCHMARKS.get(benchmark).available_devices(data_dir)
+    # a benchmark with a choice of devices (NB201: 27) is told which; OFA has one
+    if kind == "latency" and not device and known is not None and len(known) > 1:
+        raise HwnasError("target 'latency' needs a device: --target latency:DEVICE")
+    if device and known is None:
+        raise HwnasError(
+            f"benchmark '{benchmark}' has no devices: --target is one of its objectives, "
+            "without ':DEVICE' ('hwnas benchmarks' lists them)"
+        )
     opts = _benchmark_options(benchmark, dataset, device or None)
     bench = get_benchmark(benchmark, data_dir=data_dir, **opts)
     names = [o.name for o in bench.objectives]
     if kind not in names:
-        raise HwnasError(f"unknown target '{target}' (expected accuracy or latency:DEVICE)")
+        dev = "latency:DEVICE" if known is not None and len(known) > 1 else "latency"
+        expected = ", ".join(dev if n == "latency" else n for n in names)
+        raise HwnasError(f"unknown target '{target}' for {benchmark} (its objectives: {expected})")
     table = bench.table()
     if table is not None:
         X, values = table
