@@ -542,3 +542,67 @@ def test_an_agent_that_dies_during_a_request_is_not_blamed_on_the_upload() -> No
     with pytest.raises(HwnasError, match="cannot be reached any more: it stopped or crashed"):
         client.measure(WIDE, FAST)
     t.join(timeout=10)
+
+
+def test_measure_modules_splits_calls_by_the_agents_limits() -> None:
+    from hwnas.measure.measurer import _calls
+
+    blobs, names = [b"x" * 10, b"x" * 30, b"x" * 30, b"x" * 5], ["a", "b", "c", "d"]
+    assert _calls(blobs, names, None, None) == [[0, 1, 2, 3]]
+    assert _calls(blobs, names, 2, None) == [[0, 1], [2, 3]]
+    assert _calls(blobs, names, None, 60) == [[0, 1], [2, 3]]
+    assert _calls(blobs, names, 3, 40) == [[0, 1], [2, 3]]
+    with pytest.raises(HwnasError, match="b: its ONNX model is .* larger --max-mb"):
+        _calls(blobs, names, None, 20)
+
+
+def test_ofa_resnet50_latency_measured_on_an_agent(tmp_path: Path, data_dir: Path) -> None:
+    """bench options agent/token_file: the subnets are exported here and measured on the
+    agent, in requests within its upload limit; a wrong token fails before any work."""
+    from hwnas.bench import get_benchmark
+    from hwnas.measure.agent import write_token_file
+
+    token = tmp_path / "agent.token"
+    write_token_file(token, TOKEN)
+    bad = tmp_path / "other.token"
+    write_token_file(bad)
+    # an agent taking one model a request: the two subnets go in two requests (and
+    # 200 MiB: the largest subnet's 184 MiB of weights)
+    with running_agent(max_models=1, max_bytes=200 * 2**20) as server:
+        calls: list[int] = []
+        real = server.measure
+
+        def counted(blobs: list[bytes], settings: MeasureSettings) -> Any:
+            calls.append(len(blobs))
+            return real(blobs, settings)
+
+        server.measure = counted  # type: ignore[method-assign]
+        opts = {"latency": True, "rounds": 2, "agent": server.url, "token_file": str(token)}
+        b = get_benchmark("ofa-resnet50", data_dir=data_dir, **opts)
+        assert b.describe()["latency"]["agent"]["url"] == server.url
+        assert b.describe()["latency"]["agent"]["host"]  # what the agent says it runs on
+        small = b.space.smallest()
+        wider = small.copy()
+        wider[-2] = 1  # one step wider: a different, slightly larger network at 128 px
+        values = b.evaluate(np.stack([small, wider]))
+        assert np.isfinite(values).all() and (values[:, 1] > 0).all()
+        assert calls == [1, 1]
+        # a search stores where its latency was measured
+        from hwnas.search import run_search
+
+        config = {"benchmark": "ofa-resnet50", "benchmark_options": opts, "algorithm": "random"}
+        summary = run_search({**config, "evaluations": 2, "seed": 0}, out=tmp_path / "s")
+        assert summary["evaluations"] == 2 and len(calls) == 4
+        assert summary["benchmark_details"]["latency"]["agent"]["url"] == server.url
+        with pytest.raises(HwnasError, match="401|token"):
+            get_benchmark("ofa-resnet50", data_dir=data_dir, **{**opts, "token_file": str(bad)})
+    with running_agent() as server:  # 64 MiB, the agent's default: refused before any work
+        opts = {"latency": True, "rounds": 2, "agent": server.url, "token_file": str(token)}
+        with pytest.raises(HwnasError, match="about 188 MiB, more than the 64 MiB .* --max-mb 189"):
+            get_benchmark("ofa-resnet50", data_dir=data_dir, **opts)
+    for bad_opts, message in (
+        ({"agent": "http://127.0.0.1:1", "token_file": str(token)}, "need latency=true"),
+        ({"latency": True, "agent": "http://127.0.0.1:1"}, "both agent=URL and token_file"),
+    ):
+        with pytest.raises(HwnasError, match=message):
+            get_benchmark("ofa-resnet50", data_dir=data_dir, **bad_opts)

@@ -1,11 +1,12 @@
 """OFA ResNet50 benchmark: OFA's published ResNet50 accuracy predictor, and the subnet's
 MFLOPs in closed form (DyNAS-T's accuracy-vs-MACs search on this supernet) or its
-latency measured on this machine (ONNX Runtime, the subnet built with random weights:
-weights do not change latency)."""
+latency measured on this machine or on a device agent (``hwnas agent serve``; ONNX
+Runtime, the subnet built with random weights: weights do not change latency)."""
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 from pathlib import Path
 
@@ -47,12 +48,25 @@ class OFAResNet50Benchmark(Evaluator):
         latency: bool = False,
         threads: int = 1,
         rounds: int = 5,
+        agent: str | None = None,
+        token_file: str | None = None,
         **_: object,
     ) -> None:
         if devices:
             raise HwnasError(
                 "ofa-resnet50: its cost is MFLOPs, or latency measured on this machine "
-                "(--bench-option latency=true); drop --device"
+                "(--bench-option latency=true) or on a device agent (and agent=URL, "
+                "token_file=PATH); drop --device"
+            )
+        if (agent is not None or token_file is not None) and latency is not True:
+            raise HwnasError(
+                "ofa-resnet50: agent and token_file say where latency is measured; they "
+                "need latency=true"
+            )
+        if (agent is None) != (token_file is None):
+            raise HwnasError(
+                "ofa-resnet50: a device agent needs both agent=URL and token_file=PATH "
+                "(the file 'hwnas agent token' wrote)"
             )
         if not isinstance(latency, bool):
             raise HwnasError(f"ofa-resnet50: latency must be true or false, got {latency!r}")
@@ -88,6 +102,7 @@ class OFAResNet50Benchmark(Evaluator):
             self.source = "measured"
             # a few seconds per subnet: measured 8 at a time (interleaved), each 8 stored
             self.max_batch = 8
+            self._connect(agent, token_file, threads)
             self.objectives.append(Objective("latency", "min", "ms", "cost"))
             self.cheap_objectives: tuple[str, ...] = ()
             self.metrics: tuple[str, ...] = ("mflops", "params")
@@ -107,21 +122,61 @@ class OFAResNet50Benchmark(Evaluator):
         # differ only by rounding noise, and must tie (not dominate one another)
         return np.round(100.0 * ((h @ self._out.T)[:, 0] + self._base), 6)
 
+    def _connect(self, agent: str | None, token_file: str | None, threads: int) -> None:
+        """The measurer: this machine, or the agent at ``agent``, asked for its limits
+        and host before any work (a wrong URL or token, or more threads than it has cores,
+        fails here)."""
+        from hwnas.measure.measurer import LocalMeasurer, RemoteMeasurer
+
+        self.agent: dict[str, object] | None = None
+        self._limits: dict[str, int | None] = {"max_models": None, "max_bytes": None}
+        if agent is None or token_file is None:
+            self._measurer: LocalMeasurer | RemoteMeasurer = LocalMeasurer(self.settings)
+            return
+        from hwnas.measure.agent import AgentClient, read_token_file
+
+        client = AgentClient(str(agent), read_token_file(token_file))
+        info = client.info()
+        limits = info.get("limits") or {}
+        cores = limits.get("max_threads")
+        if cores and threads > int(cores):
+            raise HwnasError(
+                f"ofa-resnet50: threads {threads}: the agent at {client.url} has {cores} core(s)"
+            )
+        self._limits = {
+            k: int(limits[k]) if limits.get(k) else None for k in ("max_models", "max_bytes")
+        }
+        # an ONNX file is its float32 weights and a little more: refuse an agent that
+        # cannot take the largest subnet before a search spends evaluations on failures
+        need = 4.0 * self.space.size_range()["params"][1] * 1.02 + 2**20
+        limit = self._limits["max_bytes"]
+        if limit is not None and need > limit:
+            raise HwnasError(
+                f"ofa-resnet50: the largest subnet's ONNX model is about {need / 2**20:.0f} "
+                f"MiB, more than the {limit / 2**20:.0f} MiB a request to the agent at "
+                f"{client.url} may upload: start it with --max-mb {math.ceil(need / 2**20)}"
+            )
+        self._measurer = RemoteMeasurer(client, self.settings)
+        self.agent = {"url": client.url, "host": info.get("host") or {}}
+
     def latency(self, vectors: np.ndarray) -> np.ndarray:
-        """Median latency (ms, batch 1) of each subnet on this machine: built in
-        PyTorch, exported to ONNX and measured with ONNX Runtime, one interleaved
-        measurement per input resolution in the batch."""
-        from hwnas.measure.measurer import LocalMeasurer, measure_modules
+        """Median latency (ms, batch 1) of each subnet on this machine or the agent: built
+        in PyTorch, exported to ONNX and measured with ONNX Runtime, one interleaved
+        measurement per input resolution in the batch (split into requests the agent
+        takes)."""
+        from hwnas.measure.measurer import measure_modules
         from hwnas.space.ofa_resnet50 import build_module
 
         x = np.atleast_2d(vectors)
         res = np.asarray([self.space.decode(v)["r"] for v in x])
         out = np.zeros(len(x))
-        measurer = LocalMeasurer(self.settings)
         for r in np.unique(res):
             rows = np.nonzero(res == r)[0]
             modules = [build_module(x[i]).eval() for i in rows]
-            found = measure_modules(measurer, modules, (3, int(r), int(r)))
+            labels = [f"subnet {k}" for k in self.space.keys(x[rows])]
+            found = measure_modules(
+                self._measurer, modules, (3, int(r), int(r)), labels=labels, **self._limits
+            )
             out[rows] = [m.stats.median_ms for m in found]
         return out
 
@@ -159,5 +214,6 @@ class OFAResNet50Benchmark(Evaluator):
     def describe(self) -> dict[str, object]:
         d = super().describe()
         if self.measure:
-            d["latency"] = {"runtime": "onnxruntime", **self.settings.to_dict()}
+            where = {"agent": self.agent} if self.agent else {"on": "this machine"}
+            d["latency"] = {"runtime": "onnxruntime", **where, **self.settings.to_dict()}
         return d

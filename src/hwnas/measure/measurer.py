@@ -94,10 +94,14 @@ def measure_modules(
     input_shape: Sequence[int],
     settings: MeasureSettings | None = None,
     labels: Sequence[str] | None = None,
+    max_models: int | None = None,
+    max_bytes: int | None = None,
 ) -> list[Measurement]:
     """Export PyTorch modules to ONNX (dynamic batch) and measure them with ``measurer``.
 
-    ``input_shape`` is one sample's shape, without the batch dimension.
+    ``input_shape`` is one sample's shape, without the batch dimension. ``max_models`` and
+    ``max_bytes`` (a device agent's limits per request) split the models into calls that
+    fit, in order; each call is interleaved on its own.
     """
     import dataclasses
 
@@ -119,5 +123,30 @@ def measure_modules(
         for i, m in enumerate(modules):
             path = export_onnx(m, input_shape, Path(tmp) / f"m{i}.onnx", settings.batch_size)
             blobs.append(path.read_bytes())
-    found = measurer.measure(blobs, settings)
+    found: list[Measurement] = []
+    for group in _calls(blobs, names, max_models, max_bytes):
+        found += measurer.measure([blobs[i] for i in group], settings)
     return [dataclasses.replace(m, model=name) for m, name in zip(found, names, strict=True)]
+
+
+def _calls(
+    blobs: Sequence[bytes], names: Sequence[str], max_models: int | None, max_bytes: int | None
+) -> list[list[int]]:
+    """Indices of ``blobs`` in consecutive groups of at most ``max_models`` models and
+    ``max_bytes`` bytes; a model larger than ``max_bytes`` alone is an error."""
+    groups: list[list[int]] = [[]]
+    size = 0
+    for i, b in enumerate(blobs):
+        if max_bytes is not None and len(b) > max_bytes:
+            raise HwnasError(
+                f"{names[i]}: its ONNX model is {len(b) / 2**20:.1f} MiB, more than the "
+                f"{max_bytes / 2**20:.1f} MiB a request may upload (start the agent with a "
+                "larger --max-mb)"
+            )
+        full = max_models is not None and len(groups[-1]) >= max_models
+        if groups[-1] and (full or (max_bytes is not None and size + len(b) > max_bytes)):
+            groups.append([])
+            size = 0
+        groups[-1].append(i)
+        size += len(b)
+    return [g for g in groups if g]

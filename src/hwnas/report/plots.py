@@ -105,7 +105,8 @@ def plot_pareto(problem: SearchProblem, summary: dict[str, Any], path: Path) -> 
         )
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # nothing to label when every evaluation failed
+        ax.legend(fontsize=8)
     return _save(plt, fig, path)
 
 

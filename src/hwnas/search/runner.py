@@ -299,6 +299,8 @@ def summarize(problem: SearchProblem, config: SearchConfig, wall_time_s: float) 
     return {
         "benchmark": config.benchmark,
         "benchmark_options": config.benchmark_options,
+        # how the objectives were obtained (e.g. where latency was measured: host, agent)
+        "benchmark_details": json.loads(json.dumps(problem.evaluator.describe(), default=str)),
         "algorithm": config.algorithm,
         # options in brackets and given apart, merged and typed as the algorithm took them
         "algorithm_options": resolve_algorithm(config.algorithm, config.algorithm_options)[2],
