@@ -14,8 +14,9 @@ latencies) and compared with the best table cell under the same budget. Two mode
   LUG seeds (a conservative graph);
 * ``linear``, ``log``, ``pow``: B is the device budget as in ``plain``, but the alpha loss
   holds a soft penalty instead of the Lagrange multiplier (ProxylessNAS, FBNet, MnasNet;
-  ``DSearchConfig.penalty``, default weights and exponents): the baselines DCA-NAS argues
-  against.
+  ``DSearchConfig.penalty``; the papers' weight and exponents unless ``--penalty-weight``
+  (linear) or ``--penalty-exponent`` (log, pow) say otherwise): the baselines DCA-NAS
+  argues against.
 
 Every run lives in ``OUT/<mode>/b<budget>/s<seed>`` (LUG runs in ``OUT/lug-graph``) and is
 not repeated when its ``summary.json`` exists, so a killed invocation continues. Runs go in
@@ -194,6 +195,10 @@ def run_all(args: argparse.Namespace, modes: list[str]) -> list[dict[str, Any]]:
                     cfg["lookup"] = str(lug_root / LUG_MAX_NAME)
                 elif mode in PENALTIES:
                     cfg["penalty"] = mode
+                    if mode == "linear" and args.penalty_weight is not None:
+                        cfg["penalty_weight"] = args.penalty_weight
+                    if mode != "linear" and args.penalty_exponent is not None:
+                        cfg["penalty_exponent"] = args.penalty_exponent
                 tasks.append((mode, b, cfg, str(args.out / mode / f"b{b:g}" / f"s{seed}")))
     rows: list[dict[str, Any]] = []
     t0 = time.time()
@@ -241,7 +246,8 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, derivation: str
     lines = [
         f"**Derivation: {derivation}.** Metric {metric}; search: "
         f"{json.dumps(base_config(args))}; seeds {args.seeds}; "
-        f"LUG budgets {args.lug_budgets} (seeds {args.lug_seeds})",
+        f"LUG budgets {args.lug_budgets} (seeds {args.lug_seeds}); penalty weight "
+        f"{args.penalty_weight or 'default'}, exponent {args.penalty_exponent or 'default'}",
         "",
         f"| mode | budget | search B | satisfied | derived {metric} median [min, max] "
         "| derived params median | CIFAR-10 acc of derived: mean / median [min, max] "
@@ -292,6 +298,10 @@ def main() -> None:
         "--mode",
         default="both",
         help="comma-separated plain, lug, lug-max, linear, log, pow; both = plain,lug",
+    )
+    ap.add_argument("--penalty-weight", type=float, help="linear mode's weight (default 0.1)")
+    ap.add_argument(
+        "--penalty-exponent", type=float, help="log / pow modes' exponent (default 0.6 / 0.07)"
     )
     ap.add_argument("--lug-budgets", default="1e5,1.5e5,2e5,3e5,4e5,5e5", help="search budgets")
     ap.add_argument("--lug-seeds", default="100,101", help="seeds of the LUG searches")
