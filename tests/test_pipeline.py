@@ -176,6 +176,44 @@ def test_pipeline_reuses_a_trained_supernet(
     assert not (tmp_path / "c").exists()  # refused before anything is written
 
 
+def test_pipeline_warm_starts_from_another_runs_front(
+    pipeline_run: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """--warm-start: another pipeline run's front (its search's pareto.csv) is evaluated
+    first and counted in the budget; checked before any work; a resumed run replays it."""
+    import csv
+
+    from hwnas.pipeline import run_pipeline
+
+    src, _ = pipeline_run
+    with (src / "search" / "pareto.csv").open() as f:
+        keys = list(dict.fromkeys(r["arch_key"] for r in csv.DictReader(f)))
+    moved = shutil.copytree(src, tmp_path / "src")
+    cfg = {k: v for k, v in TINY.items() if k != "train"}
+    cfg |= {"supernet": str(moved), "warm_start": str(moved), "seed": 2}
+    cfg["evaluations"] = len(keys) + 2
+    s = run_pipeline(cfg, tmp_path / "w")
+    assert s["search"]["warm_start"] == len(keys) and s["search"]["evaluations"] == len(keys) + 2
+    with (tmp_path / "w" / "search" / "evaluations.csv").open() as f:
+        first = [r["arch_key"] for r in csv.DictReader(f)][: len(keys)]
+    assert sorted(first) == sorted(keys)
+    assert f"from `{moved}` (warm start)" in (tmp_path / "w" / "report.md").read_text()
+    shutil.rmtree(moved)  # resumed with more evaluations: the store replays the warm start
+    more = run_pipeline(cfg | {"evaluations": len(keys) + 3}, tmp_path / "w")
+    assert more["search"]["evaluations"] == len(keys) + 3
+
+    base = {k: v for k, v in TINY.items() if k != "train"} | {"supernet": str(src)}
+    (tmp_path / "other.csv").write_text("arch_key\n0-1-2-3-4-0\n")
+    with pytest.raises(HwnasError, match="'0-1-2-3-4-0' is no architecture of mbv3-cifar"):
+        run_pipeline(base | {"warm_start": str(tmp_path / "other.csv")}, tmp_path / "x")
+    every = str(src / "search" / "evaluations.csv")  # the 6 subnets that search evaluated
+    with pytest.raises(HwnasError, match="holds 6 distinct .* budget of 2 evaluations"):
+        run_pipeline(base | {"warm_start": every, "evaluations": 2}, tmp_path / "x")
+    with pytest.raises(HwnasError, match="neither a search directory nor a CSV"):
+        run_pipeline(base | {"warm_start": str(tmp_path / "none")}, tmp_path / "x")
+    assert not (tmp_path / "x").exists()  # refused before anything is written
+
+
 def test_pipeline_refuses_another_config_in_the_same_directory(
     pipeline_run: tuple[Path, dict], tmp_path: Path
 ) -> None:

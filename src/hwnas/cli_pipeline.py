@@ -66,6 +66,13 @@ def pipeline(
         "train' directory or another pipeline run's directory (train once, then profile "
         "and search for each device).",
     ),
+    warm_start: str | None = typer.Option(
+        None,
+        "--warm-start",
+        help="Evaluate a front first, counted in --evaluations: another pipeline run's "
+        "directory (e.g. the same --supernet searched for another device), a search "
+        "directory or a CSV with an arch_key column.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """The main job: supernet, device profile, latency predictor, search, measured front.
@@ -101,6 +108,7 @@ def pipeline(
         "token_file": token_file,
         "agent_timeout_s": agent_timeout_s,
         "supernet": supernet,
+        "warm_start": warm_start,
     }
     fields.update({k: v for k, v in flags.items() if v is not None})
     if given(ctx, "constraint"):

@@ -98,6 +98,10 @@ class PipelineConfig(BaseModel):
     #: ``hwnas train`` directory, or another pipeline run's directory): train once, then
     #: profile and search for each device; its training settings come with it
     supernet: str | None = None
+    #: a front to evaluate first, counted in the search budget (DyNAS-T's warm start):
+    #: another pipeline run's directory (its search's front, e.g. for another device
+    #: with the same --supernet), a search directory or a CSV with an arch_key column
+    warm_start: str | None = None
 
     @field_validator("agent")
     @classmethod
@@ -163,6 +167,23 @@ class PipelineConfig(BaseModel):
                 "progress": progress,
             }
         )
+
+
+def _warm_start(cfg: PipelineConfig, train_cfg: Any, out: Path) -> list[str] | None:
+    """The warm start's architecture keys, checked against the supernet's space and the
+    budget before any work; None once the search has begun (its store replays them, and
+    the source may be gone)."""
+    from hwnas.search.runner import STORE_NAME, warm_start_keys, warm_vectors
+    from hwnas.space import get_space
+
+    if cfg.warm_start is None or (out / "search" / STORE_NAME).is_file():
+        return None
+    p = Path(cfg.warm_start)
+    if p.is_dir() and (p / CONFIG_NAME).is_file() and (p / "search").is_dir():
+        p = p / "search"  # another pipeline run: its search's front
+    keys = warm_start_keys(p)
+    warm_vectors(get_space(train_cfg.space), keys, cfg.evaluations)
+    return keys
 
 
 def reused_supernet(path: str | Path) -> tuple[Path, dict[str, Any]]:
@@ -382,6 +403,7 @@ def run_pipeline(
         raise HwnasError(f"output path {out} exists and is not a directory")
     train_cfg = cfg.train_config(out, progress is not None)  # checked before any work
     data = check_config(cfg, train_cfg)
+    warm = _warm_start(cfg, train_cfg, out)
     target = make_target(cfg)
     if not (out / SUMMARY_NAME).is_file():
         # a new or unfinished run: an agent that cannot serve it fails before any work
@@ -391,7 +413,7 @@ def run_pipeline(
         _check_same_config(out, cfg)
         (out / CONFIG_NAME).write_text(json.dumps(cfg.model_dump(), indent=2) + "\n")
         try:
-            return _run(cfg, train_cfg, data, target, out, bars, say)
+            return _run(cfg, train_cfg, data, target, out, bars, say, warm)
         except HwnasError as exc:  # an agent gone, a file removed: resumable
             if "run the same command again" in str(exc):
                 raise
@@ -426,6 +448,7 @@ def _run(
     out: Path,
     bars: ProgressFactory,
     say: Callable[[str], None],
+    warm: list[str] | None = None,
 ) -> dict[str, Any]:
     from hwnas.measure.profile import profile_space
     from hwnas.predict.fitted import fit_on_profile
@@ -472,7 +495,8 @@ def _run(
         fitted.save(pred_path)
 
     search_dir = out / "search"
-    say(f"4/5 search: {cfg.algorithm}, {cfg.evaluations} subnets (accuracy measured)")
+    first = f", {len(warm)} of them from {cfg.warm_start} first" if warm else ""
+    say(f"4/5 search: {cfg.algorithm}, {cfg.evaluations} subnets (accuracy measured){first}")
     files = {"checkpoint": str(ckpt_path), "latency": str(pred_path.resolve())}
     with _stage(timings, "search", tpath), bars(f"{cfg.algorithm} on the supernet") as update:
         if _retarget_search(search_dir / STORE_NAME, files):
@@ -494,6 +518,7 @@ def _run(
                     "seed": cfg.seed,
                     "constraints": cfg.constraints,
                     "data_dir": cfg.data_dir,
+                    "warm_start": warm or [],
                 },
                 out=search_dir,
                 progress=update,
@@ -887,6 +912,7 @@ def _summary(
                 "feasible",
                 "hypervolume",
                 "reference_point",
+                "warm_start",
             )
         },
         "front_latency_agreement": agreement,
@@ -1029,6 +1055,11 @@ def write_report(summary: dict[str, Any], path: Path) -> Path:
         + (
             f"; constraints {', '.join(f'`{x}`' for x in c['constraints'])}"
             if c["constraints"]
+            else ""
+        )
+        + (
+            f"; the first {s['search']['warm_start']} from `{c['warm_start']}` (warm start)"
+            if s["search"].get("warm_start") and c.get("warm_start")
             else ""
         )
         + ". Plots: `search/pareto.png`, `search/progress.png`.",

@@ -151,7 +151,12 @@ def _run(
 
 def _warm_vectors(problem: SearchProblem, keys: list[str]) -> np.ndarray:
     """The warm start's distinct architectures, checked against the space and budget."""
-    space = problem.space
+    return warm_vectors(problem.space, keys, problem.budget)
+
+
+def warm_vectors(space: Any, keys: list[str], budget: int) -> np.ndarray:
+    """The distinct architectures of ``space`` that ``keys`` name (canonical vectors);
+    a key of another space, or more than ``budget`` of them, is an error."""
     vectors = []
     for key in keys:
         try:
@@ -161,10 +166,10 @@ def _warm_vectors(problem: SearchProblem, keys: list[str]) -> np.ndarray:
                 f"warm start: '{key}' is no architecture of {space.name}: {exc}"
             ) from None
     x = np.unique(space.canonicalize(np.stack(vectors)), axis=0)
-    if len(x) > problem.budget:
+    if len(x) > budget:
         raise HwnasError(
             f"warm start holds {len(x)} distinct architectures, more than the budget of "
-            f"{problem.budget} evaluations"
+            f"{budget} evaluations"
         )
     return x
 
