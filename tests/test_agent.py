@@ -579,6 +579,8 @@ def test_ofa_resnet50_latency_measured_on_an_agent(tmp_path: Path, data_dir: Pat
         server.measure = counted  # type: ignore[method-assign]
         opts = {"latency": True, "rounds": 2, "agent": server.url, "token_file": str(token)}
         b = get_benchmark("ofa-resnet50", data_dir=data_dir, **opts)
+        assert b.describe()["latency"]["agent"] == {"url": server.url}  # not asked yet
+        b.prepare()
         assert b.describe()["latency"]["agent"]["url"] == server.url
         assert b.describe()["latency"]["agent"]["host"]  # what the agent says it runs on
         small = b.space.smallest()
@@ -595,11 +597,21 @@ def test_ofa_resnet50_latency_measured_on_an_agent(tmp_path: Path, data_dir: Pat
         assert summary["evaluations"] == 2 and len(calls) == 4
         assert summary["benchmark_details"]["latency"]["agent"]["url"] == server.url
         with pytest.raises(HwnasError, match="401|token"):
-            get_benchmark("ofa-resnet50", data_dir=data_dir, **{**opts, "token_file": str(bad)})
+            wrong = {**opts, "token_file": str(bad)}
+            get_benchmark("ofa-resnet50", data_dir=data_dir, **wrong).prepare()
+    # the agent gone: a finished search resumes from its store without it; a raised budget
+    # fails at once and is not stored (the next plain resume does no extra work)
+    from hwnas.search import resume_search
+
+    assert resume_search(tmp_path / "s")["evaluations"] == 2
+    with pytest.raises(HwnasError, match="cannot reach the agent"):
+        resume_search(tmp_path / "s", evaluations=3)
+    again = resume_search(tmp_path / "s")
+    assert again["evaluations"] == again["budget"] == 2
     with running_agent() as server:  # 64 MiB, the agent's default: refused before any work
         opts = {"latency": True, "rounds": 2, "agent": server.url, "token_file": str(token)}
         with pytest.raises(HwnasError, match="about 188 MiB, more than the 64 MiB .* --max-mb 189"):
-            get_benchmark("ofa-resnet50", data_dir=data_dir, **opts)
+            get_benchmark("ofa-resnet50", data_dir=data_dir, **opts).prepare()
     for bad_opts, message in (
         ({"agent": "http://127.0.0.1:1", "token_file": str(token)}, "need latency=true"),
         ({"latency": True, "agent": "http://127.0.0.1:1"}, "both agent=URL and token_file"),

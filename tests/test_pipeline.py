@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -212,6 +213,23 @@ def test_pipeline_warm_starts_from_another_runs_front(
     with pytest.raises(HwnasError, match="neither a search directory nor a CSV"):
         run_pipeline(base | {"warm_start": str(tmp_path / "none")}, tmp_path / "x")
     assert not (tmp_path / "x").exists()  # refused before anything is written
+
+
+def test_pipeline_paths_compare_as_absolute(tmp_path: Path, monkeypatch) -> None:
+    """--supernet and --warm-start name files: 'a' from one directory and its absolute
+    path are the same run; a config stored before paths were made absolute still matches."""
+    from hwnas.pipeline import CONFIG_NAME, PipelineConfig, _check_same_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = PipelineConfig(supernet="a", warm_start="~/b")
+    assert cfg.supernet == str(tmp_path / "a")
+    assert cfg.warm_start == os.path.join(os.path.expanduser("~"), "b")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / CONFIG_NAME).write_text(json.dumps({**cfg.model_dump(), "supernet": "a"}))
+    _check_same_config(out, PipelineConfig(supernet=str(tmp_path / "a"), warm_start="~/b"))
+    with pytest.raises(HwnasError, match="warm_start"):
+        _check_same_config(out, PipelineConfig(supernet="a", warm_start="c"))
 
 
 def test_pipeline_refuses_another_config_in_the_same_directory(

@@ -32,6 +32,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -103,6 +104,13 @@ class PipelineConfig(BaseModel):
     #: with the same --supernet), a search directory or a CSV with an arch_key column
     warm_start: str | None = None
 
+    @field_validator("supernet", "warm_start")
+    @classmethod
+    def _absolute(cls, path: str | None) -> str | None:
+        """One spelling per file (absolute): a resumed run compares it, perhaps from
+        another working directory."""
+        return None if path is None else _abspath(path)
+
     @field_validator("agent")
     @classmethod
     def _agent_url(cls, url: str | None) -> str | None:
@@ -167,6 +175,10 @@ class PipelineConfig(BaseModel):
                 "progress": progress,
             }
         )
+
+
+def _abspath(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
 
 
 def _warm_start(cfg: PipelineConfig, train_cfg: Any, out: Path) -> list[str] | None:
@@ -366,6 +378,9 @@ def _check_same_config(out: Path, config: PipelineConfig) -> None:
     except (OSError, json.JSONDecodeError) as exc:
         raise HwnasError(f"{path} is not a pipeline config: {exc}") from None
     new = config.model_dump()
+    for key in ("supernet", "warm_start"):  # a run made before paths were made absolute
+        if isinstance(old.get(key), str):
+            old[key] = _abspath(old[key])
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in FREE_KEYS)
     if diff:
         what = ", ".join(

@@ -70,6 +70,12 @@ class Evaluator(ABC):
         """The devices this benchmark has latency for; None when it takes no device."""
         return None
 
+    def prepare(self) -> None:
+        """Get ready to evaluate (e.g. reach a device agent), so that a search fails before
+        any work rather than at its first evaluation; called only when there is something
+        to evaluate (a finished search resumed needs no agent). A no-op by default."""
+        return None
+
     @abstractmethod
     def evaluate(self, vectors: np.ndarray) -> np.ndarray:
         """Raw objective values, shape (n, len(objectives))."""

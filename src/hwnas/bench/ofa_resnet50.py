@@ -9,6 +9,7 @@ import functools
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from hwnas.config import data_file
 from hwnas.errors import HwnasError
 from hwnas.registry import BENCHMARKS
 from hwnas.space.ofa_resnet50 import OFAResNet50Space
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hwnas.measure.measurer import LocalMeasurer, RemoteMeasurer
 
 ACC_FILE = "ofa/ofa_resnet50_acc_predictor.npz"
 
@@ -102,7 +106,10 @@ class OFAResNet50Benchmark(Evaluator):
             self.source = "measured"
             # a few seconds per subnet: measured 8 at a time (interleaved), each 8 stored
             self.max_batch = 8
-            self._connect(agent, token_file, threads)
+            self.agent: dict[str, object] | None = None
+            self._agent_at = (agent, token_file, threads)
+            self._measurer: LocalMeasurer | RemoteMeasurer | None = None
+            self._limits: dict[str, int | None] = {"max_models": None, "max_bytes": None}
             self.objectives.append(Objective("latency", "min", "ms", "cost"))
             self.cheap_objectives: tuple[str, ...] = ()
             self.metrics: tuple[str, ...] = ("mflops", "params")
@@ -122,16 +129,17 @@ class OFAResNet50Benchmark(Evaluator):
         # differ only by rounding noise, and must tie (not dominate one another)
         return np.round(100.0 * ((h @ self._out.T)[:, 0] + self._base), 6)
 
-    def _connect(self, agent: str | None, token_file: str | None, threads: int) -> None:
-        """The measurer: this machine, or the agent at ``agent``, asked for its limits
-        and host before any work (a wrong URL or token, or more threads than it has cores,
-        fails here)."""
+    def prepare(self) -> None:
+        """The measurer, once: this machine, or the agent, asked for its limits and host
+        (a wrong URL or token, more threads than it has cores, or an upload limit below
+        the largest subnet fails here, before a search does any work)."""
         from hwnas.measure.measurer import LocalMeasurer, RemoteMeasurer
 
-        self.agent: dict[str, object] | None = None
-        self._limits: dict[str, int | None] = {"max_models": None, "max_bytes": None}
+        if not self.measure or self._measurer is not None:
+            return
+        agent, token_file, threads = self._agent_at
         if agent is None or token_file is None:
-            self._measurer: LocalMeasurer | RemoteMeasurer = LocalMeasurer(self.settings)
+            self._measurer = LocalMeasurer(self.settings)
             return
         from hwnas.measure.agent import AgentClient, read_token_file
 
@@ -167,6 +175,8 @@ class OFAResNet50Benchmark(Evaluator):
         from hwnas.measure.measurer import measure_modules
         from hwnas.space.ofa_resnet50 import build_module
 
+        self.prepare()
+        assert self._measurer is not None
         x = np.atleast_2d(vectors)
         res = np.asarray([self.space.decode(v)["r"] for v in x])
         out = np.zeros(len(x))
@@ -214,6 +224,7 @@ class OFAResNet50Benchmark(Evaluator):
     def describe(self) -> dict[str, object]:
         d = super().describe()
         if self.measure:
-            where = {"agent": self.agent} if self.agent else {"on": "this machine"}
+            agent = self._agent_at[0]
+            where = {"agent": self.agent or {"url": agent}} if agent else {"on": "this machine"}
             d["latency"] = {"runtime": "onnxruntime", **where, **self.settings.to_dict()}
         return d

@@ -87,6 +87,8 @@ def run_search(
         evaluator, config.evaluations, constraints=constraints, on_evaluation=progress
     )
     algorithm.check(problem)
+    if not resume or out is None or _stored_distinct(Path(out)) < config.evaluations:
+        evaluator.prepare()  # e.g. reach the device agent; nothing to do: no agent needed
     if config.warm_start:
         if not hasattr(algorithm, "initial"):  # not a SearchAlgorithm: cannot start from it
             raise HwnasError(f"algorithm '{config.algorithm}' takes no warm start")
@@ -95,6 +97,15 @@ def run_search(
         if out is not None:  # one search at a time writes there
             stack.enter_context(out_dir_lock(out, "search"))
         return _run(config, algorithm, problem, out, resume, t0)
+
+
+def _stored_distinct(out: Path) -> int:
+    """Distinct architectures the latest search in ``out`` has evaluated (0: none yet)."""
+    if not (out / STORE_NAME).is_file():
+        return 0
+    with ResultsStore(out / STORE_NAME) as store:
+        run = store.latest_run("search")
+        return len({r.arch_key for r in store.evaluations(run["run_id"])})
 
 
 def _run(
@@ -111,7 +122,12 @@ def _run(
         out = Path(out)
         store = ResultsStore(out / STORE_NAME)
         if resume:
-            run_id = store.latest_run("search")["run_id"]
+            run = store.latest_run("search")
+            run_id = run["run_id"]
+            # a raised budget is stored only now, once every check has passed
+            if run["config"].get("evaluations") != config.evaluations:
+                raised = {**run["config"], "evaluations": config.evaluations}
+                store.update_run_config(run_id, raised)
             store.mark_resumed(run_id)
         else:
             run_id = store.create_run(config.model_dump(), config.seed, kind="search")
@@ -244,7 +260,6 @@ def resume_search(
                     f"a budget of {evaluations} cannot take it back"
                 )
             config = config.model_copy(update={"evaluations": evaluations})
-            store.update_run_config(run["run_id"], config.model_dump())
     if data_dir is not None:
         config = config.model_copy(update={"data_dir": data_dir})
     return run_search(config, out=run_dir, progress=progress, resume=True)
