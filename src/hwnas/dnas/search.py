@@ -638,7 +638,7 @@ def _dsearch(
                     a.grad = g
                 a_opt.step()
                 # 3. lambda: gradient ascent on the violation, kept >= 0
-                if search_budget is not None and cfg.penalty == "lagrange":
+                if search_budget is not None and lagrange:
                     lam = max(0.0, lam + cfg.lambda_lr * violation)
                 sums["train_loss"] += float(loss.detach())
                 sums["train_acc"] += float((logits.argmax(1) == yw).float().mean())
@@ -884,7 +884,9 @@ def _penalty_summary(cfg: DSearchConfig) -> dict[str, Any]:
 
 
 def _penalty_text(cfg: DSearchConfig) -> str:
-    return ", ".join(f"{k} {v}" for k, v in _penalty_summary(cfg).items()).replace("kind ", "")
+    """The penalty in words for a message, e.g. ``pow, exponent 0.07``."""
+    terms = _penalty_summary(cfg)
+    return ", ".join([terms["kind"], *(f"{k} {v}" for k, v in terms.items() if k != "kind")])
 
 
 def _penalty_knob(cfg: DSearchConfig) -> str:
