@@ -130,11 +130,11 @@ def test_ofa_mbv3_surrogate(data_dir):
     v = sp.smallest().copy()
     w = v.copy()
     w[40] = 1  # stage 0 depth 2 -> 3
-    assert b.latency(w[None])[0] > b.latency(v[None])[0]
+    assert b.note10_latency(w[None])[0] > b.note10_latency(v[None])[0]
     # resolution raises latency
     w = v.copy()
     w[-1] = 4
-    assert b.latency(w[None])[0] > b.latency(v[None])[0]
+    assert b.note10_latency(w[None])[0] > b.note10_latency(v[None])[0]
     assert b.table() is None
 
 
@@ -149,6 +149,69 @@ def test_ofa_mbv3_refuses_other_devices_and_datasets(data_dir):
         get_benchmark("ofa-mbv3", devices=["note10", "pixel3"])
     with pytest.raises(HwnasError, match="dataset 'cifar10' does not apply"):
         get_benchmark("ofa-mbv3", dataset="cifar10")
+
+
+def test_ofa_mbv3_module_is_the_network_of_the_latency_table(data_dir):
+    """The subnet build_module gives is the one OFA's Note10 table measured: every
+    block's shape (input, output, expand width, kernel, stride, skip, SE, hardswish) is
+    an entry of the table at the subnet's resolution, as many blocks as its depths say."""
+    import json
+
+    import torch
+
+    from hwnas.space.ofa_mbv3 import OFAMobileNetV3Space, build_module
+    from hwnas.supernet.static import MBConv
+
+    lut = json.loads((data_dir / "ofa/ofa_mbv3_note10_latency_lut.json").read_text())
+    sp = OFAMobileNetV3Space()
+    for v in (*sp.sample(3, np.random.default_rng(0)), sp.largest(), sp.smallest()):
+        cfg = sp.decode(v)
+        module = build_module(v).eval()
+        seen: list[str] = []
+
+        def key(block, inputs, output, seen=seen):
+            dw, h, ho = block.depthwise[0], inputs[0].shape[-1], output.shape[-1]
+            hs = int(isinstance(block.depthwise[2], torch.nn.Hardswish))
+            seen.append(
+                f"expanded_conv-input:{h}x{h}x{inputs[0].shape[1]}-output:{ho}x{ho}x"
+                f"{output.shape[1]}-expand:{dw.out_channels}-kernel:{dw.kernel_size[0]}"
+                f"-stride:{dw.stride[0]}-idskip:{int(block.residual)}"
+                f"-se:{int(block.se is not None)}-hs:{hs}"
+            )
+
+        for m in module.modules():
+            if isinstance(m, MBConv):
+                m.register_forward_hook(key)
+        with torch.no_grad():
+            out = module(torch.zeros(1, 3, cfg["r"], cfg["r"]))
+        assert out.shape == (1, 1000)
+        assert len(seen) == 1 + sum(cfg["d"])  # the first block, then the stages' depths
+        missing = [k for k in seen if k not in lut[str(cfg["r"])]]
+        assert not missing, missing
+
+
+def test_ofa_mbv3_measured_latency(data_dir):
+    """latency=true: OFA's subnets built, exported and timed on this machine instead of
+    Note10's table; the accuracy is the same predictor's."""
+    b = get_benchmark("ofa-mbv3", latency=True, rounds=2)
+    assert [o.name for o in b.objectives] == ["accuracy", "latency"]
+    assert b.source == "measured" and b.reference_point() is None and b.max_batch == 8
+    small, big = b.space.smallest(), b.space.largest()
+    small[-1] = big[-1]  # both at 224: measured in one interleaved call
+    values = b.evaluate(np.stack([small, big]))
+    assert (values[:, 1] > 0).all() and values[1, 1] > 1.5 * values[0, 1]  # 4x the MACs
+    table = get_benchmark("ofa-mbv3").evaluate(np.stack([small, big]))
+    assert values[:, 0] == pytest.approx(table[:, 0])
+    assert b.describe()["latency"] | {"rounds": 2, "on": "this machine"} == b.describe()["latency"]
+    for bad, match in (
+        ({"latency": "yes"}, "latency must be true or false"),
+        ({"threads": 2}, "they need latency=true"),
+        ({"latency": True, "rounds": 0}, "rounds must be an integer >= 1"),
+        ({"latency": True, "agent": "http://127.0.0.1:1"}, "needs both agent=URL and token"),
+        ({"latency": True, "devices": "note10"}, "not on a listed device; drop --device"),
+    ):
+        with pytest.raises(HwnasError, match=match):
+            get_benchmark("ofa-mbv3", **bad)
 
 
 def test_ofa_latency_table_entries(data_dir):
@@ -179,7 +242,7 @@ def test_ofa_latency_table_entries(data_dir):
             "Logits-input:1x1x1536-output:1000",
         ]
     )
-    assert b.latency(v[None])[0] == pytest.approx(expected)
+    assert b.note10_latency(v[None])[0] == pytest.approx(expected)
 
 
 def test_ofa_resnet50_surrogate(data_dir):

@@ -133,6 +133,11 @@ def hwnas(*args, env=None):
         (["evaluate", "[true, 1, 1, 1, 1, 1]"], None, "must hold integers"),
         (["evaluate", "[3, 3, 1, 1, 2, 3.5]"], None, "must hold integers"),
         (
+            ["evaluate", "--benchmark", "ofa-mbv3", "--bench-option", "rounds=2", "0-0"],
+            None,
+            "they need latency=true",
+        ),
+        (
             ["bench", "search-efficiency", "--devices", "pixel3,nope", "--out", "{tmp}"],
             None,
             "unknown device 'nope'",
@@ -289,6 +294,15 @@ def test_evaluate_cli(data_dir):
     res = runner.invoke(app, ["evaluate", "3-3-3-1-3-3", "[3, 3, 3, 1, 3, 3]", "--json"])
     assert res.exit_code == 0, res.output
     assert [r["arch"] for r in json.loads(res.stdout)] == [arch, arch]
+    # --bench-option: an OFA subnet's latency measured here instead of Note10's table
+    small = "-".join(["0"] * 46)
+    opts = ["--benchmark", "ofa-mbv3", "--json"]
+    res = runner.invoke(app, ["evaluate", small, *opts, "--bench-option", "latency=true"])
+    assert res.exit_code == 0, res.output
+    (measured,) = json.loads(res.stdout)
+    (table,) = json.loads(runner.invoke(app, ["evaluate", small, *opts]).stdout)
+    assert measured["accuracy"] == table["accuracy"] and measured["latency"] > 0
+    assert measured["latency"] != table["latency"]  # Note10's is 17.7 ms
 
 
 def test_user_warning_is_one_line(data_dir):

@@ -87,6 +87,17 @@ def _bench_options(options: list[str]) -> dict[str, Any]:
     return opts
 
 
+BenchOptions = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Benchmark option key=value (repeatable), e.g. for --benchmark supernet: "
+        "checkpoint=runs/sn/checkpoint.pt latency=runs/lat.joblib; for ofa-mbv3 and "
+        "ofa-resnet50: latency=true (measured here; with agent=URL token_file=PATH on a "
+        "device agent), threads=N, rounds=N.",
+    ),
+]
+
+
 def _print_json(obj: Any) -> None:
     from hwnas.store.sqlite import json_default
 
@@ -127,13 +138,7 @@ def search(
     option: Annotated[
         list[str] | None, typer.Option(help="Algorithm option key=value (repeatable).")
     ] = None,
-    bench_option: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Benchmark option key=value (repeatable), e.g. for --benchmark supernet: "
-            "checkpoint=runs/sn/checkpoint.pt latency=runs/lat.joblib."
-        ),
-    ] = None,
+    bench_option: BenchOptions = None,
     warm_start: Annotated[
         Path | None,
         typer.Option(
@@ -320,17 +325,18 @@ def evaluate(
     device: Annotated[
         str | None, typer.Option(help="Device(s), comma-separated (nb201 default: pixel3).")
     ] = None,
+    bench_option: BenchOptions = None,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Look up the objectives of given architectures on a benchmark."""
+    """Look up (or measure, with --bench-option latency=true) the objectives of given
+    architectures on a benchmark."""
     import numpy as np
 
     from hwnas.bench import get_benchmark
 
-    bench = get_benchmark(
-        benchmark, data_dir=data_dir, **_benchmark_options(benchmark, dataset, device)
-    )
+    opts = {**_benchmark_options(benchmark, dataset, device), **_bench_options(bench_option or [])}
+    bench = get_benchmark(benchmark, data_dir=data_dir, **opts)
     vectors = np.stack([_parse_arch(bench.space, a) for a in arch])
     values = bench.evaluate(vectors)
     rows = [

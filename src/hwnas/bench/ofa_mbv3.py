@@ -1,5 +1,6 @@
 """OFA MobileNetV3 surrogate benchmark: OFA's published accuracy predictor and the
-Samsung Note10 latency lookup table (the surrogate DyNAS-T's paper searched on)."""
+Samsung Note10 latency lookup table (the surrogate DyNAS-T's paper searched on), or
+latency measured on this machine or on a device agent (``latency=true``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from hwnas.bench.base import Evaluator, Objective
+from hwnas.bench.measured import MeasuredLatency, check_latency_options
 from hwnas.config import data_file
 from hwnas.errors import HwnasError
 from hwnas.registry import BENCHMARKS
@@ -18,19 +20,20 @@ from hwnas.space.ofa_mbv3 import (
     MAX_DEPTH,
     N_BLOCKS,
     N_STAGES,
+    OFA_CLASSES,
     OFA_E,
+    OFA_FEATURE_MIX,
+    OFA_FINAL_EXPAND,
     OFA_KS,
     OFA_R,
+    OFA_STAGES,
+    OFA_STEM,
     OFAMobileNetV3Space,
+    build_module,
 )
 
 ACC_FILE = "ofa/ofa_mbv3_acc_predictor.npz"
 LUT_FILE = "ofa/ofa_mbv3_note10_latency_lut.json"
-
-# OFA MobileNetV3 w1.2: stem width, then per stage (width, stride, SE, hardswish).
-_STEM = 24
-_STAGES = ((32, 2, 0, 0), (48, 2, 1, 0), (96, 2, 0, 1), (136, 1, 1, 1), (192, 2, 1, 1))
-_FINAL_EXPAND, _FEATURE_MIX, _CLASSES = 1152, 1536, 1000
 
 
 def _down(h: int, stride: int) -> int:
@@ -64,10 +67,10 @@ def _lut_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 return float(table[key]["mean"])
 
             h = _down(r, 2)
-            keys = [f"Conv-input:{r}x{r}x3-output:{h}x{h}x{_STEM}"]
-            keys.append(_block_key(h, _STEM, _STEM, _STEM, 3, 1, 0, 0))
-            cin = _STEM
-            for s, (width, stride, se, hs) in enumerate(_STAGES):
+            keys = [f"Conv-input:{r}x{r}x3-output:{h}x{h}x{OFA_STEM}"]
+            keys.append(_block_key(h, OFA_STEM, OFA_STEM, OFA_STEM, 3, 1, 0, 0))
+            cin = OFA_STEM
+            for s, (width, stride, se, hs) in enumerate(OFA_STAGES):
                 for b in range(MAX_DEPTH):
                     st = stride if b == 0 else 1
                     for ki, k in enumerate(OFA_KS):
@@ -76,10 +79,10 @@ def _lut_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
                             per_slot[ri, s * MAX_DEPTH + b, ki, ei] = ms(key)
                     h, cin = _down(h, st), width
             keys += [
-                f"Conv_1-input:{h}x{h}x{cin}-output:{h}x{h}x{_FINAL_EXPAND}",
-                f"AvgPool2D-input:{h}x{h}x{_FINAL_EXPAND}-output:1x1x{_FINAL_EXPAND}",
-                f"Conv_2-input:1x1x{_FINAL_EXPAND}-output:1x1x{_FEATURE_MIX}",
-                f"Logits-input:1x1x{_FEATURE_MIX}-output:{_CLASSES}",
+                f"Conv_1-input:{h}x{h}x{cin}-output:{h}x{h}x{OFA_FINAL_EXPAND}",
+                f"AvgPool2D-input:{h}x{h}x{OFA_FINAL_EXPAND}-output:1x1x{OFA_FINAL_EXPAND}",
+                f"Conv_2-input:1x1x{OFA_FINAL_EXPAND}-output:1x1x{OFA_FEATURE_MIX}",
+                f"Logits-input:1x1x{OFA_FEATURE_MIX}-output:{OFA_CLASSES}",
             ]
             fixed[ri] = sum(ms(k) for k in keys)
         except KeyError as exc:
@@ -96,10 +99,20 @@ def _acc_weights(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
         raise HwnasError(f"cannot read OFA accuracy predictor '{path}': {exc}") from None
 
 
+@functools.lru_cache(maxsize=1)
+def _largest_params() -> float:
+    """Parameters of the largest subnet (d 4, e 6, k 7 everywhere), counted on the
+    module itself: the size of its ONNX file, which an agent must accept."""
+    module = build_module(OFAMobileNetV3Space().largest())
+    return float(sum(p.numel() for p in module.parameters()))
+
+
 @BENCHMARKS.register("ofa-mbv3")
 class OFAMobileNetV3Benchmark(Evaluator):
     """OFA-MobileNetV3 w1.2: ImageNet top-1 (%) from OFA's accuracy predictor and Samsung
-    Note10 latency (ms) from OFA's per-op lookup table."""
+    Note10 latency (ms) from OFA's per-op lookup table, or (``latency=true``) latency
+    measured with ONNX Runtime on this machine or a device agent (``agent=URL``,
+    ``token_file=PATH``)."""
 
     source = "surrogate"
 
@@ -115,15 +128,29 @@ class OFAMobileNetV3Benchmark(Evaluator):
         data_dir: str | os.PathLike[str] | None = None,
         devices: str | list[str] | None = None,
         dataset: str | None = None,
+        latency: bool = False,
+        threads: int = 1,
+        rounds: int = 5,
+        agent: str | None = None,
+        token_file: str | None = None,
         **_: object,
     ) -> None:
+        check_latency_options(
+            "ofa-mbv3", latency, threads, rounds, agent, token_file, "Note10's lookup table"
+        )
+        if latency and devices:
+            raise HwnasError(
+                "ofa-mbv3: latency=true measures latency on this machine or the agent, "
+                "not on a listed device; drop --device"
+            )
         # the device and dataset are fixed; a request for another one must not be
         # answered silently with Note10 latency or ImageNet accuracy
         for dev in devices.split(",") if isinstance(devices, str) else list(devices or []):
             if dev not in self.DEVICES:
                 raise HwnasError(
                     f"ofa-mbv3: latency is known for note10 only (OFA's lookup table), "
-                    f"not '{dev}'; measure your device with 'hwnas profile'"
+                    f"not '{dev}'; measure this machine with --bench-option latency=true "
+                    "(or a device agent: and agent=URL, token_file=PATH)"
                 )
         if dataset is not None and dataset not in self.DATASETS:
             raise HwnasError(
@@ -137,6 +164,29 @@ class OFAMobileNetV3Benchmark(Evaluator):
             Objective("accuracy", "max", "%", "quality"),
             Objective("latency", "min", "ms"),
         ]
+        # latency=true: measured on this machine or an agent, instead of Note10's table
+        self.measured: MeasuredLatency | None = None
+        if latency:
+            self.source = "measured"
+            self.measured = MeasuredLatency(
+                "ofa-mbv3",
+                build=build_module,
+                resolution=lambda v: int(self.space.decode(v)["r"]),
+                keys=self.space.keys,
+                largest_params=_largest_params,
+                threads=threads,
+                rounds=rounds,
+                agent=agent,
+                token_file=token_file,
+            )
+            # a second or so per subnet: measured 8 at a time (interleaved), each 8 stored
+            self.max_batch = 8
+
+    def prepare(self) -> None:
+        """Reach where latency is measured (an agent: its limits and host) before any
+        work; nothing to do for the lookup table."""
+        if self.measured is not None:
+            self.measured.prepare()
 
     def accuracy(self, vectors: np.ndarray) -> np.ndarray:
         """Predicted ImageNet top-1 in % (OFA's MLP: 3 hidden ReLU layers)."""
@@ -147,7 +197,7 @@ class OFAMobileNetV3Benchmark(Evaluator):
                 h = np.maximum(h, 0.0)
         return 100.0 * h[:, 0]
 
-    def latency(self, vectors: np.ndarray) -> np.ndarray:
+    def note10_latency(self, vectors: np.ndarray) -> np.ndarray:
         """Note10 latency in ms: fixed layers plus the table entries of the active blocks."""
         x = self.space.canonicalize(vectors)
         r = x[:, -1]
@@ -156,16 +206,26 @@ class OFAMobileNetV3Benchmark(Evaluator):
         active = self.space.active_mask(x)
         return self._fixed[r] + (per * active).sum(axis=1)
 
-    def reference_point(self) -> np.ndarray:
+    def reference_point(self) -> np.ndarray | None:
         """The space's worst corner plus 10 % of its range: the smallest subnet's
-        accuracy and the largest subnet's latency (the same for every run)."""
+        accuracy and the largest subnet's latency (the same for every run). Measured
+        latency has no fixed reference (each run's front gives its own)."""
+        if self.measured is not None:
+            return None
         lo, hi = self.evaluate(np.stack([self.space.smallest(), self.space.largest()]))
         span = np.abs(hi - lo)
         return np.array([lo[0] - 0.1 * span[0], hi[1] + 0.1 * span[1]])
 
     def evaluate(self, vectors: np.ndarray) -> np.ndarray:
         x = self.space.check_vectors(vectors)
-        return np.stack([self.accuracy(x), self.latency(x)], axis=1)
+        cost = self.note10_latency(x) if self.measured is None else self.measured(x)
+        return np.stack([self.accuracy(x), cost], axis=1)
+
+    def describe(self) -> dict[str, object]:
+        d = super().describe()
+        if self.measured is not None:
+            d["latency"] = self.measured.describe()
+        return d
 
 
-assert len(_STAGES) == N_STAGES
+assert len(OFA_STAGES) == N_STAGES

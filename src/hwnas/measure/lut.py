@@ -480,7 +480,7 @@ def ofa_note10_latency(
     """Note10 latency (ms) of OFA-MobileNetV3 vectors (:mod:`hwnas.space.ofa_mbv3`)."""
     from hwnas.bench.ofa_mbv3 import OFAMobileNetV3Benchmark
 
-    return OFAMobileNetV3Benchmark(data_dir=data_dir).latency(
+    return OFAMobileNetV3Benchmark(data_dir=data_dir).note10_latency(
         np.atleast_2d(np.asarray(vectors, dtype=np.int64))
     )
 

@@ -96,3 +96,65 @@ class OFAMobileNetV3Space(SearchSpace):
         res = np.asarray(OFA_R)[x[:, -1]]
         out[np.arange(n), 120 + (res - 112) // 16] = 1.0
         return out
+
+
+# OFA MobileNetV3 w1.2 as OFA builds it: stem width, per stage (width, stride, SE,
+# hardswish), then the head's final expand, feature mix and classes
+OFA_STEM = 24
+OFA_STAGES = ((32, 2, 0, 0), (48, 2, 1, 0), (96, 2, 0, 1), (136, 1, 1, 1), (192, 2, 1, 1))
+OFA_FINAL_EXPAND, OFA_FEATURE_MIX, OFA_CLASSES = 1152, 1536, 1000
+
+
+def build_module(
+    arch: Sequence[int] | np.ndarray | dict[str, Any], num_classes: int = OFA_CLASSES
+) -> Any:
+    """The subnet (a vector or a config as :meth:`OFAMobileNetV3Space.decode` gives it)
+    as a plain ``torch.nn.Module`` with random weights, shaped as OFA's
+    ``get_active_subnet`` extracts it (for measuring latency; pretrained weights are
+    OFA's, not shipped here). Input: (n, 3, r, r)."""
+    from torch import nn
+
+    from hwnas.space.ofa_resnet50 import make_divisible
+    from hwnas.supernet.static import MBConv, SqueezeExcite
+
+    space = OFAMobileNetV3Space()
+    vector = space.encode(arch) if isinstance(arch, dict) else arch
+    v = space.canonicalize(space.validate(vector)[None, :])[0]
+
+    def conv_bn(cin: int, cout: int, k: int, stride: int, act: str, groups: int = 1) -> Any:
+        acts = {"relu": [nn.ReLU(inplace=True)], "hswish": [nn.Hardswish(inplace=True)]}
+        conv = nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False)
+        return nn.Sequential(conv, nn.BatchNorm2d(cout), *acts.get(act, []))
+
+    first = MBConv(
+        None, conv_bn(OFA_STEM, OFA_STEM, 3, 1, "relu", OFA_STEM), None,
+        conv_bn(OFA_STEM, OFA_STEM, 1, 1, "none"), residual=True,
+    )  # fmt: skip
+    layers: list[Any] = [conv_bn(3, OFA_STEM, 3, 2, "hswish"), first]
+    cin = OFA_STEM
+    for s, (width, stride, se, hs) in enumerate(OFA_STAGES):
+        act = "hswish" if hs else "relu"
+        for b in range(OFA_D[v[2 * N_BLOCKS + s]]):
+            slot = s * MAX_DEPTH + b
+            k, e = OFA_KS[v[slot]], OFA_E[v[N_BLOCKS + slot]]
+            st = stride if b == 0 else 1
+            mid = make_divisible(round(cin * e))
+            layers.append(
+                MBConv(
+                    conv_bn(cin, mid, 1, 1, act),
+                    conv_bn(mid, mid, k, st, act, groups=mid),
+                    SqueezeExcite(mid, make_divisible(mid // 4)) if se else None,
+                    conv_bn(mid, width, 1, 1, "none"),
+                    residual=st == 1 and cin == width,
+                )
+            )
+            cin = width
+    layers += [
+        conv_bn(cin, OFA_FINAL_EXPAND, 1, 1, "hswish"),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Conv2d(OFA_FINAL_EXPAND, OFA_FEATURE_MIX, 1, bias=False),
+        nn.Hardswish(inplace=True),
+        nn.Flatten(),
+        nn.Linear(OFA_FEATURE_MIX, num_classes),
+    ]
+    return nn.Sequential(*layers)

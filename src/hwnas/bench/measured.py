@@ -1,0 +1,149 @@
+"""Latency of a surrogate benchmark's subnets measured for real: each subnet built in
+PyTorch with random weights (weights do not change latency), exported to ONNX and run
+with ONNX Runtime on this machine or on a device agent (``hwnas agent serve``). Shared by
+the OFA benchmarks' ``latency=true`` option."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hwnas.errors import HwnasError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hwnas.measure.measurer import LocalMeasurer, RemoteMeasurer
+
+
+def check_latency_options(
+    name: str,
+    latency: object,
+    threads: object,
+    rounds: object,
+    agent: object,
+    token_file: object,
+    default_cost: str,
+) -> None:
+    """One line for options that do not go together: agent/token_file/threads/rounds say
+    how latency is measured and need ``latency=true``; an agent needs its token file."""
+    if (agent is not None or token_file is not None) and latency is not True:
+        raise HwnasError(
+            f"{name}: agent and token_file say where latency is measured; they need latency=true"
+        )
+    if (agent is None) != (token_file is None):
+        raise HwnasError(
+            f"{name}: a device agent needs both agent=URL and token_file=PATH "
+            "(the file 'hwnas agent token' wrote)"
+        )
+    if not isinstance(latency, bool):
+        raise HwnasError(f"{name}: latency must be true or false, got {latency!r}")
+    for key, value in (("threads", threads), ("rounds", rounds)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise HwnasError(f"{name}: {key} must be an integer >= 1, got {value!r}")
+    if not latency and (threads, rounds) != (1, 5):
+        raise HwnasError(
+            f"{name}: threads and rounds set how latency is measured; they need "
+            f"latency=true (without it the cost is {default_cost})"
+        )
+
+
+class MeasuredLatency:
+    """Median batch-1 latency (ms) of subnets, measured on this machine or an agent.
+
+    ``build(vector)`` gives the subnet as a ``torch.nn.Module``; ``resolution(vector)``
+    its input side; ``largest_params`` the parameter count of the largest subnet (an
+    agent whose upload limit cannot take its ONNX file is refused up front).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        build: Callable[[np.ndarray], Any],
+        resolution: Callable[[np.ndarray], int],
+        keys: Callable[[np.ndarray], list[str]],
+        largest_params: Callable[[], float],
+        threads: int = 1,
+        rounds: int = 5,
+        agent: str | None = None,
+        token_file: str | None = None,
+    ) -> None:
+        from hwnas.measure.latency import MeasureSettings
+
+        self.name = name
+        self._build, self._resolution, self._keys = build, resolution, keys
+        self._largest_params = largest_params
+        # a short protocol (a subnet takes 5-300 ms a run on one core): the batch's
+        # subnets interleaved round by round, so drift hits them alike
+        self.settings = MeasureSettings(
+            warmup=2, rounds=rounds, repeats_per_round=2, intra_op_threads=threads, provider="cpu"
+        )
+        self.agent: dict[str, object] | None = None
+        self._agent_at = (agent, token_file, threads)
+        self._measurer: LocalMeasurer | RemoteMeasurer | None = None
+        self._limits: dict[str, int | None] = {"max_models": None, "max_bytes": None}
+
+    def prepare(self) -> None:
+        """The measurer, once: this machine, or the agent, asked for its limits and host
+        (a wrong URL or token, more threads than it has cores, or an upload limit below
+        the largest subnet fails here, before a search does any work)."""
+        from hwnas.measure.measurer import LocalMeasurer, RemoteMeasurer
+
+        if self._measurer is not None:
+            return
+        agent, token_file, threads = self._agent_at
+        if agent is None or token_file is None:
+            self._measurer = LocalMeasurer(self.settings)
+            return
+        from hwnas.measure.agent import AgentClient, read_token_file
+
+        client = AgentClient(str(agent), read_token_file(token_file))
+        info = client.info()
+        limits = info.get("limits") or {}
+        cores = limits.get("max_threads")
+        if cores and threads > int(cores):
+            raise HwnasError(
+                f"{self.name}: threads {threads}: the agent at {client.url} has {cores} core(s)"
+            )
+        self._limits = {
+            k: int(limits[k]) if limits.get(k) else None for k in ("max_models", "max_bytes")
+        }
+        # an ONNX file is its float32 weights and a little more: refuse an agent that
+        # cannot take the largest subnet before a search spends evaluations on failures
+        need = 4.0 * self._largest_params() * 1.02 + 2**20
+        limit = self._limits["max_bytes"]
+        if limit is not None and need > limit:
+            raise HwnasError(
+                f"{self.name}: the largest subnet's ONNX model is about {need / 2**20:.0f} "
+                f"MiB, more than the {limit / 2**20:.0f} MiB a request to the agent at "
+                f"{client.url} may upload: start it with --max-mb {math.ceil(need / 2**20)}"
+            )
+        self._measurer = RemoteMeasurer(client, self.settings)
+        self.agent = {"url": client.url, "host": info.get("host") or {}}
+
+    def __call__(self, vectors: np.ndarray) -> np.ndarray:
+        """Median latency (ms) of each subnet: one interleaved measurement per input
+        resolution in the batch (split into requests the agent takes)."""
+        from hwnas.measure.measurer import measure_modules
+
+        self.prepare()
+        assert self._measurer is not None
+        x = np.atleast_2d(vectors)
+        res = np.asarray([self._resolution(v) for v in x])
+        out = np.zeros(len(x))
+        for r in np.unique(res):
+            rows = np.nonzero(res == r)[0]
+            modules = [self._build(x[i]).eval() for i in rows]
+            labels = [f"subnet {k}" for k in self._keys(x[rows])]
+            found = measure_modules(
+                self._measurer, modules, (3, int(r), int(r)), labels=labels, **self._limits
+            )
+            out[rows] = [m.stats.median_ms for m in found]
+        return out
+
+    def describe(self) -> dict[str, object]:
+        """Where and how latency is measured, for a search's summary."""
+        agent = self._agent_at[0]
+        where = {"agent": self.agent or {"url": agent}} if agent else {"on": "this machine"}
+        return {"runtime": "onnxruntime", **where, **self.settings.to_dict()}
