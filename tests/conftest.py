@@ -22,6 +22,12 @@ def pytest_configure(config: pytest.Config) -> None:
     # Developers who run plain `pytest` beside ../shared get the same data as CI.
     if not os.environ.get(ENV_DATA_DIR) and _DEFAULT.is_dir():
         os.environ[ENV_DATA_DIR] = str(_DEFAULT)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # pytest-xdist gives its workers COLUMNS=80, which would fix the CLI console's
+        # width at import; tests that set COLUMNS for a wide table need it unset, as in
+        # a plain run
+        os.environ.pop("COLUMNS", None)
+        os.environ.pop("LINES", None)
 
 
 @pytest.fixture(scope="session")

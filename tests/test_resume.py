@@ -182,7 +182,9 @@ def test_linas_resumed_after_a_kill_ends_where_an_uninterrupted_run_ends(
 ):
     """LINAS adapts to what it has seen: the stored evaluations are answered only as it
     proposes them again, so it makes the same choices as the first time."""
-    args = ["search", "--algorithm", "linas", "--evaluations", "60", "--seed", "2"]
+    # a fifth of the default inner search: resuming is about LINAS's loop, not its reach
+    linas = "linas[inner_pop=100,inner_generations=15]"
+    args = ["search", "--algorithm", linas, "--evaluations", "60", "--seed", "2"]
     run_dir, db = tmp_path / "run", tmp_path / "run" / STORE
     proc = subprocess.Popen(_cli(*args, "--out", str(run_dir)), env=os.environ.copy())
     kill_when(proc, lambda: db.exists() and len(_rows(db)) >= 22, "linas")
@@ -212,11 +214,12 @@ def test_linas_resumed_with_a_larger_budget_takes_the_stored_rest_when_it_diverg
 
     from hwnas.search.runner import resume_search, run_search
 
-    run_search({"algorithm": "linas", "evaluations": 30, "seed": 1}, out=tmp_path)
+    linas = "linas[inner_pop=100,inner_generations=15]"  # its loop, not its reach
+    run_search({"algorithm": linas, "evaluations": 30, "seed": 1}, out=tmp_path)
     fits = "SELECT COUNT(*) FROM predictor_fits"
     stored_fits = sqlite3.connect(tmp_path / STORE).execute(fits).fetchone()[0]
     summary = resume_search(tmp_path, evaluations=80)
     assert summary["evaluations"] == 80 == len({k for _, k in _rows(tmp_path / STORE)})
-    fresh = run_search({"algorithm": "linas", "evaluations": 80, "seed": 1})
+    fresh = run_search({"algorithm": linas, "evaluations": 80, "seed": 1})
     assert len(summary["iterations"]) <= len(fresh["iterations"])  # none that add nothing
     assert sqlite3.connect(tmp_path / STORE).execute(fits).fetchone()[0] > stored_fits
