@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per measurement")
+    ap.add_argument("--csv", help="write each subnet's key, Note10 and measured latency here")
     args = ap.parse_args()
 
     table = get_benchmark("ofa-mbv3")
@@ -80,6 +81,12 @@ def main() -> None:
     print(
         f"median measured latency {np.median(mean):.2f} ms (min {mean.min():.2f}, max {mean.max():.2f})"
     )
+    if args.csv:
+        import pandas as pd
+
+        df = pd.DataFrame({"arch_key": table.space.keys(x), "accuracy": acc, "note10_ms": note10})
+        df.assign(run1_ms=runs[0], run2_ms=runs[1]).to_csv(args.csv, index=False)
+        print(f"each subnet's latencies: {args.csv}")
 
 
 if __name__ == "__main__":

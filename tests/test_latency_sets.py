@@ -108,7 +108,8 @@ def test_ofa_rows_encode_and_unencodable_ones_are_reported(data_dir):
         assert on.sum() == raw["d"][i].sum()
     with pytest.warns(UserWarning):
         X, y, views = ofa.load("v100_64")
-    assert X.shape == (1013, 128) and views == [None]
+    # the space's cost features: MACs per part and resolution (a view), then OFA's encoding
+    assert X.shape == (1013, 12 + 128) and views[1] is None and list(views[0]) == list(range(12))
     assert (y == raw["latency_ms"][rows, ofa.devices().index("v100_64")]).all()
     # every row, resolution as a number
     X, y, views = get_latency_set("ofa-mbv3-gpu-allres").load("2080ti_1")

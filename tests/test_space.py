@@ -184,6 +184,29 @@ def test_ofa_resnet50_cost_formula_equals_the_built_network():
     assert (params >= lo).all() and (params <= hi).all()
 
 
+def test_ofa_mbv3_macs_equal_the_built_network():
+    """The MACs per part the latency predictor sees add up to what torch's FLOP counter
+    counts on the network build_module gives (halved), at every resolution."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from hwnas.space.ofa_mbv3 import build_module
+
+    sp = get_space("ofa-mbv3")
+    rng = np.random.default_rng(3)
+    vecs = np.concatenate([sp.smallest()[None], sp.largest()[None], sp.sample(5, rng)])
+    vecs[2:, -1] = [0, 1, 2, 3, 4]
+    macs = sp.macs_batch(vecs)
+    for v, m in zip(vecs, macs, strict=True):
+        r = sp.decode(v)["r"]
+        with FlopCounterMode(display=False) as fc, torch.no_grad():
+            build_module(v).eval()(torch.zeros(1, 3, r, r))
+        assert fc.get_total_flops() == 2 * m
+    f = sp.cost_features(vecs)
+    assert f.shape == (7, 12 + 128) and np.allclose(f[:, :11].sum(axis=1), macs / 1e6)
+    assert sp.cost_feature_view_names()[0] == "MACs per part + resolution"
+
+
 def test_features_vectorised_shapes():
     for name in CORE_SPACES:
         sp = get_space(name)

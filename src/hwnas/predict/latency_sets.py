@@ -252,7 +252,7 @@ class OFAMobileNetV3AllResLatencySet(OFAMobileNetV3LatencySet):
         known = self.check_device(device, data_dir)
         vectors, r = self.raw_vectors(data_dir)
         # the first 120 columns: kernel and expand one-hots of the active blocks
-        blocks = self.space.cost_features(vectors)[:, : 6 * N_BLOCKS]
+        blocks = self.space.features(vectors)[:, : 6 * N_BLOCKS]
         X = np.concatenate([blocks, r[:, None].astype(np.float64)], axis=1)
         y = self._arrays(data_dir)["latency_ms"][:, known.index(device)].astype(np.float64)
         return LatencySetData(X, y, None)

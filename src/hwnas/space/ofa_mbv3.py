@@ -97,6 +97,62 @@ class OFAMobileNetV3Space(SearchSpace):
         out[np.arange(n), 120 + (res - 112) // 16] = 1.0
         return out
 
+    def macs_terms(self, vectors: np.ndarray) -> np.ndarray:
+        """Multiply-adds of the subnet :func:`build_module` builds, in parts: the fixed
+        layers (stem, first block, head), then each stage's 1x1 convolutions (expand,
+        SE, project) and each stage's depthwise convolutions; shape (n, 11). What
+        ``torch.utils.flop_counter`` counts (convolutions and the classifier), halved."""
+        from hwnas.space.ofa_resnet50 import make_divisible
+
+        x = self.canonicalize(self.check_vectors(vectors))
+        n = x.shape[0]
+        out = np.zeros((n, 1 + 2 * N_STAGES), dtype=np.int64)
+        r = np.asarray(OFA_R, dtype=np.int64)[x[:, -1]]
+        h = (r - 1) // 2 + 1
+        stem = OFA_STEM
+        out[:, 0] = h * h * (3 * stem * 9 + stem * 9 + stem * stem)  # stem, first block
+        active = self.active_mask(x)
+        ks = np.asarray(OFA_KS, dtype=np.int64)[x[:, :N_BLOCKS]]
+        es = np.asarray(OFA_E, dtype=np.int64)[x[:, N_BLOCKS : 2 * N_BLOCKS]]
+        cin = np.full(n, stem, dtype=np.int64)
+        se_mid = np.vectorize(lambda m: make_divisible(m // 4), otypes=[np.int64])
+        for s, (width, stride, se, _) in enumerate(OFA_STAGES):
+            for b in range(MAX_DEPTH):
+                slot = s * MAX_DEPTH + b
+                on = active[:, slot]
+                st = stride if b == 0 else 1
+                ho = (h - 1) // st + 1
+                mid = cin * es[:, slot]
+                pw = h * h * cin * mid + ho * ho * mid * width
+                if se:
+                    pw = pw + 2 * mid * se_mid(mid)
+                out[:, 1 + s] += np.where(on, pw, 0)
+                out[:, 1 + N_STAGES + s] += np.where(on, ho * ho * mid * ks[:, slot] ** 2, 0)
+                # the first block of a stage always runs (depth >= 2): shape moves on
+                h, cin = np.where(on, ho, h), np.where(on, width, cin)
+        head = h * h * cin * OFA_FINAL_EXPAND + OFA_FINAL_EXPAND * OFA_FEATURE_MIX
+        out[:, 0] += head + OFA_FEATURE_MIX * OFA_CLASSES
+        return out
+
+    def macs_batch(self, vectors: np.ndarray) -> np.ndarray:
+        """Multiply-adds of each subnet (its stem, blocks and head)."""
+        return self.macs_terms(vectors).sum(axis=1)
+
+    def cost_features(self, vectors: np.ndarray) -> np.ndarray:
+        """MACs in millions per part (fixed layers, each stage's 1x1 and depthwise
+        convolutions, which run at different speeds), the resolution, and OFA's
+        encoding: what a latency predictor adds up."""
+        terms = self.macs_terms(vectors) / 1e6
+        res = np.asarray(OFA_R, dtype=np.float64)[self.canonicalize(vectors)[:, -1]]
+        return np.concatenate([terms, res[:, None], self.features(vectors)], axis=1)
+
+    def cost_feature_views(self) -> list[np.ndarray | None]:
+        """The MACs per part and resolution alone, or everything."""
+        return [np.arange(2 * N_STAGES + 2), None]
+
+    def cost_feature_view_names(self) -> list[str]:
+        return ["MACs per part + resolution", "all features"]
+
 
 # OFA MobileNetV3 w1.2 as OFA builds it: stem width, per stage (width, stride, SE,
 # hardswish), then the head's final expand, feature mix and classes
