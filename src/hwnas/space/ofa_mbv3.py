@@ -19,6 +19,11 @@ OFA_R = (160, 176, 192, 208, 224)
 N_BLOCKS = 20
 N_STAGES = 5
 MAX_DEPTH = 4
+# OFA MobileNetV3 w1.2 as OFA builds it: stem width, per stage (width, stride, SE,
+# hardswish), then the head's final expand, feature mix and classes
+OFA_STEM = 24
+OFA_STAGES = ((32, 2, 0, 0), (48, 2, 1, 0), (96, 2, 0, 1), (136, 1, 1, 1), (192, 2, 1, 1))
+OFA_FINAL_EXPAND, OFA_FEATURE_MIX, OFA_CLASSES = 1152, 1536, 1000
 
 
 @SPACES.register("ofa-mbv3")
@@ -122,13 +127,13 @@ class OFAMobileNetV3Space(SearchSpace):
                 on = active[:, slot]
                 st = stride if b == 0 else 1
                 ho = (h - 1) // st + 1
-                mid = cin * es[:, slot]
+                mid = cin * es[:, slot]  # multiples of 8 already, as build_module rounds
                 pw = h * h * cin * mid + ho * ho * mid * width
                 if se:
                     pw = pw + 2 * mid * se_mid(mid)
                 out[:, 1 + s] += np.where(on, pw, 0)
                 out[:, 1 + N_STAGES + s] += np.where(on, ho * ho * mid * ks[:, slot] ** 2, 0)
-                # the first block of a stage always runs (depth >= 2): shape moves on
+                # a slot past its stage's depth leaves the shape as it is
                 h, cin = np.where(on, ho, h), np.where(on, width, cin)
         head = h * h * cin * OFA_FINAL_EXPAND + OFA_FINAL_EXPAND * OFA_FEATURE_MIX
         out[:, 0] += head + OFA_FEATURE_MIX * OFA_CLASSES
@@ -152,13 +157,6 @@ class OFAMobileNetV3Space(SearchSpace):
 
     def cost_feature_view_names(self) -> list[str]:
         return ["MACs per part + resolution", "all features"]
-
-
-# OFA MobileNetV3 w1.2 as OFA builds it: stem width, per stage (width, stride, SE,
-# hardswish), then the head's final expand, feature mix and classes
-OFA_STEM = 24
-OFA_STAGES = ((32, 2, 0, 0), (48, 2, 1, 0), (96, 2, 0, 1), (136, 1, 1, 1), (192, 2, 1, 1))
-OFA_FINAL_EXPAND, OFA_FEATURE_MIX, OFA_CLASSES = 1152, 1536, 1000
 
 
 def build_module(
