@@ -15,6 +15,7 @@ from hwnas.errors import HwnasError
 
 if TYPE_CHECKING:  # pragma: no cover
     from hwnas.measure.measurer import LocalMeasurer, RemoteMeasurer
+    from hwnas.space.base import SearchSpace
 
 
 def check_latency_options(
@@ -52,17 +53,17 @@ def check_latency_options(
 class MeasuredLatency:
     """Median batch-1 latency (ms) of subnets, measured on this machine or an agent.
 
-    ``build(vector)`` gives the subnet as a ``torch.nn.Module``; ``resolution(vector)``
-    its input side; ``largest_params`` the parameter count of the largest subnet (an
-    agent whose upload limit cannot take its ONNX file is refused up front).
+    ``build(vector)`` gives the subnet of ``space`` (whose configs hold its input side
+    ``r``) as a ``torch.nn.Module``; ``largest_params`` the parameter count of the
+    largest subnet (an agent whose upload limit cannot take its ONNX file is refused up
+    front).
     """
 
     def __init__(
         self,
         name: str,
+        space: SearchSpace,
         build: Callable[[np.ndarray], Any],
-        resolution: Callable[[np.ndarray], int],
-        keys: Callable[[np.ndarray], list[str]],
         largest_params: Callable[[], float],
         threads: int = 1,
         rounds: int = 5,
@@ -72,7 +73,7 @@ class MeasuredLatency:
         from hwnas.measure.latency import MeasureSettings
 
         self.name = name
-        self._build, self._resolution, self._keys = build, resolution, keys
+        self.space, self._build = space, build
         self._largest_params = largest_params
         # a short protocol (a subnet takes 5-300 ms a run on one core): the batch's
         # subnets interleaved round by round, so drift hits them alike
@@ -130,12 +131,12 @@ class MeasuredLatency:
         self.prepare()
         assert self._measurer is not None
         x = np.atleast_2d(vectors)
-        res = np.asarray([self._resolution(v) for v in x])
+        res = np.asarray([int(self.space.decode(v)["r"]) for v in x])
         out = np.zeros(len(x))
         for r in np.unique(res):
             rows = np.nonzero(res == r)[0]
             modules = [self._build(x[i]).eval() for i in rows]
-            labels = [f"subnet {k}" for k in self._keys(x[rows])]
+            labels = [f"subnet {k}" for k in self.space.keys(x[rows])]
             found = measure_modules(
                 self._measurer, modules, (3, int(r), int(r)), labels=labels, **self._limits
             )

@@ -170,9 +170,8 @@ class OFAMobileNetV3Benchmark(Evaluator):
             self.source = "measured"
             self.measured = MeasuredLatency(
                 "ofa-mbv3",
+                self.space,
                 build=build_module,
-                resolution=lambda v: int(self.space.decode(v)["r"]),
-                keys=self.space.keys,
                 largest_params=_largest_params,
                 threads=threads,
                 rounds=rounds,

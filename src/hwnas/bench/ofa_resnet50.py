@@ -73,9 +73,8 @@ class OFAResNet50Benchmark(Evaluator):
             self.source = "measured"
             self.measured = MeasuredLatency(
                 "ofa-resnet50",
+                self.space,
                 build=build_module,
-                resolution=lambda v: int(self.space.decode(v)["r"]),
-                keys=self.space.keys,
                 largest_params=lambda: self.space.size_range()["params"][1],
                 threads=threads,
                 rounds=rounds,
