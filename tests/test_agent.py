@@ -7,6 +7,7 @@ import dataclasses
 import http.client
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from hwnas.errors import HwnasError  # noqa: E402
+from hwnas.errors import HwnasError, SetupError  # noqa: E402
 from hwnas.measure import (  # noqa: E402
     AgentClient,
     AgentServer,
@@ -336,10 +337,28 @@ def test_remote_and_local_measurers_share_one_interface(agent: AgentServer) -> N
 def test_unreachable_agent_and_bad_url() -> None:
     with running_agent() as server:
         url = server.url
-    with pytest.raises(HwnasError, match="cannot reach the agent"):
+    # the setup's fault, not a model's: a search stops on it (SetupError)
+    with pytest.raises(SetupError, match="cannot reach the agent"):
         AgentClient(url, TOKEN, timeout_s=5).measure(MODEL, FAST)
     with pytest.raises(HwnasError, match="agent URL"):
         AgentClient("ftp://example", TOKEN)
+
+
+def test_a_hung_agent_is_told_by_info_within_its_short_time_out(monkeypatch) -> None:
+    """/info is answered at once by a live agent: one that accepts the connection and
+    never replies (stopped with SIGSTOP) is told within INFO_TIMEOUT_S, not the
+    measurement's hour."""
+    import socket
+
+    import hwnas.measure.agent as agent_mod
+
+    monkeypatch.setattr(agent_mod, "INFO_TIMEOUT_S", 0.5)
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # the kernel accepts; no reply
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        t0 = time.perf_counter()
+        with pytest.raises(SetupError, match=r"no reply from the agent .* within 0.5 s"):
+            AgentClient(url, TOKEN).info()
+        assert time.perf_counter() - t0 < 5
 
 
 def test_query_settings_parsing() -> None:
@@ -618,3 +637,63 @@ def test_ofa_resnet50_latency_measured_on_an_agent(tmp_path: Path, data_dir: Pat
     ):
         with pytest.raises(HwnasError, match=message):
             get_benchmark("ofa-resnet50", data_dir=data_dir, **bad_opts)
+
+
+def test_an_agent_lost_mid_search_stops_it_and_a_resume_goes_on(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An agent that goes away during a measured search is no subnet's fault: the search
+    stops with the error (SetupError), keeps what was measured, stores no failure, and
+    goes on from there once an agent answers at the URL again; the CLI says how."""
+    from typer.testing import CliRunner
+
+    from hwnas.bench.ofa_mbv3 import OFAMobileNetV3Benchmark
+    from hwnas.cli import app
+    from hwnas.measure.agent import write_token_file
+    from hwnas.search import resume_search, run_search
+    from hwnas.store.sqlite import ResultsStore
+
+    prepare = OFAMobileNetV3Benchmark.prepare
+
+    def in_pairs(self: OFAMobileNetV3Benchmark) -> None:  # chunks of 2: 3 subnets, 2 calls
+        prepare(self)
+        self.max_batch = 2
+
+    monkeypatch.setattr(OFAMobileNetV3Benchmark, "prepare", in_pairs)
+    token = tmp_path / "agent.token"
+    write_token_file(token, TOKEN)
+    out = tmp_path / "s"
+    server = create_server("127.0.0.1", 0, TOKEN, timeout_s=120.0)
+    server.start_background()
+    port = server.server_address[1]
+    opts = {"latency": True, "rounds": 1, "agent": server.url, "token_file": str(token)}
+    config = {"benchmark": "ofa-mbv3", "benchmark_options": opts, "algorithm": "random"}
+
+    def lose_agent(done: int, budget: int) -> None:
+        if done == 2:  # the first chunk is stored: the agent stops
+            server.close()
+
+    try:
+        with pytest.raises(SetupError, match="cannot reach the agent"):
+            run_search({**config, "evaluations": 3, "seed": 0}, out=out, progress=lose_agent)
+    finally:
+        server.close()
+    with ResultsStore(out / "results.sqlite") as store:
+        recs = store.evaluations(store.latest_run("search")["run_id"])
+    assert len(recs) == 2 and all(r.ok for r in recs)
+    # the CLI: the error and how to go on, as one user error (main(): one line, exit 2)
+    res = CliRunner().invoke(app, ["search", "--resume", str(out)])
+    assert type(res.exception) is HwnasError
+    assert re.fullmatch(
+        r"cannot reach the agent at .*; the search stopped there: continue with: "
+        rf"hwnas search --resume {re.escape(str(out))}",
+        str(res.exception),
+    )
+    # an agent at the same address again: the search goes on from where it stopped
+    again = create_server("127.0.0.1", port, TOKEN, timeout_s=120.0)
+    again.start_background()
+    try:
+        summary = resume_search(out)
+    finally:
+        again.close()
+    assert summary["evaluations"] == 3 and summary["failed"] == 0

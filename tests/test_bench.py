@@ -1,4 +1,5 @@
 import gzip
+import os
 import shutil
 
 import numpy as np
@@ -212,6 +213,10 @@ def test_ofa_mbv3_measured_latency(data_dir):
     ):
         with pytest.raises(HwnasError, match=match):
             get_benchmark("ofa-mbv3", **bad)
+    # more threads than CPUs would inflate every latency: refused before any work
+    cpus = os.cpu_count() or 1
+    with pytest.raises(HwnasError, match=f"threads {cpus + 1}: this machine has {cpus} CPU"):
+        get_benchmark("ofa-mbv3", latency=True, threads=cpus + 1).prepare()
 
 
 def test_ofa_latency_table_entries(data_dir):

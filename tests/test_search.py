@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hwnas.bench.base import Evaluator, Objective
-from hwnas.errors import HwnasError
+from hwnas.errors import HwnasError, SetupError
 from hwnas.registry import ALGORITHMS
 from hwnas.search import Constraint, SearchProblem, run_search
 from hwnas.search.efficiency import checkpoints, efficiency_table, search_efficiency
@@ -314,6 +314,43 @@ def test_failed_evaluations_recorded_and_search_goes_on():
     assert any(failed) and not all(failed)
     for vec, ok in zip(p.vectors, p.ok, strict=True):
         assert ok == (vec[0] != 0)
+
+
+class GoneEvaluator(FlakyEvaluator):
+    """Answers ``answered`` chunks of ``max_batch``, then loses its device (SetupError)."""
+
+    max_batch = 4
+
+    def __init__(self, answered: int) -> None:
+        super().__init__()
+        self.answered = answered
+
+    def evaluate(self, vectors):
+        if self.answered <= 0:
+            raise SetupError("cannot reach the agent at http://127.0.0.1:1: refused")
+        self.answered -= 1
+        return np.stack([vectors.sum(1).astype(float), 1.0 + vectors[:, 1]], 1)
+
+
+def test_a_setup_error_stops_the_search_and_records_no_failure(tmp_path):
+    """A device lost mid-search (SetupError) is no architecture's fault: the search stops
+    with it, the chunks answered before are stored, nothing is stored as failed, and a
+    resume evaluates the rest."""
+    from hwnas.store.sqlite import ResultsStore
+
+    store = ResultsStore(tmp_path / "r.sqlite")
+    run_id = store.create_run({}, 0)
+    p = SearchProblem(GoneEvaluator(answered=2), 12, store=store, run_id=run_id)
+    with pytest.raises(SetupError, match="cannot reach the agent"):
+        ALGORITHMS.get("random")(seed=0).run(p)
+    recs = store.evaluations(run_id)
+    assert len(recs) == 8 and all(r.ok for r in recs)  # two chunks of 4, no failure
+    again = SearchProblem(GoneEvaluator(answered=10), 12)
+    again.attach_store(store, run_id)
+    ALGORITHMS.get("random")(seed=0).run(again)
+    recs = store.evaluations(run_id)
+    assert len(recs) == 12 == len({r.arch_key for r in recs}) and all(r.ok for r in recs)
+    store.close()
 
 
 def test_dedup_and_budget():

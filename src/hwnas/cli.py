@@ -8,7 +8,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hwnas.cli_train import given, on_interrupt
-from hwnas.errors import HwnasError
+from hwnas.errors import HwnasError, SetupError
 from hwnas.report.progress import progress_bar
 
 app = typer.Typer(
@@ -229,15 +229,21 @@ def _holds_search(out: Path) -> bool:
     return True
 
 
-def _resume_hint(out: Path) -> contextlib.AbstractContextManager[None]:
-    """On Ctrl-C: say how to continue the search stored in ``out``."""
-    return on_interrupt(
-        lambda: (
-            f"continue with: hwnas search --resume {out}"
-            if _holds_search(out)
-            else "the search had not started; run the same command again"
-        )
-    )
+@contextlib.contextmanager
+def _resume_hint(out: Path) -> Iterator[None]:
+    """On Ctrl-C, or an error of the setup that stops a search (a device agent gone):
+    say how to continue the search stored in ``out``."""
+
+    def hint() -> str:
+        if _holds_search(out):
+            return f"continue with: hwnas search --resume {out}"
+        return "the search had not started; run the same command again"
+
+    with on_interrupt(hint):
+        try:
+            yield
+        except SetupError as exc:
+            raise HwnasError(f"{exc}; the search stopped there: {hint()}") from None
 
 
 def _given(ctx: typer.Context | None, names: tuple[str, ...]) -> list[str]:
@@ -250,6 +256,8 @@ def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
     line = f"{s['algorithm']}: {s['evaluations']} evaluations"
     if s.get("warm_start"):
         line += f" ({s['warm_start']} of them the warm start)"
+    if s.get("failed"):
+        line += f", {s['failed']} failed (their errors: evaluations.csv)"
     if s.get("hv_fraction") is not None:
         line += (
             f", HV fraction {s['hv_fraction']:.4f}, front recall {s['front_recall']:.3f}"

@@ -14,6 +14,12 @@ class DataNotFoundError(HwnasError):
     """A data file that hwnas needs is missing from the data directory."""
 
 
+class SetupError(HwnasError):
+    """An evaluation failed for a reason of the setup, not of the architecture (a device
+    agent gone or refusing the token, no reply in time): a search stops on it instead of
+    recording the architecture as failed, and ``--resume`` goes on once it is mended."""
+
+
 def check_not_under_file(path: str | os.PathLike[str]) -> Path:
     """Refuse an output path whose nearest existing parent is a file (``a.json/x``),
     before any work is done; returns the path."""

@@ -6,6 +6,7 @@ the OFA benchmarks' ``latency=true`` option."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +96,9 @@ class MeasuredLatency:
             return
         agent, token_file, threads = self._agent_at
         if agent is None or token_file is None:
+            cpus = os.cpu_count() or 1
+            if threads > cpus:  # oversubscribed: every latency inflated, nothing said
+                raise HwnasError(f"{self.name}: threads {threads}: this machine has {cpus} CPU(s)")
             self._measurer = LocalMeasurer(self.settings)
             return
         from hwnas.measure.agent import AgentClient, read_token_file

@@ -64,7 +64,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from hwnas.errors import HwnasError
+from hwnas.errors import HwnasError, SetupError
 from hwnas.measure.host import host_info
 from hwnas.measure.latency import (
     Measurement,
@@ -686,6 +686,10 @@ _CLIENT_ERRORS = {
 }
 
 
+#: time-out of the requests an agent answers at once (``/info``, ``/health``), seconds
+INFO_TIMEOUT_S = 30.0
+
+
 class AgentClient:
     """Talk to an agent: ``AgentClient("http://127.0.0.1:8765", token).measure(model)``.
 
@@ -727,8 +731,10 @@ class AgentClient:
         body: bytes | None = None,
         query: dict[str, str] | None = None,
         auth: bool = True,
+        timeout_s: float | None = None,
     ) -> dict[str, Any]:
         url = self.url + path
+        timeout_s = self.timeout_s if timeout_s is None else min(timeout_s, self.timeout_s)
         if query:
             url += "?" + urllib.parse.urlencode(query)
         headers = {"Accept": "application/json"}
@@ -739,12 +745,12 @@ class AgentClient:
         for attempt in range(self.retries + 1):
             req = urllib.request.Request(url, data=body, headers=headers, method=method)
             try:
-                with self._opener.open(req, timeout=self.timeout_s) as resp:
+                with self._opener.open(req, timeout=timeout_s) as resp:
                     raw = resp.read()
                 try:
                     return json.loads(raw)
                 except ValueError:
-                    raise HwnasError(f"agent at {self.url} sent a reply that is not JSON") from None
+                    raise SetupError(f"agent at {self.url} sent a reply that is not JSON") from None
             except urllib.error.HTTPError as e:
                 try:
                     payload = json.loads(e.read() or b"{}")
@@ -765,13 +771,13 @@ class AgentClient:
                 reason = e.reason
                 if isinstance(reason, ConnectionResetError | BrokenPipeError):
                     raise self._dropped(reason, body) from None
-                raise HwnasError(f"cannot reach the agent at {self.url}: {reason}") from None
+                raise SetupError(f"cannot reach the agent at {self.url}: {reason}") from None
             except TimeoutError:
-                raise HwnasError(
-                    f"no reply from the agent at {self.url} within {self.timeout_s:g} s"
+                raise SetupError(
+                    f"no reply from the agent at {self.url} within {timeout_s:g} s"
                 ) from None
             except OSError as e:
-                raise HwnasError(f"cannot talk to the agent at {self.url}: {e}") from None
+                raise SetupError(f"cannot talk to the agent at {self.url}: {e}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _dropped(self, reason: BaseException, body: bytes | None) -> HwnasError:
@@ -792,20 +798,20 @@ class AgentClient:
                 f"bytes exceeds the agent's limit of {limit} bytes (its --max-mb sets the limit)"
             )
         if not reachable:
-            return HwnasError(
+            return SetupError(
                 f"the agent at {self.url} dropped the connection ({reason}) and cannot be "
                 "reached any more: it stopped or crashed; start it again"
             )
         if limit is not None:  # within the limit: not the size
-            return HwnasError(f"the agent at {self.url} dropped the connection ({reason})")
-        return HwnasError(
+            return SetupError(f"the agent at {self.url} dropped the connection ({reason})")
+        return SetupError(
             f"the agent at {self.url} dropped the connection ({reason}); "
             "the upload may exceed its size limit"
         )
 
     def _error(self, status: int, code: str | None, message: str) -> HwnasError:
         if status == 401:
-            return HwnasError(
+            return SetupError(
                 f"the agent at {self.url} rejected the token (401); check the token file"
             )
         if status == 413:
@@ -814,19 +820,20 @@ class AgentClient:
                 "(its --max-mb sets the limit)"
             )
         if status == 503:
-            return HwnasError(
+            return SetupError(
                 f"the agent at {self.url} stayed busy after {self.retries} retries: {message}"
             )
-        cls = _CLIENT_ERRORS.get(code or "", HwnasError)
-        return cls(f"agent at {self.url}: {message}" if cls is HwnasError else message)
+        cls = _CLIENT_ERRORS.get(code or "", SetupError)
+        return cls(f"agent at {self.url}: {message}" if cls is SetupError else message)
 
     def health(self) -> dict[str, Any]:
         """``GET /health`` (no token needed)."""
-        return self._request("GET", "/health", auth=False)
+        return self._request("GET", "/health", auth=False, timeout_s=INFO_TIMEOUT_S)
 
     def info(self) -> dict[str, Any]:
-        """``GET /info``: the agent's host description and limits."""
-        return self._request("GET", "/info")
+        """``GET /info``: the agent's host description and limits (answered at once,
+        even while it measures: a hung agent is told within ``INFO_TIMEOUT_S``)."""
+        return self._request("GET", "/info", timeout_s=INFO_TIMEOUT_S)
 
     def measure(
         self,

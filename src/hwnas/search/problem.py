@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwnas.bench.base import Evaluator, Objective
-from hwnas.errors import HwnasError
+from hwnas.errors import HwnasError, SetupError
 from hwnas.search.pareto import ExactFront, hypervolume, non_dominated_mask
 from hwnas.store.sqlite import EvaluationRecord, ResultsStore
 
@@ -409,7 +409,9 @@ class SearchProblem:
     def _evaluate_new(self, x: np.ndarray, keys: list[str]) -> None:
         """Evaluate and store new architectures, in chunks of the evaluator's
         ``max_batch``: each chunk is committed as it completes, so a kill loses at most
-        the chunk in progress."""
+        the chunk in progress. An architecture that fails is stored as failed; a
+        :class:`~hwnas.errors.SetupError` (the setup's fault, e.g. a device agent gone)
+        stops the search with nothing of its chunk stored, so a resume evaluates it."""
         step = self.evaluator.max_batch or len(keys)
         for s in range(0, len(keys), step):
             self._evaluate_chunk(x[s : s + step], keys[s : s + step])
@@ -420,6 +422,9 @@ class SearchProblem:
             values = np.atleast_2d(self.evaluator.evaluate(x))
             per = (time.perf_counter() - t0) / len(keys)
             results = [(values[i], None, per) for i in range(len(keys))]
+        except SetupError:  # not the architectures' fault: stop, nothing of the chunk stored
+            self.eval_time_s += time.perf_counter() - t0
+            raise
         except Exception:
             # isolate failures: evaluate one by one, record each failure and go on
             results = []
@@ -428,6 +433,9 @@ class SearchProblem:
                 try:
                     v = np.atleast_2d(self.evaluator.evaluate(x[i : i + 1]))[0]
                     results.append((v, None, time.perf_counter() - t1))
+                except SetupError:
+                    self.eval_time_s += time.perf_counter() - t0
+                    raise
                 except Exception as exc:  # an evaluation that fails is recorded as failed
                     msg = f"{type(exc).__name__}: {exc}"
                     tb = traceback.format_exc(limit=3)

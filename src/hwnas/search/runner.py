@@ -135,7 +135,7 @@ def _run(
     replayed = problem.n_stored
     try:
         algorithm.run(problem)
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, or a SetupError (a device agent gone): resumable
         if store is not None:
             store.close()
         raise
