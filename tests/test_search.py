@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -734,6 +735,32 @@ def test_compare_scores_every_front_at_one_reference():
     assert hvs == pytest.approx([11 * 0.05, 1 * 0.55])
     rows = compare_rows([a, b, summary("empty", [])])
     assert [r["hypervolume_common"] for r in rows] == pytest.approx([0.55, 0.55, 0.0])
+
+
+def test_compare_shows_and_warns_when_objectives_were_taken_differently(tmp_path):
+    """A search whose latency was measured here beside one on a published table: 'on'
+    says which is which (no token file), and comparing them warns."""
+    from hwnas.report.compare import compare_rows, load_summaries
+
+    objectives = [{"name": "accuracy", "direction": "max"}, {"name": "latency", "direction": "min"}]
+    measured = {"latency": True, "rounds": 10, "agent": "http://pi:8765", "token_file": "t"}
+    for name, opts in (("table", {}), ("here", measured), ("also", {"devices": "note10"})):
+        (tmp_path / name).mkdir()
+        summary = {"benchmark": "ofa-mbv3", "benchmark_options": opts, "algorithm": "linas",
+                   "evaluations": 5, "objectives": objectives,
+                   "pareto": [{"accuracy": 75.0, "latency": 20.0}]}  # fmt: skip
+        (tmp_path / name / "summary.json").write_text(json.dumps(summary))
+    dirs = [tmp_path / n for n in ("table", "here", "also")]
+    with pytest.warns(UserWarning, match="took their objectives differently .*latency=true"):
+        rows = compare_rows(load_summaries(dirs))
+    assert [r["on"] for r in rows] == [
+        "ofa-mbv3",
+        "ofa-mbv3 agent=http://pi:8765 latency=true rounds=10",
+        "ofa-mbv3 note10",
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # devices alone differ: shown, not warned about
+        load_summaries([dirs[0], dirs[2]])
 
 
 def test_evaluations_to_reach_a_target_algorithms_final_value():

@@ -62,17 +62,43 @@ def load_summaries(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
             "is measured against the exact front under its own constraints",
             stacklevel=2,
         )
+    how = {_how(s) for s in out}
+    if len(how) > 1:  # e.g. latency measured here beside a device's table
+        shown = "; ".join(f"{s['run_dir']}: {_how(s) or 'the defaults'}" for s in out)
+        warnings.warn(
+            f"these searches took their objectives differently ({shown}): their fronts and "
+            "common hypervolumes compare those settings as much as the searches",
+            stacklevel=2,
+        )
     return out
 
 
+#: benchmark options that say where, not how (shown by value), or nothing worth showing
+_WHERE_OPTIONS = ("dataset", "devices")
+_UNSHOWN_OPTIONS = ("data_dir", "token_file")
+
+
+def _how(s: dict[str, Any]) -> str:
+    """The benchmark options beyond dataset and devices that a search was given
+    (``latency=true``, ``agent=URL``, ...), as ``key=value`` words."""
+    opts = s.get("benchmark_options") or {}
+    skip = (*_WHERE_OPTIONS, *_UNSHOWN_OPTIONS)
+    return " ".join(
+        f"{k}={str(v).lower() if isinstance(v, bool) else v}"
+        for k, v in sorted(opts.items())
+        if k not in skip and v is not None
+    )
+
+
 def _where(s: dict[str, Any]) -> str:
+    """Benchmark, dataset and devices, and how the objectives were taken (``_how``)."""
     opts = s.get("benchmark_options") or {}
     parts = [s["benchmark"]] + [
         ",".join(v) if isinstance(v, list) else str(v)
         for k, v in opts.items()
-        if k in ("dataset", "devices") and v
+        if k in _WHERE_OPTIONS and v
     ]
-    return " ".join(parts)
+    return " ".join([*parts, _how(s)]).strip()
 
 
 def common_hypervolumes(summaries: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
