@@ -94,6 +94,18 @@ def test_ofa_canonicalize_ignores_skipped_blocks():
     assert sp.keys(w) == sp.keys(canon)
     cfg = sp.decode(canon)
     assert cfg["d"] == [2] * 5 and cfg["r"] == 224
+    for bad, message in (
+        ({**cfg, "ks": 3}, "'ks', 'e' and 'd' must be lists"),
+        ({**cfg, "e": [3] * 19}, "need 20 'ks', 20 'e' and 5 'd' values, got 20, 19 and 5"),
+        ({**cfg, "r": "160"}, r"r='160' not in \(160, 176, 192, 208, 224\)"),
+        ({**cfg, "ks": ["3"] * 20}, "ks='3' not in"),
+        ({**cfg, "d": [True] * 5}, "d=True not in"),
+        ({**cfg, "w": 1}, r"config has unknown w \(keys: ks, e, d, r\)"),
+        ({"ks": cfg["ks"]}, "config lacks e, d, r"),
+        ([1, 2], "a config is an object with keys ks, e, d, r, got list"),
+    ):
+        with pytest.raises(HwnasError, match=message):
+            sp.encode(bad)
 
 
 def test_ofa_features_follow_published_encoding():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -260,4 +261,45 @@ def one_hot(x: np.ndarray, cardinalities: np.ndarray) -> np.ndarray:
     out = np.zeros((x.shape[0], int(cardinalities.sum())), dtype=np.float64)
     rows = np.repeat(np.arange(x.shape[0]), x.shape[1])
     out[rows, (x + offsets[None, :]).ravel()] = 1.0
+    return out
+
+
+def config_values(name: str, config: Any, keys: Sequence[str], lists: dict[str, int]) -> list[Any]:
+    """The values of a config object's ``keys``, checked: an object with exactly these
+    keys, the ones in ``lists`` lists of that many values (one clear line otherwise)."""
+    if not isinstance(config, dict):
+        raise HwnasError(
+            f"{name}: a config is an object with keys {', '.join(keys)}, got "
+            f"{type(config).__name__}"
+        )
+    missing = [k for k in keys if k not in config]
+    extra = sorted(str(k) for k in config if k not in keys)
+    if missing or extra:
+        what = f"lacks {', '.join(missing)}" if missing else f"has unknown {', '.join(extra)}"
+        raise HwnasError(f"{name}: config {what} (keys: {', '.join(keys)})")
+    if not all(isinstance(config[k], list | tuple) for k in lists):
+        raise HwnasError(f"{name}: {_and([repr(k) for k in lists])} must be lists")
+    sizes = [len(config[k]) for k in lists]
+    if sizes != list(lists.values()):
+        need = _and([f"{n} {k!r}" for k, n in lists.items()])
+        raise HwnasError(f"{name}: need {need} values, got {_and([str(n) for n in sizes])}")
+    return [config[k] for k in keys]
+
+
+def _and(words: list[str]) -> str:
+    """``a, b and c``."""
+    return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
+
+
+def choice_indices(
+    name: str, values: Sequence[Any], choices: Sequence[Any], what: str
+) -> list[int]:
+    """Each value's index among ``choices`` (an equal number: never a bool or a string)."""
+    out = []
+    for val in values:
+        number = isinstance(val, numbers.Real) and not isinstance(val, bool)
+        hits = [i for i, c in enumerate(choices) if number and val == c]
+        if not hits:
+            raise HwnasError(f"{name}: {what}={val!r} not in {tuple(choices)}")
+        out.append(hits[0])
     return out

@@ -8,9 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from hwnas.errors import HwnasError
 from hwnas.registry import SPACES
-from hwnas.space.base import Dimension, SearchSpace
+from hwnas.space.base import Dimension, SearchSpace, choice_indices, config_values
 
 OFA_KS = (3, 5, 7)
 OFA_E = (3, 4, 6)
@@ -70,20 +69,11 @@ class OFAMobileNetV3Space(SearchSpace):
         }
 
     def encode(self, config: dict[str, Any]) -> np.ndarray:
-        try:
-            ks, e, d, r = config["ks"], config["e"], config["d"], config["r"]
-        except (KeyError, TypeError):
-            raise HwnasError("ofa-mbv3: config needs keys 'ks', 'e', 'd', 'r'") from None
-        if len(ks) != N_BLOCKS or len(e) != N_BLOCKS or len(d) != N_STAGES:
-            raise HwnasError("ofa-mbv3: need 20 'ks', 20 'e' and 5 'd' values")
+        lists = {"ks": N_BLOCKS, "e": N_BLOCKS, "d": N_STAGES}
+        ks, e, d, r = config_values("ofa-mbv3", config, ("ks", "e", "d", "r"), lists)
 
         def idx(values: Sequence[Any], choices: tuple[int, ...], what: str) -> list[int]:
-            out = []
-            for val in values:
-                if val not in choices:
-                    raise HwnasError(f"ofa-mbv3: {what}={val} not in {choices}")
-                out.append(choices.index(val))
-            return out
+            return choice_indices("ofa-mbv3", values, choices, what)
 
         vec = idx(ks, OFA_KS, "ks") + idx(e, OFA_E, "e") + idx(d, OFA_D, "d") + idx([r], OFA_R, "r")
         return self.canonicalize(np.array(vec, dtype=np.int64)[None, :])[0]

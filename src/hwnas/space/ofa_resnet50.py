@@ -19,9 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from hwnas.errors import HwnasError
 from hwnas.registry import SPACES
-from hwnas.space.base import Dimension, SizedSearchSpace
+from hwnas.space.base import Dimension, SizedSearchSpace, choice_indices, config_values
 
 R50_D_STEM = (0, 2)  # OFA's depth[0]: 2 keeps the stem's residual block, 0 skips it
 R50_D = (0, 1, 2)  # blocks added to each stage's base depth
@@ -112,36 +111,11 @@ class OFAResNet50Space(SizedSearchSpace):
         }
 
     def encode(self, config: dict[str, Any]) -> np.ndarray:
-        keys = ("d", "e", "w", "r")
-        if not isinstance(config, dict):
-            raise HwnasError(
-                f"ofa-resnet50: a config is an object with keys {', '.join(keys)}, got "
-                f"{type(config).__name__}"
-            )
-        missing = [k for k in keys if k not in config]
-        extra = sorted(str(k) for k in config if k not in keys)
-        if missing or extra:
-            what = f"lacks {', '.join(missing)}" if missing else f"has unknown {', '.join(extra)}"
-            raise HwnasError(f"ofa-resnet50: config {what} (keys: {', '.join(keys)})")
-        d, e, w, r = (config[k] for k in keys)
-        try:
-            sizes = (len(d), len(e), len(w))
-        except TypeError:
-            raise HwnasError("ofa-resnet50: 'd', 'e' and 'w' must be lists") from None
-        if sizes != (1 + N_STAGES, N_BLOCKS, N_WIDTHS):
-            raise HwnasError(
-                f"ofa-resnet50: need {1 + N_STAGES} 'd', {N_BLOCKS} 'e' and {N_WIDTHS} 'w' "
-                f"values, got {sizes[0]}, {sizes[1]} and {sizes[2]}"
-            )
+        lists = {"d": 1 + N_STAGES, "e": N_BLOCKS, "w": N_WIDTHS}
+        d, e, w, r = config_values("ofa-resnet50", config, ("d", "e", "w", "r"), lists)
 
         def idx(values: Sequence[Any], choices: Sequence[Any], what: str) -> list[int]:
-            out = []
-            for val in values:
-                hits = [i for i, c in enumerate(choices) if not isinstance(val, bool) and val == c]
-                if not hits:
-                    raise HwnasError(f"ofa-resnet50: {what}={val!r} not in {tuple(choices)}")
-                out.append(hits[0])
-            return out
+            return choice_indices("ofa-resnet50", values, choices, what)
 
         vec = (
             idx(d[:1], R50_D_STEM, "d[0]")
