@@ -119,6 +119,13 @@ def hwnas(*args, env=None):
         ),
         (["predictors", "evaluate", "--sizes", ""], None, "need at least one entry"),
         (["predictors", "evaluate", "--target", "accuracy:pixel3"], None, "only latency takes"),
+        (
+            ["predictors", "evaluate", "--benchmark", "ofa-mbv3", "--target", "latency:pixel3"],
+            None,
+            "unknown device 'pixel3' for ofa-mbv3 (its devices: note10;",
+        ),
+        (["predictors", "evaluate", "--target", "latency:a,latency:b"], None, "one target at"),
+        (["predictors", "evaluate", "--target", "latency:"], None, "names no device after"),
         # typer's own usage errors are one line too
         (["search", "--evaluations", "0", "--out", "{tmp}"], None, "'--evaluations'"),
         (["search", "--seed", "-1", "--out", "{tmp}"], None, "'--seed'"),

@@ -609,12 +609,22 @@ def _predictor_data(
         names = space.predictor_view_names("cost") if views and space is not None else None
         return X, y, views, names
 
-    kind, _, device = target.partition(":")
+    if "," in target:
+        raise HwnasError(f"target '{target}': one target at a time (e.g. latency:DEVICE)")
+    kind, colon, device = target.partition(":")
+    if colon and not device:
+        raise HwnasError(f"target '{target}' names no device after ':' (latency:DEVICE)")
     if device and kind != "latency":
         raise HwnasError(
             f"target '{target}': only latency takes a device (accuracy, latency:DEVICE)"
         )
     known = BENCHMARKS.get(benchmark).available_devices(data_dir)
+    if device and known is not None and device not in known:
+        # said here: the benchmark's own message names search's flags (--bench-option)
+        raise HwnasError(
+            f"unknown device '{device}' for {benchmark} (its devices: {', '.join(known)}; "
+            "'hwnas devices --benchmark NAME' lists them)"
+        )
     # a benchmark with a choice of devices (NB201: 27) is told which; OFA has one
     if kind == "latency" and not device and known is not None and len(known) > 1:
         raise HwnasError("target 'latency' needs a device: --target latency:DEVICE")
