@@ -622,7 +622,9 @@ def test_ofa_resnet50_latency_measured_on_an_agent(tmp_path: Path, data_dir: Pat
     # fails at once and is not stored (the next plain resume does no extra work)
     from hwnas.search import resume_search
 
-    assert resume_search(tmp_path / "s")["evaluations"] == 2
+    done = resume_search(tmp_path / "s")
+    assert done["evaluations"] == 2  # and where it measured, though the agent was not asked
+    assert done["benchmark_details"] == summary["benchmark_details"]
     with pytest.raises(HwnasError, match="cannot reach the agent"):
         resume_search(tmp_path / "s", evaluations=3)
     again = resume_search(tmp_path / "s")

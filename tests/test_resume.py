@@ -86,12 +86,19 @@ def test_resume_with_a_larger_budget(tmp_path, data_dir):
     from hwnas.errors import HwnasError
     from hwnas.search.runner import resume_search, run_search
 
-    run_search({"algorithm": "nsga2", "evaluations": 40, "seed": 2}, out=tmp_path)
+    first = run_search({"algorithm": "nsga2", "evaluations": 40, "seed": 2}, out=tmp_path)
     before = _rows(tmp_path / "results.sqlite")
     assert len(before) == 40
     same = resume_search(tmp_path)  # no budget given: nothing to do
     assert same["evaluations"] == 40 and _rows(tmp_path / "results.sqlite") == before
+    # times are the whole run's: the first process's and this one's
+    assert same["wall_time_s"] > first["wall_time_s"]
+    # the stored evaluations' own times (each its share of the batch it was in)
+    assert same["evaluation_time_s"] == pytest.approx(first["evaluation_time_s"], rel=0.5)
+    assert same["benchmark_details"] == first["benchmark_details"]
     more = resume_search(tmp_path, evaluations=70)
+    assert more["wall_time_s"] > same["wall_time_s"]
+    assert more["evaluation_time_s"] > same["evaluation_time_s"]
     after = _rows(tmp_path / "results.sqlite")
     assert more["evaluations"] == 70 == len(after) == len({k for _, k in after})
     assert after[:40] == before

@@ -1060,3 +1060,26 @@ def test_csv_arch_column_is_the_arch_string_or_json(tmp_path, data_dir):
     with (tmp_path / "b" / "pareto.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [json.loads(r["arch"]) for r in rows] == [p["arch"] for p in s["pareto"]]
+
+
+def test_a_resume_measuring_on_another_machine_warns(tmp_path):
+    """measured_on reads the machine from a benchmark's details (this machine's, or an
+    agent's description of itself); a resume whose machine differs from the earlier
+    segments' warns that its evaluations would mix two machines."""
+    from hwnas.bench.measured import measured_on
+    from hwnas.search.runner import _check_same_machine
+
+    here = {"hostname": "vm", "machine": "x86_64", "cpu_model": "EPYC", "logical_cores": 2}
+    pi = {**here, "hostname": "pi", "machine": "aarch64", "cpu_model": "Cortex-A72"}
+    local = {"latency": {"on": "this machine", "host": here}}
+    agent = {"latency": {"agent": {"url": "http://pi:8765", "host": {**pi, "python": "3.11"}}}}
+    assert measured_on(local) == here and measured_on(agent) == pi
+    assert measured_on({"latency": {"agent": {"url": "http://pi:8765"}}}) is None  # not asked
+    assert measured_on({"space": "nb201"}) is None  # a table: nothing measured
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _check_same_machine(local, [local, {"space": "x"}], tmp_path)  # the same machine
+        _check_same_machine({"space": "nb201"}, [local], tmp_path)  # nothing measured now
+        _check_same_machine(agent, [], tmp_path)  # a new run
+    with pytest.warns(UserWarning, match=r"measured latency on vm \(EPYC, 2 cores\) and now .* pi"):
+        _check_same_machine(agent, [local], tmp_path)

@@ -102,3 +102,35 @@ def test_a_run_with_a_broken_config_is_one_clear_error(tmp_path):
     con.close()
     with ResultsStore(p) as st, pytest.raises(HwnasError, match="not JSON"):
         st.latest_run("search")
+
+
+def test_segments_add_up_a_runs_wall_time_killed_ones_to_their_last_evaluation(
+    tmp_path, monkeypatch
+):
+    """A run worked on by three processes: one ended (10 s), one killed 4 s after its
+    start whose last evaluation came 3 s in (counted to it: 3 s), and the current one."""
+    import hwnas.store.sqlite as sq
+
+    clock = [1000.0]
+    monkeypatch.setattr(sq.time, "time", lambda: clock[0])
+    with ResultsStore(tmp_path / "r.sqlite") as store:
+        run = store.create_run({}, 0)
+        first = store.begin_segment(run, {"latency": {"on": "this machine"}})
+        clock[0] += 10
+        store.end_segment(first)
+        clock[0] += 100  # idle between the processes: not counted
+        store.begin_segment(run)
+        clock[0] += 3
+        store.add_evaluation(run, "a", [0], {"x": 1.0})
+        clock[0] += 1  # killed here, without an end
+        clock[0] += 50
+        third = store.begin_segment(run, {"latency": {"on": "elsewhere"}})
+        assert store.segments_wall_s(run, before=third) == (pytest.approx(13.0), 2)
+        assert store.segments_wall_s(run) == (pytest.approx(13.0), 3)  # the third: 0 s yet
+        clock[0] += 5
+        store.end_segment(third)
+        assert store.segments_wall_s(run)[0] == pytest.approx(18.0)
+        assert store.segment_details(run) == [
+            {"latency": {"on": "this machine"}},
+            {"latency": {"on": "elsewhere"}},
+        ]

@@ -149,6 +149,24 @@ class MeasuredLatency:
 
     def describe(self) -> dict[str, object]:
         """Where and how latency is measured, for a search's summary."""
+        from hwnas.measure.host import host_identity
+
         agent = self._agent_at[0]
-        where = {"agent": self.agent or {"url": agent}} if agent else {"on": "this machine"}
+        if agent:
+            where: dict[str, object] = {"agent": self.agent or {"url": agent}}
+        else:
+            where = {"on": "this machine", "host": host_identity()}
         return {"runtime": "onnxruntime", **where, **self.settings.to_dict()}
+
+
+def measured_on(details: dict[str, Any]) -> dict[str, Any] | None:
+    """The identity of the machine a benchmark's ``describe()`` says latency was measured
+    on (this machine's, or the agent's as it described itself); None if not measured or
+    not known (an agent not asked)."""
+    from hwnas.measure.host import host_identity
+
+    latency = details.get("latency")
+    if not isinstance(latency, dict):
+        return None
+    host = latency.get("host") or (latency.get("agent") or {}).get("host")
+    return host_identity(host) if isinstance(host, dict) and host else None

@@ -108,6 +108,16 @@ def _torch_info() -> dict[str, Any]:
     return info
 
 
+#: what tells one machine from another in a :func:`host_info` (not its software)
+HOST_IDENTITY = ("hostname", "machine", "cpu_model", "logical_cores")
+
+
+def host_identity(info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The :data:`HOST_IDENTITY` fields of ``info`` (default: this machine's)."""
+    info = _static_host() if info is None else info
+    return {k: info.get(k) for k in HOST_IDENTITY}
+
+
 def host_info(include_torch: bool | None = None) -> dict[str, Any]:
     """Describe this machine: CPU model, cores, memory, runtimes and GPU.
 

@@ -112,7 +112,8 @@ class SearchProblem:
         self.raw: list[np.ndarray] = []  # nan row for failed evaluations
         self.ok: list[bool] = []
         self._index: dict[str, int] = {}
-        self.eval_time_s = 0.0
+        self.eval_time_s = 0.0  # in evaluations made by this process
+        self.stored_eval_time_s = 0.0  # in those a resumed run's store answered
         self.n_new = 0  # evaluations made in this process (not replayed)
         # distinct architectures answered to the algorithm in this process: a batch
         # that adds none is a stall; one answered from a resumed run's store is progress
@@ -215,7 +216,9 @@ class SearchProblem:
     def _take_stored(self, key: str) -> None:
         """Answer a resumed run's stored evaluation of ``key`` from the store (it counts
         as evaluated now, and the progress display moves)."""
-        self._remember(self._pending.pop(key))
+        rec = self._pending.pop(key)
+        self.stored_eval_time_s += rec.wall_time_s
+        self._remember(rec)
         if self.on_evaluation is not None:
             self.on_evaluation(self.n_evaluated, self.budget)
 

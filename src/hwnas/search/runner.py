@@ -118,12 +118,22 @@ def _run(
 ) -> dict[str, Any]:
     """The checked search, run and (with ``out``) stored: see :func:`run_search`."""
     store = run_id = None
+    segment = 0
+    earlier_wall = 0.0  # a resumed run's earlier segments (processes)
+    earlier: list[dict[str, Any]] = []  # and how they took the objectives
+    stored_summary: dict[str, Any] = {}
+    details = json.loads(json.dumps(problem.evaluator.describe(), default=str))
     if out is not None:
         out = Path(out)
         store = ResultsStore(out / STORE_NAME)
         if resume:
             run = store.latest_run("search")
             run_id = run["run_id"]
+            stored_summary = run["summary"] or {}
+            earlier_wall, n_earlier = store.segments_wall_s(run_id)
+            if not n_earlier:  # stored before segments were: its last summary's
+                earlier_wall = float(stored_summary.get("wall_time_s") or 0.0)
+            earlier = store.segment_details(run_id)
             # a raised budget is stored only now, once every check has passed
             if run["config"].get("evaluations") != config.evaluations:
                 raised = {**run["config"], "evaluations": config.evaluations}
@@ -131,16 +141,21 @@ def _run(
             store.mark_resumed(run_id)
         else:
             run_id = store.create_run(config.model_dump(), config.seed, kind="search")
+        _check_same_machine(details, earlier, out)
+        # from when this process began the search (its checks and set-up included)
+        began = time.time() - (time.perf_counter() - t0)
+        segment = store.begin_segment(run_id, details, started=began)
         problem.attach_store(store, run_id)
     replayed = problem.n_stored
     try:
         algorithm.run(problem)
     except BaseException:  # Ctrl-C, or a SetupError (a device agent gone): resumable
         if store is not None:
+            store.end_segment(segment)
             store.close()
         raise
     problem.finish_replay()
-    wall = time.perf_counter() - t0
+    wall = time.perf_counter() - t0 + earlier_wall
     if not problem.exhausted:
         warnings.warn(
             f"the search stopped at {problem.n_evaluated} of {problem.budget} evaluations: "
@@ -149,6 +164,9 @@ def _run(
             stacklevel=2,
         )
     summary = summarize(problem, config, wall)
+    if resume and not problem.n_new and stored_summary.get("benchmark_details"):
+        # nothing measured now (an agent not even asked): where the run measured
+        summary["benchmark_details"] = stored_summary["benchmark_details"]
     summary["resumed_from"] = replayed if resume else None
     # distinct architectures the search started from (keys of one network counted once)
     initial = getattr(algorithm, "initial", None)
@@ -159,10 +177,32 @@ def _run(
     if callable(report):
         summary.update(report(problem))
     if out is not None and store is not None and run_id is not None:
+        store.end_segment(segment)
         write_outputs(problem, summary, Path(out), store, run_id)
         store.finish_run(run_id, {k: v for k, v in summary.items() if k != "hv_history"})
         store.close()
     return summary
+
+
+def _check_same_machine(details: dict[str, Any], earlier: list[dict[str, Any]], out: Path) -> None:
+    """Warn when a resumed search measures latency on another machine than its earlier
+    segments did: its front would mix two machines' latencies."""
+    from hwnas.bench.measured import measured_on
+
+    now = measured_on(details)
+    before = [h for h in map(measured_on, earlier) if h is not None]
+    if now is None or not before or before[0] == now:
+        return
+
+    def show(h: dict[str, Any]) -> str:
+        return f"{h.get('hostname')} ({h.get('cpu_model')}, {h.get('logical_cores')} cores)"
+
+    warnings.warn(
+        f"the search in {out} measured latency on {show(before[0])} and now measures it on "
+        f"{show(now)}: its evaluations mix two machines' latencies (start a new search "
+        "there to keep one)",
+        stacklevel=3,
+    )
 
 
 def _warm_vectors(problem: SearchProblem, keys: list[str]) -> np.ndarray:
@@ -336,8 +376,11 @@ def summarize(problem: SearchProblem, config: SearchConfig, wall_time_s: float) 
         "hv_history": hv_history,
         "pareto": pareto,
         "wall_time_s": wall_time_s,
-        "evaluation_time_s": problem.eval_time_s,
-        "search_overhead_s": max(wall_time_s - problem.eval_time_s, 0.0),
+        # a resumed run's: every segment's (runner.run_search adds the earlier ones' wall)
+        "evaluation_time_s": problem.eval_time_s + problem.stored_eval_time_s,
+        "search_overhead_s": max(
+            wall_time_s - problem.eval_time_s - problem.stored_eval_time_s, 0.0
+        ),
     }
 
 

@@ -50,6 +50,13 @@ CREATE TABLE IF NOT EXISTS evaluations (
     created REAL NOT NULL,
     UNIQUE (run_id, arch_key)
 );
+CREATE TABLE IF NOT EXISTS segments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    started REAL NOT NULL,
+    ended REAL,
+    details TEXT
+);
 CREATE TABLE IF NOT EXISTS predictor_fits (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id TEXT,
@@ -228,6 +235,55 @@ class ResultsStore:
         """Replace a run's stored config (a resumed search given a larger budget)."""
         with self._tx() as c:
             c.execute("UPDATE runs SET config = ? WHERE run_id = ?", (json.dumps(config), run_id))
+
+    # ---- segments: the processes that worked on a run (a resume starts one) ------------
+    def begin_segment(
+        self, run_id: str, details: dict[str, Any] | None = None, started: float | None = None
+    ) -> int:
+        """Note that a process works on ``run_id`` from ``started`` (a ``time.time()``;
+        default now), with ``details`` (how it takes the objectives, e.g. the machine that
+        measures); returns the segment's id."""
+        started = time.time() if started is None else started
+        with self._tx() as c:
+            cur = c.execute(
+                "INSERT INTO segments (run_id, started, details) VALUES (?, ?, ?)",
+                (run_id, started, json.dumps(details, default=json_default)),
+            )
+        return int(cur.lastrowid or 0)
+
+    def segment_details(self, run_id: str) -> list[dict[str, Any]]:
+        """The ``details`` of the run's segments, oldest first (those noted with some)."""
+        rows = self._conn.execute(
+            "SELECT details FROM segments WHERE run_id = ? ORDER BY id", (run_id,)
+        ).fetchall()
+        return [d for d in (json.loads(r[0]) for r in rows if r[0]) if d]
+
+    def end_segment(self, segment_id: int) -> None:
+        """Note that the process of ``segment_id`` stops (finished, or stopped by an
+        error or Ctrl-C; one killed outright never says so)."""
+        with self._tx() as c:
+            c.execute("UPDATE segments SET ended = ? WHERE id = ?", (time.time(), segment_id))
+
+    def segments_wall_s(self, run_id: str, before: int | None = None) -> tuple[float, int]:
+        """Wall time and number of the run's segments (those before segment ``before``):
+        each from its start to its end, or, killed without an end, to its last stored
+        evaluation (a lower bound: what it did after that is lost)."""
+        q = "SELECT id, started, ended FROM segments WHERE run_id = ?"
+        q += "" if before is None else " AND id < ?"
+        args: tuple[Any, ...] = (run_id,) if before is None else (run_id, before)
+        rows = self._conn.execute(q + " ORDER BY id", args).fetchall()
+        total = 0.0
+        for i, (_, started, ended) in enumerate(rows):
+            if ended is None:
+                nxt = rows[i + 1][1] if i + 1 < len(rows) else time.time()
+                (last,) = self._conn.execute(
+                    "SELECT MAX(created) FROM evaluations WHERE run_id = ? AND created >= ? "
+                    "AND created < ?",
+                    (run_id, started, nxt),
+                ).fetchone()
+                ended = last if last is not None else started
+            total += max(float(ended) - float(started), 0.0)
+        return total, len(rows)
 
     # ---- evaluations ------------------------------------------------------------------
     def add_evaluation(
