@@ -149,6 +149,24 @@ def hwnas(*args, env=None):
             None,
             "unknown device 'nope'",
         ),
+        (
+            ["search", "--bench-option", "latancy=true", "--out", "{tmp}"],
+            None,
+            "benchmark 'nb201' has no --bench-option latancy (its options: none)",
+        ),
+        (
+            ["evaluate", "--benchmark", "ofa-mbv3", "--bench-option", "latancy=true", "0-0"],
+            None,
+            "no --bench-option latancy (its options: latency, threads, rounds, agent, token_f",
+        ),
+        (
+            [
+                *("search", "--benchmark", "ofa-mbv3", "--bench-option", "latency=true"),
+                *("--bench-option", "latency=false", "--out", "{tmp}"),
+            ],
+            None,
+            "option latency given twice ('latency=false'); give it once",
+        ),
     ],
 )
 def test_bad_input_one_line_exit_2(args, env, message, tmp_path, data_dir):

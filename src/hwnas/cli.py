@@ -70,16 +70,29 @@ def _benchmark_options(benchmark: str, dataset: str | None, device: str | None) 
     return opts
 
 
-def _bench_options(options: list[str]) -> dict[str, Any]:
-    """``--bench-option key=value`` pairs; file paths (values with a '/' or a suffix that
-    name an existing file) become absolute, so a stored run resumes from any directory."""
+def _bench_options(benchmark: str, options: list[str]) -> dict[str, Any]:
+    """``--bench-option key=value`` pairs of ``benchmark``; file paths (values with a '/'
+    or a suffix that name an existing file) become absolute, so a stored run resumes from
+    any directory."""
+    import inspect
+
+    from hwnas.registry import BENCHMARKS
     from hwnas.search.spec import parse_options
 
     opts = parse_options(options)
-    for key in ("dataset", "devices", "data_dir"):
+    flags = ("dataset", "devices", "data_dir")
+    for key in flags:
         if key in opts:
             flag = {"devices": "--device", "data_dir": "--data-dir"}.get(key, f"--{key}")
             raise HwnasError(f"give {key} by {flag}, not --bench-option")
+    params = inspect.signature(BENCHMARKS.get(benchmark)).parameters
+    known = [k for k, p in params.items() if p.kind is not p.VAR_KEYWORD and k not in flags]
+    unknown = sorted(set(opts) - set(known))
+    if unknown:
+        raise HwnasError(
+            f"benchmark '{benchmark}' has no --bench-option {', '.join(unknown)} "
+            f"(its options: {', '.join(known) or 'none'})"
+        )
     for key, value in opts.items():
         pathlike = isinstance(value, str) and ("/" in value or Path(value).suffix)
         if pathlike and Path(value).is_file():
@@ -189,7 +202,7 @@ def search(
             "benchmark": benchmark,
             "benchmark_options": {
                 **_benchmark_options(benchmark, dataset, device),
-                **_bench_options(bench_option or []),
+                **_bench_options(benchmark, bench_option or []),
             },
             "algorithm": algorithm,
             "algorithm_options": parse_options(option or []),
@@ -343,7 +356,8 @@ def evaluate(
 
     from hwnas.bench import get_benchmark
 
-    opts = {**_benchmark_options(benchmark, dataset, device), **_bench_options(bench_option or [])}
+    opts = _benchmark_options(benchmark, dataset, device)
+    opts.update(_bench_options(benchmark, bench_option or []))
     bench = get_benchmark(benchmark, data_dir=data_dir, **opts)
     vectors = np.stack([_parse_arch(bench.space, a) for a in arch])
     values = bench.evaluate(vectors)

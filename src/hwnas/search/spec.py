@@ -26,16 +26,20 @@ __all__ = [
 
 def parse_options(options: Sequence[str]) -> dict[str, Any]:
     """``key=value`` strings as a dict; values as JSON where they parse (numbers, true,
-    false, lists), else strings; '-' in keys becomes '_'."""
+    false, lists), else strings; '-' in keys becomes '_'. A key given twice is an error
+    (which one was meant?)."""
     out: dict[str, Any] = {}
     for opt in options:
         key, sep, value = opt.partition("=")
         if not sep or not key.strip():
             raise HwnasError(f"bad option '{opt}' (expected key=value)")
+        key = key.strip().replace("-", "_")
+        if key in out:
+            raise HwnasError(f"option {key} given twice ('{opt}'); give it once")
         try:
-            out[key.strip().replace("-", "_")] = json.loads(value)
+            out[key] = json.loads(value)
         except json.JSONDecodeError:
-            out[key.strip().replace("-", "_")] = value
+            out[key] = value
     return out
 
 
