@@ -198,10 +198,23 @@ def test_ofa_mbv3_measured_latency(data_dir):
     assert [o.name for o in b.objectives] == ["accuracy", "latency"]
     assert b.source == "measured" and b.reference_point() is None and b.max_batch == 8
     small, big = b.space.smallest(), b.space.largest()
-    small[-1] = big[-1]  # both at 224: measured in one interleaved call
-    values = b.evaluate(np.stack([small, big]))
-    assert (values[:, 1] > 0).all() and values[1, 1] > 1.5 * values[0, 1]  # 4x the MACs
-    table = get_benchmark("ofa-mbv3").evaluate(np.stack([small, big]))
+    small_224 = small.copy()
+    small_224[-1] = big[-1]
+    x = np.stack([small, small_224, big])  # at 160, 224, 224: one interleaved call
+    b.prepare()
+    calls: list[int] = []
+    measure = b.measured._measurer.measure
+
+    def counted(models, settings=None):
+        calls.append(len(models))
+        return measure(models, settings)
+
+    b.measured._measurer.measure = counted
+    values = b.evaluate(x)
+    assert calls == [3] and (values[:, 1] > 0).all()
+    # the largest has 4x the smallest's MACs at 224, which has 2x its own at 160
+    assert values[2, 1] > 1.5 * values[1, 1] and values[1, 1] > 1.2 * values[0, 1]
+    table = get_benchmark("ofa-mbv3").evaluate(x)
     assert values[:, 0] == pytest.approx(table[:, 0])
     assert b.describe()["latency"] | {"rounds": 2, "on": "this machine"} == b.describe()["latency"]
     for bad, match in (

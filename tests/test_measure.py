@@ -268,6 +268,26 @@ def test_local_measurer_and_measure_modules() -> None:
         assert m.settings.input_shape == SHAPE
 
 
+def test_measure_modules_with_a_shape_per_module_makes_one_call() -> None:
+    """Modules at their own input sizes (subnets at their resolutions) are measured in one
+    interleaved call, each fed the shape it was exported with."""
+    calls: list[int] = []
+
+    class Counting(LocalMeasurer):
+        def measure(self, models, settings=None):  # type: ignore[no-untyped-def]
+            calls.append(len(models))
+            return super().measure(models, settings)
+
+    measurer = Counting(MeasureSettings(warmup=1, rounds=2, repeats_per_round=1))
+    shapes = [(3, 16, 16), (3, 48, 48), (3, 16, 16)]
+    found = measure_modules(measurer, [tiny_cnn(8)] * 3, shapes, labels=["a", "b", "c"])
+    assert calls == [3] and [m.model for m in found] == ["a", "b", "c"]
+    fed = [next(iter(m.inputs.values()))["shape"] for m in found]
+    assert fed == [[1, 3, 16, 16], [1, 3, 48, 48], [1, 3, 16, 16]]
+    with pytest.raises(HwnasError, match="one to one"):
+        measure_modules(measurer, [tiny_cnn(8)], shapes)
+
+
 def test_local_isolated_measurer(onnx_files: list[Path]) -> None:
     s = MeasureSettings(warmup=2, rounds=4, repeats_per_round=2)
     measurer = LocalMeasurer(s, isolate=True, timeout_s=120, memory_mb=2048)

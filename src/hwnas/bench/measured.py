@@ -128,24 +128,19 @@ class MeasuredLatency:
         self.agent = {"url": client.url, "host": info.get("host") or {}}
 
     def __call__(self, vectors: np.ndarray) -> np.ndarray:
-        """Median latency (ms) of each subnet: one interleaved measurement per input
-        resolution in the batch (split into requests the agent takes)."""
+        """Median latency (ms) of each subnet: the batch's subnets measured in one
+        interleaved call, whatever their resolutions, so drift hits them alike (split
+        only into the requests an agent takes)."""
         from hwnas.measure.measurer import measure_modules
 
         self.prepare()
         assert self._measurer is not None
         x = np.atleast_2d(vectors)
-        res = np.asarray([int(self.space.decode(v)["r"]) for v in x])
-        out = np.zeros(len(x))
-        for r in np.unique(res):
-            rows = np.nonzero(res == r)[0]
-            modules = [self._build(x[i]).eval() for i in rows]
-            labels = [f"subnet {k}" for k in self.space.keys(x[rows])]
-            found = measure_modules(
-                self._measurer, modules, (3, int(r), int(r)), labels=labels, **self._limits
-            )
-            out[rows] = [m.stats.median_ms for m in found]
-        return out
+        shapes = [(3, r, r) for r in (int(self.space.decode(v)["r"]) for v in x)]
+        modules = [self._build(v).eval() for v in x]
+        labels = [f"subnet {k}" for k in self.space.keys(x)]
+        found = measure_modules(self._measurer, modules, shapes, labels=labels, **self._limits)
+        return np.asarray([m.stats.median_ms for m in found], dtype=np.float64)
 
     def describe(self) -> dict[str, object]:
         """Where and how latency is measured, for a search's summary."""

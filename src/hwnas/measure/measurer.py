@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -91,7 +92,7 @@ class RemoteMeasurer:
 def measure_modules(
     measurer: LatencyMeasurer,
     modules: Sequence[torch.nn.Module],
-    input_shape: Sequence[int],
+    input_shape: Sequence[int] | Sequence[Sequence[int]],
     settings: MeasureSettings | None = None,
     labels: Sequence[str] | None = None,
     max_models: int | None = None,
@@ -99,17 +100,29 @@ def measure_modules(
 ) -> list[Measurement]:
     """Export PyTorch modules to ONNX (dynamic batch) and measure them with ``measurer``.
 
-    ``input_shape`` is one sample's shape, without the batch dimension. ``max_models`` and
-    ``max_bytes`` (a device agent's limits per request) split the models into calls that
-    fit, in order; each call is interleaved on its own.
+    ``input_shape`` is one sample's shape, without the batch dimension, or one such shape
+    per module (e.g. subnets at their own resolutions: still one interleaved call, each
+    model fed the shape it was exported with). ``max_models`` and ``max_bytes`` (a device
+    agent's limits per request) split the models into calls that fit, in order; each call
+    is interleaved on its own.
     """
     import dataclasses
 
     from hwnas.measure.export import export_onnx
 
+    per_module = bool(input_shape) and not isinstance(input_shape[0], numbers.Integral)
+    shapes = (
+        [tuple(int(d) for d in sh) for sh in input_shape]  # type: ignore[union-attr]
+        if per_module
+        else [tuple(int(d) for d in input_shape)] * len(modules)  # type: ignore[arg-type]
+    )
+    if len(shapes) != len(modules):
+        raise HwnasError("input shapes must match the modules one to one")
+    one = len(set(shapes)) <= 1
     settings = dataclasses.replace(
         settings or getattr(measurer, "settings", None) or MeasureSettings(),
-        input_shape=tuple(input_shape),
+        # one shape for all, or none: each model's input shape is read from its graph
+        input_shape=shapes[0] if one and shapes else None,
     )
     names = (
         list(labels)
@@ -121,7 +134,7 @@ def measure_modules(
     with tempfile.TemporaryDirectory(prefix="hwnas-export-") as tmp:
         blobs = []
         for i, m in enumerate(modules):
-            path = export_onnx(m, input_shape, Path(tmp) / f"m{i}.onnx", settings.batch_size)
+            path = export_onnx(m, shapes[i], Path(tmp) / f"m{i}.onnx", settings.batch_size)
             blobs.append(path.read_bytes())
     found: list[Measurement] = []
     for group in _calls(blobs, names, max_models, max_bytes):
