@@ -35,10 +35,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per measurement")
     ap.add_argument("--csv", help="write each subnet's key, Note10 and measured latency here")
+    ap.add_argument("--no-anchor", action="store_true", help="plain medians (before session 15)")
     args = ap.parse_args()
 
     table = get_benchmark("ofa-mbv3")
-    here = get_benchmark("ofa-mbv3", latency=True, threads=args.threads, rounds=args.rounds)
+    here = get_benchmark(
+        "ofa-mbv3",
+        latency=True,
+        threads=args.threads,
+        rounds=args.rounds,
+        anchor=not args.no_anchor,
+    )
     x = table.space.sample(args.n, np.random.default_rng(args.seed))
     acc, note10 = table.evaluate(x).T
     start = time.perf_counter()

@@ -573,6 +573,14 @@ def test_measure_modules_splits_calls_by_the_agents_limits() -> None:
     assert _calls(blobs, names, 3, 40) == [[0, 1], [2, 3]]
     with pytest.raises(HwnasError, match="b: its ONNX model is .* larger --max-mb"):
         _calls(blobs, names, None, 20)
+    # an anchor (the first blob) in every call, its bytes and its place counted in each
+    assert _calls(blobs, names, None, None, head=1) == [[0, 1, 2, 3]]
+    assert _calls(blobs, names, 2, None, head=1) == [[0, 1], [0, 2], [0, 3]]
+    assert _calls(blobs, names, 3, 45, head=1) == [[0, 1], [0, 2, 3]]
+    with pytest.raises(HwnasError, match="b: .* beside the anchor's 0.0 MiB, more than"):
+        _calls(blobs, names, None, 35, head=1)
+    with pytest.raises(HwnasError, match="no room beside the anchor"):
+        _calls(blobs, names, 1, None, head=1)
 
 
 def test_ofa_resnet50_latency_measured_on_an_agent(tmp_path: Path, data_dir: Path) -> None:
@@ -585,9 +593,10 @@ def test_ofa_resnet50_latency_measured_on_an_agent(tmp_path: Path, data_dir: Pat
     write_token_file(token, TOKEN)
     bad = tmp_path / "other.token"
     write_token_file(bad)
-    # an agent taking one model a request: the two subnets go in two requests (and
-    # 200 MiB: the largest subnet's 184 MiB of weights)
-    with running_agent(max_models=1, max_bytes=200 * 2**20) as server:
+    # an agent taking two models a request: the two subnets go in two requests, each
+    # beside the drift anchor (and 260 MiB: the largest subnet's 184 MiB of weights
+    # beside the anchor's 25)
+    with running_agent(max_models=2, max_bytes=260 * 2**20) as server:
         calls: list[int] = []
         real = server.measure
 
@@ -607,13 +616,13 @@ def test_ofa_resnet50_latency_measured_on_an_agent(tmp_path: Path, data_dir: Pat
         wider[-2] = 1  # one step wider: a different, slightly larger network at 128 px
         values = b.evaluate(np.stack([small, wider]))
         assert np.isfinite(values).all() and (values[:, 1] > 0).all()
-        assert calls == [1, 1]
+        assert calls == [1, 2, 2]  # the anchor's reference alone, then beside each
         # a search stores where its latency was measured
         from hwnas.search import run_search
 
         config = {"benchmark": "ofa-resnet50", "benchmark_options": opts, "algorithm": "random"}
         summary = run_search({**config, "evaluations": 2, "seed": 0}, out=tmp_path / "s")
-        assert summary["evaluations"] == 2 and len(calls) == 4
+        assert summary["evaluations"] == 2 and len(calls) == 6
         assert summary["benchmark_details"]["latency"]["agent"]["url"] == server.url
         with pytest.raises(HwnasError, match="401|token"):
             wrong = {**opts, "token_file": str(bad)}
@@ -631,7 +640,14 @@ def test_ofa_resnet50_latency_measured_on_an_agent(tmp_path: Path, data_dir: Pat
     assert again["evaluations"] == again["budget"] == 2
     with running_agent() as server:  # 64 MiB, the agent's default: refused before any work
         opts = {"latency": True, "rounds": 2, "agent": server.url, "token_file": str(token)}
-        with pytest.raises(HwnasError, match="about 188 MiB, more than the 64 MiB .* --max-mb 189"):
+        too_small = "about 188 MiB beside the drift anchor's 26 MiB, more than the 64 MiB"
+        with pytest.raises(HwnasError, match=f"{too_small} .* --max-mb 215"):
+            get_benchmark("ofa-resnet50", data_dir=data_dir, **opts).prepare()
+        with pytest.raises(HwnasError, match="about 188 MiB, more than .* --max-mb 189"):
+            get_benchmark("ofa-resnet50", data_dir=data_dir, **opts, anchor=False).prepare()
+    with running_agent(max_models=1, max_bytes=260 * 2**20) as server:
+        opts = {"latency": True, "rounds": 2, "agent": server.url, "token_file": str(token)}
+        with pytest.raises(HwnasError, match="one model a request: no room .* anchor=false"):
             get_benchmark("ofa-resnet50", data_dir=data_dir, **opts).prepare()
     for bad_opts, message in (
         ({"agent": "http://127.0.0.1:1", "token_file": str(token)}, "need latency=true"),
@@ -699,3 +715,8 @@ def test_an_agent_lost_mid_search_stops_it_and_a_resume_goes_on(
     finally:
         again.close()
     assert summary["evaluations"] == 3 and summary["failed"] == 0
+    # the drift anchor's reference of the run's start was kept, not measured anew
+    with ResultsStore(out / "results.sqlite") as store:
+        began = store.segment_details(store.latest_run("search")["run_id"])[0]
+    ref = began["latency"]["anchor"]["reference_ms"]
+    assert ref > 0 and summary["benchmark_details"]["latency"]["anchor"]["reference_ms"] == ref

@@ -9,6 +9,7 @@ from hwnas.bench import get_benchmark
 from hwnas.bench.nb201 import nb201_devices
 from hwnas.errors import DataNotFoundError, HwnasError
 from hwnas.search.pareto import ExactFront, hypervolume, non_dominated_mask, reference_point
+from hwnas.space import get_space
 
 
 def test_nb201_lookup_matches_table(nb201_pixel3, data_dir):
@@ -211,9 +212,9 @@ def test_ofa_mbv3_measured_latency(data_dir):
 
     b.measured._measurer.measure = counted
     values = b.evaluate(x)
-    assert calls == [3] and (values[:, 1] > 0).all()
+    assert calls == [4] and (values[:, 1] > 0).all()  # and the drift anchor
     # the largest has 4x the smallest's MACs at 224, which has 2x its own at 160
-    assert values[2, 1] > 1.5 * values[1, 1] and values[1, 1] > 1.2 * values[0, 1]
+    assert values[2, 1] > 1.5 * values[1, 1] and values[1, 1] > values[0, 1]
     table = get_benchmark("ofa-mbv3").evaluate(x)
     assert values[:, 0] == pytest.approx(table[:, 0])
     assert b.describe()["latency"] | {"rounds": 2, "on": "this machine"} == b.describe()["latency"]
@@ -230,6 +231,66 @@ def test_ofa_mbv3_measured_latency(data_dir):
     cpus = os.cpu_count() or 1
     with pytest.raises(HwnasError, match=f"threads {cpus + 1}: this machine has {cpus} CPU"):
         get_benchmark("ofa-mbv3", latency=True, threads=cpus + 1).prepare()
+
+
+def test_measured_latency_takes_drift_out_with_its_anchor(data_dir):
+    """With the drift anchor (default) a call in which the machine runs twice as slow
+    gives the same latencies; without it, twice the latencies. The reference is measured
+    once and a resumed search's restore keeps it. (The measurer's answers are replaced by
+    made-up ones, each model's latency its ONNX size times the call's slow-down, so that
+    the machine's own drift cannot decide the test.)"""
+    import dataclasses
+
+    def made_up(b, factors):  # each call's slow-down, in order
+        measure, calls = b.measured._measurer.measure, iter(factors)
+
+        def run(models, settings=None):
+            f = next(calls)
+            out = []
+            for m, blob in zip(measure(models, settings), models, strict=True):
+                t = len(blob) / 1e6 * f
+                n = len(m.stats.round_min_ms)
+                stats = dataclasses.replace(
+                    m.stats, median_ms=t, median_of_round_min_ms=t, round_min_ms=[t] * n
+                )
+                out.append(dataclasses.replace(m, stats=stats))
+            return out
+
+        b.measured._measurer.measure = run
+
+    sp = get_space("ofa-mbv3")
+    x = np.stack([sp.smallest(), sp.smallest()])
+    x[1, -1] = sp.largest()[-1]  # the smallest at 160 and at 224
+    b = get_benchmark("ofa-mbv3", latency=True, rounds=2)
+    b.prepare()  # the real measurer, then made-up answers: calls at 1x, 1x, 2x
+    made_up(b, [1.0, 2.0])
+    ref = b.describe()["latency"]["anchor"]["reference_ms"]
+    assert (
+        ref > 0 and b.describe()["latency"]["anchor"]["arch"] == sp.keys(b.measured.anchor[None])[0]
+    )
+    small_at_192 = sp.decode(sp.smallest()) | {"r": 192}  # the middle resolution
+    assert sp.decode(b.measured.anchor) == small_at_192
+    steady = b.evaluate(x)[:, 1]
+    assert b.evaluate(x)[:, 1] == pytest.approx(steady, rel=1e-9)  # at 2x: the same
+    assert b.describe()["latency"]["anchor"]["reference_ms"] == ref  # measured once
+    plain = get_benchmark("ofa-mbv3", latency=True, rounds=2, anchor=False)
+    assert plain.describe()["latency"]["anchor"] is None
+    plain.prepare()
+    made_up(plain, [1.0, 2.0])
+    raw = plain.evaluate(x)[:, 1]
+    assert plain.evaluate(x)[:, 1] == pytest.approx(2 * raw, rel=1e-9)
+    assert steady / raw == pytest.approx(steady[0] / raw[0], rel=1e-9)  # one scale
+    # a resumed search's benchmark takes the reference back instead of measuring one
+    again = get_benchmark("ofa-mbv3", latency=True, rounds=2)
+    again.restore(b.describe())
+    assert again.measured.reference_ms == ref
+    other = get_benchmark("ofa-mbv3", latency=True, rounds=2)
+    other.restore({"latency": {"anchor": {"arch": "0-0", "reference_ms": 1.0}}})
+    assert other.measured.reference_ms is None  # another anchor's: not taken
+    with pytest.raises(HwnasError, match="anchor set how latency is measured; they need"):
+        get_benchmark("ofa-mbv3", anchor=False)
+    with pytest.raises(HwnasError, match="anchor must be true or false, got 'no'"):
+        get_benchmark("ofa-mbv3", latency=True, anchor="no")
 
 
 def test_ofa_latency_table_entries(data_dir):

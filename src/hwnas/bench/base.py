@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -74,6 +74,11 @@ class Evaluator(ABC):
         """Get ready to evaluate (e.g. reach a device agent), so that a search fails before
         any work rather than at its first evaluation; called only when there is something
         to evaluate (a finished search resumed needs no agent). A no-op by default."""
+        return None
+
+    def restore(self, described: dict[str, Any]) -> None:
+        """Take up what an earlier :meth:`describe` of a resumed search recorded (e.g. a
+        measurement's reference), before :meth:`prepare`. A no-op by default."""
         return None
 
     @abstractmethod

@@ -1,7 +1,14 @@
 """Latency of a surrogate benchmark's subnets measured for real: each subnet built in
 PyTorch with random weights (weights do not change latency), exported to ONNX and run
 with ONNX Runtime on this machine or on a device agent (``hwnas agent serve``). Shared by
-the OFA benchmarks' ``latency=true`` option."""
+the OFA benchmarks' ``latency=true`` option.
+
+Drift anchor (``anchor=true``, the default): a fixed small subnet runs in every
+measurement call, interleaved with the batch, and each subnet's latency is the median
+over rounds of its ratio to the anchor times the anchor's reference latency (measured
+alone when the search starts, and kept by a resumed search), as ``hwnas profile`` does:
+a machine slower or faster for a while (another job, heat, a governor) then shifts
+no batch against the others."""
 
 from __future__ import annotations
 
@@ -27,9 +34,11 @@ def check_latency_options(
     agent: object,
     token_file: object,
     default_cost: str,
+    anchor: object = True,
 ) -> None:
-    """One line for options that do not go together: agent/token_file/threads/rounds say
-    how latency is measured and need ``latency=true``; an agent needs its token file."""
+    """One line for options that do not go together: agent/token_file/threads/rounds/
+    anchor say how latency is measured and need ``latency=true``; an agent needs its
+    token file."""
     if (agent is not None or token_file is not None) and latency is not True:
         raise HwnasError(
             f"{name}: agent and token_file say where latency is measured; they need latency=true"
@@ -39,14 +48,15 @@ def check_latency_options(
             f"{name}: a device agent needs both agent=URL and token_file=PATH "
             "(the file 'hwnas agent token' wrote)"
         )
-    if not isinstance(latency, bool):
-        raise HwnasError(f"{name}: latency must be true or false, got {latency!r}")
+    for key, flag in (("latency", latency), ("anchor", anchor)):
+        if not isinstance(flag, bool):
+            raise HwnasError(f"{name}: {key} must be true or false, got {flag!r}")
     for key, value in (("threads", threads), ("rounds", rounds)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise HwnasError(f"{name}: {key} must be an integer >= 1, got {value!r}")
-    if not latency and (threads, rounds) != (1, 5):
+    if not latency and (threads, rounds, anchor) != (1, 5, True):
         raise HwnasError(
-            f"{name}: threads and rounds set how latency is measured; they need "
+            f"{name}: threads, rounds and anchor set how latency is measured; they need "
             f"latency=true (without it the cost is {default_cost})"
         )
 
@@ -70,12 +80,20 @@ class MeasuredLatency:
         rounds: int = 5,
         agent: str | None = None,
         token_file: str | None = None,
+        anchor: bool = True,
     ) -> None:
         from hwnas.measure.latency import MeasureSettings
 
         self.name = name
         self.space, self._build = space, build
         self._largest_params = largest_params
+        # the drift anchor: the smallest subnet at the middle resolution (small, so that
+        # it adds little to each upload to an agent)
+        small = space.smallest().copy()
+        r = [d.name for d in space.dims].index("r")
+        small[r] = space.dims[r].size // 2
+        self.anchor: np.ndarray | None = space.canonicalize(small[None])[0] if anchor else None
+        self.reference_ms: float | None = None  # the anchor's latency, once measured
         # a short protocol (a subnet takes 5-300 ms a run on one core): the batch's
         # subnets interleaved round by round, so drift hits them alike
         self.settings = MeasureSettings(
@@ -100,6 +118,7 @@ class MeasuredLatency:
             if threads > cpus:  # oversubscribed: every latency inflated, nothing said
                 raise HwnasError(f"{self.name}: threads {threads}: this machine has {cpus} CPU(s)")
             self._measurer = LocalMeasurer(self.settings)
+            self._reference()
             return
         from hwnas.measure.agent import AgentClient, read_token_file
 
@@ -114,33 +133,94 @@ class MeasuredLatency:
         self._limits = {
             k: int(limits[k]) if limits.get(k) else None for k in ("max_models", "max_bytes")
         }
-        # an ONNX file is its float32 weights and a little more: refuse an agent that
-        # cannot take the largest subnet before a search spends evaluations on failures
-        need = 4.0 * self._largest_params() * 1.02 + 2**20
-        limit = self._limits["max_bytes"]
-        if limit is not None and need > limit:
+        if self.anchor is not None and (self._limits["max_models"] or 2) < 2:
             raise HwnasError(
-                f"{self.name}: the largest subnet's ONNX model is about {need / 2**20:.0f} "
-                f"MiB, more than the {limit / 2**20:.0f} MiB a request to the agent at "
-                f"{client.url} may upload: start it with --max-mb {math.ceil(need / 2**20)}"
+                f"{self.name}: the agent at {client.url} takes one model a request: no room "
+                "for the drift anchor beside it; pass anchor=false"
+            )
+
+        # an ONNX file is its float32 weights and a little more: refuse an agent that
+        # cannot take the largest subnet (beside the anchor) before a search spends
+        # evaluations on failures
+        def mib(params: float) -> float:
+            return (4.0 * params * 1.02 + 2**20) / 2**20
+
+        need = mib(self._largest_params())
+        beside = 0.0
+        if self.anchor is not None:
+            beside = mib(sum(p.numel() for p in self._anchor_module().parameters()))
+        limit = self._limits["max_bytes"]
+        if limit is not None and (need + beside) * 2**20 > limit:
+            with_anchor = f" beside the drift anchor's {beside:.0f} MiB" if beside else ""
+            raise HwnasError(
+                f"{self.name}: the largest subnet's ONNX model is about {need:.0f} MiB"
+                f"{with_anchor}, more than the {limit / 2**20:.0f} MiB a request to the agent "
+                f"at {client.url} may upload: start it with --max-mb "
+                f"{math.ceil(need + beside)}"
             )
         self._measurer = RemoteMeasurer(client, self.settings)
         self.agent = {"url": client.url, "host": info.get("host") or {}}
+        self._reference()
+
+    def _reference(self) -> None:
+        """The anchor's reference latency: measured alone, once (unless restored)."""
+        from hwnas.measure.measurer import measure_modules
+
+        if self.anchor is None or self.reference_ms is not None:
+            return
+        assert self._measurer is not None
+        (m,) = measure_modules(
+            self._measurer, [self._anchor_module()], self._shape(self.anchor), labels=["anchor"]
+        )
+        self.reference_ms = float(m.stats.median_ms)
+
+    def _anchor_module(self) -> Any:
+        assert self.anchor is not None
+        return self._build(self.anchor).eval()
+
+    def _shape(self, vector: np.ndarray) -> tuple[int, int, int]:
+        r = int(self.space.decode(vector)["r"])
+        return (3, r, r)
+
+    def restore(self, described: dict[str, Any] | None) -> None:
+        """Take the anchor's reference latency from an earlier :meth:`describe` (a resumed
+        search's first segment), so its latencies stay on one scale; ignored when that
+        described another anchor or none."""
+        anchor = (described or {}).get("anchor") or {}
+        if self.anchor is None or anchor.get("arch") != self.space.keys(self.anchor[None])[0]:
+            return
+        ref = anchor.get("reference_ms")
+        if isinstance(ref, int | float) and math.isfinite(ref) and ref > 0:
+            self.reference_ms = float(ref)
 
     def __call__(self, vectors: np.ndarray) -> np.ndarray:
-        """Median latency (ms) of each subnet: the batch's subnets measured in one
-        interleaved call, whatever their resolutions, so drift hits them alike (split
-        only into the requests an agent takes)."""
-        from hwnas.measure.measurer import measure_modules
+        """Latency (ms) of each subnet: the batch's subnets measured in one interleaved
+        call whatever their resolutions (split only into the requests an agent takes),
+        with the anchor in each call (drift-corrected), or their plain medians."""
+        from hwnas.measure.measurer import measure_beside_anchor, measure_modules
+        from hwnas.measure.profile import AnchorCorrection
 
         self.prepare()
         assert self._measurer is not None
         x = np.atleast_2d(vectors)
-        shapes = [(3, r, r) for r in (int(self.space.decode(v)["r"]) for v in x)]
+        shapes = [self._shape(v) for v in x]
         modules = [self._build(v).eval() for v in x]
         labels = [f"subnet {k}" for k in self.space.keys(x)]
-        found = measure_modules(self._measurer, modules, shapes, labels=labels, **self._limits)
-        return np.asarray([m.stats.median_ms for m in found], dtype=np.float64)
+        if self.anchor is None:
+            found = measure_modules(self._measurer, modules, shapes, labels=labels, **self._limits)
+            return np.asarray([m.stats.median_ms for m in found], dtype=np.float64)
+        assert self.reference_ms is not None
+        anchor = (self._anchor_module(), self._shape(self.anchor))
+        pairs = measure_beside_anchor(
+            self._measurer, anchor, modules, shapes, labels=labels, **self._limits
+        )
+        return np.asarray(
+            [
+                AnchorCorrection(self.reference_ms, a.stats.median_ms).apply(m, a)["latency_ms"]
+                for m, a in pairs
+            ],
+            dtype=np.float64,
+        )
 
     def describe(self) -> dict[str, object]:
         """Where and how latency is measured, for a search's summary."""
@@ -151,7 +231,13 @@ class MeasuredLatency:
             where: dict[str, object] = {"agent": self.agent or {"url": agent}}
         else:
             where = {"on": "this machine", "host": host_identity()}
-        return {"runtime": "onnxruntime", **where, **self.settings.to_dict()}
+        anchor = None
+        if self.anchor is not None:
+            anchor = {
+                "arch": self.space.keys(self.anchor[None])[0],
+                "reference_ms": self.reference_ms,  # None until measured or restored
+            }
+        return {"runtime": "onnxruntime", **where, **self.settings.to_dict(), "anchor": anchor}
 
 
 def measured_on(details: dict[str, Any]) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ import functools
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -133,10 +134,11 @@ class OFAMobileNetV3Benchmark(Evaluator):
         rounds: int = 5,
         agent: str | None = None,
         token_file: str | None = None,
+        anchor: bool = True,
         **_: object,
     ) -> None:
         check_latency_options(
-            "ofa-mbv3", latency, threads, rounds, agent, token_file, "Note10's lookup table"
+            "ofa-mbv3", latency, threads, rounds, agent, token_file, "Note10's lookup table", anchor
         )
         if latency and devices:
             raise HwnasError(
@@ -177,6 +179,7 @@ class OFAMobileNetV3Benchmark(Evaluator):
                 rounds=rounds,
                 agent=agent,
                 token_file=token_file,
+                anchor=anchor,
             )
             # a second or so per subnet: measured 8 at a time (interleaved), each 8 stored
             self.max_batch = 8
@@ -225,6 +228,11 @@ class OFAMobileNetV3Benchmark(Evaluator):
         if self.measured is not None:
             d["latency"] = self.measured.describe()
         return d
+
+    def restore(self, described: dict[str, Any]) -> None:
+        """A resumed search measures on the scale of its start (the anchor's reference)."""
+        if self.measured is not None:
+            self.measured.restore(described.get("latency"))  # type: ignore[arg-type]
 
 
 assert len(OFA_STAGES) == N_STAGES

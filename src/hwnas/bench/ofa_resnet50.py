@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,6 +51,7 @@ class OFAResNet50Benchmark(Evaluator):
         rounds: int = 5,
         agent: str | None = None,
         token_file: str | None = None,
+        anchor: bool = True,
         **_: object,
     ) -> None:
         if devices:
@@ -58,7 +60,9 @@ class OFAResNet50Benchmark(Evaluator):
                 "(--bench-option latency=true) or on a device agent (and agent=URL, "
                 "token_file=PATH); drop --device"
             )
-        check_latency_options("ofa-resnet50", latency, threads, rounds, agent, token_file, "MFLOPs")
+        check_latency_options(
+            "ofa-resnet50", latency, threads, rounds, agent, token_file, "MFLOPs", anchor
+        )
         if dataset is not None and dataset not in self.DATASETS:
             raise HwnasError(
                 f"ofa-resnet50: accuracy is OFA's ImageNet predictor; dataset '{dataset}' "
@@ -80,6 +84,7 @@ class OFAResNet50Benchmark(Evaluator):
                 rounds=rounds,
                 agent=agent,
                 token_file=token_file,
+                anchor=anchor,
             )
             # a few seconds per subnet: measured 8 at a time (interleaved), each 8 stored
             self.max_batch = 8
@@ -144,3 +149,8 @@ class OFAResNet50Benchmark(Evaluator):
         if self.measured is not None:
             d["latency"] = self.measured.describe()
         return d
+
+    def restore(self, described: dict[str, Any]) -> None:
+        """A resumed search measures on the scale of its start (the anchor's reference)."""
+        if self.measured is not None:
+            self.measured.restore(described.get("latency"))  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ import numbers
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from hwnas.errors import HwnasError
 from hwnas.measure.latency import Measurement, MeasureSettings, measure_onnx
@@ -106,10 +106,37 @@ def measure_modules(
     agent's limits per request) split the models into calls that fit, in order; each call
     is interleaved on its own.
     """
-    import dataclasses
+    shapes = _module_shapes(modules, input_shape)
+    calls = _measure_calls(measurer, modules, shapes, settings, labels, max_models, max_bytes)
+    return [m for found in calls for m in found]
 
-    from hwnas.measure.export import export_onnx
 
+def measure_beside_anchor(
+    measurer: LatencyMeasurer,
+    anchor: tuple[torch.nn.Module, Sequence[int]],
+    modules: Sequence[torch.nn.Module],
+    input_shape: Sequence[int] | Sequence[Sequence[int]],
+    settings: MeasureSettings | None = None,
+    labels: Sequence[str] | None = None,
+    max_models: int | None = None,
+    max_bytes: int | None = None,
+) -> list[tuple[Measurement, Measurement]]:
+    """:func:`measure_modules` with the ``anchor`` module (and its input shape) first in
+    every call, interleaved with the others: each module's measurement and the anchor's
+    from the same call, so that drift between calls can be taken out (an agent's limits
+    leave room for the anchor in each request)."""
+    shapes = [tuple(int(d) for d in anchor[1]), *_module_shapes(modules, input_shape)]
+    names = None if labels is None else ["anchor", *labels]
+    calls = _measure_calls(
+        measurer, [anchor[0], *modules], shapes, settings, names, max_models, max_bytes, head=1
+    )
+    return [(m, found[0]) for found in calls for m in found[1:]]
+
+
+def _module_shapes(
+    modules: Sequence[Any], input_shape: Sequence[int] | Sequence[Sequence[int]]
+) -> list[tuple[int, ...]]:
+    """One input shape per module: the one given for all, or each its own."""
     per_module = bool(input_shape) and not isinstance(input_shape[0], numbers.Integral)
     shapes = (
         [tuple(int(d) for d in sh) for sh in input_shape]  # type: ignore[union-attr]
@@ -118,11 +145,29 @@ def measure_modules(
     )
     if len(shapes) != len(modules):
         raise HwnasError("input shapes must match the modules one to one")
-    one = len(set(shapes)) <= 1
+    return shapes
+
+
+def _measure_calls(
+    measurer: LatencyMeasurer,
+    modules: Sequence[torch.nn.Module],
+    shapes: list[tuple[int, ...]],
+    settings: MeasureSettings | None,
+    labels: Sequence[str] | None,
+    max_models: int | None,
+    max_bytes: int | None,
+    head: int = 0,
+) -> list[list[Measurement]]:
+    """Export and measure, in calls within the limits, the first ``head`` modules in
+    every call; the measurements of each call, named by ``labels``."""
+    import dataclasses
+
+    from hwnas.measure.export import export_onnx
+
     settings = dataclasses.replace(
         settings or getattr(measurer, "settings", None) or MeasureSettings(),
         # one shape for all, or none: each model's input shape is read from its graph
-        input_shape=shapes[0] if one and shapes else None,
+        input_shape=shapes[0] if len(set(shapes)) == 1 else None,
     )
     names = (
         list(labels)
@@ -136,30 +181,47 @@ def measure_modules(
         for i, m in enumerate(modules):
             path = export_onnx(m, shapes[i], Path(tmp) / f"m{i}.onnx", settings.batch_size)
             blobs.append(path.read_bytes())
-    found: list[Measurement] = []
-    for group in _calls(blobs, names, max_models, max_bytes):
-        found += measurer.measure([blobs[i] for i in group], settings)
-    return [dataclasses.replace(m, model=name) for m, name in zip(found, names, strict=True)]
+    out = []
+    for group in _calls(blobs, names, max_models, max_bytes, head):
+        found = measurer.measure([blobs[i] for i in group], settings)
+        out.append(
+            [dataclasses.replace(m, model=names[i]) for m, i in zip(found, group, strict=True)]
+        )
+    return out
 
 
 def _calls(
-    blobs: Sequence[bytes], names: Sequence[str], max_models: int | None, max_bytes: int | None
+    blobs: Sequence[bytes],
+    names: Sequence[str],
+    max_models: int | None,
+    max_bytes: int | None,
+    head: int = 0,
 ) -> list[list[int]]:
     """Indices of ``blobs`` in consecutive groups of at most ``max_models`` models and
-    ``max_bytes`` bytes; a model larger than ``max_bytes`` alone is an error."""
+    ``max_bytes`` bytes, each group led by the first ``head`` blobs (an anchor measured in
+    every call); a model that cannot fit even alone (beside the head) is an error."""
+    fixed = sum(len(b) for b in blobs[:head])
+    if max_models is not None and max_models <= head:
+        raise HwnasError(
+            f"a request may hold {max_models} model(s): no room beside the anchor "
+            "(measure without it: anchor=false)"
+        )
     groups: list[list[int]] = [[]]
     size = 0
-    for i, b in enumerate(blobs):
-        if max_bytes is not None and len(b) > max_bytes:
+    for i in range(head, len(blobs)):
+        b = blobs[i]
+        if max_bytes is not None and fixed + len(b) > max_bytes:
+            beside = f" beside the anchor's {fixed / 2**20:.1f} MiB" if head else ""
             raise HwnasError(
-                f"{names[i]}: its ONNX model is {len(b) / 2**20:.1f} MiB, more than the "
-                f"{max_bytes / 2**20:.1f} MiB a request may upload (start the agent with a "
-                "larger --max-mb)"
+                f"{names[i]}: its ONNX model is {len(b) / 2**20:.1f} MiB{beside}, more than "
+                f"the {max_bytes / 2**20:.1f} MiB a request may upload (start the agent "
+                "with a larger --max-mb)"
             )
-        full = max_models is not None and len(groups[-1]) >= max_models
-        if groups[-1] and (full or (max_bytes is not None and size + len(b) > max_bytes)):
+        full = max_models is not None and len(groups[-1]) >= max_models - head
+        over = max_bytes is not None and fixed + size + len(b) > max_bytes
+        if groups[-1] and (full or over):
             groups.append([])
             size = 0
         groups[-1].append(i)
         size += len(b)
-    return [g for g in groups if g]
+    return [list(range(head)) + g for g in groups if g]

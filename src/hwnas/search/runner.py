@@ -87,6 +87,9 @@ def run_search(
         evaluator, config.evaluations, constraints=constraints, on_evaluation=progress
     )
     algorithm.check(problem)
+    if resume and out is not None:
+        for described in _segment_details(Path(out))[:1]:  # how the run began measuring
+            evaluator.restore(described)
     if not resume or out is None or _stored_distinct(Path(out)) < config.evaluations:
         evaluator.prepare()  # e.g. reach the device agent; nothing to do: no agent needed
     if config.warm_start:
@@ -97,6 +100,15 @@ def run_search(
         if out is not None:  # one search at a time writes there
             stack.enter_context(out_dir_lock(out, "search"))
         return _run(config, algorithm, problem, out, resume, t0)
+
+
+def _segment_details(out: Path) -> list[dict[str, Any]]:
+    """What the processes of the latest search in ``out`` recorded of their evaluator
+    (``describe()``), oldest first."""
+    if not (out / STORE_NAME).is_file():
+        return []
+    with ResultsStore(out / STORE_NAME) as store:
+        return store.segment_details(store.latest_run("search")["run_id"])
 
 
 def _stored_distinct(out: Path) -> int:
