@@ -252,11 +252,16 @@ def _resume_hint(out: Path) -> Iterator[None]:
             return f"continue with: hwnas search --resume {out}"
         return "the search had not started; run the same command again"
 
+    from hwnas.process import Terminated
+
     with on_interrupt(hint):
         try:
             yield
         except SetupError as exc:
             raise HwnasError(f"{exc}; the search stopped there: {hint()}") from None
+        except Terminated as exc:  # SIGTERM: as Ctrl-C, with its own exit status
+            print(f"terminated; {hint()}", file=sys.stderr)
+            raise SystemExit(exc.code) from None
 
 
 def _given(ctx: typer.Context | None, names: tuple[str, ...]) -> list[str]:

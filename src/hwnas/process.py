@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from hwnas.errors import HwnasError
 
@@ -79,3 +81,31 @@ def die_with_parent(parent_pid: int | None = None) -> None:
     libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
     if parent_pid is not None and os.getppid() != parent_pid:  # it died before the call
         os._exit(1)
+
+
+class Terminated(SystemExit):
+    """SIGTERM while a resumable run works (:func:`sigterm_ends`): the run ends as on
+    Ctrl-C, its clean-up done, and the process exits with status 143."""
+
+
+@contextlib.contextmanager
+def sigterm_ends(exc: type[Terminated] = Terminated) -> Iterator[None]:
+    """Turn SIGTERM into ``exc`` while a run works, so that its clean-up runs (a store
+    noting where it stopped, temporary files removed); main thread only, and only where
+    SIGTERM has its default action (an embedding program's handler is left alone)."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the clean-up finish
+        raise exc(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

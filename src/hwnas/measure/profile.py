@@ -52,10 +52,8 @@ import contextlib
 import dataclasses
 import json
 import shutil
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,7 +64,7 @@ from hwnas.errors import HwnasError
 from hwnas.measure.agent import AgentUploadTooLargeError
 from hwnas.measure.latency import MeasureSettings
 from hwnas.measure.worker import MODEL_ERRORS, MeasureOutOfMemoryError, MeasureTimeoutError
-from hwnas.process import out_dir_lock
+from hwnas.process import Terminated, out_dir_lock, sigterm_ends
 from hwnas.store.sqlite import EvaluationRecord, ResultsStore
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -308,31 +306,14 @@ def _next_group(store: ResultsStore, run_id: str, recs: Sequence[EvaluationRecor
     return max(stored) + 1 if stored else 0
 
 
-class ProfileTerminated(SystemExit):
+class ProfileTerminated(Terminated):
     """SIGTERM during :func:`profile_space`: the profile ends as on Ctrl-C (run marked
     interrupted, temporary files removed) and the process exits with status 143."""
 
 
-@contextlib.contextmanager
-def _sigterm_ends_profile() -> Iterator[None]:
-    """Turn SIGTERM into :class:`ProfileTerminated` while a profile runs, so its clean-up
-    runs (main thread only, and only where SIGTERM has its default action)."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
-    ):
-        yield
-        return
-
-    def terminate(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the clean-up finish
-        raise ProfileTerminated(128 + signum)
-
-    signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+def _sigterm_ends_profile() -> contextlib.AbstractContextManager[None]:
+    """Turn SIGTERM into :class:`ProfileTerminated` while a profile runs."""
+    return sigterm_ends(ProfileTerminated)
 
 
 def anchor_key(space: MBv3SupernetSpace, plan: Sequence[str], num_classes: int) -> str:

@@ -429,21 +429,24 @@ class SearchProblem:
             self.eval_time_s += time.perf_counter() - t0
             raise
         except Exception:
-            # isolate failures: evaluate one by one, record each failure and go on
+            # isolate failures: evaluate one by one, record each failure and go on (each
+            # row's time includes its share of the failed attempt at the whole chunk)
+            share = (time.perf_counter() - t0) / len(keys)
             results = []
             for i in range(len(keys)):
                 t1 = time.perf_counter()
                 try:
                     v = np.atleast_2d(self.evaluator.evaluate(x[i : i + 1]))[0]
-                    results.append((v, None, time.perf_counter() - t1))
+                    results.append((v, None, share + time.perf_counter() - t1))
                 except SetupError:
                     self.eval_time_s += time.perf_counter() - t0
                     raise
                 except Exception as exc:  # an evaluation that fails is recorded as failed
                     msg = f"{type(exc).__name__}: {exc}"
                     tb = traceback.format_exc(limit=3)
-                    results.append((None, f"{msg}\n{tb}", time.perf_counter() - t1))
-        self.eval_time_s += time.perf_counter() - t0
+                    results.append((None, f"{msg}\n{tb}", share + time.perf_counter() - t1))
+        # what the store holds of it: a resumed run adds up the same stored times
+        self.eval_time_s += sum(wall for _, _, wall in results)
         for vec, key, (vals, err, wall) in zip(x, keys, results, strict=True):
             ok = err is None and vals is not None and bool(np.all(np.isfinite(vals)))
             if err is None and not ok:

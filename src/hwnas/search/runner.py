@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hwnas.bench import get_benchmark
 from hwnas.errors import HwnasError
-from hwnas.process import out_dir_lock
+from hwnas.process import out_dir_lock, sigterm_ends
 from hwnas.search.pareto import hypervolume, reference_point
 from hwnas.search.problem import Constraint, SearchProblem
 from hwnas.search.spec import build_algorithm, resolve_algorithm
@@ -160,8 +160,10 @@ def _run(
         problem.attach_store(store, run_id)
     replayed = problem.n_stored
     try:
-        algorithm.run(problem)
-    except BaseException:  # Ctrl-C, or a SetupError (a device agent gone): resumable
+        # SIGTERM ends a stored search as Ctrl-C does (hwnas.process.Terminated, 143)
+        with sigterm_ends() if store is not None else contextlib.nullcontext():
+            algorithm.run(problem)
+    except BaseException:  # Ctrl-C, SIGTERM, or a SetupError (a device agent gone): resumable
         if store is not None:
             store.end_segment(segment)
             store.close()
@@ -176,9 +178,16 @@ def _run(
             stacklevel=2,
         )
     summary = summarize(problem, config, wall)
-    if resume and not problem.n_new and stored_summary.get("benchmark_details"):
-        # nothing measured now (an agent not even asked): where the run measured
-        summary["benchmark_details"] = stored_summary["benchmark_details"]
+    if resume and not problem.n_new and stored_summary.get("evaluations") == problem.n_evaluated:
+        # nothing evaluated since the run finished: its times stand (this process's look
+        # at it is no part of the search), and where it measured (an agent not asked)
+        for key in ("wall_time_s", "evaluation_time_s", "search_overhead_s"):
+            if key in stored_summary:
+                summary[key] = stored_summary[key]
+        if stored_summary.get("benchmark_details"):
+            summary["benchmark_details"] = stored_summary["benchmark_details"]
+        if store is not None:
+            store.drop_segment(segment)
     summary["resumed_from"] = replayed if resume else None
     # distinct architectures the search started from (keys of one network counted once)
     initial = getattr(algorithm, "initial", None)
@@ -189,7 +198,7 @@ def _run(
     if callable(report):
         summary.update(report(problem))
     if out is not None and store is not None and run_id is not None:
-        store.end_segment(segment)
+        store.end_segment(segment)  # (none left when dropped above)
         write_outputs(problem, summary, Path(out), store, run_id)
         store.finish_run(run_id, {k: v for k, v in summary.items() if k != "hv_history"})
         store.close()

@@ -264,6 +264,11 @@ class ResultsStore:
         with self._tx() as c:
             c.execute("UPDATE segments SET ended = ? WHERE id = ?", (time.time(), segment_id))
 
+    def drop_segment(self, segment_id: int) -> None:
+        """Forget a segment that did no work on its run (a resume with nothing to do)."""
+        with self._tx() as c:
+            c.execute("DELETE FROM segments WHERE id = ?", (segment_id,))
+
     def segments_wall_s(self, run_id: str, before: int | None = None) -> tuple[float, int]:
         """Wall time and number of the run's segments (those before segment ``before``):
         each from its start to its end, or, killed without an end, to its last stored
