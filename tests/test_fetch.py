@@ -371,3 +371,29 @@ def test_missing_file_error_says_how_to_get_it(tmp_path):
         data_file("nb201/nb201_acc200_latency27.csv.gz", tmp_path)
     with pytest.raises(DataNotFoundError, match="run 'hwnas data fetch ofa'"):
         data_file("ofa/ofa_mbv3_acc_predictor.npz", tmp_path)
+
+
+def test_offline_fetch_still_says_the_manual_steps_once_per_kind(tmp_path, monkeypatch):
+    """A download that fails (offline) is reported together with the files that need
+    manual steps (the NB201 table), and files sharing their steps (CIFAR-10's shards)
+    are named in one paragraph, not one each; nothing is left behind for them."""
+
+    def offline(url, *args, **kwargs):
+        raise HwnasError(f"cannot download {url}: DNS lookup failed; are you offline?")
+
+    monkeypatch.setattr(F, "download", offline)
+    monkeypatch.delenv(F.ENV_MIRROR, raising=False)
+    with pytest.raises(HwnasError) as exc:
+        F.fetch("nb201", tmp_path, log=lambda m: None)
+    text = str(exc.value)
+    assert text.startswith("cannot download") and "are you offline?" in text
+    assert "nb201/nb201_acc200_latency27.csv.gz" in text and "Manual steps:" in text
+    with pytest.raises(HwnasError) as exc:
+        F.fetch("cifar10", tmp_path, log=lambda m: None)
+    text = str(exc.value)
+    shards = [
+        p.path for p in F.DATASETS["cifar10"].products if not p.convertible or p.build is None
+    ]
+    assert len(shards) > 1 and all(s in text for s in shards)
+    assert text.count("Manual steps:") < len(shards)
+    assert not (tmp_path / "images").exists()  # no empty folders for what was not fetched

@@ -1143,6 +1143,54 @@ def fetch(
     root.mkdir(parents=True, exist_ok=True)
     done: list[Path] = []
     manual: list[tuple[DataSet, Product]] = []
+    try:
+        _fetch_into(datasets, root, force, log, timeout, done, manual)
+    except HwnasError as exc:  # a download failed (offline?): say the manual steps too
+        pending = [
+            (ds, p)
+            for ds in datasets
+            if mirror_for(ds.name) is None
+            for p in ds.products
+            if (not p.convertible or p.build is None)
+            and (force or not _existing_ok(p, root / p.path))
+        ]
+        if not pending:
+            raise
+        raise HwnasError(f"{exc}\n{_manual_text(name, root, pending, done)}") from None
+    if manual:
+        raise HwnasError(_manual_text(name, root, manual, done))
+    return done
+
+
+def _manual_text(
+    name: str, root: Path, manual: list[tuple[DataSet, Product]], done: list[Path]
+) -> str:
+    """The files that need manual steps, one paragraph per kind of step (the 20 shards of
+    one image set share theirs)."""
+    steps: dict[tuple[str, str], list[str]] = {}
+    for ds, p in manual:
+        steps.setdefault((f"{p.reason}", f"{p.manual_steps}"), []).append(f"{p.path} ({ds.name})")
+    lines = [
+        f"- {', '.join(paths)}: cannot be fetched automatically: {reason}.\n  Manual steps: {how}"
+        for (reason, how), paths in steps.items()
+    ]
+    got = f" ({len(done)} other file(s) are in place)" if done else ""
+    return f"some files of '{name}' need manual steps{got}; put them in {root}:\n" + "\n".join(
+        lines
+    )
+
+
+def _fetch_into(
+    datasets: list[DataSet],
+    root: Path,
+    force: bool,
+    log: Log,
+    timeout: float,
+    done: list[Path],
+    manual: list[tuple[DataSet, Product]],
+) -> None:
+    """The work of :func:`fetch`: what is in place goes to ``done``, what needs manual
+    steps to ``manual``; a download or conversion that fails raises."""
     for ds in datasets:
         mirror = mirror_for(ds.name)
         work = root / _WORK_DIR / ds.name
@@ -1153,8 +1201,8 @@ def fetch(
                 log(f"{p.path}: already present and verified")
                 done.append(dest)
                 continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
             if mirror is not None:
+                dest.parent.mkdir(parents=True, exist_ok=True)
                 url = f"{mirror}/{p.path}"
                 log(f"downloading {p.path} from {url}")
                 tmp = dest.with_name(f".{dest.name}.fetch")
@@ -1166,6 +1214,7 @@ def fetch(
             if not p.convertible or p.build is None:
                 manual.append((ds, p))
                 continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
             os.close(fd)
             tmp = Path(tmp_name)
@@ -1186,18 +1235,6 @@ def fetch(
             done.append(dest)
         shutil.rmtree(work, ignore_errors=True)
     _cleanup_work(root)
-    if manual:
-        lines = [
-            f"- {p.path} ({ds.name}): cannot be fetched automatically: {p.reason}.\n"
-            f"  Manual steps: {p.manual_steps}"
-            for ds, p in manual
-        ]
-        got = f" ({len(done)} other file(s) are in place)" if done else ""
-        raise HwnasError(
-            f"some files of '{name}' need manual steps{got}; put them in {root}:\n"
-            + "\n".join(lines)
-        )
-    return done
 
 
 def _verify_strict(p: Product, path: Path, url: str) -> None:
