@@ -1083,3 +1083,26 @@ def test_a_resume_measuring_on_another_machine_warns(tmp_path):
         _check_same_machine(agent, [], tmp_path)  # a new run
     with pytest.warns(UserWarning, match=r"measured latency on vm \(EPYC, 2 cores\) and now .* pi"):
         _check_same_machine(agent, [local], tmp_path)
+
+
+def test_compare_tells_a_running_or_stale_search_and_plots_into_a_new_folder(
+    tmp_path, data_dir, held_elsewhere
+):
+    """compare reads summary.json: a search still running without one is said to be
+    running (not killed); one whose store has gone past its summary (resumed, then
+    killed) is compared with a warning to resume it; --out a new folder takes the plot."""
+    from hwnas.report.compare import load_summaries, plot_compare
+    from hwnas.store.sqlite import ResultsStore
+
+    done = tmp_path / "done"
+    run_search({"algorithm": "random", "evaluations": 10, "seed": 0}, out=done)
+    (tmp_path / "new").mkdir()
+    running = pytest.raises(HwnasError, match="'.*new' is still running: wait for it to end")
+    with held_elsewhere(tmp_path / "new", "search"), running:
+        load_summaries([tmp_path / "new"])
+    with ResultsStore(done / "results.sqlite") as store:  # a resume that stored one more
+        store.add_evaluation(store.latest_run("search")["run_id"], "x", [0] * 6, {"a": 1.0})
+    with pytest.warns(UserWarning, match=r"10 evaluations; the store holds 11\); 'hwnas search"):
+        summaries = load_summaries([done])
+    png = plot_compare(summaries, tmp_path / "plots" / "new-folder")
+    assert png == tmp_path / "plots" / "new-folder" / "compare.png" and png.is_file()

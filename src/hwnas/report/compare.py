@@ -25,7 +25,10 @@ def load_summaries(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     out = []
     for d in run_dirs:
         path = Path(d) / SUMMARY_NAME
+        running = _running(Path(d))
         if not path.is_file():
+            if running:
+                raise HwnasError(f"the search in '{d}' is still running: wait for it to end")
             raise HwnasError(
                 f"no {SUMMARY_NAME} in '{d}' (a finished 'hwnas search --out {d}'; "
                 f"a killed one: 'hwnas search --resume {d}' first)"
@@ -41,6 +44,15 @@ def load_summaries(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
             raise HwnasError(f"'{path}' is not a search summary (no {', '.join(missing)})")
         s["run_dir"] = str(d)
         s["objective_names"] = names
+        stored = _stored(Path(d))
+        if running or stored > s["evaluations"]:
+            why = "is still running" if running else "was stopped before it finished again"
+            warnings.warn(
+                f"the search in '{d}' {why}: its {SUMMARY_NAME} is from when it last finished "
+                f"({s['evaluations']} evaluations; the store holds {stored}); "
+                f"'hwnas search --resume {d}' brings it up to date",
+                stacklevel=2,
+            )
         out.append(s)
     first = out[0]["objective_names"]
     for s in out[1:]:
@@ -71,6 +83,31 @@ def load_summaries(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
             stacklevel=2,
         )
     return out
+
+
+def _running(d: Path) -> bool:
+    """Whether a search (or another run) is writing in ``d`` now (it holds the lock)."""
+    from hwnas.process import out_dir_lock
+
+    if not d.is_dir():
+        return False
+    try:
+        with out_dir_lock(d, "compare read"):
+            return False
+    except HwnasError:
+        return True
+    except OSError:  # a read-only directory: nothing can be writing there
+        return False
+
+
+def _stored(d: Path) -> int:
+    """Distinct architectures the latest search stored in ``d`` holds (0: no store)."""
+    from hwnas.search.runner import _stored_distinct
+
+    try:
+        return _stored_distinct(d)
+    except HwnasError:  # no search run in the store
+        return 0
 
 
 #: benchmark options that say where, not how (shown by value), or nothing worth showing
@@ -159,7 +196,7 @@ def plot_compare(summaries: list[dict[str, Any]], path: str | Path) -> Path:
     from hwnas.report.plots import _plt, _save, zoom_on_fronts
 
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() or (not path.suffix and not path.exists()):  # a directory, maybe new
         path = path / "compare.png"
     kinds = FigureCanvasBase.get_supported_filetypes()
     if path.suffix.lstrip(".").lower() not in kinds:
