@@ -100,6 +100,7 @@ def hwnas(*args, env=None):
         (["search", "--out", "{tmp}", "--data-dir", "{tmp}/corrupt"], None, "corrupt"),
         (["predictors", "evaluate", "--target", "energy"], None, "unknown target"),
         (["data", "fetch", "nope"], None, "nope"),
+        (["algorithms", "nope"], None, "unknown algorithm 'nope' (known: agemoea"),
         (["devices", "--benchmark", "nope"], None, "unknown benchmark 'nope'"),
         (
             ["predictors", "evaluate", "--benchmark", "ofa-resnet50", "--target", "latency:x"],
@@ -319,6 +320,7 @@ def test_evaluate_cli(data_dir):
     res = runner.invoke(app, ["evaluate", "3-3-3-1-3-3", "[3, 3, 3, 1, 3, 3]", "--json"])
     assert res.exit_code == 0, res.output
     assert [r["arch"] for r in json.loads(res.stdout)] == [arch, arch]
+    assert [r["arch_key"] for r in json.loads(res.stdout)] == ["3-3-3-1-3-3"] * 2
     # --bench-option: an OFA subnet's latency measured here instead of Note10's table
     small = "-".join(["0"] * 46)
     opts = ["--benchmark", "ofa-mbv3", "--json"]
@@ -328,6 +330,16 @@ def test_evaluate_cli(data_dir):
     (table,) = json.loads(runner.invoke(app, ["evaluate", small, *opts]).stdout)
     assert measured["accuracy"] == table["accuracy"] and measured["latency"] > 0
     assert measured["latency"] != table["latency"]  # Note10's is 17.7 ms
+
+
+def test_algorithms_lists_one_algorithms_options():
+    res = runner.invoke(app, ["algorithms", "linas", "--json"])
+    assert res.exit_code == 0, res.output
+    opts = {o["name"]: o for o in json.loads(res.stdout)}
+    assert opts["class_mean"] == {"name": "class_mean", "type": "bool", "default": True}
+    assert opts["batch_size"]["type"] == "int | None" and "seed" not in opts
+    res = runner.invoke(app, ["algorithms", "mnas"])
+    assert res.exit_code == 0 and "target" in res.stdout and "-0.07" in res.stdout
 
 
 def test_user_warning_is_one_line(data_dir):

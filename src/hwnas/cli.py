@@ -366,12 +366,14 @@ def evaluate(
     bench = get_benchmark(benchmark, data_dir=data_dir, **opts)
     vectors = np.stack([_parse_arch(bench.space, a) for a in arch])
     values = bench.evaluate(vectors)
+    keys = bench.space.keys(vectors)  # as evaluations.csv and pareto.csv name them
     rows = [
         {
+            "arch_key": key,
             "arch": bench.space.decode(v),
             **{o.name: float(x) for o, x in zip(bench.objectives, row, strict=True)},
         }
-        for v, row in zip(vectors, values, strict=True)
+        for key, v, row in zip(keys, vectors, values, strict=True)
     ]
     if as_json:
         _print_json(rows)
@@ -443,11 +445,33 @@ def benchmarks(as_json: JsonFlag = False) -> None:
 
 
 @app.command()
-def algorithms(as_json: JsonFlag = False) -> None:
-    """List the search algorithms."""
+def algorithms(
+    name: Annotated[
+        str | None, typer.Argument(help="An algorithm: list its options and defaults.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List the search algorithms, or one algorithm's options."""
     from hwnas.registry import ALGORITHMS
+    from hwnas.search.spec import algorithm_options
 
-    _listing("algorithms", [(n, ALGORITHMS.describe(n)) for n in ALGORITHMS.names()], as_json)
+    if name is None:
+        rows = [(n, ALGORITHMS.describe(n)) for n in ALGORITHMS.names()]
+        _listing("algorithms", rows, as_json)
+        return
+    opts = algorithm_options(name)
+    if as_json:
+        _print_json(opts)
+        return
+    if opts is None:
+        out_console.print(f"{name} passes any option through to its library")
+        return
+    table = Table(title=f"options of {name} ({name}[key=value,...] or --option key=value)")
+    for col in ("option", "type", "default"):
+        table.add_column(col)
+    for o in opts:
+        table.add_row(o["name"], o["type"], json.dumps(o["default"], default=str))
+    out_console.print(table)
 
 
 @app.command()

@@ -87,6 +87,27 @@ def _option_types(cls: type) -> dict[str, Any] | None:
     return {n: hints.get(n, Any) for n in params if n not in ("self", "seed")}
 
 
+def algorithm_options(name: str) -> list[dict[str, Any]] | None:
+    """The options an algorithm takes (``name[key=value]`` or ``--option``): name, type
+    and default of each; ``None`` when it passes any option through."""
+    cls = ALGORITHMS.get(name)
+    types = _option_types(cls)
+    if types is None:
+        return None
+    params = inspect.signature(cls.__init__).parameters
+    out = []
+    for key, hint in types.items():
+        default = params[key].default
+        out.append(
+            {
+                "name": key,
+                "type": getattr(hint, "__name__", None) or str(hint).replace("typing.", ""),
+                "default": None if default is inspect.Parameter.empty else default,
+            }
+        )
+    return out
+
+
 def resolve_algorithm(
     spec: str, options: Mapping[str, Any] | None = None
 ) -> tuple[str, type, dict[str, Any]]:
