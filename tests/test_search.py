@@ -1051,6 +1051,9 @@ def test_csv_arch_column_is_the_arch_string_or_json(tmp_path, data_dir):
         rows = list(csv.DictReader(f))
     assert [r["arch"] for r in rows] == [p["arch"] for p in s["pareto"]]
     assert rows[0]["arch"].startswith("|") and rows[0]["arch"].endswith("|")
+    # values as summary.json has them, not rounded (rows join on them)
+    assert [float(r["accuracy"]) for r in rows] == [p["accuracy"] for p in s["pareto"]]
+    assert [float(r["latency"]) for r in rows] == [p["latency"] for p in s["pareto"]]
     with (tmp_path / "a" / "evaluations.csv").open() as f:
         assert all(r["arch"].startswith("|") for r in csv.DictReader(f))
     s = run_search(

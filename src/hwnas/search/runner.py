@@ -432,7 +432,8 @@ def write_outputs(
         w = csv.writer(f)
         w.writerow(["arch_key", "arch", *names])
         for p in summary["pareto"]:
-            w.writerow([p["arch_key"], arch_text(p["arch"]), *(f"{p[n]:.6g}" for n in names)])
+            # full precision, as summary.json and evaluations.csv: rows join on values
+            w.writerow([p["arch_key"], arch_text(p["arch"]), *(repr(float(p[n])) for n in names)])
     with _atomic(out / "pareto.png") as tmp:
         plot_pareto(problem, summary, tmp)
     with _atomic(out / "progress.png") as tmp:
