@@ -338,6 +338,24 @@ def test_data_status_on_empty_dir(tmp_path):
     assert rows and not any(r["present"] for r in rows)
 
 
+def test_data_list_shows_whole_paths_on_a_narrow_terminal(tmp_path, monkeypatch):
+    """'hwnas data list' folds long file names onto more lines, never cuts them (the 20
+    CIFAR-10 shards all read 'images/cifar10/cifar10_te...' when cut)."""
+    import io
+
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    import hwnas.cli as cli
+
+    console = Console(width=70, record=True, file=io.StringIO())
+    monkeypatch.setattr(cli, "out_console", console)
+    res = CliRunner().invoke(cli.app, ["data", "list", "--data-dir", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    text = console.export_text()
+    assert "cifar10" in text and "…" not in text
+
+
 def test_fetch_builds_from_upstream_format_sources(shared, server, tmp_path, monkeypatch):
     """End to end without a mirror: upstream-format MNIST files served on loopback are
     downloaded, converted, verified and put in place; the work dir is removed."""

@@ -921,7 +921,8 @@ def data_list(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
         return
     table = Table(title="data sets")
     for col in ("name", "file", "present", "source"):
-        table.add_column(col)
+        # paths are what one copies: folded onto more lines, never cut with an ellipsis
+        table.add_column(col, overflow="fold" if col in ("file", "source") else "ellipsis")
     for r in rows:
         table.add_row(r["name"], r["file"], "yes" if r["present"] else "no", r["source"])
     out_console.print(table)
