@@ -101,6 +101,7 @@ def hwnas(*args, env=None):
         (["predictors", "evaluate", "--target", "energy"], None, "unknown target"),
         (["data", "fetch", "nope"], None, "nope"),
         (["algorithms", "nope"], None, "unknown algorithm 'nope' (known: agemoea"),
+        (["search", "--retry-failed", "--out", "{tmp}"], None, "--retry-failed goes with"),
         (["devices", "--benchmark", "nope"], None, "unknown benchmark 'nope'"),
         (
             ["predictors", "evaluate", "--benchmark", "ofa-resnet50", "--target", "latency:x"],

@@ -102,6 +102,10 @@ def test_resume_with_a_larger_budget(tmp_path, data_dir):
     for key in ("wall_time_s", "evaluation_time_s", "search_overhead_s", "benchmark_details"):
         assert same[key] == first[key]
     assert resume_search(tmp_path)["wall_time_s"] == first["wall_time_s"]
+    # nothing failed: a retry finds nothing to do and leaves the rows as they were
+    retried = resume_search(tmp_path, retry_failed=True)
+    assert retried["evaluations"] == 40 and retried["retried"] == 0
+    assert _rows(tmp_path / "results.sqlite") == before
     more = resume_search(tmp_path, evaluations=70)
     # times are the whole run's: the first process's and this one's; the evaluation time
     # is what the store holds of each evaluation

@@ -354,6 +354,31 @@ def test_a_setup_error_stops_the_search_and_records_no_failure(tmp_path):
     store.close()
 
 
+def test_failed_evaluations_are_retried_in_place_on_request(tmp_path):
+    """retry_failed: a resumed run's stored failures are evaluated again, each result in
+    the failure's row (same sequence number), and the replay answers from them."""
+    from hwnas.store.sqlite import ResultsStore
+
+    store = ResultsStore(tmp_path / "r.sqlite")
+    run_id = store.create_run({}, 0)
+    p = SearchProblem(FlakyEvaluator(), 30, store=store, run_id=run_id)
+    ALGORITHMS.get("random")(seed=0).run(p)
+    before = {r.arch_key: r for r in store.evaluations(run_id)}
+    failed = [k for k, r in before.items() if not r.ok]
+    assert failed and len(before) == 30
+    again = SearchProblem(GoneEvaluator(answered=100), 30)  # the device is fine now
+    again.attach_store(store, run_id)
+    assert again.retry_failed() == len(failed) and again.n_retried == len(failed)
+    after = {r.arch_key: r for r in store.evaluations(run_id)}
+    assert all(r.ok for r in after.values()) and len(after) == 30
+    assert all(after[k].seq == before[k].seq for k in before)  # in place
+    ALGORITHMS.get("random")(seed=0).run(again)
+    again.finish_replay()
+    assert again.n_evaluated == 30 and all(again.ok) and again.n_new == 0
+    assert again.retry_failed() == 0  # nothing failed any more
+    store.close()
+
+
 def test_dedup_and_budget():
     ev = FlakyEvaluator()
     p = SearchProblem(ev, 5)

@@ -174,6 +174,14 @@ def search(
             "raise its budget)."
         ),
     ] = None,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="With --resume: evaluate the search's failed evaluations again first "
+            "(each result in place of its failure).",
+        ),
+    ] = False,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -192,9 +200,17 @@ def search(
             )
         budget = evaluations if _given(ctx, ("evaluations",)) else None
         with _resume_hint(resume), progress_bar("resuming") as update:
-            summary = resume_search(resume, progress=update, evaluations=budget, data_dir=data_dir)
+            summary = resume_search(
+                resume,
+                progress=update,
+                evaluations=budget,
+                data_dir=data_dir,
+                retry_failed=retry_failed,
+            )
         out = resume
     else:
+        if retry_failed:
+            raise HwnasError("--retry-failed goes with --resume DIR (a stored search)")
         if out is None:
             raise HwnasError("--out DIR is required (or --resume DIR)")
         had_search = _holds_search(out)

@@ -115,6 +115,7 @@ class SearchProblem:
         self.eval_time_s = 0.0  # in evaluations made by this process
         self.stored_eval_time_s = 0.0  # in those a resumed run's store answered
         self.n_new = 0  # evaluations made in this process (not replayed)
+        self.n_retried = 0  # stored failures of a resumed run evaluated again in place
         # distinct architectures answered to the algorithm in this process: a batch
         # that adds none is a stall; one answered from a resumed run's store is progress
         self._seen: set[str] = set()
@@ -419,7 +420,26 @@ class SearchProblem:
         for s in range(0, len(keys), step):
             self._evaluate_chunk(x[s : s + step], keys[s : s + step])
 
-    def _evaluate_chunk(self, x: np.ndarray, keys: list[str]) -> None:
+    def retry_failed(self) -> int:
+        """Evaluate again the resumed run's stored failures (e.g. out of memory on a busy
+        device, or an agent error stored by a version before SetupError) and store each
+        result in place of its failure (same sequence number); the replay then answers
+        from the new rows. Returns how many were retried."""
+        assert self.store is not None and self.run_id is not None, "attach a store first"
+        failed = [rec for rec in self._pending.values() if not rec.ok]
+        if not failed:
+            return 0
+        x = np.asarray([rec.vector for rec in failed], dtype=np.int64)
+        keys = [rec.arch_key for rec in failed]
+        step = self.evaluator.max_batch or len(keys)
+        for s in range(0, len(keys), step):
+            self._evaluate_chunk(x[s : s + step], keys[s : s + step], replace=True)
+        self._pending = {rec.arch_key: rec for rec in self.store.evaluations(self.run_id)}
+        return len(failed)
+
+    def _evaluate_chunk(self, x: np.ndarray, keys: list[str], replace: bool = False) -> None:
+        """Evaluate one chunk and store it (``replace``: over stored failures of a resumed
+        run, whose replay then takes them in; else as new evaluations)."""
         t0 = time.perf_counter()
         try:
             values = np.atleast_2d(self.evaluator.evaluate(x))
@@ -463,7 +483,12 @@ class SearchProblem:
                     error=err,
                     wall_time_s=wall,
                     source=self.evaluator.source,
+                    replace=replace,
                 )
+            if replace:  # taken in (and its time counted) when the replay reaches it
+                self.eval_time_s -= wall
+                self.n_retried += 1
+                continue
             self.n_new += 1
             self._append(key, vec, raw, ok)
             if self.on_evaluation is not None:

@@ -59,13 +59,17 @@ def run_search(
     out: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     resume: bool = False,
+    retry_failed: bool = False,
 ) -> dict[str, Any]:
     """Run (or, with ``resume``, continue) a search; returns the summary.
 
     With ``out``, everything lands in that directory: ``results.sqlite``,
     ``evaluations.csv``, ``pareto.csv``, ``pareto.png``, ``progress.png`` (quality per
-    evaluation) and ``summary.json``.
+    evaluation) and ``summary.json``. ``retry_failed`` (with ``resume``) evaluates the
+    run's stored failures again first, each result in place of its failure.
     """
+    if retry_failed and not resume:
+        raise HwnasError("retrying failed evaluations needs a stored search to resume")
     if resume and out is None:
         raise HwnasError("resume needs the run directory (out) holding the search")
     if resume and not (Path(out) / STORE_NAME).is_file():
@@ -90,7 +94,8 @@ def run_search(
     if resume and out is not None:
         for described in _segment_details(Path(out))[:1]:  # how the run began measuring
             evaluator.restore(described)
-    if not resume or out is None or _stored_distinct(Path(out)) < config.evaluations:
+    more = resume and out is not None and _stored_distinct(Path(out)) < config.evaluations
+    if not resume or more or retry_failed:
         evaluator.prepare()  # e.g. reach the device agent; nothing to do: no agent needed
     if config.warm_start:
         if not hasattr(algorithm, "initial"):  # not a SearchAlgorithm: cannot start from it
@@ -99,7 +104,7 @@ def run_search(
     with contextlib.ExitStack() as stack:
         if out is not None:  # one search at a time writes there
             stack.enter_context(out_dir_lock(out, "search"))
-        return _run(config, algorithm, problem, out, resume, t0)
+        return _run(config, algorithm, problem, out, resume, t0, retry_failed)
 
 
 def _segment_details(out: Path) -> list[dict[str, Any]]:
@@ -127,6 +132,7 @@ def _run(
     out: str | Path | None,
     resume: bool,
     t0: float,
+    retry_failed: bool = False,
 ) -> dict[str, Any]:
     """The checked search, run and (with ``out``) stored: see :func:`run_search`."""
     store = run_id = None
@@ -158,6 +164,8 @@ def _run(
         began = time.time() - (time.perf_counter() - t0)
         segment = store.begin_segment(run_id, details, started=began)
         problem.attach_store(store, run_id)
+        if retry_failed:
+            problem.retry_failed()
     replayed = problem.n_stored
     try:
         # SIGTERM ends a stored search as Ctrl-C does (hwnas.process.Terminated, 143)
@@ -178,7 +186,8 @@ def _run(
             stacklevel=2,
         )
     summary = summarize(problem, config, wall)
-    if resume and not problem.n_new and stored_summary.get("evaluations") == problem.n_evaluated:
+    untouched = not problem.n_new and not problem.n_retried
+    if resume and untouched and stored_summary.get("evaluations") == problem.n_evaluated:
         # nothing evaluated since the run finished: its times stand (this process's look
         # at it is no part of the search), and where it measured (an agent not asked)
         for key in ("wall_time_s", "evaluation_time_s", "search_overhead_s"):
@@ -189,6 +198,8 @@ def _run(
         if store is not None:
             store.drop_segment(segment)
     summary["resumed_from"] = replayed if resume else None
+    if retry_failed:
+        summary["retried"] = problem.n_retried  # stored failures evaluated again
     # distinct architectures the search started from (keys of one network counted once)
     initial = getattr(algorithm, "initial", None)
     summary["warm_start"] = 0 if initial is None else len(initial)
@@ -300,12 +311,15 @@ def resume_search(
     progress: Callable[[int, int], None] | None = None,
     evaluations: int | None = None,
     data_dir: str | None = None,
+    retry_failed: bool = False,
 ) -> dict[str, Any]:
     """Continue the search stored in ``run_dir`` with its own config; ``evaluations``
-    raises its budget (a finished search then goes on). The algorithm re-runs from its
-    seed with the new budget, and every stored evaluation is reused, none repeated; where
-    its settings follow the budget (LINAS's initial population and batch size), the
-    continued run is not the run a fresh search with that budget would make.
+    raises its budget (a finished search then goes on); ``retry_failed`` evaluates its
+    stored failures again first, in place (the budget they took stays taken). The
+    algorithm re-runs from its seed with the new budget, and every stored evaluation is
+    reused, none repeated; where its settings follow the budget (LINAS's initial
+    population and batch size), the continued run is not the run a fresh search with
+    that budget would make.
     ``data_dir`` says where the benchmark's data is now (the run may have moved)."""
     path = Path(run_dir) / STORE_NAME
     if not path.is_file():
@@ -323,7 +337,9 @@ def resume_search(
             config = config.model_copy(update={"evaluations": evaluations})
     if data_dir is not None:
         config = config.model_copy(update={"data_dir": data_dir})
-    return run_search(config, out=run_dir, progress=progress, resume=True)
+    return run_search(
+        config, out=run_dir, progress=progress, resume=True, retry_failed=retry_failed
+    )
 
 
 def summarize(problem: SearchProblem, config: SearchConfig, wall_time_s: float) -> dict[str, Any]:
