@@ -164,12 +164,12 @@ def _run(
         began = time.time() - (time.perf_counter() - t0)
         segment = store.begin_segment(run_id, details, started=began)
         problem.attach_store(store, run_id)
-        if retry_failed:
-            problem.retry_failed()
     replayed = problem.n_stored
     try:
         # SIGTERM ends a stored search as Ctrl-C does (hwnas.process.Terminated, 143)
         with sigterm_ends() if store is not None else contextlib.nullcontext():
+            if retry_failed:  # a device still failing stops here as a search would
+                problem.retry_failed()
             algorithm.run(problem)
     except BaseException:  # Ctrl-C, SIGTERM, or a SetupError (a device agent gone): resumable
         if store is not None:
