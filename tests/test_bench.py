@@ -233,7 +233,7 @@ def test_ofa_mbv3_measured_latency(data_dir):
         get_benchmark("ofa-mbv3", latency=True, threads=cpus + 1).prepare()
 
 
-def test_measured_latency_takes_drift_out_with_its_anchor(data_dir):
+def test_measured_latency_takes_drift_out_with_its_anchor(data_dir, monkeypatch):
     """With the drift anchor (default) a call in which the machine runs twice as slow
     gives the same latencies; without it, twice the latencies. The reference is measured
     once and a resumed search's restore keeps it. (The measurer's answers are replaced by
@@ -270,9 +270,16 @@ def test_measured_latency_takes_drift_out_with_its_anchor(data_dir):
     )
     small_at_192 = sp.decode(sp.smallest()) | {"r": 192}  # the middle resolution
     assert sp.decode(b.measured.anchor) == small_at_192
+    import hwnas.measure.export as export
+
+    exported, export_onnx = [], export.export_onnx
+    monkeypatch.setattr(
+        export, "export_onnx", lambda m, *a, **k: exported.append(m) or export_onnx(m, *a, **k)
+    )
     steady = b.evaluate(x)[:, 1]
     assert b.evaluate(x)[:, 1] == pytest.approx(steady, rel=1e-9)  # at 2x: the same
     assert b.describe()["latency"]["anchor"]["reference_ms"] == ref  # measured once
+    assert len(exported) == 4  # the batch's subnets, twice; the anchor's model kept
     plain = get_benchmark("ofa-mbv3", latency=True, rounds=2, anchor=False)
     assert plain.describe()["latency"]["anchor"] is None
     plain.prepare()

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -94,6 +96,7 @@ class MeasuredLatency:
         small[r] = space.dims[r].size // 2
         self.anchor: np.ndarray | None = space.canonicalize(small[None])[0] if anchor else None
         self.reference_ms: float | None = None  # the anchor's latency, once measured
+        self._anchor_onnx: bytes | None = None  # exported once: the same in every call
         # a short protocol (a subnet takes 5-300 ms a run on one core): the batch's
         # subnets interleaved round by round, so drift hits them alike
         self.settings = MeasureSettings(
@@ -170,13 +173,26 @@ class MeasuredLatency:
             return
         assert self._measurer is not None
         (m,) = measure_modules(
-            self._measurer, [self._anchor_module()], self._shape(self.anchor), labels=["anchor"]
+            self._measurer, [self._anchor_model()], self._shape(self.anchor), labels=["anchor"]
         )
         self.reference_ms = float(m.stats.median_ms)
 
     def _anchor_module(self) -> Any:
         assert self.anchor is not None
         return self._build(self.anchor).eval()
+
+    def _anchor_model(self) -> bytes:
+        """The anchor's ONNX model, exported on first use (not once per batch)."""
+        if self._anchor_onnx is None:
+            from hwnas.measure.export import export_onnx
+
+            assert self.anchor is not None
+            with tempfile.TemporaryDirectory(prefix="hwnas-anchor-") as tmp:
+                path = Path(tmp) / "anchor.onnx"
+                shape = self._shape(self.anchor)
+                export_onnx(self._anchor_module(), shape, path, self.settings.batch_size)
+                self._anchor_onnx = path.read_bytes()
+        return self._anchor_onnx
 
     def _shape(self, vector: np.ndarray) -> tuple[int, int, int]:
         r = int(self.space.decode(vector)["r"])
@@ -210,7 +226,7 @@ class MeasuredLatency:
             found = measure_modules(self._measurer, modules, shapes, labels=labels, **self._limits)
             return np.asarray([m.stats.median_ms for m in found], dtype=np.float64)
         assert self.reference_ms is not None
-        anchor = (self._anchor_module(), self._shape(self.anchor))
+        anchor = (self._anchor_model(), self._shape(self.anchor))
         pairs = measure_beside_anchor(
             self._measurer, anchor, modules, shapes, labels=labels, **self._limits
         )

@@ -91,7 +91,7 @@ class RemoteMeasurer:
 
 def measure_modules(
     measurer: LatencyMeasurer,
-    modules: Sequence[torch.nn.Module],
+    modules: Sequence[torch.nn.Module | bytes],
     input_shape: Sequence[int] | Sequence[Sequence[int]],
     settings: MeasureSettings | None = None,
     labels: Sequence[str] | None = None,
@@ -104,7 +104,8 @@ def measure_modules(
     per module (e.g. subnets at their own resolutions: still one interleaved call, each
     model fed the shape it was exported with). ``max_models`` and ``max_bytes`` (a device
     agent's limits per request) split the models into calls that fit, in order; each call
-    is interleaved on its own.
+    is interleaved on its own. A module given as bytes is an ONNX model already exported
+    with its shape.
     """
     shapes = _module_shapes(modules, input_shape)
     calls = _measure_calls(measurer, modules, shapes, settings, labels, max_models, max_bytes)
@@ -113,7 +114,7 @@ def measure_modules(
 
 def measure_beside_anchor(
     measurer: LatencyMeasurer,
-    anchor: tuple[torch.nn.Module, Sequence[int]],
+    anchor: tuple[torch.nn.Module | bytes, Sequence[int]],
     modules: Sequence[torch.nn.Module],
     input_shape: Sequence[int] | Sequence[Sequence[int]],
     settings: MeasureSettings | None = None,
@@ -124,7 +125,8 @@ def measure_beside_anchor(
     """:func:`measure_modules` with the ``anchor`` module (and its input shape) first in
     every call, interleaved with the others: each module's measurement and the anchor's
     from the same call, so that drift between calls can be taken out (an agent's limits
-    leave room for the anchor in each request)."""
+    leave room for the anchor in each request). The anchor may be given as its ONNX bytes,
+    exported once by the caller, as it is the same in every call."""
     shapes = [tuple(int(d) for d in anchor[1]), *_module_shapes(modules, input_shape)]
     names = None if labels is None else ["anchor", *labels]
     calls = _measure_calls(
@@ -150,7 +152,7 @@ def _module_shapes(
 
 def _measure_calls(
     measurer: LatencyMeasurer,
-    modules: Sequence[torch.nn.Module],
+    modules: Sequence[torch.nn.Module | bytes],
     shapes: list[tuple[int, ...]],
     settings: MeasureSettings | None,
     labels: Sequence[str] | None,
@@ -159,7 +161,8 @@ def _measure_calls(
     head: int = 0,
 ) -> list[list[Measurement]]:
     """Export and measure, in calls within the limits, the first ``head`` modules in
-    every call; the measurements of each call, named by ``labels``."""
+    every call; the measurements of each call, named by ``labels``. A module given as
+    bytes is already an exported ONNX model (exported with ``shapes[i]``)."""
     import dataclasses
 
     from hwnas.measure.export import export_onnx
@@ -179,6 +182,9 @@ def _measure_calls(
     with tempfile.TemporaryDirectory(prefix="hwnas-export-") as tmp:
         blobs = []
         for i, m in enumerate(modules):
+            if isinstance(m, bytes):
+                blobs.append(m)
+                continue
             path = export_onnx(m, shapes[i], Path(tmp) / f"m{i}.onnx", settings.batch_size)
             blobs.append(path.read_bytes())
     out = []
