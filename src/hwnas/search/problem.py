@@ -465,8 +465,10 @@ class SearchProblem:
                     msg = f"{type(exc).__name__}: {exc}"
                     tb = traceback.format_exc(limit=3)
                     results.append((None, f"{msg}\n{tb}", share + time.perf_counter() - t1))
-        # what the store holds of it: a resumed run adds up the same stored times
-        self.eval_time_s += sum(wall for _, _, wall in results)
+        # what the store holds of it: a resumed run adds up the same stored times (a retry
+        # is counted when the replay takes it in)
+        if not replace:
+            self.eval_time_s += sum(wall for _, _, wall in results)
         for vec, key, (vals, err, wall) in zip(x, keys, results, strict=True):
             ok = err is None and vals is not None and bool(np.all(np.isfinite(vals)))
             if err is None and not ok:
@@ -486,7 +488,6 @@ class SearchProblem:
                     replace=replace,
                 )
             if replace:  # taken in (and its time counted) when the replay reaches it
-                self.eval_time_s -= wall
                 self.n_retried += 1
                 continue
             self.n_new += 1
