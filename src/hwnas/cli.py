@@ -74,9 +74,7 @@ def _bench_options(benchmark: str, options: list[str]) -> dict[str, Any]:
     """``--bench-option key=value`` pairs of ``benchmark``; file paths (values with a '/'
     or a suffix that name an existing file) become absolute, so a stored run resumes from
     any directory."""
-    import inspect
-
-    from hwnas.registry import BENCHMARKS
+    from hwnas.bench import benchmark_options
     from hwnas.search.spec import parse_options
 
     opts = parse_options(options)
@@ -85,8 +83,7 @@ def _bench_options(benchmark: str, options: list[str]) -> dict[str, Any]:
         if key in opts:
             flag = {"devices": "--device", "data_dir": "--data-dir"}.get(key, f"--{key}")
             raise HwnasError(f"give {key} by {flag}, not --bench-option")
-    params = inspect.signature(BENCHMARKS.get(benchmark)).parameters
-    known = [k for k, p in params.items() if p.kind is not p.VAR_KEYWORD and k not in flags]
+    known = [k for k in benchmark_options(benchmark) if k not in flags]
     unknown = sorted(set(opts) - set(known))
     if unknown:
         raise HwnasError(

@@ -6,13 +6,19 @@ from hwnas.errors import HwnasError
 from hwnas.registry import BENCHMARKS
 
 
-def get_benchmark(name: str, **kwargs: object) -> Evaluator:
-    """Instantiate a registered benchmark by name with its options."""
+def benchmark_options(name: str) -> list[str]:
+    """The options a registered benchmark takes (its factory's named parameters)."""
     import inspect
 
-    factory = BENCHMARKS.get(name)
     named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    known = [p.name for p in inspect.signature(factory).parameters.values() if p.kind in named]
+    params = inspect.signature(BENCHMARKS.get(name)).parameters.values()
+    return [p.name for p in params if p.kind in named]
+
+
+def get_benchmark(name: str, **kwargs: object) -> Evaluator:
+    """Instantiate a registered benchmark by name with its options."""
+    factory = BENCHMARKS.get(name)
+    known = benchmark_options(name)
     unknown = sorted(set(kwargs) - set(known))
     if unknown:
         raise HwnasError(
@@ -21,4 +27,11 @@ def get_benchmark(name: str, **kwargs: object) -> Evaluator:
     return factory(**kwargs)
 
 
-__all__ = ["BENCHMARKS", "Evaluator", "Objective", "get_benchmark", "to_minimisation"]
+__all__ = [
+    "BENCHMARKS",
+    "Evaluator",
+    "Objective",
+    "benchmark_options",
+    "get_benchmark",
+    "to_minimisation",
+]
