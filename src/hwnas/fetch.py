@@ -84,6 +84,11 @@ class Product:
     reason: str = ""  # why it is not convertible
     manual_steps: str = ""
 
+    @property
+    def manual(self) -> bool:
+        """True when a person must put the file in place (no conversion from upstream)."""
+        return not self.convertible or self.build is None
+
 
 @dataclass(frozen=True)
 class DataSet:
@@ -1151,8 +1156,7 @@ def fetch(
             for ds in datasets
             if mirror_for(ds.name) is None
             for p in ds.products
-            if (not p.convertible or p.build is None)
-            and (force or not _existing_ok(p, root / p.path))
+            if p.manual and (force or not _existing_ok(p, root / p.path))
         ]
         if not pending:
             raise
@@ -1211,7 +1215,7 @@ def _fetch_into(
                 os.replace(tmp, dest)
                 done.append(dest)
                 continue
-            if not p.convertible or p.build is None:
+            if p.manual:
                 manual.append((ds, p))
                 continue
             dest.parent.mkdir(parents=True, exist_ok=True)
