@@ -311,11 +311,6 @@ class ProfileTerminated(Terminated):
     interrupted, temporary files removed) and the process exits with status 143."""
 
 
-def _sigterm_ends_profile() -> contextlib.AbstractContextManager[None]:
-    """Turn SIGTERM into :class:`ProfileTerminated` while a profile runs."""
-    return sigterm_ends(ProfileTerminated)
-
-
 def anchor_key(space: MBv3SupernetSpace, plan: Sequence[str], num_classes: int) -> str:
     """The drift anchor of a plan: its subnet nearest the plan's median MACs."""
     macs = np.array([space.macs(space.from_key(k), num_classes=num_classes) for k in plan])
@@ -445,7 +440,7 @@ def profile_space(
     tmp = out_dir / TMP_NAME
     with (
         out_dir_lock(out_dir, "profile"),
-        _sigterm_ends_profile(),
+        sigterm_ends(ProfileTerminated),  # SIGTERM ends it as Ctrl-C does
         ResultsStore(out_dir / STORE_NAME) as store,
     ):
         shutil.rmtree(tmp, ignore_errors=True)  # what a killed run left
