@@ -227,6 +227,42 @@ def test_resume_reproduces_the_next_step_loss(tmp_path) -> None:
         train_supernet(_cfg(tmp_path / "b", eval_every=0, kernel_transform=True))
 
 
+def test_resume_keeps_the_run_s_settings(tmp_path) -> None:
+    """A resume with other training settings would mix two runs in one checkpoint (e.g.
+    digits, then MNIST): refused, naming them. The CLI resumes with the stored settings
+    for those not given again; a weights-only checkpoint cannot be resumed."""
+    import typer
+    from typer.testing import CliRunner
+
+    from hwnas.cli_train import register
+
+    train_supernet(_cfg(tmp_path, eval_every=0), max_epochs=1)
+    with pytest.raises(HwnasError, match="trained with lr=0.05; this run asks lr=0.1: resume"):
+        train_supernet(_cfg(tmp_path, eval_every=0, lr=0.1))
+    app = typer.Typer()
+    register(app)
+    run = str(tmp_path / "run")
+    r = CliRunner().invoke(app, ["train", "--out", run, "--epochs", "3", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    ckpt = load_checkpoint(run)
+    assert ckpt["epoch"] == 2 and ckpt["train_config"]["lr"] == 0.05  # not the default 0.1
+    assert ckpt["train_config"]["limit"] == 64 and ckpt["train_config"]["epochs"] == 3
+    r = CliRunner().invoke(app, ["train", "--out", run, "--epochs", "2", "--no-progress"])
+    assert r.exit_code == 0 and "already holds 3 epoch(s) of --epochs 2" in r.stderr
+    r = CliRunner().invoke(app, ["train", "--out", run, "--epochs", "4", "--batch-size", "8"])
+    assert r.exit_code == 2 and "trained with batch_size=16; this run asks batch_size=8" in r.stderr
+    torch.save({k: ckpt[k] for k in ("model", "hparams", "train_config")}, tmp_path / "w.pt")
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "w.pt").rename(tmp_path / "weights" / "checkpoint.pt")
+    with pytest.raises(HwnasError, match="holds no training state .* weights only"):
+        train_supernet(_cfg(tmp_path, out_dir=str(tmp_path / "weights"), epochs=4))
+
+
+def test_a_diverged_training_stops_with_an_error(tmp_path) -> None:
+    with pytest.raises(HwnasError, match=r"loss is nan at epoch \d, step \d+: training diverged"):
+        train_supernet(_cfg(tmp_path, lr=1e12, warmup_epochs=0))
+
+
 def test_a_second_run_on_a_locked_out_dir_is_refused(tmp_path, held_elsewhere) -> None:
     cfg = _cfg(tmp_path)
     with held_elsewhere(cfg.out_dir), pytest.raises(HwnasError, match="in use by another"):
@@ -433,3 +469,47 @@ def test_ddp_two_processes(tmp_path) -> None:
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
     w0, w1 = torch.load(tmp_path / "w0.pt"), torch.load(tmp_path / "w1.pt")
     assert torch.equal(w0, w1)
+
+
+def test_export_computes_what_eval_reported(tmp_path, trained) -> None:
+    """`hwnas export` recalibrates BN as `hwnas eval` does and puts the resize from the
+    data's 8x8 digits inside: the ONNX file's test accuracy is eval's (with the
+    supernet's own BN statistics it was at chance after a short training)."""
+    import onnxruntime as ort
+    import typer
+    from typer.testing import CliRunner
+
+    from hwnas.cli_train import register
+    from hwnas.train.evaluate import checkpoint_data, evaluate_subnet, load_supernet
+
+    app = typer.Typer()
+    register(app)
+    out = tmp_path / "m.onnx"
+    args = ["export", "--checkpoint", str(trained), "--subnet", "max", "--threads", "1"]
+    r = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.strip() == str(out) and "(BN recalibrated on 16 batches)" in r.stderr
+    ckpt, model = load_supernet(trained)
+    x, y = checkpoint_data(ckpt, model).split("test")
+    assert x.shape[-1] == 8
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    logits = sess.run(None, {"input": x.numpy().astype(np.float32)})[0]
+    top1 = float((logits.argmax(1) == y.numpy()).mean())
+    evaluated = evaluate_subnet(trained, "max", calib_batches=16, num_threads=1)["top1"]
+    assert abs(top1 - evaluated) <= 1.0 / len(y)
+    # a random subnet is drawn with --seed and said, so it can be exported again
+    said = []
+    for _ in range(2):
+        r = CliRunner().invoke(app, [*args[:4], "random", "--seed", "3", "--out", str(out)])
+        assert r.exit_code == 0, r.output
+        said.append(r.stderr.split("subnet ", 1)[1].split(" (")[0])
+    assert said[0] == said[1] and json.loads(said[0])["resolution"] in (24, 28, 32)
+
+
+def test_evaluating_an_empty_split_is_an_error(tmp_path) -> None:
+    from hwnas.train.evaluate import evaluate_subnet
+
+    res = train_supernet(_cfg(tmp_path, epochs=1, eval_every=0, val_fraction=0.0))
+    with pytest.raises(HwnasError, match="the val split of the checkpoint's dataset is empty"):
+        evaluate_subnet(res.checkpoint, "min", split="val", calib_batches=1, num_threads=1)
+    assert evaluate_subnet(res.checkpoint, "min", calib_batches=1, num_threads=1)["n"] > 0

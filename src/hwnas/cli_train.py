@@ -103,8 +103,9 @@ def train(
 ) -> None:
     """Train a one-shot supernet (sandwich rule, SMD + DKD by default).
 
-    Options given on the command line override the --config file's settings."""
-    from hwnas.train.supernet import TrainConfig, train_supernet
+    Options given on the command line override the --config file's settings; a resumed
+    run takes the settings it was trained with for those given neither way."""
+    from hwnas.train.supernet import TrainConfig, stored_train_config, train_supernet
 
     fields: dict[str, Any] = {}
     if config is not None:
@@ -130,12 +131,16 @@ def train(
     for name, value in (("resume", resume), ("progress", progress)):
         if given(ctx, name) or name not in fields:
             fields[name] = value
+    if fields["resume"]:  # what is not given again is the checkpoint's, not the default
+        out_dir = fields.get("out_dir") or TrainConfig.model_fields["out_dir"].default
+        fields = {**(stored_train_config(out_dir) or {}), **fields}
     cfg = TrainConfig.from_dict(fields)
     result = train_supernet(cfg)
     if result.epochs_trained == 0:
         typer.echo(
-            f"nothing to train: {result.checkpoint} already finished all {cfg.epochs} epoch(s) "
-            "(raise --epochs to train on, or --no-resume to start over)",
+            f"nothing to train: {result.checkpoint} already holds {result.resumed_epochs} "
+            f"epoch(s) of --epochs {cfg.epochs} (raise --epochs to train on, or --no-resume "
+            "to start over)",
             err=True,
         )
     summary = {"checkpoint": str(result.checkpoint), "metrics": str(result.metrics_file)}
@@ -178,21 +183,57 @@ def evaluate(
 
 def export(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint file or run dir"),
-    subnet: str = typer.Option(..., "--subnet", help="min, max or JSON config"),
+    subnet: str = typer.Option(
+        ..., "--subnet", help="min, max, random (drawn with --seed) or JSON config"
+    ),
     format: str = typer.Option(
         "onnx", "--format", help="onnx or torch (both with a dynamic batch dimension)"
     ),
     out: Path = typer.Option(..., "--out", help="output file"),
+    calib_batches: int = typer.Option(
+        16,
+        "--calib-batches",
+        min=0,
+        help="BN recalibration batches, as hwnas eval (0: keep the supernet's BN statistics "
+        "and take input at the subnet's resolution; no data needed)",
+    ),
+    data_dir: str | None = typer.Option(
+        None, "--data-dir", help="data dir (default: $HWNAS_DATA_DIR, else the user cache)"
+    ),
+    seed: int = typer.Option(0, help="seed of --subnet random and of the calibration batches"),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads"),
 ) -> None:
-    """Export a subnet as a standalone ONNX model or torch.export program."""
-    from hwnas.train.evaluate import check_output_file, export_subnet, set_threads
+    """Export a subnet as a standalone ONNX model or torch.export program.
+
+    By default its BN statistics are recalibrated as ``hwnas eval`` does (same batches
+    for the same --seed) and the input resize is inside when the data's image size is not
+    the subnet's resolution, so the file computes what ``hwnas eval`` reported. Prints the
+    file's path; the subnet and the input shape go to stderr."""
+    from hwnas.train.evaluate import (
+        check_output_file,
+        export_subnet,
+        load_supernet,
+        parse_subnet,
+        set_threads,
+    )
 
     set_threads(threads)
     if format not in ("onnx", "torch"):
         raise HwnasError(f"unknown export format '{format}' (use onnx or torch)")
     check_output_file(out)
-    path = export_subnet(checkpoint, subnet, format, out)  # type: ignore[arg-type]
+    ckpt, model = load_supernet(checkpoint)
+    cfg = parse_subnet(model, subnet, seed)  # resolved here, to say which one it is
+    path = export_subnet(
+        ckpt,
+        cfg,
+        format,  # type: ignore[arg-type]
+        out,
+        calib_batches=calib_batches,
+        data_dir=data_dir,
+        seed=seed,
+    )
+    bn = f"BN recalibrated on {calib_batches} batches" if calib_batches else "supernet's BN"
+    typer.echo(f"subnet {json.dumps(cfg)} ({bn})", err=True)
     typer.echo(str(path))
 
 

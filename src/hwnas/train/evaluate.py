@@ -14,7 +14,12 @@ import torch
 from hwnas.data import ImageData, load_dataset
 from hwnas.errors import HwnasError, check_not_under_file
 from hwnas.supernet.mbv3 import MBv3Supernet
-from hwnas.train.supernet import evaluate_config, load_checkpoint, model_from_checkpoint
+from hwnas.train.supernet import (
+    calibrated_subnet,
+    evaluate_config,
+    load_checkpoint,
+    model_from_checkpoint,
+)
 
 
 def parse_subnet(
@@ -59,7 +64,10 @@ def check_output_file(out: str | os.PathLike[str]) -> Path:
     return check_not_under_file(out)
 
 
-def _load(checkpoint: str | os.PathLike[str] | dict[str, Any]) -> tuple[dict, MBv3Supernet]:
+def load_supernet(
+    checkpoint: str | os.PathLike[str] | dict[str, Any],
+) -> tuple[dict[str, Any], MBv3Supernet]:
+    """A checkpoint (file, run dir or loaded dict) and the supernet it holds."""
     ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
     return ckpt, model_from_checkpoint(ckpt)
 
@@ -107,9 +115,14 @@ def evaluate_subnet(
     """
     if num_threads is not None:
         set_threads(num_threads)
-    ckpt, model = _load(checkpoint)
+    ckpt, model = load_supernet(checkpoint)
     cfg = parse_subnet(model, subnet, seed)
     data = checkpoint_data(ckpt, model, data, data_dir)
+    if len(data.split(split)[1]) == 0:
+        raise HwnasError(
+            f"the {split} split of the checkpoint's dataset is empty (e.g. trained with "
+            "val_fraction=0); evaluate another --split"
+        )
     acc = evaluate_config(model, cfg, data, split, calib_batches, batch_size, seed)
     sub = model.get_subnet(cfg)
     return {
@@ -129,8 +142,12 @@ def export_subnet(
     format: Literal["onnx", "torch"] = "onnx",
     out: str | os.PathLike[str] = "subnet.onnx",
     batch_size: int = 1,
-    include_resize: bool = False,
+    include_resize: bool | None = None,
     opset: int = 17,
+    calib_batches: int = 0,
+    data: ImageData | None = None,
+    data_dir: str | None = None,
+    seed: int = 0,
 ) -> Path:
     """Write one subnet of a checkpoint as a standalone model.
 
@@ -139,17 +156,37 @@ def export_subnet(
     (N, C, r, r), output ``logits``. ``torch``: a ``torch.export`` program
     (``torch.export.load(out).module()`` runs it without hwnas) with a dynamic batch
     dimension (1 to 4096; traced with a batch of at least 2, since torch.export fixes a
-    traced batch of 1). The weights are the supernet's (no BN recalibration), so the
-    output equals the supernet's for that config.
+    traced batch of 1).
+
+    ``calib_batches`` 0 (default) keeps the supernet's BN statistics, so the output
+    equals the supernet's for that config. More re-estimates them on that many training
+    batches of the checkpoint's dataset (``data``), as :func:`evaluate_subnet` does, so
+    the file computes what ``hwnas eval`` reported; the input resize then goes inside
+    the model when the data's image size is not the subnet's resolution (input
+    (N, C, size, size)), unless ``include_resize`` says otherwise.
     """
     if format not in ("onnx", "torch"):
         raise HwnasError(f"unknown export format '{format}' (use onnx or torch)")
     out = check_output_file(out)
-    _, model = _load(checkpoint)
-    cfg = parse_subnet(model, subnet_config)
-    sub = model.get_subnet(cfg, include_resize=include_resize).eval()
-    r = cfg["resolution"]
-    x = torch.randn(batch_size, model.in_channels, r, r)
+    folder = out.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not os.access(folder, os.W_OK):  # torch.export's own error is a C++ trace
+        raise HwnasError(f"cannot write '{out}': '{folder}' is not writable")
+    ckpt, model = load_supernet(checkpoint)
+    cfg = parse_subnet(model, subnet_config, seed)
+    if calib_batches > 0:
+        data = checkpoint_data(ckpt, model, data, data_dir)
+        if include_resize is None:
+            include_resize = data.image_size != cfg["resolution"]
+        sub = calibrated_subnet(
+            model, cfg, data, calib_batches, seed=seed, include_resize=include_resize
+        )
+        size = data.image_size if include_resize else cfg["resolution"]
+    else:
+        sub = model.get_subnet(cfg, include_resize=bool(include_resize)).eval()
+        size = cfg["resolution"]
+    x = torch.randn(batch_size, model.in_channels, size, size)
     out.parent.mkdir(parents=True, exist_ok=True)
     if format == "onnx":
         with warnings.catch_warnings():
@@ -165,7 +202,7 @@ def export_subnet(
                 opset_version=opset,
             )
     else:
-        save_torch_program(sub, (model.in_channels, r, r), out, batch_size)
+        save_torch_program(sub, (model.in_channels, size, size), out, batch_size)
     return out
 
 
@@ -186,5 +223,5 @@ def subnet_from_checkpoint(
     checkpoint: str | os.PathLike[str] | dict[str, Any], subnet: Any = "max"
 ) -> torch.nn.Module:
     """The extracted subnet (plain ``nn.Sequential``, eval mode) of a checkpoint."""
-    _, model = _load(checkpoint)
+    _, model = load_supernet(checkpoint)
     return model.get_subnet(parse_subnet(model, subnet)).eval()

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import math
 import os
 import random
 import time
@@ -431,6 +432,64 @@ def calibrated_subnet(
 
 
 # ---- the training loop ------------------------------------------------------------------
+#: settings a resumed run may change: how long it runs (the schedule stretches), where its
+#: files are, and how it is watched or evaluated; every other one shapes the training
+RESUMABLE_CHANGES = frozenset(
+    {
+        "epochs",
+        "out_dir",
+        "data_dir",
+        "resume",
+        "progress",
+        "num_threads",
+        "channels_last",
+        "eval_every",
+        "eval_batch_size",
+        "bn_calib_batches",
+    }
+)
+
+
+def stored_train_config(out_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The settings a checkpoint in ``out_dir`` was trained with, for a resume to start
+    from (the ones a resume may change left out); None when there is none to resume."""
+    path = Path(out_dir) / CHECKPOINT_NAME
+    if not path.is_file():
+        return None
+    stored = load_checkpoint(path).get("train_config")
+    if not isinstance(stored, dict):
+        return None
+    keep = set(TrainConfig.model_fields) - (RESUMABLE_CHANGES - {"epochs", "num_threads"})
+    return {k: v for k, v in stored.items() if k in keep}
+
+
+def _check_resumable(ckpt: dict[str, Any], path: Path, cfg: TrainConfig) -> None:
+    """Refuse to resume a checkpoint with other training settings (the epochs would mix
+    two runs, e.g. digits then MNIST) or one that holds only weights."""
+    missing = [k for k in ("optimizer", "scheduler", "rng", "epoch") if k not in ckpt]
+    if missing:
+        raise HwnasError(
+            f"checkpoint '{path}' holds no training state ({', '.join(missing)} missing: "
+            "weights only?): it can be evaluated and exported, not resumed; --no-resume "
+            "(resume=False) starts over"
+        )
+    stored = ckpt.get("train_config")
+    if not isinstance(stored, dict):
+        return  # written before checkpoints kept their settings
+    now = cfg.model_dump()
+    changed = sorted(
+        k for k in now if k not in RESUMABLE_CHANGES and k in stored and stored[k] != now[k]
+    )
+    if changed:
+        was = ", ".join(f"{k}={stored[k]!r}" for k in changed)
+        asked = ", ".join(f"{k}={now[k]!r}" for k in changed)
+        raise HwnasError(
+            f"checkpoint '{path}' was trained with {was}; this run asks {asked}: resume with "
+            "the same settings (only epochs and how it is run may change), or use another "
+            "--out (out_dir) or --no-resume (resume=False) to start over"
+        )
+
+
 def train_supernet(
     config: TrainConfig | dict[str, Any] | None = None,
     data: ImageData | None = None,
@@ -532,8 +591,10 @@ def _train(
         if ckpt.get("hparams") != model.hparams():
             raise HwnasError(
                 f"checkpoint '{ckpt_path}' is for a different supernet "
-                f"({ckpt.get('hparams')}); use another out_dir or resume=False"
+                f"({ckpt.get('hparams')}); use another --out (out_dir) or --no-resume "
+                "(resume=False) to start over"
             )
+        _check_resumable(ckpt, ckpt_path, cfg)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
@@ -574,6 +635,12 @@ def _train(
                 configs = sandwich_configs(model, cfg.num_random, np_rng, sampler)
                 optimizer.zero_grad(set_to_none=True)
                 info = sandwich_step(model, x, y, configs, cfg.distill, kd, cfg.label_smoothing)
+                if not math.isfinite(info["loss"]):  # diverged: the next steps are all NaN
+                    raise HwnasError(
+                        f"the loss is {info['loss']} at epoch {epoch}, step {n_steps + 1}: "
+                        "training diverged (lower --lr or set --grad-clip); the checkpoint "
+                        "keeps the last finished epoch"
+                    )
                 if world > 1:
                     _allreduce_grads(model, world)
                 if cfg.grad_clip:
