@@ -143,6 +143,12 @@ def test_profile_killed_then_resumed(tmp_path, space, kill_when):
     assert _rows(db)[:n] == after and len({k for _, k in _rows(db)}) == n + 2
     with pytest.raises(HwnasError, match="can grow it, not shrink it"):
         profile_space(SPACE, n, run_dir, settings, group_size=2)
+    # a search's folder is not a profile's: its summary.json would be replaced
+    with ResultsStore(tmp_path / "search" / "results.sqlite") as store:
+        store.create_run({}, 0, kind="search")
+    with pytest.raises(HwnasError, match="holds a search run in results.sqlite, not a profile"):
+        profile_space(SPACE, n, tmp_path / "search", settings)
+    assert not (tmp_path / "search" / "summary.json").exists()
 
 
 class _StopAt:
@@ -402,6 +408,20 @@ def test_predictor_fit_save_load(synthetic_run, tmp_path, space, monkeypatch):
     with pytest.raises(HwnasError, match="refit it on its profile"):
         load_fitted(tmp_path / "p.pkl").predict(x)
     monkeypatch.undo()
+    # a profile that cannot be written (a read-only disk): fitted, not recorded, said so
+    from hwnas.store.sqlite import ResultsStore
+
+    def read_only(*args, **kwargs):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(ResultsStore, "add_predictor_fit", read_only)
+    with pytest.warns(UserWarning, match="not recorded in .* results store \\(attempt to write"):
+        again = fit_on_profile(synthetic_run, target="latency", model="ridge", seed=0)
+    np.testing.assert_allclose(again.predict(x), fitted.predict(x))
+    for folds in (-1, 1):
+        with pytest.raises(HwnasError, match=f"CV folds must be 0 \\(none\\) or >= 2, got {folds}"):
+            fit_on_profile(synthetic_run, model="ridge", cv_folds=folds, record=False)
+    monkeypatch.undo()
 
     (tmp_path / "junk.pkl").write_bytes(b"not a pickle")
     with pytest.raises(HwnasError, match="cannot load"):
@@ -510,6 +530,15 @@ def test_lut_build_predict_and_evaluate(tmp_path, space, synthetic_run):
     res = evaluate_lut(fake, synthetic_run)
     assert res["n"] == 80 and res["n_missing"] == 0
     assert 0 < res["kendall_tau"] <= 1 and "flops_kendall_tau" in res
+    # networks whose inputs the blocks do not take, or another head: refused
+    from hwnas.measure.lut import check_profile_networks
+
+    check_profile_networks({"in_channels": 3}, "p")
+    with pytest.raises(HwnasError, match="p measured networks with in_channels=1, input_size=8"):
+        check_profile_networks({"in_channels": 1, "input_size": 8}, "p")
+    fake.num_classes = 100
+    with pytest.raises(HwnasError, match="build the table with --num-classes 10"):
+        evaluate_lut(fake, synthetic_run)
 
 
 def test_published_tables(data_dir):

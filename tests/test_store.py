@@ -134,3 +134,30 @@ def test_segments_add_up_a_runs_wall_time_killed_ones_to_their_last_evaluation(
             {"latency": {"on": "this machine"}},
             {"latency": {"on": "elsewhere"}},
         ]
+
+
+def test_a_store_opens_read_only(tmp_path, monkeypatch):
+    """A profile or search on a read-only disk can still be read: ``readonly`` opens it
+    without the WAL and schema set-up that write (as immutable where its folder cannot
+    be written), and nothing can be written through it."""
+    import os
+
+    path = tmp_path / "results.sqlite"
+    with ResultsStore(path) as store:
+        run = store.create_run({"a": 1}, 0, kind="profile")
+        store.add_evaluation(run, "k", [1], {"latency_ms": 2.0})
+    with ResultsStore(path, readonly=True) as store:
+        assert [r.objectives for r in store.evaluations(run)] == [{"latency_ms": 2.0}]
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            store.create_run({"a": 2}, 1)
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)  # as a read-only folder
+    with ResultsStore(path, readonly=True) as store:
+        assert [r["run_id"] for r in store.runs("profile")] == [run]
+    monkeypatch.undo()
+    with pytest.raises(HwnasError, match="no results store at"):
+        ResultsStore(tmp_path / "none.sqlite", readonly=True)
+    assert not (tmp_path / "none.sqlite").exists()
+    other = tmp_path / "other.sqlite"
+    sqlite3.connect(other).close()  # an empty database is not a store either
+    with pytest.raises(HwnasError, match="not an hwnas results store"):
+        ResultsStore(other, readonly=True)

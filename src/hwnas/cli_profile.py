@@ -127,7 +127,11 @@ def _predictors_group(app: typer.Typer) -> typer.Typer:
 # Shared options (typer.Option objects may be reused across commands).
 _RUNTIME = typer.Option("onnxruntime", "--runtime", help="Runtime: onnxruntime.")
 _BATCH = typer.Option(1, "--batch-size", help="Batch size.")
-_THREADS = typer.Option(1, "--threads", help="Intra-op threads of the runtime (and torch).")
+_THREADS = typer.Option(
+    1,
+    "--threads",
+    help="Intra-op threads of the runtime (and torch); 0: the runtime's default, all cores.",
+)
 _WARMUP = typer.Option(10, "--warmup", help="Warm-up runs per model.")
 _ROUNDS = typer.Option(20, "--rounds", help="Rounds (models of a group interleaved).")
 _REPEATS = typer.Option(5, "--repeats", help="Timed runs per model per round.")
@@ -258,6 +262,12 @@ def register(app: typer.Typer) -> None:
         rounds: int = _ROUNDS,
         repeats: int = _REPEATS,
         group_size: int = typer.Option(16, "--group-size", help="Blocks measured together."),
+        num_classes: int | None = typer.Option(
+            None,
+            "--num-classes",
+            min=1,
+            help="Classes of the head (default: the space's, or the --from-run profile's).",
+        ),
         seed: int = typer.Option(0, "--seed", help="Seed of the round order."),
         agent: str = _AGENT,
         token_file: Path = _TOKEN,
@@ -265,9 +275,14 @@ def register(app: typer.Typer) -> None:
         as_json: bool = _JSON,
     ) -> None:
         """Measure every distinct block of a space (stem, MBConv in context, head)."""
-        from hwnas.measure.lut import build_lut
+        from hwnas.errors import check_not_under_file
+        from hwnas.measure.lut import LatencyLUT, build_lut, check_profile_networks
 
         _check_space(space, "lut build")
+        check_not_under_file(out)
+        if out.is_dir():
+            raise HwnasError(f"--out '{out}' is a directory; give a file path, e.g. {out}/lut.json")
+        before = len(LatencyLUT.load(out)) if out.is_file() else 0
         vectors = None
         if from_run is not None:
             from hwnas.measure.profile import load_profile
@@ -280,6 +295,14 @@ def register(app: typer.Typer) -> None:
                     f"{from_run} holds no successful measurement: no networks to build the "
                     "table for"
                 )
+            check_profile_networks(data.run["config"], from_run)
+            run_nc = data.run["config"].get("num_classes")
+            if num_classes is not None and run_nc is not None and num_classes != run_nc:
+                raise HwnasError(
+                    f"--num-classes {num_classes}, but {from_run} measured networks with "
+                    f"{run_nc} classes"
+                )
+            num_classes = num_classes if num_classes is not None else run_nc
             vectors = data.vectors
         settings = _settings(runtime, batch_size, threads, warmup, rounds, repeats, seed)
         measurer = _measurer(settings, agent, token_file, timeout_s)
@@ -290,16 +313,21 @@ def register(app: typer.Typer) -> None:
                 settings,
                 measurer=measurer,
                 vectors=vectors,
+                num_classes=num_classes,
                 group_size=group_size,
                 out=out,
                 progress=update,
                 seed=seed,
             )
         info = {"out": str(out), "space": lut.space, "entries": len(lut)}
+        info["measured"] = len(lut) - before
         if as_json:
             _echo_json(info)
         else:
-            typer.echo(f"wrote {len(lut)} block latencies of {lut.space} to {out}")
+            typer.echo(
+                f"wrote {len(lut)} block latencies of {lut.space} to {out} "
+                f"({info['measured']} measured now, {before} already there)"
+            )
 
     @lut_app.command("evaluate")
     @_user_errors

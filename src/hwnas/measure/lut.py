@@ -419,6 +419,20 @@ def build_lut(
     return lut
 
 
+def check_profile_networks(config: dict[str, Any], run_dir: str | os.PathLike[str]) -> None:
+    """Refuse a profile whose networks a table's blocks cannot add up to: blocks take
+    3-channel images at the subnet's own resolution, with no resize in front."""
+    odd = {k: config[k] for k in ("in_channels", "input_size") if config.get(k) is not None}
+    if odd.get("in_channels") == 3:
+        odd.pop("in_channels")
+    if odd:
+        given = ", ".join(f"{k}={v}" for k, v in odd.items())
+        raise HwnasError(
+            f"{run_dir} measured networks with {given}; a table's blocks take 3-channel "
+            "images at the subnet's resolution, so its sums cannot stand for them"
+        )
+
+
 def evaluate_lut(lut: LatencyLUT, run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """How well the table's sums rank whole networks measured by a profile run.
 
@@ -437,12 +451,19 @@ def evaluate_lut(lut: LatencyLUT, run_dir: str | os.PathLike[str]) -> dict[str, 
         )
     if len(data) == 0:
         raise HwnasError(f"{run_dir} holds no successful measurement")
+    check_profile_networks(data.run["config"], run_dir)
     measured_nc = data.run["config"].get("num_classes")
     if measured_nc is not None and int(measured_nc) != lut.num_classes:
         raise HwnasError(
             f"the table was built for {lut.num_classes} classes but {run_dir} measured networks "
-            f"with {measured_nc} classes (their heads differ); build the table with the "
-            "profile's num_classes"
+            f"with {measured_nc} classes (their heads differ); build the table with "
+            f"--num-classes {measured_nc} (or --from-run {run_dir})"
+        )
+    sizes = (lut.settings.get("batch_size"), data.settings.get("batch_size"))
+    if None not in sizes and sizes[0] != sizes[1]:
+        raise HwnasError(
+            f"the table was measured at batch size {lut.settings.get('batch_size')} but "
+            f"{run_dir} at {data.settings.get('batch_size')}: the sums would not be comparable"
         )
     pred = lut.predict(data.vectors, strict=False)
     ok = np.isfinite(pred)

@@ -443,6 +443,12 @@ def profile_space(
         sigterm_ends(ProfileTerminated),  # SIGTERM ends it as Ctrl-C does
         ResultsStore(out_dir / STORE_NAME) as store,
     ):
+        others = {r["kind"] for r in store.runs()} - {PROFILE_KIND, ANCHOR_KIND}
+        if others:  # e.g. a search's folder: its summary.json would be overwritten
+            raise HwnasError(
+                f"{out_dir} holds a {', '.join(sorted(others))} run in {STORE_NAME}, not a "
+                "profile; profile into another --out"
+            )
         shutil.rmtree(tmp, ignore_errors=True)  # what a killed run left
         has_run = bool(store.runs(PROFILE_KIND))
         plan_keys = (
@@ -672,7 +678,7 @@ def anchor_reference(run_dir: str | Path) -> tuple[str, float] | None:
     latency (ms, its first group's); None for a profile without an anchor. Measuring the
     anchor again beside other models says how much faster or slower the machine is now
     than during the profile."""
-    with ResultsStore(find_store(run_dir)) as store:
+    with ResultsStore(find_store(run_dir), readonly=True) as store:
         runs = store.runs(PROFILE_KIND)
         if not runs or not runs[-1]["config"].get("anchor"):
             return None
@@ -862,7 +868,7 @@ def find_store(run_dir: str | Path) -> Path:
 
 def load_profile(run_dir: str | Path, run_id: str | None = None) -> ProfileData:
     """Read a profile run (the latest in ``run_dir`` unless ``run_id``): ok rows only."""
-    with ResultsStore(find_store(run_dir)) as store:
+    with ResultsStore(find_store(run_dir), readonly=True) as store:
         runs = store.runs(PROFILE_KIND)
         if not runs:
             raise HwnasError(f"{run_dir} holds no profile run")

@@ -22,7 +22,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import sqlite3
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,6 +227,8 @@ def fit_on_profile(
     from hwnas.store.sqlite import ResultsStore, versions
 
     make_predictor(model)  # unknown names fail before any work
+    if cv_folds < 0 or cv_folds == 1:
+        raise HwnasError(f"CV folds must be 0 (none) or >= 2, got {cv_folds}")
     if not 0 <= test_fraction < 1:
         raise HwnasError(f"test fraction must be in [0, 1), got {test_fraction}")
     data = load_profile(run_dir)
@@ -297,9 +301,16 @@ def fit_on_profile(
             for m, v in d.items()
             if isinstance(v, int | float)
         }
-        with ResultsStore(find_store(run_dir)) as store:
-            store.add_predictor_fit(
-                data.run["run_id"], key, model, int(n_train), scores=flat, fit_time_s=fit_time
+        try:
+            with ResultsStore(find_store(run_dir)) as store:
+                store.add_predictor_fit(
+                    data.run["run_id"], key, model, int(n_train), scores=flat, fit_time_s=fit_time
+                )
+        except (HwnasError, sqlite3.Error) as exc:  # e.g. a profile on a read-only disk
+            warnings.warn(
+                f"the fit is not recorded in {run_dir}'s results store ({exc}); the saved "
+                "predictor's metadata holds all of it",
+                stacklevel=2,
             )
     return fitted
 

@@ -148,21 +148,37 @@ def _columns(
 class ResultsStore:
     """SQLite-backed store; one file per run directory (``results.sqlite``)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], readonly: bool = False) -> None:
+        """Open (or create) the store at ``path``. ``readonly`` opens an existing one for
+        reading only: a profile or search on a read-only disk can still be read."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if readonly and not self.path.is_file():
+            raise HwnasError(f"no results store at '{self.path}'")
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._conn = sqlite3.connect(self.path, timeout=30.0)
+            if readonly:
+                # a WAL database needs its folder writable even to be read; where it is
+                # not, nothing can be writing it either: read it as immutable
+                writable = os.access(self.path.parent, os.W_OK)
+                mode = "mode=ro" if writable else "mode=ro&immutable=1"
+                uri = f"{self.path.resolve().as_uri()}?{mode}"
+                self._conn = sqlite3.connect(uri, uri=True, timeout=30.0)
+            else:
+                self._conn = sqlite3.connect(self.path, timeout=30.0)
             tables = {
                 r[0]
                 for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             }
-            if tables and "runs" not in tables:  # another program's database: leave it be
+            if (tables or readonly) and "runs" not in tables:  # another program's database
                 self._conn.close()
                 raise HwnasError(
                     f"'{self.path}' is an SQLite database of something else "
-                    f"(tables: {', '.join(sorted(tables)[:5])}), not an hwnas results store"
+                    f"(tables: {', '.join(sorted(tables)[:5]) or 'none'}), not an hwnas "
+                    "results store"
                 )
+            if readonly:
+                return
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(SCHEMA)
