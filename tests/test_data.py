@@ -111,6 +111,20 @@ def test_image_folder_npy_and_png(tmp_path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(HwnasError, match="no class sub-folders"):
         load_image_folder(tmp_path / "empty")
+    # what a user's folder may hold by mistake: one line each, no traceback
+    (tmp_path / "bad" / "a").mkdir(parents=True)
+    (tmp_path / "bad" / "a" / "x.png").write_text("hi")
+    with pytest.raises(HwnasError, match=r"x.png: not a readable image \(UnidentifiedImage"):
+        load_image_folder(tmp_path / "bad")
+    (tmp_path / "noy").mkdir()
+    np.savez(tmp_path / "noy" / "train.npz", x=x, labels=np.arange(30) % 3)
+    with pytest.raises(HwnasError, match="holds arrays x, labels; it needs x .* and y"):
+        load_image_folder(tmp_path / "noy")
+    for i, shape in enumerate([(6, 6, 3), (7, 7, 3)]):
+        (tmp_path / "mixed" / "a").mkdir(parents=True, exist_ok=True)
+        np.save(tmp_path / "mixed" / "a" / f"{i}.npy", np.zeros(shape, np.uint8))
+    with pytest.raises(HwnasError, match="different shapes .* resize them to one size first"):
+        load_dataset(f"folder:{tmp_path / 'mixed'}")
 
 
 def test_augment_batch_crops_and_flips() -> None:

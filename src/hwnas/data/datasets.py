@@ -183,7 +183,30 @@ def load_digits(
 _IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".tif", ".tiff", ".webp"}
 
 
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Arrays ``x`` and ``y`` of an image folder's ``train.npz`` / ``test.npz``."""
+    try:
+        with np.load(path) as d:
+            if "x" not in d or "y" not in d:
+                raise HwnasError(
+                    f"{path} holds arrays {', '.join(d.files) or 'none'}; it needs x (images, "
+                    "N x H x W[ x C] uint8) and y (labels)"
+                )
+            return d["x"], d["y"]
+    except (OSError, ValueError) as exc:
+        raise HwnasError(f"cannot read {path}: {exc}") from None
+
+
 def _read_image(path: Path, size: int | None) -> np.ndarray:
+    try:
+        return _decode_image(path, size)
+    except HwnasError:
+        raise
+    except Exception as exc:  # Pillow's UnidentifiedImageError, a truncated .npy, ...
+        raise HwnasError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
+
+
+def _decode_image(path: Path, size: int | None) -> np.ndarray:
     if path.suffix.lower() == ".npy":
         arr = np.load(path)
     else:
@@ -221,7 +244,8 @@ def _read_class_dirs(root: Path, size: int | None) -> tuple[np.ndarray, np.ndarr
     shapes = {a.shape for a in xs}
     if len(shapes) > 1:
         raise HwnasError(
-            f"images in '{root}' have different shapes {sorted(shapes)[:3]}; pass image_size"
+            f"images in '{root}' have different shapes {sorted(shapes)[:3]}; resize them to "
+            "one size first (or load the folder with load_image_folder(..., image_size=N))"
         )
     return np.stack(xs), np.asarray(ys, dtype=np.int64), classes
 
@@ -245,11 +269,9 @@ def load_image_folder(
         raise HwnasError(f"image folder '{root}' does not exist")
     name = f"folder:{root}"
     if (root / "train.npz").is_file():
-        with np.load(root / "train.npz") as d:
-            x, y = d["x"], d["y"]
+        x, y = _read_npz(root / "train.npz")
         if (root / "test.npz").is_file():
-            with np.load(root / "test.npz") as d:
-                xte, yte = d["x"], d["y"]
+            xte, yte = _read_npz(root / "test.npz")
         else:
             x, y, xte, yte = _split_val(x, y, test_fraction, seed + 1)
     elif (root / "train").is_dir():
