@@ -892,24 +892,24 @@ def test_lookup_graph_of_another_evaluation_network_is_refused(tmp_path) -> None
         resolve_budgets(DSearchConfig.from_dict({**search, "lookup": path, "penalty": "log"}))
 
 
-def test_nb201_summary_counts_connected_cells_only(tmp_path, monkeypatch) -> None:
-    """Under a latency budget only disconnected cells meet, the summary's best cell and
-    feasible count agree with the feasible derivation (none), the warning says so and the
-    plot does not call the argmax fallback 'feasible'."""
-    import hwnas.report.plots as plots
-
-    seen: list[dict] = []
-    real = plots.plot_dsearch
-    monkeypatch.setattr(plots, "plot_dsearch", lambda h, s, *a: seen.append(s) or real(h, s, *a))
+def test_a_budget_no_cell_meets_is_refused_before_the_search(tmp_path) -> None:
+    """A latency budget only disconnected NB201 cells meet, or a DARTS params budget below
+    its cheapest cell: refused before any training (the search ran to the end and
+    exited 0 with the argmax cell, 'satisfied': false)."""
     cfg = dict(TINY, constraint="latency:pixel3<=0.05")
-    with pytest.warns(UserWarning, match="no connected cell fits"):
-        s = dsearch(cfg, tmp_path / "lat", progress=False).summary
-    best = s["nb201"]["best_under_budget"]
-    assert s["derivation_found"] is False and best["feasible_cells"] == 0
-    assert best["cifar10"] is None
-    assert seen and "feasible" not in seen[0]["derivation"]
-    assert "fallback" in seen[0]["derivation"]
-    assert s["derivation"] == "feasible"  # the summary itself keeps the setting
+    with pytest.raises(HwnasError, match=r"no connected cell of nb201 meets latency:pixel3<=0.05"):
+        dsearch(cfg, tmp_path / "lat", progress=False)
+    assert not (tmp_path / "lat" / "checkpoint.pt").exists()
+    rm = resource_model("params", EvalNetConfig(space="darts", C=4, layers=3, num_classes=10))
+    least = rm.cheapest()
+    alphas = [torch.zeros(14, 8), torch.zeros(14, 8)]
+    cheapest = derive_darts_within(*alphas, rm.tables, rm.fixed, least)  # exactly at it
+    assert cheapest is not None and rm.predicted(cheapest) <= least
+    assert derive_darts_within(*alphas, rm.tables, rm.fixed, least * 0.999) is None
+    bad = dict(TINY, space="darts", layers=3, channels=4, constraint=f"params<={least * 0.999:.6g}")
+    bad.update(eval_channels=4, eval_layers=3)
+    with pytest.raises(HwnasError, match=r"no cell of darts meets params<="):
+        dsearch(bad, tmp_path / "darts", progress=False)
 
 
 def test_cli_lug_takes_a_latency_table(tmp_path) -> None:
@@ -1052,3 +1052,21 @@ def test_cli_interrupt_says_how_to_continue(tmp_path, monkeypatch, held_elsewher
         "interrupted; continue with: hwnas dsearch lug --budgets 1e5 --out g "
         "--constraint 'params<=3e5' --epochs 3"
     )
+
+
+def test_settings_a_search_would_ignore_or_crash_on_are_refused(tmp_path) -> None:
+    table = tmp_path / "lat.json"
+    table.write_text("{}")
+    for bad, match in (
+        ({"seed": -1}, "seed"),
+        ({"seed": 2**32}, "seed"),
+        ({"constraint": "params<=2e5", "latency_table": str(table)}, "here it would be ignored"),
+        (
+            {"constraint": "latency:pixel3<=4", "eval_channels": 64, "eval_layers": 2},
+            r"network \(C=16, N=5\), not of one with eval_channels=64, eval_layers=2",
+        ),
+    ):
+        with pytest.raises(HwnasError, match=match):
+            DSearchConfig.from_dict({**TINY, **bad})
+    # the benchmark's own network, said explicitly, is fine
+    DSearchConfig.from_dict({**TINY, "constraint": "latency:pixel3<=4", "eval_channels": 16})

@@ -391,6 +391,8 @@ def test_cli_nb201_arch_digits(tmp_path: Path) -> None:
         (["--genotype", "DARTS_V2", "--arch", MIXED], "exactly one"),
         (["--from-search", "/nonexistent/run"], "not found"),
         (["--genotype", "DARTS_V2", "--drop-path", "1.5"], "drop_path_prob"),
+        (["--genotype", "DARTS_V2", "--auxiliary-weight", "0.7"], "it needs --auxiliary"),
+        (["--arch", MIXED, "--seed", "-1"], "seed"),
     ],
 )
 def test_cli_bad_inputs(tmp_path: Path, args: list[str], needle: str) -> None:

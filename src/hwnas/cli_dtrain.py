@@ -109,6 +109,10 @@ def dtrain_command(
         space, value = "nb201", arch
     else:
         value = genotype
+    if auxiliary_weight is not None and not auxiliary:
+        raise HwnasError(
+            "--auxiliary-weight weighs the auxiliary head's loss; it needs --auxiliary"
+        )
     explicit = {"C": channels, "layers": layers, "dataset": dataset}
     taken = _from_search(source, explicit)
     fields: dict[str, Any] = {

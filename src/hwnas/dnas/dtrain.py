@@ -360,7 +360,7 @@ class DTrainConfig(BaseModel):
     auxiliary_weight: float = Field(0.4, ge=0)
     train_subset: int | None = Field(None, ge=1, description="random training examples")
     test_subset: int | None = Field(None, ge=1, description="random test examples")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     threads: int | None = Field(None, ge=1)
     device: str = Field("cpu", description="cpu, cuda, cuda:N or auto (cuda when available)")
     channels_last: bool = False

@@ -262,6 +262,27 @@ class ResourceModel:
             return float(self._measured[code])
         return self.predicted(genotype)
 
+    def cheapest(self) -> float:
+        """The least a derivable cell costs: the cheapest connected NB201 cell, or on
+        DARTS each node's two cheapest inputs with their cheapest op other than 'none'
+        (so a budget below it is refused before a search is spent on it)."""
+        if self.space == "nb201":
+            from hwnas.dnas.derive import nb201_connected
+            from hwnas.space.nb201 import NB201Space
+
+            ok = nb201_connected(NB201Space().all_vectors())
+            return float(self.derived_all_nb201()[ok].min())
+        total = self.fixed
+        none = DARTS_OPS.index("none")
+        for t in ("normal", "reduce"):
+            table = np.asarray(self.tables[t], dtype=np.float64)
+            per_edge = np.delete(table, none, axis=1).min(axis=1)
+            start, n = 0, 2
+            while start < len(per_edge):
+                total += float(np.sort(per_edge[start : start + n])[:2].sum())
+                start, n = start + n, n + 1
+        return total
+
     def derived_all_nb201(self) -> np.ndarray:
         """``derived`` of every NB201 cell, indexed by base-5 code (0..15624)."""
         if self.space != "nb201":

@@ -62,6 +62,7 @@ from hwnas.dnas.derive import (
     nb201_connected,
     nb201_record,
     nb201_table,
+    with_tolerance,
 )
 from hwnas.dnas.genotype import Genotype, genotype_to_dict
 from hwnas.dnas.ops import DARTS_OPS, NB201_OPS
@@ -137,7 +138,7 @@ class DSearchConfig(BaseModel):
     )
     image_size: int | None = Field(None, ge=4, description="downscale inputs for speed")
     augment: bool = True
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     threads: int | None = Field(1, ge=1)
     weight_sharing: bool = True
     bottleneck: int = Field(2, ge=1, description="channel bottleneck factor (1: off)")
@@ -181,14 +182,33 @@ class DSearchConfig(BaseModel):
     def _check(self) -> DSearchConfig:
         if self.latency_table is not None and not Path(self.latency_table).is_file():
             raise HwnasError(f"latency table '{self.latency_table}' not found")
-        if self.constraint is not None:
-            c = parse_constraint(self.constraint)
-            if c.metric == "latency" and self.space == "darts" and not self.latency_table:
-                raise HwnasError(
-                    "a DARTS latency constraint needs a per-op latency table (latency_table, "
-                    "--latency-table JSON)"
-                )
-        elif self.search_budget is not None or self.lookup is not None:
+        c = parse_constraint(self.constraint) if self.constraint is not None else None
+        darts_latency = c is not None and c.metric == "latency" and self.space == "darts"
+        if darts_latency and not self.latency_table:
+            raise HwnasError(
+                "a DARTS latency constraint needs a per-op latency table (latency_table, "
+                "--latency-table JSON)"
+            )
+        if self.latency_table is not None and not darts_latency:
+            raise HwnasError(
+                "a per-op latency table (latency_table, --latency-table) is for a DARTS "
+                "latency constraint (latency:DEVICE<=MS with space darts); here it would be "
+                "ignored"
+            )
+        nb201_latency = c is not None and c.metric == "latency" and self.space == "nb201"
+        other_net = {
+            k: v
+            for k, v in (("eval_channels", self.eval_channels), ("eval_layers", self.eval_layers))
+            if v is not None and v != {"eval_channels": 16, "eval_layers": 5}[k]
+        }
+        if nb201_latency and other_net:
+            given = ", ".join(f"{k}={v}" for k, v in other_net.items())
+            raise HwnasError(
+                f"an NB201 latency budget is the table's latency of NAS-Bench-201's own "
+                f"network (C=16, N=5), not of one with {given}: drop them, or constrain "
+                "params or flops, which are computed for the network you give"
+            )
+        if c is None and (self.search_budget is not None or self.lookup is not None):
             raise HwnasError("search_budget/lookup need a constraint (e.g. params<=1e6)")
         if self.search_budget is not None and self.lookup is not None:
             raise HwnasError("give either search_budget or lookup, not both")
@@ -505,6 +525,17 @@ def _dsearch(
         data_dir=cfg.data_dir,
         latency_table=cfg.latency_table,
     )
+    # refused before any training: nothing can meet it (the argmax rule, e.g. a lookup
+    # graph's runs, takes the budget as a reference only)
+    if constraint is not None and cfg.derivation == "feasible":
+        least = rmodel.cheapest()
+        if least > with_tolerance(constraint.budget):
+            cell = "connected cell" if cfg.space == "nb201" else "cell"
+            raise HwnasError(
+                f"no {cell} of {cfg.space} meets {constraint}: the cheapest costs "
+                f"{least:.6g}{' ' + rmodel.unit if rmodel.unit else ''} (its evaluation "
+                "network's); raise the budget"
+            )
     # seed only now: the dataset load and the resource model (which builds modules, with
     # per-process caches) may draw from the global RNGs, and must not shift the search's
     # initialisation (a search must not depend on what ran before it in the process)
@@ -854,13 +885,15 @@ def _summary(
         "search_budget_source": budget_source,
         "derived": derived,
         "expected": expected,
-        "satisfied": (derived <= constraint.budget) if constraint else None,
+        "satisfied": (derived <= with_tolerance(constraint.budget)) if constraint else None,
         "derivation": cfg.derivation,
         "derivation_found": fits,
         "argmax_genotype": _genotype_json(argmax_genotype),
         "argmax_derived": rmodel.derived(argmax_genotype),
         "argmax_satisfied": (
-            (rmodel.derived(argmax_genotype) <= constraint.budget) if constraint else None
+            (rmodel.derived(argmax_genotype) <= with_tolerance(constraint.budget))
+            if constraint
+            else None
         ),
         "lambda": lam if cfg.penalty == "lagrange" else None,
         "penalty": _penalty_summary(cfg),
