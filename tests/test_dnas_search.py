@@ -1070,3 +1070,27 @@ def test_settings_a_search_would_ignore_or_crash_on_are_refused(tmp_path) -> Non
             DSearchConfig.from_dict({**TINY, **bad})
     # the benchmark's own network, said explicitly, is fine
     DSearchConfig.from_dict({**TINY, "constraint": "latency:pixel3<=4", "eval_channels": 16})
+
+
+def test_cli_refuses_a_resume_of_nothing_and_options_before_lug(tmp_path) -> None:
+    from hwnas.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["dsearch", "--out", str(tmp_path / "typo"), "--resume"])
+    assert r.exit_code == 2 and "nothing to resume in" in r.stderr, r.output
+    assert not (tmp_path / "typo").exists()  # no default 50-epoch search started there
+    args = ["dsearch", "--space", "darts", "--epochs", "7", "lug", "--budgets", "1e5"]
+    r = runner.invoke(app, [*args, "--constraint", "params<=1", "--out", str(tmp_path / "g")])
+    assert r.exit_code == 2, r.output
+    assert "--space, --epochs before 'lug' would be ignored: give them after it" in r.stderr
+
+
+def test_an_nb201_search_without_the_table_still_writes_its_summary(tmp_path) -> None:
+    """A params budget needs no NB201 table: without one the search ends with its summary
+    and a warning (it trained to the end, then failed with no summary)."""
+    cfg = dict(TINY, dataset="digits", constraint="params<=2e5", data_dir=str(tmp_path / "x"))
+    with pytest.warns(UserWarning, match="leaves out the found cell's NAS-Bench-201 facts"):
+        res = dsearch(cfg, tmp_path / "run", progress=False)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert "nb201" not in summary and summary["satisfied"] is True
+    assert res.summary["derived"] <= 2e5

@@ -249,11 +249,27 @@ def dsearch(
     prints the main summary fields as JSON. Subcommand 'lug' builds a lookup graph.
     """
     if ctx.invoked_subcommand is not None:
+        before = [
+            "--" + p.name.replace("_", "-")
+            for p in ctx.command.params
+            if p.param_type_name == "option" and p.name and given(ctx, p.name)
+        ]
+        if before:  # they would be dropped: the subcommand has its own options
+            sub = ctx.invoked_subcommand
+            raise HwnasError(
+                f"{', '.join(before)} before '{sub}' would be ignored: give "
+                f"{'them' if len(before) > 1 else 'it'} after it (hwnas dsearch {sub} ...)"
+            )
         return
-    from hwnas.dnas.search import CONFIG_NAME, PLOT_NAME, DSearchConfig, dsearch
+    from hwnas.dnas.search import CHECKPOINT_NAME, CONFIG_NAME, PLOT_NAME, DSearchConfig, dsearch
 
     if out is None:
         raise HwnasError("--out DIR is required")
+    if resume and not any((out / n).is_file() for n in (CONFIG_NAME, CHECKPOINT_NAME)):
+        raise HwnasError(
+            f"nothing to resume in '{out}' (no {CONFIG_NAME} or {CHECKPOINT_NAME}); drop "
+            "--resume to start a search there"
+        )
     base = None
     if resume and (out / CONFIG_NAME).is_file():
         try:

@@ -903,7 +903,14 @@ def _summary(
     if rmodel.metric == "latency":
         s["latency_ms"] = derived
     if cfg.space == "nb201":
-        s["nb201"] = _nb201_summary(genotype, rmodel, constraint, cfg.data_dir)
+        try:
+            s["nb201"] = _nb201_summary(genotype, rmodel, constraint, cfg.data_dir)
+        except HwnasError as exc:  # e.g. no NB201 table: the search itself stands
+            warnings.warn(
+                "the summary leaves out the found cell's NAS-Bench-201 facts (its table "
+                f"accuracy, the best cell under the budget): {exc}",
+                stacklevel=2,
+            )
     return s
 
 
