@@ -277,6 +277,14 @@ def test_pipeline_config_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(HwnasError, match="does not exist"):
         run_pipeline({"train": {"dataset": f"folder:{tmp_path / 'no'}"}}, tmp_path / "j")
     assert not any(tmp_path.iterdir())  # checked before anything is written
+    from typer.testing import CliRunner
+
+    from hwnas.cli import app
+
+    for train in ("5", '"x"'):
+        (tmp_path / "c.json").write_text(f'{{"train": {train}}}')
+        r = CliRunner().invoke(app, ["run", "--config", str(tmp_path / "c.json")])
+        assert r.exit_code == 2 and "train must be an object of training settings" in r.stderr
 
 
 def test_run_is_the_pipeline(tmp_path: Path) -> None:

@@ -39,7 +39,9 @@ def pipeline(
         "e.g. 'latency<=1.5' or 'params<=500000' (a memory budget).",
     ),
     export: str | None = typer.Option(
-        None, help="Formats of the front's models: onnx (default), torch, or onnx,torch."
+        None,
+        help="Formats of the front's models: onnx (default; always written, as its latency "
+        "is measured), or torch (adds torch.export programs beside the ONNX files).",
     ),
     threads: int | None = typer.Option(None, min=1, help="PyTorch threads (2)."),
     measure_threads: int | None = typer.Option(
@@ -89,7 +91,13 @@ def pipeline(
     from hwnas.report.progress import progress_bar
 
     fields: dict[str, Any] = _read_config(config) if config is not None else {}
-    train = dict(fields.get("train") or {})
+    train = fields.get("train") or {}
+    if not isinstance(train, dict):
+        raise HwnasError(
+            f"config '{config}': train must be an object of training settings, e.g. "
+            f'{{"train": {{"epochs": 3}}}}; got a {type(train).__name__}'
+        )
+    train = dict(train)
     for key, value in (("dataset", dataset), ("epochs", epochs)):
         if value is not None:
             train[key] = value
