@@ -134,8 +134,16 @@ def hwnas(*args, env=None):
         (["search", "--bogus"], None, "No such option: --bogus"),
         (["compare"], None, "Missing argument"),
         # paths that cannot be written
-        (["search", "--evaluations", "5", "--out", "{tmp}/afile"], None, "File exists"),
-        (["search", "--evaluations", "5", "--out", "{tmp}/afile/x"], None, "Not a directory"),
+        (
+            ["search", "--evaluations", "5", "--out", "{tmp}/afile"],
+            None,
+            "afile exists and is not a directory",
+        ),
+        (
+            ["search", "--evaluations", "5", "--out", "{tmp}/afile/x"],
+            None,
+            "afile' is a file, not a directory",
+        ),
         (["compare", "{tmp}/done", "--out", "{tmp}/x.txt"], None, "use one of the suffixes"),
         (["search", "--device", ",", "--out", "{tmp}"], None, "--device is empty"),
         (["search", "--device", "pixel3,pixel3", "--out", "{tmp}"], None, "given twice"),

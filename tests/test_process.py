@@ -41,6 +41,18 @@ def test_a_second_writer_is_refused_and_the_lock_ends_with_its_holder(
     proc.wait(10)
     with out_dir_lock(out):
         pass
+    # an output path that is a file, or lies under one: one line (it was 'File exists')
+    (tmp_path / "afile").write_text("x")
+    with (
+        pytest.raises(HwnasError, match="afile exists and is not a directory"),
+        out_dir_lock(tmp_path / "afile"),
+    ):
+        pass
+    with (
+        pytest.raises(HwnasError, match="'.*afile' is a file, not a directory"),
+        out_dir_lock(tmp_path / "afile" / "run"),
+    ):
+        pass
 
 
 def test_study_refused_while_its_dir_is_in_use(tmp_path, data_dir, held_elsewhere):

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hwnas.errors import HwnasError
+from hwnas.errors import HwnasError, check_not_under_file
 
 LOCK_NAME = ".hwnas.lock"
 _HELD: dict[Path, int] = {}  # directories this process holds (a nested lock is taken)
@@ -28,6 +28,9 @@ def out_dir_lock(out: str | os.PathLike[str], what: str = "run") -> Iterator[Pat
     already holds is taken again at once (a command that locks before calling the
     library, which locks too). Where ``fcntl`` is missing (Windows) nothing is locked."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise HwnasError(f"output path {out} exists and is not a directory")
+    check_not_under_file(out)
     out.mkdir(parents=True, exist_ok=True)
     key = out.resolve()
     try:
