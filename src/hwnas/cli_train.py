@@ -208,7 +208,7 @@ def export(
     By default its BN statistics are recalibrated as ``hwnas eval`` does (same batches
     for the same --seed) and the input resize is inside when the data's image size is not
     the subnet's resolution, so the file computes what ``hwnas eval`` reported. Prints the
-    file's path; the subnet and the input shape go to stderr."""
+    file's path; the subnet (and how its BN was set) goes to stderr."""
     from hwnas.train.evaluate import (
         check_output_file,
         export_subnet,
