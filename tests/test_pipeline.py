@@ -230,6 +230,20 @@ def test_pipeline_paths_compare_as_absolute(tmp_path: Path, monkeypatch) -> None
         _check_same_config(out, PipelineConfig(supernet="a", warm_start="c"))
 
 
+def test_pipeline_training_settings_at_their_default_are_the_same_run(tmp_path: Path) -> None:
+    """A --config that spells out a default training setting (dataset digits) continues
+    the run made without it; another value is another run."""
+    from hwnas.pipeline import CONFIG_NAME, PipelineConfig, _check_same_config
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / CONFIG_NAME).write_text(json.dumps(PipelineConfig(train={"epochs": 1}).model_dump()))
+    _check_same_config(out, PipelineConfig(train={"dataset": "digits", "epochs": 1}))
+    _check_same_config(out, PipelineConfig(train={"epochs": 1, "lr": 0.1}))  # TrainConfig's
+    with pytest.raises(HwnasError, match='train {"epochs": 1} .now {"epochs": 2}'):
+        _check_same_config(out, PipelineConfig(train={"dataset": "digits", "epochs": 2}))
+
+
 def test_pipeline_refuses_another_config_in_the_same_directory(
     pipeline_run: tuple[Path, dict], tmp_path: Path
 ) -> None:

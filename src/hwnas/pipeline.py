@@ -177,6 +177,15 @@ class PipelineConfig(BaseModel):
         )
 
 
+def _train_settings(train: dict[str, Any]) -> dict[str, Any]:
+    """A pipeline config's ``train`` with the settings left at their default dropped."""
+    from hwnas.train.supernet import TrainConfig
+
+    defaults = {k: f.default for k, f in TrainConfig.model_fields.items()}
+    defaults.update(TRAIN_DEFAULTS)
+    return {k: v for k, v in train.items() if k not in defaults or defaults[k] != v}
+
+
 def _abspath(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
@@ -381,6 +390,9 @@ def _check_same_config(out: Path, config: PipelineConfig) -> None:
     for key in ("supernet", "warm_start"):  # a run made before paths were made absolute
         if isinstance(old.get(key), str):
             old[key] = _abspath(old[key])
+    for d in (old, new):  # a training setting spelt out at its default is the same run
+        if isinstance(d.get("train"), dict):
+            d["train"] = _train_settings(d["train"])
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in FREE_KEYS)
     if diff:
         what = ", ".join(
