@@ -475,6 +475,10 @@ def test_search_cli_algorithm_spec_and_human_tables(tmp_path, data_dir):
     assert json.loads((tmp_path / "a" / "summary.json").read_text())["algorithm"] == (
         "nsga2[pop_size=10]"
     )
+    args = ["search", "--algorithm", "nsga2", "--option", "pop_size=10", "--evaluations", "20"]
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith("nsga2[pop_size=10]: 20 evaluations")  # as the bracket form
     res = runner.invoke(
         app,
         [

@@ -101,7 +101,8 @@ BenchOptions = Annotated[
     list[str] | None,
     typer.Option(
         help="Benchmark option key=value (repeatable), e.g. for --benchmark supernet: "
-        "checkpoint=runs/sn/checkpoint.pt latency=runs/lat.joblib; for ofa-mbv3 and "
+        "checkpoint=runs/sn/checkpoint.pt latency=runs/lat.joblib (and threads=N, "
+        "calib_batches=N, split=NAME, batch_size=N); for ofa-mbv3 and "
         "ofa-resnet50: latency=true (measured here; with agent=URL token_file=PATH on a "
         "device agent), threads=N, rounds=N.",
     ),
@@ -284,7 +285,11 @@ def _given(ctx: typer.Context | None, names: tuple[str, ...]) -> list[str]:
 
 def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
     s = summary
-    line = f"{s['algorithm']}: {s['evaluations']} evaluations"
+    name, opts = str(s["algorithm"]), s.get("algorithm_options") or {}
+    if opts and "[" not in name:  # given by --option: said as the bracket form would be
+        shown = (v if isinstance(v, str) else json.dumps(v) for v in opts.values())
+        name += "[" + ",".join(f"{k}={v}" for k, v in zip(opts, shown, strict=True)) + "]"
+    line = f"{name}: {s['evaluations']} evaluations"
     if s.get("warm_start"):
         line += f" ({s['warm_start']} of them the warm start)"
     if s.get("failed"):
