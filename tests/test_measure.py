@@ -345,3 +345,24 @@ def test_cli_errors_exit_2(cli: typer.Typer, tmp_path: Path, onnx_files: list[Pa
     assert res.exit_code == 2 and "batch_size" in res.stderr
     res = runner.invoke(cli, ["measure", str(onnx_files[0]), "--agent", "http://127.0.0.1:1"])
     assert res.exit_code == 2 and "--token-file" in res.stderr
+
+
+def test_the_printed_table_names_each_model_s_input(tmp_path: Path) -> None:
+    """Models of other input shapes measured together: the footer gives each one's input
+    (it gave the first model's for all)."""
+    import dataclasses
+    import io
+
+    from hwnas.cli_measure import print_measurements
+
+    a = export_onnx(tiny_cnn(8), SHAPE, tmp_path / "a.onnx")
+    b = export_onnx(tiny_cnn(8), (3, 16, 16), tmp_path / "b.onnx")
+    settings = dataclasses.replace(FAST, rounds=2, warmup=1, input_shape=None)
+    found = measure_onnx([a, b], settings)
+    out = io.StringIO()
+    print_measurements(found, file=out)
+    text = " ".join(out.getvalue().split())
+    assert "input per model: a.onnx: input [2, 3, 32, 32] float32, b.onnx: input [2, 3, 16" in text
+    out = io.StringIO()
+    print_measurements(found[:1], file=out)
+    assert "per model" not in out.getvalue() and "input [2, 3, 32, 32]" in out.getvalue()

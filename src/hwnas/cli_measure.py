@@ -98,7 +98,13 @@ def print_measurements(measurements: list[Any], file: Any = None) -> None:
             "[red]no[/red]" if st.unstable else "yes",
         )
     console.print(table)
-    shapes = "; ".join(f"{k} {v.get('shape')} {v.get('dtype')}" for k, v in first.inputs.items())
+    inputs = {
+        m.model: "; ".join(f"{k} {v.get('shape')} {v.get('dtype')}" for k, v in m.inputs.items())
+        for m in measurements
+    }
+    shapes = next(iter(inputs.values()))
+    if len(set(inputs.values())) > 1:  # models of other input shapes: each its own
+        shapes = "per model: " + ", ".join(f"{escape(k)}: {v}" for k, v in inputs.items())
     console.print(
         f"latency = median over {first.stats.rounds} rounds of the per-round minimum of "
         f"{s.repeats_per_round} runs (after {s.warmup} warm-up runs), models interleaved",
