@@ -152,7 +152,7 @@ def write_token_file(path: str | Path, token: str | None = None, overwrite: bool
         fd = os.open(path, flags, 0o600)
     except FileExistsError:
         raise HwnasError(
-            f"token file {path} already exists (keep it, or remove it first)"
+            f"token file {path} already exists (keep it, or replace it: --force, overwrite=True)"
         ) from None
     except OSError as e:
         raise HwnasError(f"cannot write token file {path}: {e.strerror}") from None
