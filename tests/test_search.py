@@ -1134,3 +1134,23 @@ def test_compare_tells_a_running_or_stale_search_and_plots_into_a_new_folder(
         summaries = load_summaries([done])
     png = plot_compare(summaries, tmp_path / "plots" / "new-folder")
     assert png == tmp_path / "plots" / "new-folder" / "compare.png" and png.is_file()
+
+
+def test_pareto_plot_says_which_budget_each_point_broke(tmp_path, data_dir, monkeypatch):
+    """Two budgets: points over one of them are labelled with that one, not both (the
+    legend named every budget for every point over any)."""
+    import hwnas.report.plots as plots
+
+    seen: dict[str, list[str]] = {}
+    save = plots._save
+
+    def legend_of(plt, fig, path):
+        seen[path.name] = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        return save(plt, fig, path)
+
+    monkeypatch.setattr(plots, "_save", legend_of)
+    budgets = ["latency<=5", "accuracy>=90"]
+    run_search({"algorithm": "random", "evaluations": 40, "constraints": budgets}, out=tmp_path)
+    (labels,) = [v for k, v in seen.items() if "pareto" in k]
+    assert {"breaks latency<=5", "breaks accuracy>=90"} <= set(labels)
+    assert "breaks latency<=5 and accuracy>=90" in labels

@@ -65,10 +65,24 @@ def plot_pareto(problem: SearchProblem, summary: dict[str, Any], path: Path) -> 
         ax.scatter(E[:, i], E[:, j], s=14, facecolors="none", edgecolors="0.3")
     if len(raw):
         ok = problem._feasible(raw, X)
-        ax.scatter(raw[ok, i], raw[ok, j], s=8, color="tab:blue", alpha=0.35, label="evaluated")
-        if (~ok).any():  # over a budget (a metric's, not plotted, included)
-            ax.scatter(raw[~ok, i], raw[~ok, j], s=10, marker="x", color="0.55",
-                       label=f"breaks {' and '.join(map(str, problem.constraints))}")  # fmt: skip
+        if ok.any():
+            ax.scatter(raw[ok, i], raw[ok, j], s=8, color="tab:blue", alpha=0.35, label="evaluated")
+        if problem.constraints and (~ok).any():  # over a budget (a metric's included)
+            with np.errstate(invalid="ignore"):
+                broken = problem.constraint_values(raw, X) > 0  # (n, constraints)
+            # one marker per set of budgets broken: which one a point broke, not all
+            kinds = sorted({tuple(b) for b in broken[~ok] if b.any()}, key=lambda k: (-sum(k), k))
+            for n, kind in enumerate(kinds):
+                rows = (~ok) & np.all(broken == np.array(kind)[None, :], axis=1)
+                cs = [str(c) for c, b in zip(problem.constraints, kind, strict=True) if b]
+                ax.scatter(
+                    raw[rows, i],
+                    raw[rows, j],
+                    s=12,
+                    marker="x+12"[n % 4],
+                    color=f"{0.35 + 0.15 * (n % 3):.2f}",
+                    label=f"breaks {' and '.join(cs)}",
+                )
     if summary["pareto"]:
         P = np.array([[p[objs[i].name], p[objs[j].name]] for p in summary["pareto"]])
         o = np.argsort(P[:, 0])
