@@ -275,13 +275,11 @@ def register(app: typer.Typer) -> None:
         as_json: bool = _JSON,
     ) -> None:
         """Measure every distinct block of a space (stem, MBConv in context, head)."""
-        from hwnas.errors import check_not_under_file
+        from hwnas.errors import check_output_file
         from hwnas.measure.lut import LatencyLUT, build_lut, check_profile_networks
 
         _check_space(space, "lut build")
-        check_not_under_file(out)
-        if out.is_dir():
-            raise HwnasError(f"--out '{out}' is a directory; give a file path, e.g. {out}/lut.json")
+        check_output_file(out, "lut.json")
         before = len(LatencyLUT.load(out)) if out.is_file() else 0
         vectors = None
         if from_run is not None:

@@ -209,13 +209,8 @@ def export(
     for the same --seed) and the input resize is inside when the data's image size is not
     the subnet's resolution, so the file computes what ``hwnas eval`` reported. Prints the
     file's path; the subnet (and how its BN was set) goes to stderr."""
-    from hwnas.train.evaluate import (
-        check_output_file,
-        export_subnet,
-        load_supernet,
-        parse_subnet,
-        set_threads,
-    )
+    from hwnas.errors import check_output_file
+    from hwnas.train.evaluate import export_subnet, load_supernet, parse_subnet, set_threads
 
     set_threads(threads)
     if format not in ("onnx", "torch"):

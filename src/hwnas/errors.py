@@ -30,3 +30,12 @@ def check_not_under_file(path: str | os.PathLike[str]) -> Path:
                 raise HwnasError(f"cannot write '{path}': '{parent}' is a file, not a directory")
             break
     return path
+
+
+def check_output_file(out: str | os.PathLike[str], example: str = "subnet.onnx") -> Path:
+    """An ``--out`` file path that is not a directory (``example`` names a file to put in
+    one) and does not lie under a file."""
+    out = Path(out)
+    if out.is_dir():
+        raise HwnasError(f"--out '{out}' is a directory; give a file path, e.g. {out}/{example}")
+    return check_not_under_file(out)

@@ -462,8 +462,8 @@ def evaluate_lut(lut: LatencyLUT, run_dir: str | os.PathLike[str]) -> dict[str, 
     sizes = (lut.settings.get("batch_size"), data.settings.get("batch_size"))
     if None not in sizes and sizes[0] != sizes[1]:
         raise HwnasError(
-            f"the table was measured at batch size {lut.settings.get('batch_size')} but "
-            f"{run_dir} at {data.settings.get('batch_size')}: the sums would not be comparable"
+            f"the table was measured at batch size {sizes[0]} but {run_dir} at {sizes[1]}: "
+            "the sums would not be comparable"
         )
     pred = lut.predict(data.vectors, strict=False)
     ok = np.isfinite(pred)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from hwnas.data import ImageData, load_dataset
-from hwnas.errors import HwnasError, check_not_under_file
+from hwnas.errors import HwnasError, check_output_file
 from hwnas.supernet.mbv3 import MBv3Supernet
 from hwnas.train.supernet import (
     calibrated_subnet,
@@ -54,14 +54,6 @@ def set_threads(threads: int, flag: str = "--threads") -> None:
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise HwnasError(f"{flag} must be an integer >= 1, got {threads!r}")
     torch.set_num_threads(threads)
-
-
-def check_output_file(out: str | os.PathLike[str]) -> Path:
-    """An output file path that is not a directory and does not lie under a file."""
-    out = Path(out)
-    if out.is_dir():
-        raise HwnasError(f"--out '{out}' is a directory; give a file path, e.g. {out}/subnet.onnx")
-    return check_not_under_file(out)
 
 
 def load_supernet(
