@@ -143,13 +143,21 @@ def _check_lambda_flag(cfg: Any, lambda_lr: float | None) -> None:
         )
 
 
+def given_options(ctx: typer.Context) -> list[Any]:
+    """The options this invocation was given (on the command line or by environment
+    variable), not left at their defaults."""
+    return [
+        p
+        for p in ctx.command.params
+        if p.param_type_name == "option" and p.name and given(ctx, p.name)
+    ]
+
+
 def rerun_command(ctx: typer.Context, command: str, add: str = "") -> str:
     """``command`` with the options this invocation was given (on the command line or by
     environment variable), ``add`` appended (e.g. ``--resume``, not repeated)."""
     words = [command]
-    for param in ctx.command.params:
-        if param.param_type_name != "option" or not given(ctx, param.name):
-            continue
+    for param in given_options(ctx):
         value = ctx.params.get(param.name)
         if getattr(param, "is_flag", False):
             if value:
@@ -249,11 +257,7 @@ def dsearch(
     prints the main summary fields as JSON. Subcommand 'lug' builds a lookup graph.
     """
     if ctx.invoked_subcommand is not None:
-        before = [
-            "--" + p.name.replace("_", "-")
-            for p in ctx.command.params
-            if p.param_type_name == "option" and p.name and given(ctx, p.name)
-        ]
+        before = [p.opts[0] for p in given_options(ctx)]
         if before:  # they would be dropped: the subcommand has its own options
             sub = ctx.invoked_subcommand
             raise HwnasError(
