@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -184,14 +182,11 @@ class MeasuredLatency:
     def _anchor_model(self) -> bytes:
         """The anchor's ONNX model, exported on first use (not once per batch)."""
         if self._anchor_onnx is None:
-            from hwnas.measure.export import export_onnx
+            from hwnas.measure.export import onnx_bytes
 
             assert self.anchor is not None
-            with tempfile.TemporaryDirectory(prefix="hwnas-anchor-") as tmp:
-                path = Path(tmp) / "anchor.onnx"
-                shape = self._shape(self.anchor)
-                export_onnx(self._anchor_module(), shape, path, self.settings.batch_size)
-                self._anchor_onnx = path.read_bytes()
+            shape = self._shape(self.anchor)
+            self._anchor_onnx = onnx_bytes(self._anchor_module(), shape, self.settings.batch_size)
         return self._anchor_onnx
 
     def _shape(self, vector: np.ndarray) -> tuple[int, int, int]:

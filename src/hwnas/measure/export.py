@@ -99,3 +99,12 @@ def export_onnx(
         except Exception as e:  # onnx.checker.ValidationError and friends
             raise HwnasError(f"exported ONNX model {path} failed onnx.checker: {e}") from e
     return path
+
+
+def onnx_bytes(module: torch.nn.Module, input_shape: Sequence[int], batch_size: int = 1) -> bytes:
+    """``module`` exported as by :func:`export_onnx` (dynamic batch), as the file's bytes:
+    what a measurer takes, with no file left behind."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="hwnas-export-") as tmp:
+        return export_onnx(module, input_shape, Path(tmp) / "model.onnx", batch_size).read_bytes()

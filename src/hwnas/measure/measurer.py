@@ -165,7 +165,7 @@ def _measure_calls(
     bytes is already an exported ONNX model (exported with ``shapes[i]``)."""
     import dataclasses
 
-    from hwnas.measure.export import export_onnx
+    from hwnas.measure.export import onnx_bytes
 
     settings = dataclasses.replace(
         settings or getattr(measurer, "settings", None) or MeasureSettings(),
@@ -179,14 +179,10 @@ def _measure_calls(
     )
     if len(names) != len(modules):
         raise HwnasError("labels must match the modules one to one")
-    with tempfile.TemporaryDirectory(prefix="hwnas-export-") as tmp:
-        blobs = []
-        for i, m in enumerate(modules):
-            if isinstance(m, bytes):
-                blobs.append(m)
-                continue
-            path = export_onnx(m, shapes[i], Path(tmp) / f"m{i}.onnx", settings.batch_size)
-            blobs.append(path.read_bytes())
+    blobs = [
+        m if isinstance(m, bytes) else onnx_bytes(m, shapes[i], settings.batch_size)
+        for i, m in enumerate(modules)
+    ]
     out = []
     for group in _calls(blobs, names, max_models, max_bytes, head):
         found = measurer.measure([blobs[i] for i in group], settings)
