@@ -431,10 +431,7 @@ def profile_space(
     ):
         raise HwnasError(f"input_size must be an integer >= 1, got {input_size!r}")
     measurer = measurer if measurer is not None else LocalMeasurer(settings)
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise HwnasError(f"output path {out_dir} exists and is not a directory")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)  # out_dir_lock refuses a file there, and makes the folder
 
     t_start = time.perf_counter()
     tmp = out_dir / TMP_NAME
