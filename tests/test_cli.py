@@ -523,3 +523,16 @@ def test_search_cli_no_feasible_architecture(tmp_path, data_dir):
     assert res.exit_code == 0, res.output
     assert "none of the 5 evaluated architectures satisfies latency<=0.001" in res.stdout
     assert json.loads((tmp_path / "summary.json").read_text())["feasible"] == 0
+
+
+def test_every_command_summary_is_one_line():
+    """The command lists show a command's first paragraph as is: a wrapped one breaks there."""
+    import typer
+
+    def walk(command, path):
+        for name, sub in (getattr(command, "commands", None) or {}).items():
+            yield from walk(sub, [*path, name])
+        yield " ".join(path), (command.help or "").strip().split("\n\n")[0]
+
+    wrapped = [p for p, first in walk(typer.main.get_command(app), ["hwnas"]) if "\n" in first]
+    assert wrapped == []

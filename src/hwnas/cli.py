@@ -373,8 +373,9 @@ def evaluate(
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Look up (or measure, with --bench-option latency=true) the objectives of given
-    architectures on a benchmark."""
+    """Look up the objectives of given architectures on a benchmark.
+
+    With --bench-option latency=true, latency is measured on this machine instead."""
     import numpy as np
 
     from hwnas.bench import get_benchmark
@@ -498,8 +499,9 @@ def devices(
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """List the devices with measured latency in a benchmark or measured latency set
-    (none, with a note, for a benchmark whose costs are computed, not looked up)."""
+    """List the devices with measured latency in a benchmark or measured latency set.
+
+    A benchmark whose costs are computed, not looked up, has none (a note says so)."""
     lat_set = _latency_set(benchmark)
     if lat_set is not None:
         devs = lat_set.devices(data_dir)
@@ -569,8 +571,9 @@ def predictors_evaluate(
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Sample efficiency of predictors: MAPE, Kendall tau and Spearman rho per model and
-    training-set size, on a fixed held-out test set, over trials."""
+    """Sample efficiency of predictors: MAPE, Kendall tau and Spearman rho.
+
+    Per model and training-set size, on a fixed held-out test set, over trials."""
     from hwnas.predict.evaluate import (
         plot_sample_efficiency,
         sample_efficiency,
@@ -756,8 +759,9 @@ def bench_search_efficiency(
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Median HV fraction (and front recall, IGD) vs evaluations, with min/max bands, per
-    device and algorithm over seeds; on a benchmark without a full table (ofa-mbv3,
+    """Median HV fraction, front recall and IGD vs evaluations, per device and algorithm.
+
+    Median over seeds with min/max bands; on a benchmark without a full table (ofa-mbv3,
     ofa-resnet50) the hypervolume at its fixed reference point. CSV and plots in OUT.
     Each finished run is stored in OUT/records.jsonl at once, so a killed study continues
     with --resume."""
