@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from hwnas.config import ENV_DATA_DIR
+from hwnas.config import ENV_DATA_DIR, changed_settings
 from hwnas.data import BatchIterator, augment_batch, load_dataset, load_image_folder
 from hwnas.errors import DataNotFoundError, HwnasError
 
@@ -162,3 +162,15 @@ def test_batch_iterator_shuffles_shards_and_caps() -> None:
     assert len(parts[0]) + len(parts[1]) == 20
     xb, _ = next(iter(BatchIterator(x.expand(20, 3, 4, 4), y, 4, channels_last=True)))
     assert xb.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_changed_settings_names_what_a_resume_would_change() -> None:
+    """A resume refusal names each changed setting, old and new; free keys and a tuple
+    given back as a list are no change."""
+    old = {"lr": 0.05, "ops": ("a", "b"), "data_dir": "/x", "C": 4}
+    assert changed_settings(old, {**old, "ops": ["a", "b"], "data_dir": "/y"}, {"data_dir"}) == ""
+    assert changed_settings(old, {**old, "lr": 0.1, "C": 6, "new": None}) == (
+        "C 4 (now 6), lr 0.05 (now 0.1)"
+    )
+    assert changed_settings({"ops": ("a",)}, {"ops": ["a", "b"]}) == 'ops ["a"] (now ["a", "b"])'
+    assert changed_settings({}, {"k": 1}) == "k null (now 1)"

@@ -614,7 +614,7 @@ def test_resume_equals_uninterrupted(tmp_path) -> None:
     lines = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == [0, 1]
     assert json.loads(lines[1])["train_loss"] == full.history[1]["train_loss"]
-    with pytest.raises(HwnasError, match="other settings"):
+    with pytest.raises(HwnasError, match=r"other settings \(batch_size \d+ \(now 8\)\)"):
         dsearch(dict(cfg, batch_size=8), tmp_path / "part", resume=True, progress=False)
 
 

@@ -224,7 +224,7 @@ def test_resume_continues_exactly(cifar: ImageData, tmp_path: Path) -> None:
     assert (part / "training.png").read_bytes()[:4] == b"\x89PNG"  # curves of both calls
     assert resumed.summary is not None and (part / "summary.json").is_file()
     assert resumed.summary["test_acc"] == pytest.approx(full.summary["test_acc"])
-    with pytest.raises(HwnasError, match="different settings"):
+    with pytest.raises(HwnasError, match=r"different settings \(C 4 \(now 6\)"):
         dtrain(_cfg(C=6), part, resume=True, progress=False, data=cifar)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -70,3 +71,27 @@ def validate_model(model_cls: type[M], data: dict[str, Any], what: str) -> M:
             raise HwnasError(f"unknown {what} setting '{loc}' (known: {known})") from None
         msg = first["msg"].removeprefix("Value error, ")  # a validator's own words
         raise HwnasError(f"bad {what} config: {loc + ': ' if loc else ''}{msg}") from None
+
+
+def changed_settings(
+    old: Mapping[str, Any], new: Mapping[str, Any], free: Collection[str] = ()
+) -> str:
+    """The settings a resumed run changes, as ``key OLD (now NEW)`` joined by commas ('' when
+    none), so a refusal names them; keys in ``free`` may change, and a list equals a tuple
+    with the same items (checkpoints give back tuples, JSON gives lists)."""
+    import json
+
+    def same(a: Any, b: Any) -> bool:
+        if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+        return bool(a == b)
+
+    def text(v: Any) -> str:
+        return json.dumps(v, default=str)
+
+    keys = sorted(k for k in set(old) | set(new) if k not in free)
+    return ", ".join(
+        f"{k} {text(old.get(k))} (now {text(new.get(k))})"
+        for k in keys
+        if not same(old.get(k), new.get(k))
+    )

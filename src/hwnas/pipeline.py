@@ -41,6 +41,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from hwnas.config import changed_settings
 from hwnas.errors import HwnasError
 
 CONFIG_NAME = "pipeline.json"
@@ -393,11 +394,8 @@ def _check_same_config(out: Path, config: PipelineConfig) -> None:
     for d in (old, new):  # a training setting spelt out at its default is the same run
         if isinstance(d.get("train"), dict):
             d["train"] = _train_settings(d["train"])
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in FREE_KEYS)
-    if diff:
-        what = ", ".join(
-            f"{k} {json.dumps(old.get(k))} (now {json.dumps(new.get(k))})" for k in diff
-        )
+    what = changed_settings(old, new, FREE_KEYS)
+    if what:
         raise HwnasError(
             f"{out} holds a pipeline run with another config: {what}; run it with the same "
             "settings to continue it, or choose another --out"

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
-from hwnas.config import validate_model
+from hwnas.config import changed_settings, validate_model
 from hwnas.data import BatchIterator, ImageData, load_dataset
 from hwnas.dnas import genotype as _genotypes
 from hwnas.dnas.evalnet import (
@@ -492,10 +492,6 @@ def _set_rng_state(state: dict[str, Any], gen: torch.Generator, device: torch.de
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _comparable(cfg_dump: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in cfg_dump.items() if k not in _RESUMABLE_CHANGES}
-
-
 # ---- the training loop -----------------------------------------------------------------
 def dtrain(
     config: DTrainConfig | dict[str, Any] | None,
@@ -584,12 +580,16 @@ def _dtrain(
     history: list[dict[str, Any]] = []
     if resume and ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path)
-        if ckpt.get("network") != spec or _comparable(ckpt.get("config", {})) != _comparable(
-            cfg.model_dump()
-        ):
+        shown = changed_settings(
+            {"network": ckpt.get("network"), **ckpt.get("config", {})},
+            {"network": spec, **cfg.model_dump()},
+            _RESUMABLE_CHANGES,
+        )
+        if shown:
             raise HwnasError(
-                f"checkpoint '{ckpt_path}' was written with different settings; "
-                "use another output directory or train without resume"
+                f"checkpoint '{ckpt_path}' was written with different settings ({shown}); "
+                "resume with the same settings, or use another output directory or train "
+                "without resume"
             )
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])

@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from hwnas.config import validate_model
+from hwnas.config import changed_settings, validate_model
 from hwnas.data import BatchIterator, ImageData, load_dataset
 from hwnas.dnas.derive import (
     derive,
@@ -801,24 +801,12 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_same_config(saved: dict[str, Any], cfg: DSearchConfig, path: Path) -> None:
-    now, saved = _comparable(cfg.model_dump()), _comparable(saved)
-    diff = sorted(
-        k for k in set(saved) | set(now) if k not in _RESUME_FREE and saved.get(k) != now.get(k)
-    )
-    # tuples come back from torch.load as tuples, from JSON as lists
-    diff = [k for k in diff if not _same(saved.get(k), now.get(k))]
-    if diff:
-        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff[:4])
+    shown = changed_settings(_comparable(saved), _comparable(cfg.model_dump()), _RESUME_FREE)
+    if shown:
         raise HwnasError(
             f"checkpoint '{path}' was made with other settings ({shown}); "
             "resume with the same settings or use another --out"
         )
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        return list(a) == list(b)
-    return a == b
 
 
 def _epoch_record(

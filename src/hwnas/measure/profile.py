@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hwnas.config import changed_settings
 from hwnas.errors import HwnasError
 from hwnas.measure.agent import AgentUploadTooLargeError
 from hwnas.measure.latency import MeasureSettings
@@ -276,10 +277,9 @@ def _open_run(
         a, b = old.get(key), config.get(key)
         if a != b and key != "samples":
             if isinstance(a, dict) and isinstance(b, dict):
-                diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-                what = ", ".join(f"{k} {a.get(k)} (now {b.get(k)})" for k in diff)
+                what = changed_settings(a, b)
             else:
-                what = f"{json.dumps(a)} (now {json.dumps(b)})"
+                what = changed_settings({key: a}, {key: b}).removeprefix(f"{key} ")
             raise HwnasError(
                 f"{out_dir} holds a profile with a different {key}: {what}; "
                 "use the same options to resume, or another output directory"

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hwnas.config import validate_model
+from hwnas.config import changed_settings, validate_model
 from hwnas.data import BatchIterator, ImageData, load_dataset
 from hwnas.errors import HwnasError, check_not_under_file
 from hwnas.process import out_dir_lock
@@ -477,14 +477,15 @@ def _check_resumable(ckpt: dict[str, Any], path: Path, cfg: TrainConfig) -> None
     if not isinstance(stored, dict):
         return  # written before checkpoints kept their settings
     now = cfg.model_dump()
-    changed = sorted(
-        k for k in now if k not in RESUMABLE_CHANGES and k in stored and stored[k] != now[k]
+    # a setting newer than the checkpoint is compared only where the checkpoint has it
+    shown = changed_settings(
+        {k: stored[k] for k in now if k in stored},
+        {k: now[k] for k in now if k in stored},
+        RESUMABLE_CHANGES,
     )
-    if changed:
-        was = ", ".join(f"{k}={stored[k]!r}" for k in changed)
-        asked = ", ".join(f"{k}={now[k]!r}" for k in changed)
+    if shown:
         raise HwnasError(
-            f"checkpoint '{path}' was trained with {was}; this run asks {asked}: resume with "
+            f"checkpoint '{path}' was trained with other settings ({shown}): resume with "
             "the same settings (only epochs and how it is run may change), or use another "
             "--out (out_dir) or --no-resume (resume=False) to start over"
         )
