@@ -100,9 +100,11 @@ def test_exact_front_brute_force(nb201_pixel3):
 
 
 def test_non_dominated_mask_random_brute_force():
+    """Against the definition, with ties and with inf (a failed row's mark) among values."""
     rng = np.random.default_rng(1)
-    for m in (2, 3):
+    for m, n_inf in ((2, 0), (3, 0), (2, 40), (3, 40), (2, 390)):
         F = rng.integers(0, 15, size=(400, m)).astype(float)
+        F.flat[rng.choice(F.size, n_inf, replace=False)] = np.inf
         dom = (
             (F[:, None, :] <= F[None, :, :]).all(2) & (F[:, None, :] < F[None, :, :]).any(2)
         ).any(0)
@@ -408,3 +410,18 @@ def test_non_dominated_mask_refuses_nan():
     for F in ([[0.2, np.nan], [0.5, 0.5]], [[np.nan, 0, 0], [0.5, 0.5, 0.5]]):
         with pytest.raises(HwnasError, match="NaN"):
             non_dominated_mask(np.asarray(F))
+
+
+def test_pareto_helpers_refuse_what_they_cannot_score():
+    """Two objectives with inf keep what is not dominated; hypervolume takes a list as the
+    reference point and refuses a mismatched one or NaN; reference_point needs points."""
+    F = np.array([[np.inf, 1], [1, np.inf], [2, 2]])
+    assert non_dominated_mask(F).all()
+    assert non_dominated_mask(np.array([[1, np.inf], [1, np.inf]])).all()
+    assert hypervolume(np.array([[1.0, 1.0]]), [2, 2]) == pytest.approx(1.0)
+    with pytest.raises(HwnasError, match="do not match a reference point of 3"):
+        hypervolume(np.array([[1.0, 1.0]]), [2, 2, 2])
+    with pytest.raises(HwnasError, match="NaN"):
+        hypervolume(np.array([[1.0, np.nan]]), [2, 2])
+    with pytest.raises(HwnasError, match="non-empty"):
+        reference_point(np.zeros((0, 2)))

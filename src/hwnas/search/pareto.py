@@ -32,7 +32,9 @@ def non_dominated_mask(F: np.ndarray) -> np.ndarray:
         group_min = np.minimum.reduceat(f2, start)
         prev_best = np.concatenate([[np.inf], np.minimum.accumulate(group_min)[:-1]])
         sizes = np.diff(np.append(start, n))
-        keep = (f2 == np.repeat(group_min, sizes)) & (f2 < np.repeat(prev_best, sizes))
+        # the first f1 group has nothing before it (its f2 may be inf, which inf does not beat)
+        first = np.repeat(np.arange(len(start)) == 0, sizes)
+        keep = (f2 == np.repeat(group_min, sizes)) & (first | (f2 < np.repeat(prev_best, sizes)))
         mask[order[keep]] = True
         return mask
     front = NonDominatedSorting().do(F, only_non_dominated_front=True)
@@ -41,18 +43,35 @@ def non_dominated_mask(F: np.ndarray) -> np.ndarray:
 
 
 def reference_point(front: np.ndarray, margin: float = 0.1) -> np.ndarray:
-    """Nadir of a front plus ``margin`` of its range in each objective (minimisation)."""
+    """Nadir of a front plus ``margin`` of its range in each objective (minimisation:
+    a maximised objective such as accuracy enters negated)."""
     front = np.asarray(front, dtype=np.float64)
+    if front.ndim != 2 or len(front) == 0 or not np.isfinite(front).all():
+        raise HwnasError(
+            "reference_point needs a non-empty (points, objectives) array of finite values, "
+            f"got shape {front.shape}"
+        )
     lo, hi = front.min(axis=0), front.max(axis=0)
     span = np.where(hi > lo, hi - lo, np.maximum(np.abs(hi), 1.0))
     return hi + margin * span
 
 
 def hypervolume(F: np.ndarray, ref: np.ndarray) -> float:
-    """Hypervolume of the points of ``F`` that strictly dominate ``ref`` (pymoo's HV)."""
+    """Hypervolume of the points of ``F`` that strictly dominate ``ref`` (pymoo's HV), all
+    objectives minimised (negate a maximised one, e.g. accuracy, in both)."""
     F = np.asarray(F, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    if ref.ndim != 1 or not np.isfinite(ref).all():
+        raise HwnasError(f"hypervolume: the reference point must be finite numbers, got {ref}")
     if F.size == 0:
         return 0.0
+    if F.ndim != 2 or F.shape[1] != len(ref):
+        raise HwnasError(
+            f"hypervolume: points of shape {F.shape} do not match a reference point of "
+            f"{len(ref)} objectives"
+        )
+    if np.isnan(F).any():
+        raise HwnasError("hypervolume: objective values hold NaN (drop failed rows)")
     inside = np.all(F < ref[None, :], axis=1)
     if not inside.any():
         return 0.0
