@@ -268,6 +268,15 @@ def test_local_measurer_and_measure_modules() -> None:
         assert m.settings.input_shape == SHAPE
 
 
+def test_local_measurer_takes_one_model(onnx_files: list[Path]) -> None:
+    """One path (str or Path) or one model's bytes is one model, not a sequence of them."""
+    measurer = LocalMeasurer(MeasureSettings(warmup=1, rounds=2, repeats_per_round=1))
+    small = onnx_files[0]
+    for one in (str(small), small, small.read_bytes()):
+        (m,) = measurer.measure(one)
+        check_stats(m, rounds=2, repeats=1)
+
+
 def test_measure_modules_with_a_shape_per_module_makes_one_call() -> None:
     """Modules at their own input sizes (subnets at their resolutions) are measured in one
     interleaved call, each fed the shape it was exported with."""

@@ -22,11 +22,13 @@ from hwnas.predict import (
     RBFPredictor,
     ViewSelectPredictor,
     fit_weighted,
+    kendall_tau,
     make_predictor,
     plot_sample_efficiency,
     predict_with_std,
     rank_metrics,
     sample_efficiency,
+    spearman_rho,
     summarize,
     write_csv,
 )
@@ -150,6 +152,17 @@ def test_rank_metrics_constant_predictions_are_zero_and_silent() -> None:
     assert single["kendall_tau"] == 0.0
     with pytest.raises(HwnasError):
         rank_metrics([1.0, 2.0], [1.0])
+
+
+def test_rank_metrics_refuse_what_would_score_falsely() -> None:
+    """Two columns are not flattened into one score, and a NaN prediction is a broken
+    predictor (an error), not an uncorrelated one (tau 0); a column vector is fine."""
+    y = np.arange(5.0)
+    with pytest.raises(HwnasError, match=r"one value per architecture, got shape \(5, 2\)"):
+        kendall_tau(np.c_[y, y], np.c_[y, -y])
+    with pytest.raises(HwnasError, match=r"y_pred holds 1 non-finite value\(s\) of 5"):
+        spearman_rho(y, [0, 1, np.nan, 3, 4])
+    assert kendall_tau(y[:, None], y) == pytest.approx(1.0)
 
 
 def test_sample_efficiency_rows_skip_summary_plot_csv(nb201, tmp_path) -> None:
@@ -367,3 +380,24 @@ def test_sample_efficiency_input_checks():
         sample_efficiency(X, y, ["ridge"], [20], test_size=50, trials=1)
     with pytest.raises(HwnasError, match="n_splits >= 2"):
         AutoPredictor(n_splits=1).fit(rng.random((30, 4)), rng.random(30))
+
+
+def test_fitted_predictor_refuses_vectors_outside_its_space() -> None:
+    """A vector outside the space, of another length or fractional is refused by name,
+    not met with an IndexError or truncated into some other architecture."""
+    from hwnas.predict.fitted import FittedPredictor
+
+    class Total:
+        def predict(self, X: np.ndarray) -> np.ndarray:
+            return X.sum(axis=1)
+
+    fp = FittedPredictor(Total(), "mbv3-cifar", "latency_ms")
+    x = fp.space.sample(2, 0)
+    assert fp.predict(x).shape == (2,)
+    for bad, msg in (
+        (fp.space.cardinalities[None, :], "outside"),
+        (np.zeros((1, 6), dtype=int), f"must have {fp.space.n_dims} entries"),
+        (x + 0.4, "integers"),
+    ):
+        with pytest.raises(HwnasError, match=msg):
+            fp.predict(bad)

@@ -1154,3 +1154,58 @@ def test_pareto_plot_says_which_budget_each_point_broke(tmp_path, data_dir, monk
     (labels,) = [v for k, v in seen.items() if "pareto" in k]
     assert {"breaks latency<=5", "breaks accuracy>=90"} <= set(labels)
     assert "breaks latency<=5 and accuracy>=90" in labels
+
+
+def test_problem_refuses_what_it_cannot_evaluate():
+    """Built by hand, a constraint checks its operator and bound (one with '<' would act
+    as '>='); a problem takes constraint strings, refuses a fractional budget and never
+    charges the budget for a vector outside the space."""
+    from hwnas.bench import get_benchmark
+
+    bench = get_benchmark("nb201")
+    for args, msg in (
+        (("latency", "<", 5), "operator must be '<=' or '>='"),
+        (("latency", "<=", "5"), "finite number"),
+        (("latency", "<=", float("nan")), "finite number"),
+        (("", "<=", 5), "objective name"),
+    ):
+        with pytest.raises(HwnasError, match=msg):
+            Constraint(*args)
+    assert Constraint("latency", "<=", np.int64(5)).bound == 5.0
+    with pytest.raises(HwnasError, match="integer >= 1, got 2.5"):
+        SearchProblem(bench, 2.5)
+    p = SearchProblem(bench, np.int64(10), constraints=["latency<=5"])
+    assert str(p.constraints[0]) == "latency<=5"
+    for bad, msg in (([[9] * 6], "outside 0..4"), ([[0, 1, 2]], "must have 6 entries")):
+        with pytest.raises(HwnasError, match=msg):
+            p.evaluate(np.array(bad))
+    with pytest.raises(HwnasError, match="integers"):
+        p.evaluate(np.array([[0.7, 1, 2, 3, 4, 0]]))
+    assert p.n_evaluated == 0 and p.remaining == 10
+    raw, G, answered = p.evaluate(bench.space.sample(4, 0))
+    assert answered.all() and p.n_evaluated == 4
+    assert ((G[:, 0] <= 0) == (raw[:, 1] <= 5)).all()
+
+
+def test_run_search_takes_numpy_integers():
+    """A config built in a loop over np.arange is as valid as one typed by hand."""
+    r = run_search({"algorithm": "random", "evaluations": np.int64(6), "seed": np.int64(3)})
+    assert r["evaluations"] == 6
+    assert r["pareto"] == run_search({"algorithm": "random", "evaluations": 6, "seed": 3})["pareto"]
+
+
+def test_a_device_latency_constraint_survives_adding_a_device():
+    """'latency:pixel3' (as predictors and dsearch spell it) and 'latency_pixel3' name
+    pixel3's latency whether it is the only device ('latency') or one of several."""
+    one = {"benchmark_options": {"devices": "pixel3"}, "algorithm": "random", "evaluations": 8}
+    two = {**one, "benchmark_options": {"devices": "pixel3,raspi4"}}
+    for spelt in ("latency:pixel3", "latency_pixel3"):
+        r = run_search({**one, "constraints": [f"{spelt}<=5"]})
+        assert r["constraints"] == ["latency<=5"]
+        assert all(p["latency"] <= 5 for p in r["pareto"])
+        r = run_search({**two, "constraints": [f"{spelt}<=5"]})
+        assert r["constraints"] == ["latency_pixel3<=5"]
+        assert all(p["latency_pixel3"] <= 5 for p in r["pareto"])
+    with pytest.raises(HwnasError, match="unknown objective 'latency:raspi4'"):
+        run_search({**one, "constraints": ["latency:raspi4<=5"]})
+

@@ -368,3 +368,19 @@ def test_mbv3_cost_terms_batch_equals_one_at_a_time(name, in_channels, num_class
     macs = [sp.macs(v, in_channels, num_classes) for v in x]
     np.testing.assert_array_equal(sp.macs_batch(x, in_channels, num_classes), macs)
     np.testing.assert_array_equal(sp.cost_features(x), sp.cost_terms_batch(x))
+
+
+@pytest.mark.parametrize("name", sorted(SPACES))
+def test_helpers_check_vectors_and_leave_the_callers_alone(name):
+    """keys, features, neighbours and mutate refuse a vector outside the space (not an
+    IndexError or a garbage key); canonicalize returns a new array; mutate takes a seed."""
+    space = get_space(name)
+    bad = space.cardinalities[None, :].copy()  # one past the last choice everywhere
+    for helper in (space.keys, space.features, space.neighbours, lambda v: space.mutate(v[0])):
+        with pytest.raises(HwnasError, match="outside"):
+            helper(bad)
+    x = space.sample(3, 0)
+    kept = x.copy()
+    space.canonicalize(x)[:] = 0
+    assert np.array_equal(x, kept)
+    assert np.array_equal(space.mutate(x[0], 7), space.mutate(x[0], np.random.default_rng(7)))

@@ -148,6 +148,9 @@ def test_a_store_opens_read_only(tmp_path, monkeypatch):
         store.add_evaluation(run, "k", [1], {"latency_ms": 2.0})
     with ResultsStore(path, readonly=True) as store:
         assert [r.objectives for r in store.evaluations(run)] == [{"latency_ms": 2.0}]
+        assert store.latest_run()["run_id"] == run
+        with pytest.raises(HwnasError, match="^no search run in results store"):
+            store.latest_run("search")
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             store.create_run({"a": 2}, 1)
     monkeypatch.setattr(os, "access", lambda *a, **k: False)  # as a read-only folder

@@ -83,6 +83,10 @@ def test_space_macs_equal_the_extracted_subnets_macs() -> None:
         r = sp.decode(v)["resolution"]
         sub = net.get_subnet(v).eval()
         assert model_cost(sub, (3, r, r), 1)["macs"] == sp.macs(v, num_classes=10)
+    # the CIFAR space's helpers count its 10 classes unless told otherwise
+    assert sp.macs(vectors[0]) == sp.macs(vectors[0], num_classes=10)
+    assert sp.size_range()["params"] == sp.size_range(3, 10)["params"]
+    assert RamNasMBv3Space.num_classes == 1000
 
 
 @pytest.mark.parametrize(

@@ -62,7 +62,7 @@ def validate_model(model_cls: type[M], data: dict[str, Any], what: str) -> M:
     from pydantic import ValidationError
 
     try:
-        return model_cls(**data)
+        return model_cls(**_plain(data))
     except ValidationError as e:
         first = e.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
@@ -71,6 +71,20 @@ def validate_model(model_cls: type[M], data: dict[str, Any], what: str) -> M:
             raise HwnasError(f"unknown {what} setting '{loc}' (known: {known})") from None
         msg = first["msg"].removeprefix("Value error, ")  # a validator's own words
         raise HwnasError(f"bad {what} config: {loc + ': ' if loc else ''}{msg}") from None
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with numpy scalars as Python numbers, in dicts and lists too: a config
+    built in a loop over ``np.arange`` is as valid as one typed by hand."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value)
+    return value
 
 
 def changed_settings(

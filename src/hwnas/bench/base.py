@@ -21,6 +21,10 @@ class Objective:
     # "quality" objectives (accuracy) depend on the function a network computes; "cost"
     # objectives (latency, FLOPs, size) on the graph that is executed, dead parts included.
     kind: Literal["quality", "cost"] = "cost"
+    # other names a constraint may give it: a device's latency is ``latency`` when it is
+    # the only device and ``latency_<dev>`` beside others; ``latency:<dev>`` and
+    # ``latency_<dev>`` name it either way (a constraint survives adding a device)
+    aliases: tuple[str, ...] = ()
 
     @property
     def sign(self) -> float:

@@ -99,7 +99,14 @@ class NB201Benchmark(Evaluator):
         self.dataset = dataset
         self.devices = devices
         self.objectives = [Objective("accuracy", "max", "%", "quality")] + [
-            Objective("latency" if len(devices) == 1 else f"latency_{d}", "min", "ms")
+            Objective(
+                "latency" if len(devices) == 1 else f"latency_{d}",
+                "min",
+                "ms",
+                aliases=(f"latency_{d}", f"latency:{d}")
+                if len(devices) == 1
+                else (f"latency:{d}",),
+            )
             for d in devices
         ]
         cols = [f"{dataset}_test_acc"] + [f"lat_{d}" for d in devices]

@@ -19,12 +19,20 @@ if TYPE_CHECKING:  # pragma: no cover
 ModelInput = bytes | str | Path
 
 
+def _model_list(models: Sequence[ModelInput] | ModelInput) -> list[ModelInput]:
+    """One model (a path or bytes) or a sequence of them, as a list (a path is not a
+    sequence of one-letter models)."""
+    if isinstance(models, bytes | bytearray | str | Path):
+        return [models]
+    return list(models)
+
+
 @runtime_checkable
 class LatencyMeasurer(Protocol):
     """Measures ONNX models (bytes or file paths), interleaved, with the shared protocol."""
 
     def measure(
-        self, models: Sequence[ModelInput], settings: MeasureSettings | None = None
+        self, models: Sequence[ModelInput] | ModelInput, settings: MeasureSettings | None = None
     ) -> list[Measurement]: ...
 
 
@@ -51,10 +59,11 @@ class LocalMeasurer:
         self.memory_mb = memory_mb
 
     def measure(
-        self, models: Sequence[ModelInput], settings: MeasureSettings | None = None
+        self, models: Sequence[ModelInput] | ModelInput, settings: MeasureSettings | None = None
     ) -> list[Measurement]:
+        """Measure one model or several, interleaved (see :func:`measure_onnx`)."""
         settings = settings or self.settings
-        models = list(models)
+        models = _model_list(models)
         if not self.isolate:
             return measure_onnx(models, settings)
         from hwnas.measure.worker import run_isolated
@@ -84,9 +93,10 @@ class RemoteMeasurer:
         self.settings = settings or MeasureSettings()
 
     def measure(
-        self, models: Sequence[ModelInput], settings: MeasureSettings | None = None
+        self, models: Sequence[ModelInput] | ModelInput, settings: MeasureSettings | None = None
     ) -> list[Measurement]:
-        return self.client.measure_many(list(models), settings or self.settings)
+        """Measure one model or several on the agent's device, interleaved."""
+        return self.client.measure_many(_model_list(models), settings or self.settings)
 
 
 def measure_modules(

@@ -22,8 +22,20 @@ ProgressFn = Callable[[int, int, dict[str, Any]], None]
 
 
 def _as_pair(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
-    t = np.asarray(y_true, dtype=np.float64).ravel()
-    p = np.asarray(y_pred, dtype=np.float64).ravel()
+    """Both sides as 1-D float arrays of one length and finite values: a 2-D array would
+    be flattened into a meaningless score, and a NaN prediction is a broken predictor,
+    not an uncorrelated one."""
+    out = []
+    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+        a = np.asarray(y, dtype=np.float64)
+        if a.ndim > 2 or (a.ndim == 2 and a.shape[1] > 1):
+            raise HwnasError(f"{name} must be one value per architecture, got shape {a.shape}")
+        a = a.ravel()
+        bad = int((~np.isfinite(a)).sum())
+        if bad:
+            raise HwnasError(f"{name} holds {bad} non-finite value(s) of {a.size}")
+        out.append(a)
+    t, p = out
     if t.shape != p.shape:
         raise HwnasError(f"y_true has {t.size} values but y_pred has {p.size}")
     return t, p
@@ -31,7 +43,7 @@ def _as_pair(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def _rank_corr(fn: Callable[..., Any], t: np.ndarray, p: np.ndarray) -> float:
     """A rank correlation that is 0.0 (not nan, and silent) for constant or tiny inputs."""
-    if t.size < 2 or not (np.all(np.isfinite(t)) and np.all(np.isfinite(p))):
+    if t.size < 2:
         return 0.0
     if np.ptp(t) == 0 or np.ptp(p) == 0:
         return 0.0

@@ -67,8 +67,8 @@ class FittedPredictor:
         return self._space_obj  # type: ignore[return-value]
 
     def predict(self, vectors: np.ndarray) -> np.ndarray:
-        """Predicted target values, shape (n,)."""
-        x = np.atleast_2d(np.asarray(vectors, dtype=np.int64))
+        """Predicted target values, shape (n,); a vector outside the space is refused."""
+        x = self.space.check_vectors(vectors)
         if self.metadata.get("features", "").startswith("space.features"):
             X = self.space.features(x)  # saved before cost features existed
         else:

@@ -16,7 +16,7 @@ import re
 import time
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +36,18 @@ class Constraint:
     objective: str
     op: str
     bound: float
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.objective, str) or not self.objective:
+            raise HwnasError(f"a constraint needs an objective name, got {self.objective!r}")
+        if self.op not in ("<=", ">="):
+            raise HwnasError(f"constraint operator must be '<=' or '>=', got {self.op!r}")
+        ok = isinstance(self.bound, int | float | np.integer | np.floating) and not isinstance(
+            self.bound, bool
+        )
+        if not ok or not np.isfinite(self.bound):
+            raise HwnasError(f"constraint bound must be a finite number, got {self.bound!r}")
+        object.__setattr__(self, "bound", float(self.bound))
 
     @classmethod
     def parse(cls, text: str) -> Constraint:
@@ -75,12 +87,13 @@ class SearchProblem:
         budget: int,
         store: ResultsStore | None = None,
         run_id: str | None = None,
-        constraints: list[Constraint] | None = None,
+        constraints: Sequence[Constraint | str] | None = None,
         exact_front: bool = True,
         on_evaluation: Callable[[int, int], None] | None = None,
     ) -> None:
-        if budget < 1:
-            raise HwnasError(f"the evaluation budget must be >= 1, got {budget}")
+        if isinstance(budget, bool) or not isinstance(budget, int | np.integer) or budget < 1:
+            raise HwnasError(f"the evaluation budget must be an integer >= 1, got {budget!r}")
+        budget = int(budget)
         self.evaluator = evaluator
         self.space = evaluator.space
         self.objectives: list[Objective] = list(evaluator.objectives)
@@ -88,8 +101,17 @@ class SearchProblem:
         self.budget = budget
         self.store = store
         self.run_id = run_id
-        self.constraints = list(constraints or [])
+        self.constraints = [
+            c if isinstance(c, Constraint) else Constraint.parse(c) for c in constraints or []
+        ]
         names = [o.name for o in self.objectives]
+        aliases = {a: o.name for o in self.objectives for a in o.aliases}
+        self.constraints = [
+            Constraint(aliases[c.objective], c.op, c.bound)
+            if c.objective not in names and c.objective in aliases
+            else c
+            for c in self.constraints
+        ]
         metrics = [m for m in getattr(evaluator, "metrics", ()) if m not in names]
         # per constraint: the objective's column, or None for a metric of the evaluator
         self._cidx: list[int | None] = []
@@ -379,7 +401,7 @@ class SearchProblem:
         Rows past the budget are left unanswered (nan, mask False); failed evaluations
         answer nan with mask True.
         """
-        x = self.space.canonicalize(np.atleast_2d(np.asarray(vectors, dtype=np.int64)))
+        x = self.space.canonicalize(self.space.check_vectors(vectors))
         keys = self.space.keys(x)
         new: list[int] = []
         batch: set[str] = set()

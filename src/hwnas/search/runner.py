@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from hwnas.bench import get_benchmark
+from hwnas.config import validate_model
 from hwnas.errors import HwnasError
 from hwnas.process import out_dir_lock, sigterm_ends
 from hwnas.search.pareto import hypervolume, reference_point
@@ -77,12 +78,7 @@ def run_search(
     if isinstance(config, dict):
         if isinstance(config.get("warm_start"), str | Path):  # a directory or CSV file
             config = {**config, "warm_start": warm_start_keys(config["warm_start"])}
-        try:
-            config = SearchConfig(**config)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"])
-            raise HwnasError(f"bad search config: {loc}: {first['msg']}") from None
+        config = validate_model(SearchConfig, config, "search")
     t0 = time.perf_counter()
     evaluator, algorithm, constraints = _build(config)
     # check everything before a run is stored: a bad constraint or an algorithm that

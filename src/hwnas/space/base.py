@@ -74,12 +74,13 @@ class SearchSpace(ABC):
         return self.canonicalize(x)
 
     def canonicalize(self, vectors: np.ndarray) -> np.ndarray:
-        """Map each vector to the canonical representative of its architecture."""
-        return np.asarray(vectors, dtype=np.int64)
+        """Map each vector to the canonical representative of its architecture (a new
+        array: the caller's is not changed)."""
+        return np.array(vectors, dtype=np.int64)
 
     def keys(self, vectors: np.ndarray) -> list[str]:
         """Stable string keys of the canonical architectures (for dedup and storage)."""
-        canon = self.canonicalize(np.atleast_2d(vectors))
+        canon = self.canonicalize(self.check_vectors(vectors))
         return ["-".join(map(str, row)) for row in canon.tolist()]
 
     def from_key(self, key: str) -> np.ndarray:
@@ -138,7 +139,7 @@ class SearchSpace(ABC):
 
     def features(self, vectors: np.ndarray) -> np.ndarray:
         """Predictor features: one-hot per dimension (vectorised), shape (n, sum(card))."""
-        x = self.canonicalize(np.atleast_2d(vectors))
+        x = self.canonicalize(self.check_vectors(vectors))
         return one_hot(x, self.cardinalities)
 
     def function_features(self, vectors: np.ndarray) -> np.ndarray:
@@ -189,14 +190,18 @@ class SearchSpace(ABC):
         return self.canonicalize(np.zeros((1, self.n_dims), dtype=np.int64))[0]
 
     def mutate(
-        self, vector: np.ndarray, rng: np.random.Generator, p: float | None = None
+        self,
+        vector: np.ndarray,
+        rng: np.random.Generator | int | None = None,
+        p: float | None = None,
     ) -> np.ndarray:
         """Resample each dimension with probability ``p`` (default 1/n_dims, at least one).
         A resampled dimension may draw its old choice, and a change to a dimension that
         is inactive (e.g. a block beyond its stage's depth) canonicalises away, so the
         result can equal the input."""
         p = 1.0 / self.n_dims if p is None else p
-        v = np.array(vector, dtype=np.int64)
+        rng = np.random.default_rng(rng)
+        v = self.check_vectors(vector)[0]
         mask = rng.random(self.n_dims) < p
         if not mask.any():
             mask[rng.integers(self.n_dims)] = True
@@ -207,7 +212,7 @@ class SearchSpace(ABC):
         """Every distinct canonical vector one choice away from any of ``vectors`` (a
         change to an inactive dimension canonicalises back to a given vector, which is
         not its own neighbour)."""
-        x = self.canonicalize(np.atleast_2d(vectors))
+        x = self.canonicalize(self.check_vectors(vectors))
         out = []
         for i, card in enumerate(self.cardinalities.tolist()):
             for value in range(card):
@@ -231,8 +236,10 @@ class SearchSpace(ABC):
 
 class SizedSearchSpace(SearchSpace):
     """A space whose networks' MFLOPs and parameters follow from the config in closed
-    form, for many vectors at once (the input's shape, where it matters, follows the
-    vectors), so FLOPs and memory budgets can be checked against the whole space."""
+    form, for many vectors at once, so FLOPs and memory budgets can be checked against
+    the whole space. The input's resolution follows the vectors; ``*shape`` is what else
+    sizes the network, each at the space's default when left out: the MBv3 spaces take
+    ``(in_channels, num_classes)``, ofa-resnet50 ``(num_classes,)``."""
 
     @abstractmethod
     def mflops_batch(self, vectors: np.ndarray, *shape: int) -> np.ndarray:

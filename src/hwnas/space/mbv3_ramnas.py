@@ -127,6 +127,8 @@ class MBv3SupernetSpace(SizedSearchSpace):
 
     name = "mbv3"
     spec: SupernetSpec = RAMNAS_SPEC
+    #: classes of the dataset the space is for: the size and FLOPs helpers' default
+    num_classes: int = 1000
 
     def __init__(self, spec: SupernetSpec | None = None) -> None:
         if spec is not None:
@@ -297,10 +299,14 @@ class MBv3SupernetSpace(SizedSearchSpace):
             ]  # fmt: skip
         return [*names, "head_expand_macs", "head_linear_macs"]
 
-    def cost_terms(self, arch: Any, in_channels: int = 3, num_classes: int = 1000) -> list[int]:
+    def cost_terms(
+        self, arch: Any, in_channels: int = 3, num_classes: int | None = None
+    ) -> list[int]:
         """Per-part costs of one forward pass (see :meth:`cost_term_names`): MACs of the
         stem, per stage its block count, expand / depthwise (3x3, larger) / SE / project
-        MACs and activation elements read and written, and the head's MACs."""
+        MACs and activation elements read and written, and the head's MACs.
+        ``num_classes`` defaults to the space's dataset's (:attr:`num_classes`)."""
+        num_classes = self.num_classes if num_classes is None else num_classes
         cfg = self.config(arch)
         sp = self.spec
         r = cfg["resolution"]
@@ -331,7 +337,7 @@ class MBv3SupernetSpace(SizedSearchSpace):
         return [*terms, h * h * c * fe, fe * cfg["last"] + cfg["last"] * num_classes]
 
     def cost_terms_batch(
-        self, vectors: np.ndarray, in_channels: int = 3, num_classes: int = 1000
+        self, vectors: np.ndarray, in_channels: int = 3, num_classes: int | None = None
     ) -> np.ndarray:
         """:meth:`cost_terms` of many vectors at once, shape (n, len(cost_term_names())):
         the same integers, computed with NumPy over the batch (a search's inner loop asks
@@ -339,7 +345,7 @@ class MBv3SupernetSpace(SizedSearchSpace):
         return self._batch_costs(vectors, in_channels, num_classes)[0]
 
     def params_batch(
-        self, vectors: np.ndarray, in_channels: int = 3, num_classes: int = 1000
+        self, vectors: np.ndarray, in_channels: int = 3, num_classes: int | None = None
     ) -> np.ndarray:
         """Parameters (weights, biases, BN scale and shift) of each vector's extracted
         subnet, as ``sum(p.numel() for p in subnet.parameters())`` counts them: the
@@ -347,10 +353,11 @@ class MBv3SupernetSpace(SizedSearchSpace):
         return self._batch_costs(vectors, in_channels, num_classes)[1]
 
     def _batch_costs(
-        self, vectors: np.ndarray, in_channels: int, num_classes: int
+        self, vectors: np.ndarray, in_channels: int, num_classes: int | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(cost terms, parameter counts) of a batch, in one walk through the network."""
-        x = self.canonicalize(np.atleast_2d(np.asarray(vectors, dtype=np.int64)))
+        num_classes = self.num_classes if num_classes is None else num_classes
+        x = self.canonicalize(self.check_vectors(vectors))
         sp = self.spec
         active = self.active_mask(x)
         e_index = {b: i for i, b in enumerate(self._e_slots)}
@@ -401,14 +408,14 @@ class MBv3SupernetSpace(SizedSearchSpace):
         params = params + c * fe + 2 * fe + fe * last + last + last * num_classes + num_classes
         return np.stack(cols, axis=1), np.asarray(params, dtype=np.int64)
 
-    def macs(self, arch: Any, in_channels: int = 3, num_classes: int = 1000) -> int:
+    def macs(self, arch: Any, in_channels: int = 3, num_classes: int | None = None) -> int:
         """Multiply-accumulates of one forward pass (conv/linear layers, SE included)."""
         terms = self.cost_terms(arch, in_channels, num_classes)
         return int(sum(t for t, n in zip(terms, self.cost_term_names(), strict=True)
                        if n.endswith("_macs")))  # fmt: skip
 
     def macs_batch(
-        self, vectors: np.ndarray, in_channels: int = 3, num_classes: int = 1000
+        self, vectors: np.ndarray, in_channels: int = 3, num_classes: int | None = None
     ) -> np.ndarray:
         """:meth:`macs` of many vectors at once (int64 array)."""
         terms = self.cost_terms_batch(vectors, in_channels, num_classes)
@@ -416,7 +423,7 @@ class MBv3SupernetSpace(SizedSearchSpace):
         return terms[:, keep].sum(axis=1)
 
     def mflops_batch(
-        self, vectors: np.ndarray, in_channels: int = 3, num_classes: int = 1000
+        self, vectors: np.ndarray, in_channels: int = 3, num_classes: int | None = None
     ) -> np.ndarray:
         """MFLOPs (2 x MACs / 1e6) of many vectors at once: what FLOPs budgets bound."""
         return 2e-6 * self.macs_batch(vectors, in_channels, num_classes)
@@ -452,6 +459,7 @@ class CifarMBv3Space(MBv3SupernetSpace):
 
     name = "mbv3-cifar"
     spec = CIFAR_SPEC
+    num_classes = 10
 
     def __init__(self) -> None:
         super().__init__(CIFAR_SPEC)

@@ -80,7 +80,7 @@ class NB201Space(SearchSpace):
         (on an open input-output path; 6 x 4), their counts (4) and whether the cell is
         connected at all (1). Live-op features lift the Kendall tau of an SVR accuracy
         predictor at 100 samples from about 0.5 to about 0.63 here."""
-        x = np.atleast_2d(np.asarray(vectors, dtype=np.int64))
+        x = self.check_vectors(vectors)
         feats = [one_hot(x, self.cardinalities)]
         for path in NB201_PATHS:
             ops = x[:, list(path)]

@@ -80,7 +80,7 @@ class OFAMobileNetV3Space(SearchSpace):
 
     def features(self, vectors: np.ndarray) -> np.ndarray:
         """OFA's 128-d encoding: kernel and expand one-hots of active blocks, resolution."""
-        x = self.canonicalize(vectors)
+        x = self.canonicalize(self.check_vectors(vectors))
         n = x.shape[0]
         active = self.active_mask(x).astype(np.float64)
         out = np.zeros((n, 128))

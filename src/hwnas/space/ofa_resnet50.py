@@ -130,7 +130,7 @@ class OFAResNet50Space(SizedSearchSpace):
         """OFA's 82-d ResNet encoding (``ResNetArchEncoder``): resolution one-hot (8),
         stem residual kept (2), width index one-hots (6 x 3), expand one-hots of the
         running blocks (18 x 3, zero for skipped blocks)."""
-        x = self.canonicalize(vectors)
+        x = self.canonicalize(self.check_vectors(vectors))
         n = x.shape[0]
         rows = np.arange(n)
         out = np.zeros((n, 82))

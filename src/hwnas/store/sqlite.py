@@ -149,8 +149,9 @@ class ResultsStore:
     """SQLite-backed store; one file per run directory (``results.sqlite``)."""
 
     def __init__(self, path: str | os.PathLike[str], readonly: bool = False) -> None:
-        """Open (or create) the store at ``path``. ``readonly`` opens an existing one for
-        reading only: a profile or search on a read-only disk can still be read."""
+        """Open (or create, with its folder) the store at ``path``. ``readonly`` opens an
+        existing one for reading only, refusing a missing file instead of creating it: use
+        it to read a finished search or profile (also on a read-only disk)."""
         self.path = Path(path)
         if readonly and not self.path.is_file():
             raise HwnasError(f"no results store at '{self.path}'")
@@ -186,6 +187,7 @@ class ResultsStore:
             raise HwnasError(f"cannot open results store '{self.path}': {exc}") from None
 
     def close(self) -> None:
+        """Close the connection (a ``with`` block does it on leaving)."""
         self._conn.close()
 
     def __enter__(self) -> ResultsStore:
@@ -201,6 +203,8 @@ class ResultsStore:
 
     # ---- runs -------------------------------------------------------------------------
     def create_run(self, config: dict[str, Any], seed: int | None, kind: str = "search") -> str:
+        """Store a new run (status 'running', with the package versions) and return its
+        id, ``YYYYmmdd-HHMMSS-xxxxxx``; ``kind`` tells searches, profiles and anchors apart."""
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         with self._tx() as c:
             c.execute(
@@ -211,6 +215,10 @@ class ResultsStore:
         return run_id
 
     def runs(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """The runs (of ``kind``, or all), oldest first, each a dict of ``run_id``, ``kind``,
+        ``created`` and ``finished`` (epoch seconds; finished None while running),
+        ``status`` ('running', 'finished', ...), ``seed``, ``config``, ``versions`` and
+        ``summary`` (None until finished)."""
         q = "SELECT run_id, kind, created, finished, status, seed, config, versions, summary "
         q += "FROM runs" + (" WHERE kind = ?" if kind else "") + " ORDER BY created"
         rows = self._conn.execute(q, (kind,) if kind else ()).fetchall()
@@ -231,12 +239,15 @@ class ResultsStore:
         return out
 
     def latest_run(self, kind: str | None = None) -> dict[str, Any]:
+        """The newest run (of ``kind``), as :meth:`runs` gives it; an error when none."""
         runs = self.runs(kind)
         if not runs:
-            raise HwnasError(f"no {kind or ''} run in results store '{self.path}'")
+            what = f"{kind} run" if kind else "run"
+            raise HwnasError(f"no {what} in results store '{self.path}'")
         return runs[-1]
 
     def finish_run(self, run_id: str, summary: dict[str, Any], status: str = "finished") -> None:
+        """Mark a run finished (or another final ``status``) with its summary."""
         with self._tx() as c:
             c.execute(
                 "UPDATE runs SET finished = ?, status = ?, summary = ? WHERE run_id = ?",
@@ -244,6 +255,7 @@ class ResultsStore:
             )
 
     def mark_resumed(self, run_id: str) -> None:
+        """Set a resumed run's status back to 'running' (until :meth:`finish_run`)."""
         with self._tx() as c:
             c.execute("UPDATE runs SET status = 'running' WHERE run_id = ?", (run_id,))
 
@@ -401,6 +413,8 @@ class ResultsStore:
         return int(row[0])
 
     def evaluations(self, run_id: str) -> list[EvaluationRecord]:
+        """The run's evaluations in the order they were stored (``seq``), failed ones
+        included (``status`` 'failed', ``objectives`` None, ``error`` set)."""
         rows = self._conn.execute(
             "SELECT seq, arch_key, vector, arch, objectives, status, error, wall_time_s, "
             "source, extra FROM evaluations WHERE run_id = ? ORDER BY seq",
@@ -435,6 +449,8 @@ class ResultsStore:
         scores: dict[str, float] | None = None,
         fit_time_s: float | None = None,
     ) -> None:
+        """Store one predictor fit: its ``target``, ``model`` name, training-set size and
+        scores (a LINAS iteration's fits carry ``iteration``)."""
         with self._tx() as c:
             c.execute(
                 "INSERT INTO predictor_fits (run_id, iteration, target, model, params, "
@@ -453,6 +469,8 @@ class ResultsStore:
             )
 
     def predictor_fits(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Stored predictor fits (of ``run_id``, or all), each a dict of ``run_id``,
+        ``iteration``, ``target``, ``model``, ``n_train``, ``scores`` and ``fit_time_s``."""
         q = "SELECT run_id, iteration, target, model, n_train, scores, fit_time_s "
         q += "FROM predictor_fits"
         rows = self._conn.execute(
