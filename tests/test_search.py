@@ -1209,3 +1209,13 @@ def test_a_device_latency_constraint_survives_adding_a_device():
     with pytest.raises(HwnasError, match="unknown objective 'latency:raspi4'"):
         run_search({**one, "constraints": ["latency:raspi4<=5"]})
 
+
+@pytest.mark.parametrize("name", ["random", "linas"])
+def test_an_option_an_algorithm_ignores_is_refused(name):
+    """random has no population and LINAS's is n_init, then batch_size: a pop_size
+    there would be accepted, recorded and do nothing."""
+    from hwnas.search.spec import algorithm_options
+
+    assert "pop_size" not in [o["name"] for o in algorithm_options(name)]
+    with pytest.raises(HwnasError, match="unknown 'pop_size'"):
+        run_search({"algorithm": f"{name}[pop_size=3]", "evaluations": 5})

@@ -86,6 +86,9 @@ class RandomSearch(SearchAlgorithm):
 
     name = "random"
 
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__(seed=seed)  # no population: a pop_size option would do nothing
+
     def run(self, problem: SearchProblem) -> None:
         rng = np.random.default_rng(self.seed)
         if self.initial is not None:

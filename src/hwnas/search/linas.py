@@ -142,7 +142,6 @@ class LINAS(SearchAlgorithm):
     def __init__(
         self,
         seed: int = 0,
-        pop_size: int | None = None,
         n_init: int | None = None,
         batch_size: int | None = None,
         predictors: str | list[str] | None = None,
@@ -156,7 +155,7 @@ class LINAS(SearchAlgorithm):
         quality_weights: str = "rank",
         cheap: bool = True,
     ) -> None:
-        super().__init__(seed=seed, pop_size=pop_size)
+        super().__init__(seed=seed)  # its population is n_init, then batch_size a step
         for key, value, low in (
             ("n_init", n_init, 1),
             ("batch_size", batch_size, 1),
