@@ -536,3 +536,13 @@ def test_every_command_summary_is_one_line():
 
     wrapped = [p for p, first in walk(typer.main.get_command(app), ["hwnas"]) if "\n" in first]
     assert wrapped == []
+
+
+def test_a_long_front_is_shown_spread_from_end_to_end():
+    """Past 40 rows the table shows rows spread over the whole front (its best end too),
+    not the 40 cheapest."""
+    from hwnas.cli import front_rows
+
+    assert front_rows(12) == list(range(12))
+    rows = front_rows(53)
+    assert len(rows) == 40 and rows[0] == 0 and rows[-1] == 52 and rows == sorted(set(rows))

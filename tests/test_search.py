@@ -743,6 +743,22 @@ def test_front_plot_keeps_the_cheap_end_and_drops_degenerate_points():
     assert front_ylim([]) == (0.0, None) and front_ylim([np.zeros(0)]) == (0.0, None)
 
 
+def test_front_plot_zoom_hides_nothing():
+    """A constraint's bound stays in view, and points below the zoomed axis are drawn on
+    its edge and counted in the legend."""
+    from hwnas.report.plots import _plt, zoom_on_fronts
+
+    plt = _plt()
+    fig, ax = plt.subplots()
+    nb201 = np.array([10.0, 84.1, 88.5, 90.2, 91.3, 92.4, 93.1, 93.6, 94.0, 94.4])
+    x = np.arange(10.0)
+    zoom_on_fronts(ax, [nb201], keep=[80.0], drawn=[(x, nb201, "tab:red"), (x, nb201 - 50, "b")])
+    lo, hi = ax.get_ylim()
+    assert 60 < lo < 80 and hi > 94.4
+    assert ax.get_legend_handles_labels()[1] == ["11 below the axis (on its edge)"]
+    plt.close(fig)
+
+
 def test_compare_scores_every_front_at_one_reference():
     from hwnas.report.compare import common_hypervolumes, compare_rows
 

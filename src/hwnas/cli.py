@@ -144,7 +144,11 @@ def search(
     ] = 200,
     seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 0,
     constraint: Annotated[
-        list[str] | None, typer.Option(help="Hard constraint, e.g. 'latency<=5' (repeatable).")
+        list[str] | None,
+        typer.Option(
+            help="Hard constraint, e.g. 'latency<=5' or, per device, 'latency:pixel3<=5' "
+            "(repeatable)."
+        ),
     ] = None,
     option: Annotated[
         list[str] | None, typer.Option(help="Algorithm option key=value (repeatable).")
@@ -283,6 +287,14 @@ def _given(ctx: typer.Context | None, names: tuple[str, ...]) -> list[str]:
     return [name for name in names if ctx is not None and given(ctx, name)]
 
 
+def front_rows(n: int, most: int = 40) -> list[int]:
+    """Which of a front's ``n`` rows (sorted by cost) a table shows: all up to ``most``,
+    else ``most`` spread evenly from the cheapest to the best, both ends included."""
+    if n <= most:
+        return list(range(n))
+    return sorted({round(k * (n - 1) / (most - 1)) for k in range(most)})
+
+
 def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
     s = summary
     name, opts = str(s["algorithm"]), s.get("algorithm_options") or {}
@@ -313,13 +325,23 @@ def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
         if s.get("mnas"):
             _print_mnas(s["mnas"], objs, s["evaluations"])
         return
-    table = Table(title=f"Pareto front ({len(s['pareto'])} architectures, measured)")
+    front = s["pareto"]
+    # a constrained metric that is no objective (a parameter budget's params) is shown too
+    cols = objs + [k for k in front[0] if k not in (*objs, "arch_key", "arch", "vector")]
+    shown = front_rows(len(front))
+    table = Table(
+        title=f"Pareto front ({len(front)} evaluated architectures)",
+        caption=None
+        if len(shown) == len(front)
+        else f"{len(shown)} of {len(front)}, spread over the front; all in pareto.csv",
+    )
     table.add_column("architecture", overflow="fold")
-    for name in objs:
+    for name in cols:
         table.add_column(name, justify="right")
-    for p in s["pareto"][:40]:
+    for k in shown:
+        p = front[k]
         arch = p["arch"] if isinstance(p["arch"], str) else json.dumps(p["arch"])
-        table.add_row(arch, *(f"{p[n]:.4g}" for n in objs))
+        table.add_row(arch, *(f"{p[n]:.4g}" for n in cols))
     out_console.print(table)
     if s.get("mnas"):
         _print_mnas(s["mnas"], objs, s["evaluations"])

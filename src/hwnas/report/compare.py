@@ -208,7 +208,8 @@ def plot_compare(summaries: list[dict[str, Any]], path: str | Path) -> Path:
     objs = summaries[0]["objectives"]
     i, j = (1, 0) if len(objs) > 1 else (0, 0)
     fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=110)
-    ys = []
+    stairs = len(objs) <= 2  # with 3+ objectives a front is no staircase in two of them
+    ys, drawn = [], []
     places = sorted({_where(s) for s in summaries})
     for s in summaries:
         if not s["pareto"]:
@@ -220,14 +221,22 @@ def plot_compare(summaries: list[dict[str, Any]], path: str | Path) -> Path:
             label += f" on {_where(s)}"
         if s.get("hv_fraction") is not None:
             label += f", HV {s['hv_fraction']:.4f}"
-        (line,) = ax.step(P[o, 0], P[o, 1], where="post", lw=1.4, label=label)
-        ax.scatter(P[:, 0], P[:, 1], s=14, color=line.get_color())
+        if stairs:
+            (line,) = ax.step(P[o, 0], P[o, 1], where="post", lw=1.4, label=label)
+            dots = ax.scatter(P[:, 0], P[:, 1], s=14, color=line.get_color())
+        else:
+            dots = ax.scatter(P[:, 0], P[:, 1], s=14, label=label)
         ys.append(P[:, 1])
+        drawn.append((P[:, 0], P[:, 1], dots.get_facecolor()[0]))
     if objs[j].get("direction") == "max":
-        zoom_on_fronts(ax, ys)
+        zoom_on_fronts(ax, ys, drawn=drawn)
     ax.set_xlabel(_label(objs[i]))
     ax.set_ylabel(_label(objs[j]))
-    ax.set_title("fronts found" + (f": {places[0]}" if len(places) == 1 else ""), fontsize=9)
+    title = "fronts found" + (f": {places[0]}" if len(places) == 1 else "")
+    if not stairs:
+        rest = ", ".join(o["name"] for k, o in enumerate(objs) if k not in (i, j))
+        title += f"\n(not shown: {rest}; the fronts are over all {len(objs)} objectives)"
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     if ys:
         ax.legend(fontsize=7)

@@ -29,16 +29,41 @@ def _save(plt: Any, fig: Any, path: Path) -> Path:
     return path
 
 
-def zoom_on_fronts(ax: Any, ys: list[np.ndarray]) -> None:
+def zoom_on_fronts(
+    ax: Any,
+    ys: list[np.ndarray],
+    keep: Sequence[float] = (),
+    drawn: Sequence[tuple[np.ndarray, np.ndarray, Any]] = (),
+) -> None:
     """Zoom a maximised y axis on where the fronts ``ys`` are: a few degenerate points
     (e.g. 10 % accuracy at zero latency, far below the rest) would otherwise squash the
     interesting region into a line; a front's cheap end that merely trails off stays in
     view (only points more than 3 interquartile ranges below the lower quartile are
-    left out)."""
+    left out). The values in ``keep`` (a constraint's bound) stay in view, and the
+    points of ``drawn`` series ((x, y, colour)) below the view are drawn on its lower
+    edge and counted in the legend: the zoom hides none."""
     lo, hi = front_ylim(ys)
-    if hi is not None:
-        pad = 0.08 * (hi - lo if hi > lo else 1.0)
-        ax.set_ylim(lo - pad, hi + pad)
+    if hi is None:
+        return
+    lo, hi = min([lo, *keep]), max([hi, *keep])
+    pad = 0.08 * (hi - lo if hi > lo else 1.0)
+    ax.set_ylim(lo - pad, hi + pad)
+    floor, n = lo - pad, 0
+    for x, y, color in drawn:
+        below = np.asarray(y) < floor
+        if below.any():
+            ax.scatter(
+                np.asarray(x)[below],
+                np.full(int(below.sum()), floor),
+                marker="v",
+                s=20,
+                color=color,
+                clip_on=False,
+                zorder=4,
+            )
+            n += int(below.sum())
+    if n:
+        ax.scatter([], [], marker="v", s=20, color="0.4", label=f"{n} below the axis (on its edge)")
 
 
 def front_ylim(ys: list[np.ndarray]) -> tuple[float, float | None]:
@@ -58,15 +83,21 @@ def plot_pareto(problem: SearchProblem, summary: dict[str, Any], path: Path) -> 
     X, raw = problem.evaluated_arrays()
     fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=110)
     i, j = (1, 0) if len(objs) > 1 else (0, 0)
+    # with 3+ objectives the front is not a staircase in these two: points only
+    stairs = len(objs) <= 2
+    drawn: list[tuple[np.ndarray, np.ndarray, Any]] = []  # (x, y, colour) of each series
     if problem.exact is not None:
         E = problem.exact.F * problem.signs[None, :]
         o = np.argsort(E[:, i])
-        ax.step(E[o, i], E[o, j], where="post", color="0.3", lw=1, label="exact front")
-        ax.scatter(E[:, i], E[:, j], s=14, facecolors="none", edgecolors="0.3")
+        if stairs:
+            ax.step(E[o, i], E[o, j], where="post", color="0.3", lw=1)
+        ax.scatter(E[:, i], E[:, j], s=14, facecolors="none", edgecolors="0.3", label="exact front")
+        drawn.append((E[:, i], E[:, j], "0.3"))
     if len(raw):
         ok = problem._feasible(raw, X)
         if ok.any():
             ax.scatter(raw[ok, i], raw[ok, j], s=8, color="tab:blue", alpha=0.35, label="evaluated")
+            drawn.append((raw[ok, i], raw[ok, j], "tab:blue"))
         if problem.constraints and (~ok).any():  # over a budget (a metric's included)
             with np.errstate(invalid="ignore"):
                 broken = problem.constraint_values(raw, X) > 0  # (n, constraints)
@@ -75,24 +106,29 @@ def plot_pareto(problem: SearchProblem, summary: dict[str, Any], path: Path) -> 
             for n, kind in enumerate(kinds):
                 rows = (~ok) & np.all(broken == np.array(kind)[None, :], axis=1)
                 cs = [str(c) for c, b in zip(problem.constraints, kind, strict=True) if b]
+                grey = f"{0.35 + 0.15 * (n % 3):.2f}"
                 ax.scatter(
                     raw[rows, i],
                     raw[rows, j],
                     s=12,
                     marker="x+12"[n % 4],
-                    color=f"{0.35 + 0.15 * (n % 3):.2f}",
+                    color=grey,
                     label=f"breaks {' and '.join(cs)}",
                 )
+                drawn.append((raw[rows, i], raw[rows, j], grey))
     if summary["pareto"]:
         P = np.array([[p[objs[i].name], p[objs[j].name]] for p in summary["pareto"]])
         o = np.argsort(P[:, 0])
-        ax.step(P[o, 0], P[o, 1], where="post", color="tab:red", lw=1.5)
+        if stairs:
+            ax.step(P[o, 0], P[o, 1], where="post", color="tab:red", lw=1.5)
         ax.scatter(P[:, 0], P[:, 1], s=22, color="tab:red", label="front found", zorder=3)
+        drawn.append((P[:, 0], P[:, 1], "tab:red"))
     ys = [E[:, j]] if problem.exact is not None else []
     if summary["pareto"]:
         ys.append(P[:, 1])
     if objs[j].direction == "max":
-        zoom_on_fronts(ax, ys)
+        bounds = [c.bound for c in problem.constraints if c.objective == objs[j].name]
+        zoom_on_fronts(ax, ys, keep=bounds, drawn=drawn)
     ax.set_xlabel(f"{objs[i].name} ({objs[i].unit})" if objs[i].unit else objs[i].name)
     ax.set_ylabel(f"{objs[j].name} ({objs[j].unit})" if objs[j].unit else objs[j].name)
     # a constraint on a plotted objective: its bound as a dashed line
@@ -112,6 +148,9 @@ def plot_pareto(problem: SearchProblem, summary: dict[str, Any], path: Path) -> 
         + (f" ({where})" if where else "")
         + f", {summary['evaluations']} evaluations"
     )
+    if not stairs:
+        rest = ", ".join(o.name for k, o in enumerate(objs) if k not in (i, j))
+        title += f"\n(not shown: {rest}; the fronts are over all {len(objs)} objectives)"
     if summary.get("hv_fraction") is not None:
         title += (
             f"\nHV fraction {summary['hv_fraction']:.4f}, "
