@@ -546,3 +546,21 @@ def test_a_long_front_is_shown_spread_from_end_to_end():
     assert front_rows(12) == list(range(12))
     rows = front_rows(53)
     assert len(rows) == 40 and rows[0] == 0 and rows[-1] == 52 and rows == sorted(set(rows))
+
+
+def test_every_seed_option_refuses_a_negative_seed():
+    """NumPy refuses a negative seed with a traceback deep in the work: every command's
+    seed option is bounded, so the CLI answers first with one line and exit code 2."""
+    import typer
+
+    def walk(command, path):
+        for name, sub in (getattr(command, "commands", None) or {}).items():
+            yield from walk(sub, [*path, name])
+        for p in getattr(command, "params", []):
+            if "seed" in p.name:
+                yield " ".join(path), p
+
+    seeds = list(walk(typer.main.get_command(app), ["hwnas"]))
+    assert len(seeds) >= 15 and [path for path, p in seeds if p.min is None] == []
+    r = runner.invoke(app, ["predictors", "evaluate", "--models", "ridge", "--seed", "-5"])
+    assert r.exit_code == 2 and "greater than or equal to 0" in r.output

@@ -588,7 +588,7 @@ def predictors_evaluate(
     sizes: Annotated[str, typer.Option(help="Training-set sizes.")] = "25,50,100,200,500,1000",
     trials: Annotated[int, typer.Option(min=1)] = 5,
     test_size: Annotated[int, typer.Option(min=10)] = 1000,
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Directory for CSV and plot.")] = None,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,

@@ -73,7 +73,7 @@ SubsetOpt = Annotated[
 ImageSizeOpt = Annotated[
     int | None, typer.Option("--image-size", help="Downscale inputs to this size (speed).")
 ]
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (default 0).")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", min=0, help="Random seed (default 0).")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Torch threads (default 1).")]
 SharingOpt = Annotated[
     bool | None,

@@ -56,7 +56,7 @@ def dtrain_command(
     train_subset: int | None = typer.Option(None, "--train-subset", help="random train examples"),
     test_subset: int | None = typer.Option(None, "--test-subset", help="random test examples"),
     steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch"),
-    seed: int | None = typer.Option(None),
+    seed: int | None = typer.Option(None, min=0),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads"),
     device: str | None = typer.Option(None, "--device", help="cpu (default), cuda[:N] or auto"),
     latency: bool = typer.Option(

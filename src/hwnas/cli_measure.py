@@ -222,7 +222,7 @@ def register(app: typer.Typer) -> None:
         warmup: int = typer.Option(10, "--warmup", help="Warm-up runs per model."),
         rounds: int = typer.Option(20, "--rounds", help="Rounds (models interleaved)."),
         repeats: int = typer.Option(5, "--repeats", help="Timed runs per model per round."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the round order and inputs."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of the round order and inputs."),
         agent: str = typer.Option(
             "", "--agent", help="Measure on a device agent at this URL instead of here."
         ),

@@ -167,7 +167,9 @@ def register(app: typer.Typer) -> None:
             "--anchor/--no-anchor",
             help="Correct drift between groups by a subnet measured in every group.",
         ),
-        seed: int = typer.Option(0, "--seed", help="Seed of the sample and the round order."),
+        seed: int = typer.Option(
+            0, "--seed", min=0, help="Seed of the sample and the round order."
+        ),
         num_classes: int | None = typer.Option(
             None, "--num-classes", min=1, help="Classes of the head (space default: 10 / 1000)."
         ),
@@ -268,7 +270,7 @@ def register(app: typer.Typer) -> None:
             min=1,
             help="Classes of the head (default: the space's, or the --from-run profile's).",
         ),
-        seed: int = typer.Option(0, "--seed", help="Seed of the round order."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of the round order."),
         agent: str = _AGENT,
         token_file: Path = _TOKEN,
         timeout_s: float = _TIMEOUT,
@@ -368,7 +370,7 @@ def register(app: typer.Typer) -> None:
         target: str = typer.Option("latency", "--target", help="Stored objective to predict."),
         model: str = typer.Option("auto", "--model", help="Predictor (see 'predictors list')."),
         out: Path = typer.Option(..., "--out", help="P.joblib or P.pkl (+ P.*.json metadata)."),
-        seed: int = typer.Option(0, "--seed"),
+        seed: int = typer.Option(0, "--seed", min=0),
         test_fraction: float = typer.Option(
             0.2, "--test-fraction", help="Share of the rows held out for the test scores."
         ),
@@ -429,7 +431,7 @@ def register(app: typer.Typer) -> None:
         sizes: str = typer.Option("10,25,50,100,200", "--sizes", help="Training-set sizes."),
         trials: int = typer.Option(5, "--trials", min=1),
         test_size: int = typer.Option(0, "--test-size", help="Held-out rows (0: a third)."),
-        seed: int = typer.Option(0, "--seed"),
+        seed: int = typer.Option(0, "--seed", min=0),
         out: Path = typer.Option(None, "--out", help="Directory for CSV and plots."),
         as_json: bool = _JSON,
     ) -> None:

@@ -88,7 +88,7 @@ def train(
         "progressive: OFA's progressive shrinking (resolution, + kernel, + depth, + width)",
     ),
     grad_clip: float | None = typer.Option(None, "--grad-clip"),
-    seed: int | None = typer.Option(None),
+    seed: int | None = typer.Option(None, min=0),
     threads: int | None = typer.Option(None, "--threads"),
     resume: bool = typer.Option(
         True,
@@ -158,7 +158,7 @@ def evaluate(
     data_dir: str | None = typer.Option(
         None, "--data-dir", help="data dir (default: $HWNAS_DATA_DIR, else the user cache)"
     ),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads (>= 1)"),
 ) -> None:
     """Top-1 accuracy of a subnet (BN recalibrated) on the checkpoint's dataset.
@@ -200,7 +200,9 @@ def export(
     data_dir: str | None = typer.Option(
         None, "--data-dir", help="data dir (default: $HWNAS_DATA_DIR, else the user cache)"
     ),
-    seed: int = typer.Option(0, help="seed of --subnet random and of the calibration batches"),
+    seed: int = typer.Option(
+        0, min=0, help="seed of --subnet random and of the calibration batches"
+    ),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads"),
 ) -> None:
     """Export a subnet as a standalone ONNX model or torch.export program.
