@@ -439,8 +439,11 @@ def test_bench_search_efficiency_cli(tmp_path, data_dir):
         ],
     )
     assert res.exit_code == 0, res.output
-    rows = json.loads(res.stdout)
-    assert {r["algorithm"] for r in rows} == {"random", "nsga2[pop_size=10]"}
+    tables = json.loads(res.stdout)  # the three tables the text prints
+    rows = tables["summary"]
+    assert list(dict.fromkeys(r["algorithm"] for r in rows)) == ["random", "nsga2[pop_size=10]"]
+    assert {r["algorithm"] for r in tables["paired"]} == {"nsga2[pop_size=10]"}
+    assert [r["algorithm"] for r in tables["reach"]] == ["random", "nsga2[pop_size=10]"]
     results = json.loads((tmp_path / "results.json").read_text())
     assert sorted({r["seed"] for r in results}) == [5, 6]
     for name in ("histories.csv", "summary.csv", "hv_fraction.png", "front_recall.png", "igd.png"):

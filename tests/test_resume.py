@@ -158,9 +158,16 @@ def test_search_efficiency_study_killed_then_resumed(tmp_path, data_dir, monkeyp
 
     # without --resume the records start afresh (and the user is told)
     calls.clear()
+    for stale in ("paired.csv", "reach.csv", "hypervolume.png"):  # as another study left
+        (out / stale).write_text("old")
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0 and len(calls) == 8
     assert "afresh" in res.stderr
+    assert not any((out / n).exists() for n in ("paired.csv", "reach.csv", "hypervolume.png"))
+    assert (out / "hv_fraction.png").is_file()
+    (out / "summary.json").write_text("{}")  # a search's: not a study's folder
+    res = CliRunner().invoke(app, args)
+    assert "not a search-efficiency study" in str(res.exception)  # exit 2 from the CLI
     # the resumed study is the uninterrupted one (here run by two worker processes)
     monkeypatch.undo()
     fresh = eff.search_efficiency("nb201", ["fpga"], ["random"], 20, 8, jobs=2)

@@ -808,6 +808,12 @@ def bench_search_efficiency(
     devs = study_devices(benchmark, _csv(devices) if devices else None, data_dir)
     n = len(algs) * len(devs) * seeds
     done = [0]
+    for name in ("results.sqlite", "summary.json"):  # a study's files would mix with them
+        if (out / name).is_file():
+            raise HwnasError(
+                f"{out} holds a search or profile ({name}), not a search-efficiency study: "
+                "choose another --out"
+            )
     if resume and (out / RECORDS_NAME).is_file():
         from hwnas.search.efficiency import finished_runs
 
@@ -849,8 +855,10 @@ def bench_search_efficiency(
     write_efficiency(results, out, title=f"{what}, {seeds} seeds")
     metrics = study_metrics(results)
     table_rows = efficiency_table(results, at=checkpoints(evaluations))
-    if as_json:
-        _print_json(table_rows)
+    paired = paired_comparison(results, at=checkpoints(evaluations)) if len(algs) > 1 else []
+    reached = evaluations_to_reach(results, algs[0]) if len(algs) > 1 else []
+    if as_json:  # the three tables the text prints
+        _print_json({"summary": table_rows, "paired": paired, "reach": reached})
         return
 
     def cell(r: dict[str, Any], m: str) -> str:
@@ -869,7 +877,7 @@ def bench_search_efficiency(
         _print_study_table(
             f"each against {algs[0]}, paired by seed: mean difference "
             "(seeds ahead/behind, Wilcoxon p)",
-            paired_comparison(results, at=checkpoints(evaluations)),
+            paired,
             metrics,
             lambda r: [paired_cell(r, m, digits.get(m, 4)) for m in metrics],
         )
@@ -879,14 +887,20 @@ def bench_search_efficiency(
         )
         for col in ("device", "algorithm", "level", "evaluations", "seeds reaching it"):
             reach.add_column(col, justify="right", overflow="fold")
-        for r in evaluations_to_reach(results, algs[0]):
+        for r in reached:
             n = r["evaluations_median"]
             own = r["algorithm"] == algs[0]  # about half its seeds reach their median
             reach.add_row(
                 r["device"] or "-",
                 r["algorithm"],
                 f"{r['level']:.6g}",
-                "(sets the level)" if own else "never" if n is None else f"{n:g}",
+                "(sets the level)"
+                if own
+                else f"{n:g}"
+                if n is not None
+                else "never"
+                if not r["reached"]
+                else "half or more never",
                 f"{r['reached']}/{r['seeds']}",
             )
         out_console.print(reach)

@@ -257,7 +257,8 @@ def efficiency_table(
     if at is None:
         at = checkpoints(max(len(r[metrics[0]]) for r in results))
     rows = []
-    keys = sorted({(r["device"] or "", r["algorithm"]) for r in results})
+    # in the study's order (devices and algorithms as given), as the other tables
+    keys = dict.fromkeys((r["device"] or "", r["algorithm"]) for r in results)
     for dev, alg in keys:
         runs = [r for r in results if (r["device"] or "") == dev and r["algorithm"] == alg]
         for n in at:
@@ -338,7 +339,8 @@ def evaluations_to_reach(
     reach ``target``'s final value of ``metric`` (default: the study's first measure,
     hypervolume or hv_fraction), the median of ``target``'s seeds, per device. Per
     algorithm: the median over seeds of the first evaluation count at or above that
-    value (None when fewer than half of its seeds reach it) and how many seeds do.
+    value (None when half of its seeds or more never reach it: the median is then
+    'never') and how many seeds do.
     ``target``'s own row says how its seeds spread about their median (about half reach
     it, by definition)."""
     metric = metric or study_metrics(results)[0]
@@ -388,6 +390,12 @@ def write_efficiency(results: list[dict[str, Any]], out: Path, title: str = "") 
 
     out.mkdir(parents=True, exist_ok=True)
     metrics = study_metrics(results)
+    # what an earlier study in ``out`` wrote and this one does not (one algorithm: no
+    # comparison; no exact front: no HV fraction) would contradict the new files
+    stale = ["paired.csv", "reach.csv"]
+    stale += [f"{m}.png" for m in (*METRICS, *SURROGATE_METRICS) if m not in metrics]
+    for name in stale:
+        (out / name).unlink(missing_ok=True)
     paths = {}
     with (out / "histories.csv").open("w", newline="") as f:
         w = csv.writer(f)
