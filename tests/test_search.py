@@ -534,7 +534,9 @@ def test_surrogate_search_uses_fixed_reference(data_dir):
     ]
     for s in runs:
         assert s["hv_fraction"] is None and s["hypervolume"] > 0
-        assert np.allclose(s["reference_point"], ref * np.array([-1.0, 1.0]))
+        assert np.allclose(s["reference_point"], ref)  # raw units, as the objectives
+        F = np.array([[-p["accuracy"], p["latency"]] for p in s["pareto"]])
+        assert hypervolume(F, ref * [-1, 1]) == pytest.approx(s["hypervolume"])
         assert len(s["hv_history"]) == 30
 
 

@@ -405,7 +405,9 @@ def summarize(problem: SearchProblem, config: SearchConfig, wall_time_s: float) 
         "feasible": len(problem.feasible_set()[0]),
         "budget": problem.budget,
         **quality,
-        "reference_point": [float(v) for v in ref],
+        # raw units, as the objectives (and compare's common reference): the hypervolume
+        # is the same with a maximised objective and its bound both negated
+        "reference_point": [float(v) for v in np.asarray(ref) * problem.signs],
         "hv_history": hv_history,
         "pareto": pareto,
         "wall_time_s": wall_time_s,
