@@ -482,6 +482,11 @@ def test_search_cli_algorithm_spec_and_human_tables(tmp_path, data_dir):
     res = runner.invoke(app, [*args, "--out", str(tmp_path / "o")])
     assert res.exit_code == 0, res.output
     assert res.stdout.startswith("nsga2[pop_size=10]: 20 evaluations")  # as the bracket form
+    # compare names both runs the same way, and neither as plain nsga2
+    res = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "o"), "--json",
+                              "--out", str(tmp_path / "c.png")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert [r["algorithm"] for r in json.loads(res.stdout)] == ["nsga2[pop_size=10]"] * 2
     res = runner.invoke(
         app,
         [

@@ -297,10 +297,9 @@ def front_rows(n: int, most: int = 40) -> list[int]:
 
 def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
     s = summary
-    name, opts = str(s["algorithm"]), s.get("algorithm_options") or {}
-    if opts and "[" not in name:  # given by --option: said as the bracket form would be
-        shown = (v if isinstance(v, str) else json.dumps(v) for v in opts.values())
-        name += "[" + ",".join(f"{k}={v}" for k, v in zip(opts, shown, strict=True)) + "]"
+    from hwnas.search.spec import algorithm_label
+
+    name = algorithm_label(str(s["algorithm"]), s.get("algorithm_options"))
     line = f"{name}: {s['evaluations']} evaluations"
     if s.get("warm_start"):
         line += f" ({s['warm_start']} of them the warm start)"

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from hwnas.errors import HwnasError
+from hwnas.search.spec import algorithm_label
 
 SUMMARY_NAME = "summary.json"
 
@@ -171,7 +172,7 @@ def compare_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
             "run_dir": s["run_dir"],
-            "algorithm": s["algorithm"],
+            "algorithm": algorithm_label(s["algorithm"], s.get("algorithm_options")),
             "seed": s.get("seed"),
             "on": _where(s),
             "evaluations": s["evaluations"],
@@ -216,7 +217,8 @@ def plot_compare(summaries: list[dict[str, Any]], path: str | Path) -> Path:
             continue
         P = np.array([[p[objs[i]["name"]], p[objs[j]["name"]]] for p in s["pareto"]])
         o = np.argsort(P[:, 0])
-        label = f"{s['algorithm']} seed {s.get('seed')} ({Path(s['run_dir']).name})"
+        alg = algorithm_label(s["algorithm"], s.get("algorithm_options"))
+        label = f"{alg} seed {s.get('seed')} ({Path(s['run_dir']).name})"
         if len(places) > 1:
             label += f" on {_where(s)}"
         if s.get("hv_fraction") is not None:

@@ -21,6 +21,12 @@ def _plt() -> Any:
     return plt
 
 
+def _algorithm(summary: dict[str, Any]) -> str:
+    from hwnas.search.spec import algorithm_label
+
+    return algorithm_label(str(summary["algorithm"]), summary.get("algorithm_options"))
+
+
 def _save(plt: Any, fig: Any, path: Path) -> Path:
     """Lay out, write and close a figure (closing frees it: searches draw many)."""
     fig.tight_layout()
@@ -144,7 +150,7 @@ def plot_pareto(problem: SearchProblem, summary: dict[str, Any], path: Path) -> 
         if k in ("dataset", "devices") and v
     )
     title = (
-        f"{summary['algorithm']} on {summary['benchmark']}"
+        f"{_algorithm(summary)} on {summary['benchmark']}"
         + (f" ({where})" if where else "")
         + f", {summary['evaluations']} evaluations"
     )
@@ -204,7 +210,7 @@ def plot_progress(summary: dict[str, Any], path: Path) -> Path:
         ax.set_ylabel("hypervolume of the front found")
     ax.set_xlabel("evaluations")
     ax.set_title(
-        f"{summary['algorithm']} on {summary['benchmark']}: quality per evaluation", fontsize=9
+        f"{_algorithm(summary)} on {summary['benchmark']}: quality per evaluation", fontsize=9
     )
     ax.grid(alpha=0.3)
     return _save(plt, fig, path)

@@ -150,3 +150,13 @@ def build_algorithm(spec: str, seed: int = 0, options: Mapping[str, Any] | None 
         return cls(seed=seed, **opts)
     except TypeError as exc:
         raise HwnasError(f"bad options for algorithm '{name}': {exc}") from None
+
+
+def algorithm_label(algorithm: str, options: dict[str, Any] | None = None) -> str:
+    """How a search's algorithm is named in tables and plots: the bracket form, options
+    given apart (``--option``) included, so ``nsga2 --option pop_size=10`` and
+    ``nsga2[pop_size=10]`` read the same and neither reads as plain ``nsga2``."""
+    if not options or "[" in algorithm:
+        return algorithm
+    shown = (v if isinstance(v, str) else json.dumps(v) for v in options.values())
+    return algorithm + "[" + ",".join(f"{k}={v}" for k, v in zip(options, shown, strict=True)) + "]"
