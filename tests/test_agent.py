@@ -720,3 +720,34 @@ def test_an_agent_lost_mid_search_stops_it_and_a_resume_goes_on(
         began = store.segment_details(store.latest_run("search")["run_id"])[0]
     ref = began["latency"]["anchor"]["reference_ms"]
     assert ref > 0 and summary["benchmark_details"]["latency"]["anchor"]["reference_ms"] == ref
+
+
+def test_agent_timeout_bench_option_bounds_the_wait_on_a_silent_agent(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """An agent that takes connections but never answers fails the benchmark within
+    agent_timeout_s (600 s by default, an hour before), which needs an agent to apply."""
+    import socket
+    import time
+
+    from hwnas.bench import get_benchmark
+    from hwnas.measure.agent import write_token_file
+
+    token = tmp_path / "agent.token"
+    write_token_file(token, TOKEN)
+    with socket.socket() as silent:  # listens (the kernel accepts), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        opts = {"latency": True, "agent": url, "token_file": str(token), "agent_timeout_s": 1.5}
+        b = get_benchmark("ofa-mbv3", data_dir=data_dir, **opts)
+        t0 = time.monotonic()
+        with pytest.raises(HwnasError):
+            b.prepare()
+        assert time.monotonic() - t0 < 10
+    for bad, match in (
+        ({"latency": True, "agent_timeout_s": 5}, "it needs agent=URL"),
+        ({**opts, "agent_timeout_s": 0}, "must be positive seconds"),
+    ):
+        with pytest.raises(HwnasError, match=match):
+            get_benchmark("ofa-mbv3", data_dir=data_dir, **bad)

@@ -104,7 +104,8 @@ BenchOptions = Annotated[
         "checkpoint=runs/sn/checkpoint.pt latency=runs/lat.joblib (and threads=N, "
         "calib_batches=N, split=NAME, batch_size=N); for ofa-mbv3 and "
         "ofa-resnet50: latency=true (measured here; with agent=URL token_file=PATH on a "
-        "device agent), threads=N, rounds=N.",
+        "device agent, agent_timeout_s=600 per request), threads=N, rounds=N, "
+        "anchor=false (no drift anchor beside each batch).",
     ),
 ]
 

@@ -35,6 +35,7 @@ def check_latency_options(
     token_file: object,
     default_cost: str,
     anchor: object = True,
+    agent_timeout_s: object = 600.0,
 ) -> None:
     """One line for options that do not go together: agent/token_file/threads/rounds/
     anchor say how latency is measured and need ``latency=true``; an agent needs its
@@ -47,6 +48,15 @@ def check_latency_options(
         raise HwnasError(
             f"{name}: a device agent needs both agent=URL and token_file=PATH "
             "(the file 'hwnas agent token' wrote)"
+        )
+    ok = isinstance(agent_timeout_s, int | float) and not isinstance(agent_timeout_s, bool)
+    if not ok or not 0 < agent_timeout_s < float("inf"):  # type: ignore[operator]
+        raise HwnasError(
+            f"{name}: agent_timeout_s must be positive seconds, got {agent_timeout_s!r}"
+        )
+    if agent is None and agent_timeout_s != 600.0:
+        raise HwnasError(
+            f"{name}: agent_timeout_s is how long to wait on a device agent; it needs agent=URL"
         )
     for key, flag in (("latency", latency), ("anchor", anchor)):
         if not isinstance(flag, bool):
@@ -81,6 +91,7 @@ class MeasuredLatency:
         agent: str | None = None,
         token_file: str | None = None,
         anchor: bool = True,
+        agent_timeout_s: float = 600.0,
     ) -> None:
         from hwnas.measure.latency import MeasureSettings
 
@@ -102,6 +113,9 @@ class MeasuredLatency:
         )
         self.agent: dict[str, object] | None = None
         self._agent_at = (agent, token_file, threads)
+        # how long one request may take on the agent, queue included: one that stops
+        # answering fails the search after this, not after an hour
+        self._agent_timeout_s = float(agent_timeout_s)
         self._measurer: LocalMeasurer | RemoteMeasurer | None = None
         self._limits: dict[str, int | None] = {"max_models": None, "max_bytes": None}
 
@@ -123,7 +137,7 @@ class MeasuredLatency:
             return
         from hwnas.measure.agent import AgentClient, read_token_file
 
-        client = AgentClient(str(agent), read_token_file(token_file))
+        client = AgentClient(str(agent), read_token_file(token_file), self._agent_timeout_s)
         info = client.info()
         limits = info.get("limits") or {}
         cores = limits.get("max_threads")

@@ -135,10 +135,19 @@ class OFAMobileNetV3Benchmark(Evaluator):
         agent: str | None = None,
         token_file: str | None = None,
         anchor: bool = True,
+        agent_timeout_s: float = 600.0,
         **_: object,
     ) -> None:
         check_latency_options(
-            "ofa-mbv3", latency, threads, rounds, agent, token_file, "Note10's lookup table", anchor
+            "ofa-mbv3",
+            latency,
+            threads,
+            rounds,
+            agent,
+            token_file,
+            "Note10's lookup table",
+            anchor,
+            agent_timeout_s,
         )
         if latency and devices:
             raise HwnasError(
@@ -180,6 +189,7 @@ class OFAMobileNetV3Benchmark(Evaluator):
                 agent=agent,
                 token_file=token_file,
                 anchor=anchor,
+                agent_timeout_s=agent_timeout_s,
             )
             # a second or so per subnet: measured 8 at a time (interleaved), each 8 stored
             self.max_batch = 8

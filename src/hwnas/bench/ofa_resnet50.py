@@ -52,6 +52,7 @@ class OFAResNet50Benchmark(Evaluator):
         agent: str | None = None,
         token_file: str | None = None,
         anchor: bool = True,
+        agent_timeout_s: float = 600.0,
         **_: object,
     ) -> None:
         if devices:
@@ -61,7 +62,15 @@ class OFAResNet50Benchmark(Evaluator):
                 "token_file=PATH); drop --device"
             )
         check_latency_options(
-            "ofa-resnet50", latency, threads, rounds, agent, token_file, "MFLOPs", anchor
+            "ofa-resnet50",
+            latency,
+            threads,
+            rounds,
+            agent,
+            token_file,
+            "MFLOPs",
+            anchor,
+            agent_timeout_s,
         )
         if dataset is not None and dataset not in self.DATASETS:
             raise HwnasError(
@@ -85,6 +94,7 @@ class OFAResNet50Benchmark(Evaluator):
                 agent=agent,
                 token_file=token_file,
                 anchor=anchor,
+                agent_timeout_s=agent_timeout_s,
             )
             # a few seconds per subnet: measured 8 at a time (interleaved), each 8 stored
             self.max_batch = 8
