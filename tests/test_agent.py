@@ -231,10 +231,10 @@ def test_two_concurrent_clients_both_get_answers_one_at_a_time(agent: AgentServe
     spans: list[tuple[float, float]] = []
     original = agent.measure
 
-    def timed_measure(blobs: list[bytes], settings: MeasureSettings) -> Any:
+    def timed_measure(blobs: list[bytes], settings: MeasureSettings, **kw: Any) -> Any:
         start = time.monotonic()
         try:
-            return original(blobs, settings)
+            return original(blobs, settings, **kw)
         finally:
             spans.append((start, time.monotonic()))
 
@@ -264,9 +264,9 @@ def test_busy_agent_answers_503_and_the_client_retries() -> None:
         release = threading.Event()
         original = server.measure
 
-        def held_measure(blobs: list[bytes], settings: MeasureSettings) -> Any:
+        def held_measure(blobs: list[bytes], settings: MeasureSettings, **kw: Any) -> Any:
             release.wait(timeout=60)
-            return original(blobs, settings)
+            return original(blobs, settings, **kw)
 
         server.measure = held_measure  # type: ignore[method-assign]
         results: list[Any] = []
@@ -600,9 +600,9 @@ def test_ofa_resnet50_latency_measured_on_an_agent(tmp_path: Path, data_dir: Pat
         calls: list[int] = []
         real = server.measure
 
-        def counted(blobs: list[bytes], settings: MeasureSettings) -> Any:
+        def counted(blobs: list[bytes], settings: MeasureSettings, **kw: Any) -> Any:
             calls.append(len(blobs))
-            return real(blobs, settings)
+            return real(blobs, settings, **kw)
 
         server.measure = counted  # type: ignore[method-assign]
         opts = {"latency": True, "rounds": 2, "agent": server.url, "token_file": str(token)}
@@ -751,3 +751,83 @@ def test_agent_timeout_bench_option_bounds_the_wait_on_a_silent_agent(
     ):
         with pytest.raises(HwnasError, match=match):
             get_benchmark("ofa-mbv3", data_dir=data_dir, **bad)
+
+
+def test_a_client_that_leaves_stops_its_measurement() -> None:
+    """A client that stops waiting (its time-out, Ctrl-C) closes the connection: the
+    agent kills the measurement at once instead of holding every other client for it."""
+    import time
+
+    long = MeasureSettings(warmup=2, rounds=100_000, repeats_per_round=10)
+    with running_agent() as server:
+        t0 = time.monotonic()
+        with pytest.raises(HwnasError):
+            AgentClient(server.url, TOKEN, timeout_s=3.0).measure(WIDE, long)
+        while raw(server, "GET", "/health", token=None)[2]["busy"]:
+            assert time.monotonic() - t0 < 20, "the agent kept measuring for a client gone"
+            time.sleep(0.2)
+        assert AgentClient(server.url, TOKEN).measure(MODEL, FAST).latency_ms > 0
+
+
+def test_the_measuring_child_dies_with_its_parent(tmp_path: Path) -> None:
+    """A killed agent (or search) takes its measurement with it: the child would run on
+    beside the next measurements and skew them."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(WIDE)
+    script = (
+        "from hwnas.measure.latency import MeasureSettings\n"
+        "from hwnas.measure.worker import run_isolated\n"
+        f"run_isolated([{str(model)!r}], MeasureSettings(rounds=100000, repeats_per_round=10),"
+        " timeout_s=300)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script])
+
+    def children() -> list[int]:
+        found = []
+        for d in Path("/proc").iterdir():
+            try:
+                cmd = (d / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"hwnas.measure._child" in cmd and str(parent.pid).encode() in cmd:
+                found.append(int(d.name))
+        return found
+
+    deadline = time.monotonic() + 60
+    while not children():
+        assert time.monotonic() < deadline and parent.poll() is None, "no child started"
+        time.sleep(0.1)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while children():
+        assert time.monotonic() < deadline, "the child outlived its parent"
+        time.sleep(0.1)
+
+
+def test_a_new_agent_removes_the_uploads_of_killed_ones(tmp_path: Path, monkeypatch) -> None:
+    """A killed agent's upload folder (its PID gone) is removed when an agent starts; a
+    live agent's is kept."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from hwnas.measure.agent import UPLOAD_PREFIX
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    dead = tmp_path / f"{UPLOAD_PREFIX}{gone}-abc"
+    live = tmp_path / f"{UPLOAD_PREFIX}{os.getpid()}-def"
+    for d in (dead, live):
+        d.mkdir()
+        (d / "model0.onnx").write_bytes(MODEL)
+    with running_agent():
+        pass
+    assert not dead.exists() and live.is_dir()

@@ -526,9 +526,9 @@ def test_pipeline_on_a_device_agent_measures_profile_and_front_there(tmp_path: P
     calls: list[int] = []
     original = server.measure
 
-    def counted(blobs: list[bytes], settings: Any) -> Any:
+    def counted(blobs: list[bytes], settings: Any, **kw: Any) -> Any:
         calls.append(len(blobs))
-        return original(blobs, settings)
+        return original(blobs, settings, **kw)
 
     server.measure = counted  # type: ignore[method-assign]
     server.start_background()

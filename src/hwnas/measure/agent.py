@@ -73,6 +73,7 @@ from hwnas.measure.latency import (
     ModelRunError,
 )
 from hwnas.measure.worker import (
+    MeasureCancelledError,
     MeasureOutOfMemoryError,
     MeasureTimeoutError,
     WorkerCrashedError,
@@ -240,6 +241,25 @@ def parse_query_settings(query: str) -> tuple[MeasureSettings, list[int] | None]
     return MeasureSettings.from_dict(values), sizes
 
 
+#: the uploads of a measurement are kept in TMPDIR/hwnas-agent-PID-xxxx while it runs
+UPLOAD_PREFIX = "hwnas-agent-"
+
+
+def _remove_orphaned_uploads() -> None:
+    """Remove the upload folders of agents that were killed (their PID is gone): a
+    SIGKILL leaves a measurement's models on disk, up to the upload limit each."""
+    for d in Path(tempfile.gettempdir()).glob(f"{UPLOAD_PREFIX}*-*"):
+        pid = d.name.removeprefix(UPLOAD_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or not d.is_dir():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            pass  # alive, another user's
+
+
 class AgentServer(ThreadingHTTPServer):
     """The agent's HTTP server; ``serve_forever()`` or :meth:`start_background`."""
 
@@ -257,6 +277,7 @@ class AgentServer(ThreadingHTTPServer):
         self._thread: threading.Thread | None = None
         self._host = host_info(include_torch=False)
         super().__init__(address, _Handler)
+        _remove_orphaned_uploads()
 
     @property
     def url(self) -> str:
@@ -351,9 +372,16 @@ class AgentServer(ThreadingHTTPServer):
                 self.last_duration_s = time.monotonic() - start
             self._measure_lock.release()
 
-    def measure(self, blobs: list[bytes], settings: MeasureSettings) -> list[Measurement]:
+    def measure(
+        self,
+        blobs: list[bytes],
+        settings: MeasureSettings,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> list[Measurement]:
+        """Measure uploaded models in a child process; ``cancelled()`` (the client left)
+        stops it, so an abandoned request does not hold the agent."""
         cfg = self.config
-        tmp = tempfile.mkdtemp(prefix="hwnas-agent-")
+        tmp = tempfile.mkdtemp(prefix=f"{UPLOAD_PREFIX}{os.getpid()}-")
         try:
             paths = []
             for i, blob in enumerate(blobs):
@@ -364,7 +392,13 @@ class AgentServer(ThreadingHTTPServer):
                 paths.append(p)
             labels = [f"model[{i}]" for i in range(len(blobs))]
             found = run_isolated(
-                paths, settings, cfg.timeout_s, cfg.memory_mb, labels=labels, cwd=tmp
+                paths,
+                settings,
+                cfg.timeout_s,
+                cfg.memory_mb,
+                labels=labels,
+                cwd=tmp,
+                cancelled=cancelled,
             )
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -565,6 +599,18 @@ class _Handler(BaseHTTPRequestHandler):
             raise _HttpError(400, "bad_request", str(e)) from None
         return n, settings, sizes
 
+    def _client_gone(self) -> bool:
+        """Whether the client closed its connection (it stopped waiting): its request
+        has been read whole, so a readable socket here means end of stream."""
+        import select
+        import socket
+
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
     def _measure(self, query: str) -> None:
         n, settings, sizes = self._check_upload(query)
 
@@ -577,7 +623,11 @@ class _Handler(BaseHTTPRequestHandler):
             del body
             with self.server.measuring():
                 try:
-                    found = self.server.measure(blobs, settings)
+                    found = self.server.measure(blobs, settings, cancelled=self._client_gone)
+                except MeasureCancelledError:
+                    log.info("client %s left: its measurement was stopped", self.client_address[0])
+                    self.close_connection = True
+                    return
                 except ModelLoadError as e:
                     raise _HttpError(400, "bad_model", str(e)) from None
                 except ModelRunError as e:

@@ -21,7 +21,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,10 @@ class MeasureTimeoutError(HwnasError):
 
 class MeasureOutOfMemoryError(HwnasError):
     """The model needed more memory than the child process was allowed."""
+
+
+class MeasureCancelledError(HwnasError):
+    """The caller stopped waiting (an agent's client left): the child was killed."""
 
 
 class WorkerCrashedError(HwnasError):
@@ -98,10 +102,23 @@ def _looks_like_oom(message: str) -> bool:
     return any(s in m for s in ("bad_alloc", "bad alloc", "failed to allocate", "out of memory"))
 
 
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this child when its parent dies (Linux): a killed agent or
+    search must not leave a measurement running beside the next one, skewing it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if parent and os.getppid() != parent:  # it died before the line above
+        os._exit(1)
+
+
 def _child_main(argv: Sequence[str]) -> int:
-    memory_mb = 0
-    if len(argv) >= 2 and argv[0] == "--memory-mb":
-        memory_mb = int(argv[1])
+    args = dict(zip(argv[::2], argv[1::2], strict=False))
+    memory_mb = int(args.get("--memory-mb", 0))
+    _die_with_parent(int(args.get("--parent", 0)))
     # Keep the reply channel clean: whatever a runtime prints goes to stderr.
     reply = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
@@ -150,6 +167,47 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+def _run_child(
+    cmd: list[str],
+    request: bytes,
+    timeout_s: float,
+    cwd: str | Path | None,
+    cancelled: Callable[[], bool] | None,
+) -> tuple[bytes, bytes, int]:
+    """Run the measuring child to its end: (stdout, stderr, exit code); killed (and
+    waited for) on the time-out or when ``cancelled()`` says so."""
+    import time
+
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_child_env(),
+        cwd=str(cwd) if cwd is not None else None,
+    )
+    deadline = time.monotonic() + timeout_s
+    data: bytes | None = request  # sent once: a retried communicate() goes on from there
+    with proc:
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                out, err = proc.communicate(data, timeout=min(left, 0.5) if cancelled else left)
+                return out, err, proc.returncode
+            except subprocess.TimeoutExpired:
+                data = None
+                if time.monotonic() < deadline and not (cancelled and cancelled()):
+                    continue
+                proc.kill()
+                proc.communicate()
+                if time.monotonic() >= deadline:
+                    raise MeasureTimeoutError(
+                        f"measurement took longer than the time-out of {timeout_s:g} s and "
+                        "was stopped"
+                    ) from None
+                raise MeasureCancelledError("the measurement was cancelled") from None
+
+
 def run_isolated(
     model_paths: Sequence[str | Path],
     settings: MeasureSettings,
@@ -157,8 +215,12 @@ def run_isolated(
     memory_mb: int = 2048,
     labels: Sequence[str] | None = None,
     cwd: str | Path | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> list[Measurement]:
     """Measure ONNX files (with :func:`measure_onnx`) in a child process.
+
+    ``cancelled`` is asked twice a second while the child runs; when it says so the
+    child is killed and :class:`MeasureCancelledError` raised (an agent's client left).
 
     Raises :class:`ModelLoadError` / :class:`ModelRunError` / ``HwnasError`` as the local
     call would (``HwnasError`` also for thread counts above the CPU count, see
@@ -183,32 +245,16 @@ def run_isolated(
         }
     )
     cmd = [sys.executable, "-m", "hwnas.measure._child", "--memory-mb", str(int(memory_mb))]
+    cmd += ["--parent", str(os.getpid())]
+    stdout, stderr, returncode = _run_child(cmd, request.encode(), timeout_s, cwd, cancelled)
+    stderr_tail = stderr.decode(errors="replace")[-_STDERR_TAIL:].strip()
     try:
-        proc = subprocess.run(
-            cmd,
-            input=request.encode(),
-            capture_output=True,
-            timeout=timeout_s,
-            env=_child_env(),
-            cwd=str(cwd) if cwd is not None else None,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise MeasureTimeoutError(
-            f"measurement took longer than the time-out of {timeout_s:g} s and was stopped"
-        ) from None
-    stderr_tail = proc.stderr.decode(errors="replace")[-_STDERR_TAIL:].strip()
-    try:
-        reply = json.loads(proc.stdout.decode() or "null")
+        reply = json.loads(stdout.decode() or "null")
     except ValueError:
         reply = None
     if not isinstance(reply, dict):
         limit = f" the memory limit of {memory_mb} MB," if memory_mb > 0 else ""
-        how = (
-            f"killed by signal {-proc.returncode}"
-            if proc.returncode < 0
-            else f"exit code {proc.returncode}"
-        )
+        how = f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
         if _looks_like_oom(stderr_tail) or "MemoryError" in stderr_tail:
             raise MeasureOutOfMemoryError(
                 f"the measurement ran out of memory ({how}); the model needs more than"
