@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -275,6 +276,10 @@ def test_local_measurer_takes_one_model(onnx_files: list[Path]) -> None:
     for one in (str(small), small, small.read_bytes()):
         (m,) = measurer.measure(one)
         check_stats(m, rounds=2, repeats=1)
+    # more threads than CPUs: refused here as by an agent (every latency inflated)
+    cpus = os.cpu_count() or 1
+    with pytest.raises(HwnasError, match=f"exceeds the {cpus} CPU"):
+        LocalMeasurer(MeasureSettings(intra_op_threads=cpus + 1)).measure(small)
 
 
 def test_measure_modules_with_a_shape_per_module_makes_one_call() -> None:
@@ -375,3 +380,60 @@ def test_the_printed_table_names_each_model_s_input(tmp_path: Path) -> None:
     out = io.StringIO()
     print_measurements(found[:1], file=out)
     assert "per model" not in out.getvalue() and "input [2, 3, 32, 32]" in out.getvalue()
+
+
+def test_inputs_beyond_the_first_are_fed(tmp_path: Path) -> None:
+    """--input-shape fills the dynamic sizes of every input of its rank (a BERT's ids and
+    mask alike); a later input with a fixed first dimension (a shape tensor) is no batch;
+    an input of unknown rank takes the shape given instead of being fed one number."""
+    from onnx import TensorProto, helper
+
+    TINY = {"warmup": 1, "rounds": 2, "repeats_per_round": 1}
+
+    def save(name: str, nodes: list, inputs: list, out_shape: list | None) -> Path:
+        out = helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)
+        graph = helper.make_graph(nodes, name, inputs, [out])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        path = tmp_path / f"{name}.onnx"
+        onnx.save(model, str(path))
+        return path
+
+    bert = save(
+        "bert",
+        [
+            helper.make_node("Cast", ["ids"], ["f"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["f", "mask"], ["y"]),
+        ],
+        [
+            helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", "s"]),
+            helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["b", "s"]),
+        ],
+        ["b", "s"],
+    )
+    (m,) = measure_onnx([bert], MeasureSettings(input_shape=(16,), **TINY))
+    assert m.inputs == {
+        "ids": {"shape": [1, 16], "dtype": "int64"},
+        "mask": {"shape": [1, 16], "dtype": "float32"},
+    }
+    with pytest.raises(HwnasError, match="'ids' has a dynamic dimension.*every input of its rank"):
+        measure_onnx([bert], MeasureSettings(**TINY))
+    reshape = save(
+        "reshape",
+        [helper.make_node("Reshape", ["x", "s"], ["y"])],
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6]),
+            helper.make_tensor_value_info("s", TensorProto.INT64, [2]),
+        ],
+        None,
+    )
+    (m,) = measure_onnx([reshape], MeasureSettings(**TINY))  # zeros in s: copy x's sizes
+    assert m.inputs["s"] == {"shape": [2], "dtype": "int64"}
+    norank = save(
+        "norank",
+        [helper.make_node("Relu", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        None,
+    )
+    (m,) = measure_onnx([norank], MeasureSettings(input_shape=(3, 8, 8), **TINY))
+    assert m.inputs == {"x": {"shape": [1, 3, 8, 8], "dtype": "float32"}}

@@ -216,7 +216,10 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(1, "--threads", help="Intra-op threads (0: default)."),
         inter_threads: int = typer.Option(1, "--inter-threads", help="Inter-op threads."),
         input_shape: str = typer.Option(
-            "", "--input-shape", help="One sample's shape, e.g. 3,224,224 (default: model's)."
+            "",
+            "--input-shape",
+            help="One sample's shape, e.g. 3,224,224 or 128 (default: model's); it fills the "
+            "dynamic sizes of every input of its rank (a BERT's ids and mask alike).",
         ),
         provider: str = typer.Option("auto", "--provider", help="auto, cpu, cuda, tensorrt."),
         warmup: int = typer.Option(10, "--warmup", help="Warm-up runs per model."),

@@ -77,7 +77,8 @@ def parse_shape(value: Any) -> tuple[int, ...] | None:
     if value is None or value == "":
         return None
     if isinstance(value, str):
-        parts = [p for p in value.replace("x", ",").replace(" ", "").split(",") if p]
+        text = value.replace(" ", "").strip(",").replace("x", ",")
+        parts = text.split(",")  # an empty part ('3,,224', '3,x') is an error, not skipped
     elif isinstance(value, Sequence):
         parts = list(value)
     else:
@@ -464,41 +465,56 @@ def _ort_feed(
 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
     feed: dict[str, np.ndarray] = {}
     described: dict[str, dict[str, Any]] = {}
+    wanted = settings.input_shape
     for k, inp in enumerate(sess.get_inputs()):
         dims = list(inp.shape)
+        if not dims and k == 0 and wanted is not None:
+            dims = ["batch", *(None for _ in wanted)]  # rank unknown to the runtime
         shape: list[int] = []
         if dims:
             d0 = dims[0]
-            if isinstance(d0, int) and d0 > 0 and d0 != settings.batch_size:
+            fixed0 = isinstance(d0, int) and d0 > 0
+            if k == 0 and fixed0 and d0 != settings.batch_size:
                 raise HwnasError(
                     f"{label}: input {inp.name!r} has a fixed batch dimension of {d0}, but "
                     f"batch size {settings.batch_size} was asked; export the model with a "
                     f"dynamic batch dimension or measure at batch size {d0}"
                 )
-            shape.append(settings.batch_size)
+            # a later input with a fixed first dimension is no batch (a shape tensor)
+            shape.append(d0 if k > 0 and fixed0 else settings.batch_size)
             rest = dims[1:]
-            wanted = settings.input_shape if k == 0 else None
-            if wanted is not None and len(wanted) != len(rest):
-                raise HwnasError(
-                    f"{label}: input {inp.name!r} has shape {dims} (rank {len(dims)}), but "
-                    f"input_shape {list(wanted)} (+ batch) has rank {len(wanted) + 1}"
-                )
-            for j, d in enumerate(rest):
-                fixed = isinstance(d, int) and d > 0
-                if wanted is not None:
-                    if fixed and d != wanted[j]:
+            dynamic = [j for j, d in enumerate(rest) if not (isinstance(d, int) and d > 0)]
+            if k > 0 and not dynamic:
+                shape += rest
+            elif wanted is None or len(wanted) != len(rest):
+                if wanted is not None and k == 0:
+                    raise HwnasError(
+                        f"{label}: input {inp.name!r} has shape {dims} (rank {len(dims)}), "
+                        f"but input_shape {list(wanted)} (+ batch) has rank {len(wanted) + 1}"
+                    )
+                if dynamic:
+                    fits = (
+                        f"; --input-shape {','.join(map(str, wanted))} fits inputs of rank "
+                        f"{len(wanted) + 1} only"
+                        if wanted is not None
+                        else " (e.g. --input-shape 3,224,224; it sets every input of its rank)"
+                    )
+                    raise HwnasError(
+                        f"{label}: input {inp.name!r} has a dynamic dimension ({dims}); "
+                        f"give the input shape{fits}"
+                    )
+                shape += rest
+            else:
+                for j, d in enumerate(rest):
+                    if j in dynamic:
+                        shape.append(wanted[j])
+                    elif d != wanted[j] and k == 0:
                         raise HwnasError(
                             f"{label}: input {inp.name!r} has fixed shape {dims}, which does "
                             f"not match input_shape {list(wanted)}"
                         )
-                    shape.append(wanted[j])
-                elif fixed:
-                    shape.append(d)
-                else:
-                    raise HwnasError(
-                        f"{label}: input {inp.name!r} has a dynamic dimension ({dims}); "
-                        "give the input shape (e.g. --input-shape 3,224,224)"
-                    )
+                    else:
+                        shape.append(d)
         dtype = _ORT_DTYPES.get(inp.type)
         if dtype is None:
             raise HwnasError(f"{label}: input {inp.name!r} has unsupported type {inp.type}")

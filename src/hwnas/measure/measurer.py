@@ -62,11 +62,13 @@ class LocalMeasurer:
         self, models: Sequence[ModelInput] | ModelInput, settings: MeasureSettings | None = None
     ) -> list[Measurement]:
         """Measure one model or several, interleaved (see :func:`measure_onnx`)."""
+        from hwnas.measure.worker import check_thread_counts, run_isolated
+
         settings = settings or self.settings
         models = _model_list(models)
+        check_thread_counts(settings)  # oversubscribed, every latency would be inflated
         if not self.isolate:
             return measure_onnx(models, settings)
-        from hwnas.measure.worker import run_isolated
 
         with tempfile.TemporaryDirectory(prefix="hwnas-measure-") as tmp:
             paths, labels = [], []
