@@ -160,6 +160,16 @@ def hwnas(*args, env=None):
             "unknown device 'nope'",
         ),
         (
+            ["bench", "search-efficiency", "--benchmark", "supernet", "--out", "{tmp}"],
+            None,
+            "'hwnas bench search-efficiency' takes no benchmark options",
+        ),
+        (
+            ["predictors", "evaluate", "--benchmark", "supernet", "--models", "ridge"],
+            None,
+            "'hwnas predictors evaluate' takes no benchmark options",
+        ),
+        (
             ["search", "--bench-option", "latancy=true", "--out", "{tmp}"],
             None,
             "benchmark 'nb201' has no --bench-option latancy (its options: none)",
@@ -572,3 +582,19 @@ def test_every_seed_option_refuses_a_negative_seed():
     assert len(seeds) >= 15 and [path for path, p in seeds if p.min is None] == []
     r = runner.invoke(app, ["predictors", "evaluate", "--models", "ridge", "--seed", "-5"])
     assert r.exit_code == 2 and "greater than or equal to 0" in r.output
+
+
+@pytest.mark.parametrize(
+    "benchmark, target",
+    [("ofa-mbv3", "latency"), ("ofa-resnet50", "mflops"), ("hat", "latency:")],
+)
+def test_predictors_evaluate_picks_a_target_the_benchmark_has(benchmark, target, data_dir):
+    """Left out, --target is the benchmark's latency (on its first device) or first cost,
+    not NB201's latency:pixel3 (which every other benchmark refused)."""
+    args = ["predictors", "evaluate", "--benchmark", benchmark, "--models", "ridge"]
+    res = runner.invoke(app, [*args, "--sizes", "25", "--trials", "1", "--test-size", "50",
+                              "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    from hwnas.cli import _default_target
+
+    assert _default_target(benchmark, None).startswith(target)

@@ -578,7 +578,14 @@ def predictors_evaluate(
             "'hwnas devices --benchmark NAME' lists its devices."
         ),
     ] = "nb201",
-    target: Annotated[str, typer.Option(help="'accuracy' or 'latency:DEVICE'.")] = "latency:pixel3",
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="'accuracy', 'latency:DEVICE' or another objective (default: the "
+            "benchmark's latency on its default device, nb201: latency:pixel3; else its "
+            "first cost, e.g. ofa-resnet50's mflops)."
+        ),
+    ] = None,
     dataset: Annotated[
         str | None, typer.Option(help="Accuracy dataset (nb201 default: cifar10).")
     ] = None,
@@ -603,7 +610,9 @@ def predictors_evaluate(
         write_csv,
     )
 
-    X, y, views, view_names = _predictor_data(benchmark, target, dataset, data_dir)
+    with _no_bench_options("predictors evaluate"):
+        target = target or _default_target(benchmark, data_dir)
+        X, y, views, view_names = _predictor_data(benchmark, target, dataset, data_dir)
     from hwnas.cli_measure import int_list
 
     model_list, size_list = _csv(models), int_list(sizes, "--sizes")
@@ -678,6 +687,39 @@ def _mape_note(y: Any) -> str | None:
         f"median (smallest {y.min():.3g}): their relative errors dominate the MAPE; "
         "read Kendall tau and Spearman rho"
     )
+
+
+@contextlib.contextmanager
+def _no_bench_options(command: str) -> Iterator[None]:
+    """A benchmark's error that points to --bench-option, in a command that takes none,
+    says so (the advice would lead nowhere)."""
+    try:
+        yield
+    except HwnasError as e:
+        text = str(e)
+        if "--bench-option" in text or "needs the option" in text:
+            raise HwnasError(
+                f"{text}; 'hwnas {command}' takes no benchmark options ('hwnas search "
+                "--bench-option KEY=VALUE' does)"
+            ) from None
+        raise
+
+
+def _default_target(benchmark: str, data_dir: str | None) -> str:
+    """What ``predictors evaluate`` studies when --target is left out: latency on the
+    benchmark's (or latency set's) default or first device, else its first cost."""
+    from hwnas.bench import BENCHMARKS, get_benchmark
+
+    lat_set = _latency_set(benchmark)
+    if lat_set is not None:
+        return f"latency:{lat_set.devices(data_dir)[0]}"
+    known = BENCHMARKS.get(benchmark).available_devices(data_dir)
+    if known is not None and len(known) > 1:
+        default = BENCHMARKS.get(benchmark).DEFAULT_OPTIONS.get("devices") or known[0]
+        return f"latency:{default}"
+    bench = get_benchmark(benchmark, data_dir=data_dir)
+    costs = [o.name for o in bench.objectives if o.kind == "cost"]
+    return costs[0] if costs else bench.objectives[0].name
 
 
 def _predictor_data(
@@ -805,7 +847,8 @@ def bench_search_efficiency(
     if devices is not None and not _csv(devices):
         raise HwnasError("--devices is empty (leave it out for the benchmark's default)")
     algs = split_algorithms(algorithms)
-    devs = study_devices(benchmark, _csv(devices) if devices else None, data_dir)
+    with _no_bench_options("bench search-efficiency"):
+        devs = study_devices(benchmark, _csv(devices) if devices else None, data_dir)
     n = len(algs) * len(devs) * seeds
     done = [0]
     for name in ("results.sqlite", "summary.json"):  # a study's files would mix with them
@@ -831,7 +874,11 @@ def bench_search_efficiency(
             soft_wrap=True,
         )
     hint = f"the finished runs are in {out / RECORDS_NAME}: the same command with --resume goes on"
-    with on_interrupt(lambda: hint), progress_bar("searches") as update:
+    with (
+        _no_bench_options("bench search-efficiency"),
+        on_interrupt(lambda: hint),
+        progress_bar("searches") as update,
+    ):
 
         def tick(_: dict[str, Any]) -> None:
             done[0] += 1
