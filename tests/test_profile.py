@@ -454,6 +454,19 @@ def test_predictors_cli_fit_and_evaluate_run(synthetic_run, tmp_path):
     }  # fmt: skip
     assert "flops_kendall_tau" in got["baseline"]
     assert (tmp_path / "curves" / "summary.csv").is_file()
+    # a size beyond the rows is skipped with a warning (not replaced by one never asked
+    # for); none fitting, or a negative test size, is an error
+    from hwnas.predict.fitted import sample_efficiency_on_profile
+
+    with pytest.warns(UserWarning, match="skipping training size 500: only 54 of the"):
+        rows, _, _ = sample_efficiency_on_profile(
+            synthetic_run, models=["ridge"], sizes=[10, 500], trials=1
+        )
+    assert {r["size"] for r in rows} == {10}
+    with pytest.raises(HwnasError, match="no training size fits: 54 of the profile's 80 rows"):
+        sample_efficiency_on_profile(synthetic_run, models=["ridge"], sizes=[500], trials=1)
+    with pytest.raises(HwnasError, match="test size must be >= 0"):
+        sample_efficiency_on_profile(synthetic_run, models=["ridge"], test_size=-4, trials=1)
 
 
 def test_predictor_evaluator_drives_a_search(synthetic_run, space):

@@ -430,7 +430,7 @@ def register(app: typer.Typer) -> None:
         models: str = typer.Option("ridge,svr,gp,cart", "--models", help="Comma-separated."),
         sizes: str = typer.Option("10,25,50,100,200", "--sizes", help="Training-set sizes."),
         trials: int = typer.Option(5, "--trials", min=1),
-        test_size: int = typer.Option(0, "--test-size", help="Held-out rows (0: a third)."),
+        test_size: int = typer.Option(0, "--test-size", min=0, help="Held-out rows (0: a third)."),
         seed: int = typer.Option(0, "--seed", min=0),
         out: Path = typer.Option(None, "--out", help="Directory for CSV and plots."),
         as_json: bool = _JSON,

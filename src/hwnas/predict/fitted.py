@@ -339,12 +339,26 @@ def sample_efficiency_on_profile(
     data = load_profile(run_dir)
     n = _check_rows(data, run_dir)
     key = resolve_target(target, data.objectives)
-    if test_size is None or test_size <= 0:
+    if test_size is not None and test_size < 0:
+        raise HwnasError(f"test size must be >= 0 (0: a third of the rows), got {test_size}")
+    if not test_size:
         test_size = max(2, n // 3)
     if test_size >= n - 1:
         raise HwnasError(f"test size {test_size} leaves too few of {n} rows to train on")
     pool = n - test_size
-    sizes = [int(s) for s in sizes if int(s) <= pool] or [pool]
+    fits = [int(s) for s in sizes if int(s) <= pool]
+    if not fits:
+        raise HwnasError(
+            f"no training size fits: {pool} of the profile's {n} rows are left after the "
+            f"{test_size}-row test set (give --sizes up to {pool}, or profile more subnets)"
+        )
+    for size in sorted({int(s) for s in sizes} - set(fits)):
+        warnings.warn(
+            f"skipping training size {size}: only {pool} of the profile's {n} rows are left "
+            f"after the {test_size}-row test set",
+            stacklevel=2,
+        )
+    sizes = fits
     space = _space(data.space_name)
     X = space.cost_features(data.vectors)
     y = data.objectives[key]
