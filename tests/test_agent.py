@@ -831,3 +831,62 @@ def test_a_new_agent_removes_the_uploads_of_killed_ones(tmp_path: Path, monkeypa
     with running_agent():
         pass
     assert not dead.exists() and live.is_dir()
+
+
+def test_the_agent_sheds_slow_and_surplus_connections_with_json(caplog) -> None:
+    """Over its connection limit the agent answers a JSON 503 (the client retries; it
+    said 'crashed' on a silent close); a connection whose headers trickle in is closed
+    after header_timeout_s; every method and path gets JSON; failures are logged."""
+    import socket
+    import time
+
+    caplog.set_level("INFO", logger="hwnas.agent")
+    with running_agent(max_connections=1, header_timeout_s=1.0) as server:
+        host, port = server.server_address[:2]
+        slow = socket.create_connection((host, port))
+        slow.sendall(b"GET /health HTTP/1.1\r\n")  # and no more
+        time.sleep(0.3)
+        status, headers, body = raw(server, "GET", "/health", token=None)
+        assert status == 503 and body["code"] == "busy" and headers["Retry-After"] == "1"
+        t0 = time.monotonic()
+        slow.settimeout(10)
+        assert slow.recv(1024) == b""  # closed by the agent
+        assert time.monotonic() - t0 < 5
+        slow.close()
+        time.sleep(0.3)
+        assert raw(server, "GET", "/health", token=None)[0] == 200
+        for method, path in (("GET", "/measure"), ("PUT", "/measure"), ("DELETE", "/info")):
+            status, headers, body = raw(server, method, path)
+            assert status == 405 and body["code"] == "method_not_allowed", (method, path)
+        assert raw(server, "GET", "/info", token="x" * 43)[0] == 401
+    logged = caplog.text
+    assert "too many connections" in logged and "sent no whole request" in logged
+    assert "401 unauthorized" in logged and "405 method_not_allowed" in logged
+
+
+def test_serve_refuses_a_memory_limit_too_low_for_the_runtime() -> None:
+    """A limit under which ONNX Runtime cannot even load fails at start, not at every
+    request."""
+    from hwnas.measure.agent import serve
+
+    with pytest.raises(HwnasError, match="cannot load ONNX Runtime under --memory-mb 60"):
+        serve("127.0.0.1", 0, TOKEN, memory_mb=60)
+
+
+def test_profile_asks_the_agent_before_any_work(tmp_path: Path) -> None:
+    """A wrong token (or URL) fails 'hwnas profile --agent' before a subnet is exported
+    or its folder made, as search does, instead of after, with advice to rerun."""
+    from typer.testing import CliRunner
+
+    from hwnas.cli import app
+    from hwnas.measure.agent import write_token_file
+
+    bad = tmp_path / "other.token"
+    write_token_file(bad)
+    out = tmp_path / "prof"
+    with running_agent() as server:
+        res = CliRunner().invoke(app, ["profile", "--space", "mbv3-cifar", "--samples", "4",
+                                       "--out", str(out), "--agent", server.url,
+                                       "--token-file", str(bad)])  # fmt: skip
+    assert res.exit_code == 2 and "rejected the token (401)" in res.stderr
+    assert "run the same command again" not in res.stderr and not out.exists()

@@ -142,6 +142,18 @@ def register(app: typer.Typer) -> None:
         no_args_is_help=True,
     )
 
+    def _ready_line(server: Any) -> str:
+        """Where clients reach the agent: on all interfaces, its URL is no address."""
+        host, port = server.server_address[:2]
+        if host in ("0.0.0.0", "::"):
+            import socket
+
+            return (
+                f"hwnas agent listening on all interfaces, port {port}: clients use "
+                f"http://{socket.gethostname()}:{port} or this machine's address (Ctrl-C to stop)"
+            )
+        return f"hwnas agent listening on {server.url} (Ctrl-C to stop)"
+
     @agent_app.command("serve")
     @_user_errors
     def agent_serve(
@@ -163,7 +175,7 @@ def register(app: typer.Typer) -> None:
             4, "--queue-size", help="Requests that may wait while one is measured (then 503)."
         ),
     ) -> None:
-        """Serve POST /measure (ONNX body) and GET /health until interrupted."""
+        """Serve POST /measure (ONNX body), GET /info and GET /health until interrupted."""
         from hwnas.measure.agent import read_token_file, serve
 
         if not 0 <= port <= 65535:
@@ -186,9 +198,7 @@ def register(app: typer.Typer) -> None:
             timeout_s=timeout_s,
             memory_mb=memory_mb,
             queue_size=queue_size,
-            on_ready=lambda server: typer.echo(
-                f"hwnas agent listening on {server.url} (Ctrl-C to stop)", err=True
-            ),
+            on_ready=lambda server: typer.echo(_ready_line(server), err=True),
         )
 
     @agent_app.command("token")

@@ -51,6 +51,7 @@ import os
 import random
 import secrets
 import shutil
+import socket
 import stat
 import tempfile
 import threading
@@ -78,6 +79,7 @@ from hwnas.measure.worker import (
     MeasureTimeoutError,
     WorkerCrashedError,
     check_thread_counts,
+    probe_runtime,
     run_isolated,
 )
 
@@ -191,6 +193,9 @@ class AgentConfig:
     max_models: int = 16
     max_connections: int = 32
     socket_timeout_s: float = 30.0
+    # a request's line and headers must arrive within this: one trickled a line at a
+    # time would hold a connection for ever (and 32 of them every client out)
+    header_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         _check_token(self.token, "the agent token")
@@ -289,7 +294,17 @@ class AgentServer(ThreadingHTTPServer):
     # bounded number of connection threads
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._connections.acquire(blocking=False):
-            log.warning("too many connections; dropping one from %s", client_address[0])
+            log.warning("too many connections; refusing one from %s (503)", client_address[0])
+            body = json.dumps(
+                {"error": "too many connections; retry later", "code": "busy", "status": 503}
+            ).encode()
+            head = (
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+            )
+            with contextlib.suppress(OSError):
+                request.settimeout(1.0)
+                request.sendall(head.encode() + body)
             self.shutdown_request(request)
             return
         try:
@@ -415,6 +430,29 @@ class _Handler(BaseHTTPRequestHandler):
         self.timeout = self.server.config.socket_timeout_s
         self._body_read = False
         super().setup()
+        self._headers_in = threading.Event()
+        self._deadline = threading.Timer(self.server.config.header_timeout_s, self._too_slow)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def _too_slow(self) -> None:
+        """Close a connection whose request line and headers are still incomplete."""
+        if not self._headers_in.is_set():
+            wait = self.server.config.header_timeout_s
+            log.warning(
+                "%s sent no whole request in %g s; closing it", self.client_address[0], wait
+            )
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()  # the request line and headers are read now
+        self._headers_in.set()
+        return ok
+
+    def finish(self) -> None:
+        self._deadline.cancel()
+        super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:
         log.info("%s %s", self.client_address[0], format % args)
@@ -437,6 +475,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     def _send_error(self, err: _HttpError) -> None:
+        log.warning(
+            "%s %s %s -> %d %s: %s",
+            self.client_address[0],
+            self.command,
+            urllib.parse.urlsplit(self.path).path,
+            err.status,
+            err.code,
+            err.message,
+        )
         self._send_json(
             err.status,
             {"error": err.message, "code": err.code, "status": err.status},
@@ -532,10 +579,22 @@ class _Handler(BaseHTTPRequestHandler):
                         },
                     },
                 )
+            elif path == "/measure":
+                allow = {"Allow": "POST"}
+                raise _HttpError(405, "method_not_allowed", "POST /measure (an ONNX body)", allow)
             else:
                 raise _HttpError(404, "not_found", f"no such endpoint: {path}")
         except _HttpError as e:
             self._send_error(e)
+
+    def _not_allowed(self) -> None:
+        """Every reply is JSON: a method the agent has no use for too."""
+        self._drain()
+        served = "(GET /health, GET /info, POST /measure)"
+        message = f"{self.command} is not served {served}"
+        self._send_error(_HttpError(405, "method_not_allowed", message, {"Allow": "GET, POST"}))
+
+    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _not_allowed
 
     def do_POST(self) -> None:
         split = urllib.parse.urlsplit(self.path)
@@ -633,13 +692,20 @@ class _Handler(BaseHTTPRequestHandler):
                 except ModelRunError as e:
                     raise _HttpError(400, "model_failed", str(e)) from None
                 except MeasureTimeoutError as e:
-                    raise _HttpError(504, "timeout", str(e)) from None
+                    raise _HttpError(504, "timeout", f"{e} (the agent's --timeout-s)") from None
                 except MeasureOutOfMemoryError as e:
                     raise _HttpError(507, "out_of_memory", str(e)) from None
                 except WorkerCrashedError as e:
                     raise _HttpError(500, "worker_crashed", str(e)) from None
                 except HwnasError as e:
                     raise _HttpError(400, "bad_request", str(e)) from None
+        log.info(
+            "%s measured %d model(s), %d bytes, in %.1f s",
+            self.client_address[0],
+            len(found),
+            sum(sizes),
+            self.server.last_duration_s,
+        )
         self._send_json(200, {"measurements": [m.to_dict() for m in found]})
 
 
@@ -697,6 +763,12 @@ def serve(
     import threading
 
     server = create_server(host, port, token, max_bytes, timeout_s, memory_mb, queue_size, **limits)
+    if memory_mb > 0:
+        try:
+            probe_runtime(memory_mb)
+        except HwnasError:
+            server.server_close()
+            raise
     if not is_loopback(host):
         log.warning(
             "listening on %s, not loopback: the token travels unencrypted over HTTP; "
@@ -720,6 +792,7 @@ def serve(
         pass
     finally:
         server.server_close()
+        log.info("hwnas agent on %s stopped", server.url)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

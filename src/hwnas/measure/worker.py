@@ -125,6 +125,12 @@ def _child_main(argv: Sequence[str]) -> int:
     try:
         _limit_memory(memory_mb)
         request = json.loads(sys.stdin.read())
+        if request.get("probe"):  # can the runtime load under the limit at all?
+            import onnxruntime  # noqa: F401
+
+            reply.write(json.dumps({"ok": True}))
+            reply.flush()
+            return 0
         settings = MeasureSettings.from_dict(request["settings"])
         from hwnas.measure.latency import measure_onnx
 
@@ -206,6 +212,26 @@ def _run_child(
                         "was stopped"
                     ) from None
                 raise MeasureCancelledError("the measurement was cancelled") from None
+
+
+def probe_runtime(memory_mb: int, timeout_s: float = 120.0) -> None:
+    """Start a measuring child under ``memory_mb`` and load ONNX Runtime in it: an agent
+    whose limit is too low to load the runtime at all is refused when it starts, not at
+    every request."""
+    cmd = [sys.executable, "-m", "hwnas.measure._child", "--memory-mb", str(int(memory_mb))]
+    cmd += ["--parent", str(os.getpid())]
+    out, err, code = _run_child(cmd, json.dumps({"probe": True}).encode(), timeout_s, None, None)
+    try:
+        reply = json.loads(out.decode() or "null")
+    except ValueError:
+        reply = None
+    if not (isinstance(reply, dict) and reply.get("ok")):
+        why = (reply or {}).get("message") if isinstance(reply, dict) else None
+        why = why or err.decode(errors="replace").strip()[-300:] or f"exit code {code}"
+        raise HwnasError(
+            f"the measuring process cannot load ONNX Runtime under --memory-mb {memory_mb} "
+            f"({why}); raise --memory-mb (0: no limit)"
+        )
 
 
 def run_isolated(
