@@ -111,8 +111,13 @@ def test_profile_wrong_token_dead_agent_and_oversize_store_nothing(tmp_path, cli
         args = ["profile", "--samples", "2", "--out", str(run_dir), "--group-size", "2"]
         res = runner.invoke(cli, [*args, *FAST_FLAGS, "--agent", good.url, "--token-file", str(wrong)])  # fmt: skip
         line = _one_error(res, "rejected the token (401)")
-        assert "run the same command again" in line
-        assert _stored(run_dir) == 0  # nothing stored as failed
+        assert "run the same command again" not in line and not run_dir.exists()  # asked first
+        # the library, given a measurer, finds out at the first group: nothing is stored
+        # as failed, and the advice is to fix it first
+        wrong_agent = RemoteMeasurer(AgentClient(good.url, "w" * 32), FAST)
+        with pytest.raises(HwnasError, match="401.*fix that, then run the same command"):
+            profile_space(SPACE, 2, run_dir, FAST, measurer=wrong_agent, group_size=2)
+        assert _stored(run_dir) == 0
         assert ("profile", "incomplete") in _runs(db)
 
         # an upload over the agent's limit (4 KiB here) stops it too; then a dead agent

@@ -68,6 +68,14 @@ def _measurer(settings: Any, agent: str, token_file: Path | None, timeout_s: flo
         if token_file is None:
             raise HwnasError("--agent needs --token-file")
         client = AgentClient(agent, read_token_file(token_file), timeout_s=timeout_s)
+        # asked now (answered at once, even while it measures): a wrong URL or token, or
+        # more threads than it has cores, fails before any subnet is exported or stored
+        cores = (client.info().get("limits") or {}).get("max_threads")
+        if cores and settings.intra_op_threads > int(cores):
+            raise HwnasError(
+                f"--threads {settings.intra_op_threads}: the agent at {client.url} has "
+                f"{cores} core(s)"
+            )
         return RemoteMeasurer(client, settings)
     if token_file is not None:
         raise HwnasError("--token-file is only used with --agent")

@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hwnas.config import changed_settings
-from hwnas.errors import HwnasError
+from hwnas.errors import HwnasError, SetupError
 from hwnas.measure.agent import AgentUploadTooLargeError
 from hwnas.measure.latency import MeasureSettings
 from hwnas.measure.worker import MODEL_ERRORS, MeasureOutOfMemoryError, MeasureTimeoutError
@@ -513,9 +513,10 @@ def profile_space(
             raise
         except HwnasError as exc:
             summary = _finish(store, run_id, out_dir, resumed_from, measured, t_start, "incomplete")
+            fix = "fix that, then " if isinstance(exc, SetupError) else ""
             raise HwnasError(
                 f"{exc}; profile stopped with {summary['stored']} of {total} subnets stored: "
-                "run the same command again to continue"
+                f"{fix}run the same command again to continue"
             ) from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
