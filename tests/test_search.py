@@ -1237,3 +1237,12 @@ def test_an_option_an_algorithm_ignores_is_refused(name):
     assert "pop_size" not in [o["name"] for o in algorithm_options(name)]
     with pytest.raises(HwnasError, match="unknown 'pop_size'"):
         run_search({"algorithm": f"{name}[pop_size=3]", "evaluations": 5})
+
+
+def test_every_algorithm_option_says_what_it_does():
+    """'hwnas algorithms NAME' explains each option, not only its type and default."""
+    from hwnas.search.spec import algorithm_options
+
+    for name in ALGORITHMS.names():
+        for o in algorithm_options(name) or []:
+            assert o["help"], f"{name}: option {o['name']} has no help"

@@ -508,10 +508,10 @@ def algorithms(
         out_console.print(f"{name} passes any option through to its library")
         return
     table = Table(title=f"options of {name} ({name}[key=value,...] or --option key=value)")
-    for col in ("option", "type", "default"):
-        table.add_column(col)
+    for col in ("option", "type", "default", "what it does"):
+        table.add_column(col, overflow="fold")
     for o in opts:
-        table.add_row(o["name"], o["type"], json.dumps(o["default"], default=str))
+        table.add_row(o["name"], o["type"], json.dumps(o["default"], default=str), o["help"])
     out_console.print(table)
 
 

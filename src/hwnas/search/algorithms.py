@@ -36,6 +36,10 @@ class SearchAlgorithm(ABC):
     min_objectives: ClassVar[int] = 1
     max_objectives: ClassVar[int | None] = None
     supports_constraints: ClassVar[bool] = True
+    #: what each option does, for ``hwnas algorithms NAME`` (merged along the class tree)
+    option_help: ClassVar[dict[str, str]] = {
+        "pop_size": "population per generation (default: budget / 10, within 10..50)"
+    }
 
     def __init__(self, seed: int = 0, pop_size: int | None = None) -> None:
         if pop_size is not None and pop_size < 1:

@@ -92,7 +92,7 @@ What we add to the paper's loop:
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
@@ -138,6 +138,22 @@ class LINAS(SearchAlgorithm):
     batches chosen by an inner NSGA-II over the predictors)."""
 
     name = "linas"
+    option_help: ClassVar[dict[str, str]] = {
+        "n_init": "random architectures evaluated first (default: budget / 10, within 10..50)",
+        "batch_size": "architectures evaluated per iteration (default: budget / 20, 1..20)",
+        "predictors": "predictor name, or one per objective (default: MLP for quality, "
+        "ridge on cost features for costs; 'hwnas predictors list')",
+        "ensemble": "bagged models per predictor when kappa > 0",
+        "kappa": "optimism: predicted mean minus kappa x the ensemble's spread (0: off)",
+        "inner_pop": "population of the inner NSGA-II on the predictors",
+        "inner_generations": "generations of the inner NSGA-II",
+        "local": "also rank the measured front's one-choice neighbours",
+        "selection": "'rank' (non-dominated rank, spread along the front) or 'hvi' "
+        "(greedy hypervolume improvement)",
+        "class_mean": "cells computing the same function get their measured mean quality",
+        "quality_weights": "'rank' (fit weights rising with measured rank) or 'none'",
+        "cheap": "take cheap exact objectives (e.g. MFLOPs) from the evaluator, not a fit",
+    }
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ best architecture by reward and the best one within the target.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -53,6 +53,12 @@ class MnasSearch(SearchAlgorithm):
     first population)."""
 
     name = "mnas"
+    option_help: ClassVar[dict[str, str]] = {
+        "target": "the cost target T of the reward (default: the first population's median cost)",
+        "alpha": "reward exponent w when the cost is at or under T (<= 0)",
+        "beta": "reward exponent w when the cost is over T (<= 0)",
+        "sample_size": "tournament size of regularized evolution (default: pop_size / 4)",
+    }
     min_objectives = 2
     max_objectives = 2
 

@@ -88,13 +88,17 @@ def _option_types(cls: type) -> dict[str, Any] | None:
 
 
 def algorithm_options(name: str) -> list[dict[str, Any]] | None:
-    """The options an algorithm takes (``name[key=value]`` or ``--option``): name, type
-    and default of each; ``None`` when it passes any option through."""
+    """The options an algorithm takes (``name[key=value]`` or ``--option``): name, type,
+    default and what it does (``help``) of each; ``None`` when it passes any option
+    through."""
     cls = ALGORITHMS.get(name)
     types = _option_types(cls)
     if types is None:
         return None
     params = inspect.signature(cls.__init__).parameters
+    helps: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):  # a subclass's word on an option wins
+        helps.update(vars(klass).get("option_help", {}))
     out = []
     for key, hint in types.items():
         default = params[key].default
@@ -103,6 +107,7 @@ def algorithm_options(name: str) -> list[dict[str, Any]] | None:
                 "name": key,
                 "type": getattr(hint, "__name__", None) or str(hint).replace("typing.", ""),
                 "default": None if default is inspect.Parameter.empty else default,
+                "help": helps.get(key, ""),
             }
         )
     return out
