@@ -1246,3 +1246,12 @@ def test_every_algorithm_option_says_what_it_does():
     for name in ALGORITHMS.names():
         for o in algorithm_options(name) or []:
             assert o["help"], f"{name}: option {o['name']} has no help"
+
+
+def test_an_algorithm_that_cannot_take_the_objectives_names_those_that_can():
+    opts = {"devices": "pixel3,fpga,raspi4"}  # accuracy and three latencies
+    with pytest.raises(HwnasError, match=r"takes 1..3 objectives, got 4 \(these take 4: ") as e:
+        run_search({"algorithm": "nsga2", "benchmark_options": opts, "evaluations": 5})
+    named = str(e.value).split("these take 4: ")[1].rstrip(")").split(", ")
+    assert {"random", "linas", "unsga3", "ctaea", "moead"} <= set(named)
+    assert "nsga2" not in named and "mnas" not in named

@@ -69,9 +69,17 @@ class SearchAlgorithm(ABC):
         if m < self.min_objectives or (self.max_objectives is not None and m > self.max_objectives):
             hi = self.max_objectives if self.max_objectives is not None else "any"
             span = f"exactly {hi}" if hi == self.min_objectives else f"{self.min_objectives}..{hi}"
+            from hwnas.registry import ALGORITHMS
+
+            able = [
+                n
+                for n in ALGORITHMS.names()
+                if (c := ALGORITHMS.get(n)).min_objectives <= m
+                and (c.max_objectives is None or m <= c.max_objectives)
+            ]
             raise HwnasError(
                 f"algorithm '{self.name}' takes {span} objectives, got {m}"
-                + (" (try unsga3, agemoea, motpe or linas)" if m > 3 else "")
+                + (f" (these take {m}: {', '.join(able)})" if able else "")
             )
         if problem.n_constr and not self.supports_constraints:
             raise HwnasError(f"algorithm '{self.name}' does not support constraints")
