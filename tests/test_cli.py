@@ -598,3 +598,13 @@ def test_predictors_evaluate_picks_a_target_the_benchmark_has(benchmark, target,
     from hwnas.cli import _default_target
 
     assert _default_target(benchmark, None).startswith(target)
+
+
+def test_resuming_a_finished_search_says_nothing_new_was_run(tmp_path, data_dir):
+    out = tmp_path / "s"
+    assert runner.invoke(app, ["search", "--evaluations", "8", "--out", str(out)]).exit_code == 0
+    res = runner.invoke(app, ["search", "--resume", str(out)])
+    assert res.exit_code == 0 and "had finished: nothing new was evaluated" in res.stderr
+    res = runner.invoke(app, ["search", "--resume", str(out), "--evaluations", "10"])
+    assert res.exit_code == 0 and "had finished" not in res.stderr
+    assert json.loads((out / "summary.json").read_text())["evaluations"] == 10

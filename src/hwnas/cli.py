@@ -202,6 +202,7 @@ def search(
                 "can change it)"
             )
         budget = evaluations if _given(ctx, ("evaluations",)) else None
+        done_before = _finished_evaluations(resume)
         with _resume_hint(resume), progress_bar("resuming") as update:
             summary = resume_search(
                 resume,
@@ -209,6 +210,14 @@ def search(
                 evaluations=budget,
                 data_dir=data_dir,
                 retry_failed=retry_failed,
+            )
+        if done_before == summary["evaluations"] and not retry_failed:
+            console.print(
+                f"note: the search in {escape(str(resume))} had finished: nothing new was "
+                "evaluated (--evaluations N raises its budget; --retry-failed evaluates its "
+                "failures again)",
+                highlight=False,
+                soft_wrap=True,
             )
         out = resume
     else:
@@ -286,6 +295,14 @@ def _resume_hint(out: Path) -> Iterator[None]:
 def _given(ctx: typer.Context | None, names: tuple[str, ...]) -> list[str]:
     """Which of these parameters the user set (on the command line or by env var)."""
     return [name for name in names if ctx is not None and given(ctx, name)]
+
+
+def _finished_evaluations(run_dir: Path) -> int | None:
+    """Evaluations of a finished search's summary.json (None: not finished, unreadable)."""
+    try:
+        return int(json.loads((run_dir / "summary.json").read_text())["evaluations"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def front_rows(n: int, most: int = 40) -> list[int]:
