@@ -665,7 +665,11 @@ def predictors_evaluate(
             console.print(note)
         return
     table = Table(
-        title=f"{target} on {benchmark}: median over {trials} trials, test size {test_size}"
+        title=f"{target} on {benchmark}: median over {trials} trials, test size {test_size}",
+        caption="features: the view of the architecture the cross-validation chose most "
+        "often (its columns of all the features)"
+        if views is not None and len(views) > 1
+        else None,
     )
     cols = ["model", "size", "kendall_tau", "spearman_rho", "mape"]
     if views is not None and len(views) > 1:

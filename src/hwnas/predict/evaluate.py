@@ -253,6 +253,9 @@ def plot_sample_efficiency(
             linewidth=0,
         )
     ax.set_xscale("log")
+    sizes = sorted({s["size"] for s in summary})
+    ax.set_xticks(sizes, [str(n) for n in sizes])  # the sizes studied, not 3x10^1
+    ax.minorticks_off()
     if metric == "fit_time_s":
         ax.set_yscale("log")
     ax.set_xlabel("training samples")
