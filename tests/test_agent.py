@@ -890,3 +890,50 @@ def test_profile_asks_the_agent_before_any_work(tmp_path: Path) -> None:
                                        "--token-file", str(bad)])  # fmt: skip
     assert res.exit_code == 2 and "rejected the token (401)" in res.stderr
     assert "run the same command again" not in res.stderr and not out.exists()
+
+
+def test_whatever_ends_the_wait_ends_the_measuring_child(tmp_path: Path) -> None:
+    """An exception in the caller while the child measures (SIGTERM's Terminated, Ctrl-C,
+    a failing cancel check) kills the child at once: it neither measures on in the
+    background nor holds the caller until it is done."""
+    import os
+    import time
+
+    from hwnas.measure.worker import run_isolated
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(WIDE)
+    t0 = time.monotonic()
+
+    def stop() -> bool:
+        if time.monotonic() - t0 > 1.5:
+            raise KeyboardInterrupt
+        return False
+
+    long = MeasureSettings(warmup=2, rounds=100_000, repeats_per_round=10)
+    with pytest.raises(KeyboardInterrupt):
+        run_isolated([model], long, timeout_s=300, cancelled=stop)
+    assert time.monotonic() - t0 < 10
+    mine = str(os.getpid()).encode()
+    for d in Path("/proc").iterdir():
+        try:
+            cmd = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        assert not (b"hwnas.measure._child" in cmd and mine in cmd), "the child lives on"
+
+
+def test_an_upload_refused_over_the_connection_limit_is_retried() -> None:
+    """Refused for want of a connection, an upload still reads the 503 (the refused
+    socket is drained, not reset under it) and retries until a connection is free."""
+    import socket
+
+    with running_agent(max_connections=1, header_timeout_s=2.0) as server:
+        host, port = server.server_address[:2]
+        slow = socket.create_connection((host, port))
+        slow.sendall(b"GET /health HTTP/1.1\r\n")  # holds the one connection for 2 s
+        try:
+            m = AgentClient(server.url, TOKEN).measure(WIDE, FAST)
+        finally:
+            slow.close()
+        assert m.latency_ms > 0

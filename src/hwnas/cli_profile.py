@@ -71,11 +71,9 @@ def _measurer(settings: Any, agent: str, token_file: Path | None, timeout_s: flo
         # asked now (answered at once, even while it measures): a wrong URL or token, or
         # more threads than it has cores, fails before any subnet is exported or stored
         cores = (client.info().get("limits") or {}).get("max_threads")
-        if cores and settings.intra_op_threads > int(cores):
-            raise HwnasError(
-                f"--threads {settings.intra_op_threads}: the agent at {client.url} has "
-                f"{cores} core(s)"
-            )
+        threads = max(settings.intra_op_threads, settings.inter_op_threads)
+        if cores and threads > int(cores):
+            raise HwnasError(f"{threads} threads: the agent at {client.url} has {cores} core(s)")
         return RemoteMeasurer(client, settings)
     if token_file is not None:
         raise HwnasError("--token-file is only used with --agent")

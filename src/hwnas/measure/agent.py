@@ -95,6 +95,10 @@ class AgentUploadTooLargeError(HwnasError):
     """The agent refused an upload over its size limit (413)."""
 
 
+class AgentBusyError(SetupError):
+    """The agent stayed busy (503: its queue or its connections full) through the retries."""
+
+
 def check_port(port: int) -> int:
     """A TCP port number 0..65535 (0: any free port)."""
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
@@ -279,6 +283,7 @@ class AgentServer(ThreadingHTTPServer):
         self.running = False
         self.last_duration_s = 1.0
         self._connections = threading.BoundedSemaphore(config.max_connections)
+        self._shedding = threading.BoundedSemaphore(8)  # refused connections being drained
         self._thread: threading.Thread | None = None
         self._host = host_info(include_torch=False)
         super().__init__(address, _Handler)
@@ -302,16 +307,37 @@ class AgentServer(ThreadingHTTPServer):
                 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
             )
-            with contextlib.suppress(OSError):
-                request.settimeout(1.0)
-                request.sendall(head.encode() + body)
-            self.shutdown_request(request)
+            if self._shedding.acquire(blocking=False):
+                # answered and drained aside: closed with an upload unread, the socket
+                # would reset and the client see a broken pipe, not the 503
+                threading.Thread(
+                    target=self._shed, args=(request, head.encode() + body), daemon=True
+                ).start()
+            else:
+                self.shutdown_request(request)
             return
         try:
             super().process_request(request, client_address)
         except Exception:
             self._connections.release()
             raise
+
+    def _shed(self, request: Any, reply: bytes) -> None:
+        """Send a refused connection its 503, read what it sends (bounded: 5 s, the upload
+        limit) so that it reads the reply, then close it."""
+        try:
+            with contextlib.suppress(OSError):
+                request.settimeout(1.0)
+                request.sendall(reply)
+                end, left = time.monotonic() + 5.0, self.config.max_bytes + 2**20
+                while left > 0 and time.monotonic() < end:
+                    chunk = request.recv(1 << 16)
+                    if not chunk:
+                        break
+                    left -= len(chunk)
+            self.shutdown_request(request)
+        finally:
+            self._shedding.release()
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
@@ -594,7 +620,17 @@ class _Handler(BaseHTTPRequestHandler):
         message = f"{self.command} is not served {served}"
         self._send_error(_HttpError(405, "method_not_allowed", message, {"Allow": "GET, POST"}))
 
-    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _not_allowed
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+
+    def do_HEAD(self) -> None:
+        """405 as for other methods, without a body (a reply to HEAD has none)."""
+        log.warning("%s HEAD %s -> 405", self.client_address[0], self.path)
+        self.send_response(405)
+        self.send_header("Allow", "GET, POST")
+        self.send_header("Content-Length", "0")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
 
     def do_POST(self) -> None:
         split = urllib.parse.urlsplit(self.path)
@@ -911,6 +947,8 @@ class AgentClient:
         if body:
             try:
                 limit = int(self.info()["limits"]["max_bytes"])
+            except AgentBusyError as e:  # alive, with every connection taken
+                return e
             except HwnasError:  # gone: it stopped or crashed during the request
                 reachable = False
             except (AttributeError, KeyError, TypeError, ValueError):
@@ -943,7 +981,7 @@ class AgentClient:
                 "(its --max-mb sets the limit)"
             )
         if status == 503:
-            return SetupError(
+            return AgentBusyError(
                 f"the agent at {self.url} stayed busy after {self.retries} retries: {message}"
             )
         cls = _CLIENT_ERRORS.get(code or "", SetupError)

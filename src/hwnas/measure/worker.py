@@ -195,23 +195,29 @@ def _run_child(
     deadline = time.monotonic() + timeout_s
     data: bytes | None = request  # sent once: a retried communicate() goes on from there
     with proc:
-        while True:
-            left = deadline - time.monotonic()
-            try:
-                out, err = proc.communicate(data, timeout=min(left, 0.5) if cancelled else left)
-                return out, err, proc.returncode
-            except subprocess.TimeoutExpired:
-                data = None
-                if time.monotonic() < deadline and not (cancelled and cancelled()):
-                    continue
-                proc.kill()
-                proc.communicate()
-                if time.monotonic() >= deadline:
-                    raise MeasureTimeoutError(
-                        f"measurement took longer than the time-out of {timeout_s:g} s and "
-                        "was stopped"
-                    ) from None
-                raise MeasureCancelledError("the measurement was cancelled") from None
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                try:
+                    wait = min(left, 0.5) if cancelled else left
+                    out, err = proc.communicate(data, timeout=wait)
+                    return out, err, proc.returncode
+                except subprocess.TimeoutExpired:
+                    data = None
+                    if time.monotonic() < deadline and not (cancelled and cancelled()):
+                        continue
+                    if time.monotonic() >= deadline:
+                        raise MeasureTimeoutError(
+                            f"measurement took longer than the time-out of {timeout_s:g} s "
+                            "and was stopped"
+                        ) from None
+                    raise MeasureCancelledError("the measurement was cancelled") from None
+        except BaseException:
+            # whatever ends the wait (the time-out, a cancel, SIGTERM's Terminated, Ctrl-C)
+            # ends the child too: it must not measure on beside the next measurement
+            proc.kill()
+            proc.communicate()
+            raise
 
 
 def probe_runtime(memory_mb: int, timeout_s: float = 120.0) -> None:
