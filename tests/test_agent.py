@@ -726,7 +726,8 @@ def test_agent_timeout_bench_option_bounds_the_wait_on_a_silent_agent(
     tmp_path: Path, data_dir: Path
 ) -> None:
     """An agent that takes connections but never answers fails the benchmark within
-    agent_timeout_s (600 s by default, an hour before), which needs an agent to apply."""
+    agent_timeout_s (by default what the agent's /info says a request may take: its queue
+    and measurement time-outs; an hour before), which needs an agent to apply."""
     import socket
     import time
 
@@ -745,6 +746,14 @@ def test_agent_timeout_bench_option_bounds_the_wait_on_a_silent_agent(
         with pytest.raises(HwnasError):
             b.prepare()
         assert time.monotonic() - t0 < 10
+    from hwnas.measure.agent import agent_request_time_s
+
+    with running_agent(timeout_s=50.0) as server:  # the default follows the agent's limits
+        opts = {"latency": True, "agent": server.url, "token_file": str(token)}
+        b = get_benchmark("ofa-mbv3", data_dir=data_dir, **opts)
+        b.prepare()
+        assert b.measured._measurer.client.timeout_s == 900.0 + 50.0 + 60.0
+        assert agent_request_time_s({}) == 900.0 + 300.0 + 60.0
     for bad, match in (
         ({"latency": True, "agent_timeout_s": 5}, "it needs agent=URL"),
         ({**opts, "agent_timeout_s": 0}, "must be positive seconds"),

@@ -418,6 +418,8 @@ def test_pareto_helpers_refuse_what_they_cannot_score():
     F = np.array([[np.inf, 1], [1, np.inf], [2, 2]])
     assert non_dominated_mask(F).all()
     assert non_dominated_mask(np.array([[1, np.inf], [1, np.inf]])).all()
+    # three objectives with mixed infinities (pymoo's sorting crashed the process)
+    assert non_dominated_mask(np.array([[1, -np.inf, np.inf], [0, 1, -np.inf]])).all()
     assert hypervolume(np.array([[1.0, 1.0]]), [2, 2]) == pytest.approx(1.0)
     with pytest.raises(HwnasError, match="do not match a reference point of 3"):
         hypervolume(np.array([[1.0, 1.0]]), [2, 2, 2])

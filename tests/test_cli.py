@@ -608,3 +608,19 @@ def test_resuming_a_finished_search_says_nothing_new_was_run(tmp_path, data_dir)
     res = runner.invoke(app, ["search", "--resume", str(out), "--evaluations", "10"])
     assert res.exit_code == 0 and "had finished" not in res.stderr
     assert json.loads((out / "summary.json").read_text())["evaluations"] == 10
+
+
+def test_a_search_whose_every_evaluation_failed_prints_no_front(tmp_path, data_dir, monkeypatch):
+    from hwnas.bench.nb201 import NB201Benchmark
+
+    table = NB201Benchmark.evaluate
+
+    def broken(self, vectors):  # the whole table (the exact front) still reads
+        if len(vectors) < 1000:
+            raise RuntimeError("the device is gone")
+        return table(self, vectors)
+
+    monkeypatch.setattr(NB201Benchmark, "evaluate", broken)
+    res = runner.invoke(app, ["search", "--evaluations", "5", "--out", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    assert "5 failed" in res.stdout and "no architecture was evaluated successfully" in res.stdout

@@ -401,3 +401,26 @@ def test_fitted_predictor_refuses_vectors_outside_its_space() -> None:
     ):
         with pytest.raises(HwnasError, match=msg):
             fp.predict(bad)
+
+
+def test_a_fit_predicting_nan_is_scored_nan_and_the_study_goes_on() -> None:
+    """One broken fit is named in a warning and scored nan, not the end of the study."""
+    from hwnas.predict.models import PREDICTORS as registry
+
+    class Broken:
+        def fit(self, X, y):
+            return self
+
+        def predict(self, X):
+            return np.full(len(X), np.nan)
+
+    registry.register("broken-test")(lambda **kw: Broken())
+    try:
+        rng = np.random.default_rng(0)
+        X, y = rng.random((120, 4)), rng.random(120)
+        with pytest.warns(UserWarning, match="'broken-test' at 20 samples .* scored nan"):
+            rows = sample_efficiency(X, y, ["ridge", "broken-test"], [20], 50, 1, 0)
+    finally:
+        registry._items.pop("broken-test", None)
+    scores = {r["model"]: r["kendall_tau"] for r in rows}
+    assert np.isnan(scores["broken-test"]) and scores["ridge"] == scores["ridge"]

@@ -754,7 +754,8 @@ def test_front_plot_zoom_hides_nothing():
     fig, ax = plt.subplots()
     nb201 = np.array([10.0, 84.1, 88.5, 90.2, 91.3, 92.4, 93.1, 93.6, 94.0, 94.4])
     x = np.arange(10.0)
-    zoom_on_fronts(ax, [nb201], keep=[80.0], drawn=[(x, nb201, "tab:red"), (x, nb201 - 50, "b")])
+    drawn = [(x, nb201, "tab:red"), (x, nb201 - 50, "b"), (x, nb201, "0.3")]  # one twice
+    zoom_on_fronts(ax, [nb201], keep=[80.0], drawn=drawn)
     lo, hi = ax.get_ylim()
     assert 60 < lo < 80 and hi > 94.4
     assert ax.get_legend_handles_labels()[1] == ["11 below the axis (on its edge)"]
@@ -1255,3 +1256,34 @@ def test_an_algorithm_that_cannot_take_the_objectives_names_those_that_can():
     named = str(e.value).split("these take 4: ")[1].rstrip(")").split(", ")
     assert {"random", "linas", "unsga3", "ctaea", "moead"} <= set(named)
     assert "nsga2" not in named and "mnas" not in named
+
+
+def test_algorithm_label_reads_the_same_however_options_were_given():
+    from hwnas.search.spec import algorithm_label
+
+    assert algorithm_label("nsga2", {"pop_size": 10}) == "nsga2[pop_size=10]"
+    assert algorithm_label("nsga2[pop_size=10]", {"pop_size": 10}) == "nsga2[pop_size=10]"
+    both = algorithm_label("linas[n_init=10]", {"n_init": 10, "batch_size": 5})
+    assert both == "linas[n_init=10,batch_size=5]"  # the --option one is not dropped
+    assert algorithm_label("random", {}) == "random"
+
+
+def test_a_run_stored_with_a_retired_option_still_resumes(tmp_path):
+    """linas and random once took pop_size (and ignored it): a run stored with it, killed
+    before its end, resumes without it instead of being refused."""
+    import sqlite3
+
+    from hwnas.search import resume_search
+
+    out = tmp_path / "s"
+    run_search({"algorithm": "linas", "evaluations": 12, "seed": 1}, out=out)
+    con = sqlite3.connect(out / "results.sqlite")
+    (config,) = con.execute("SELECT config FROM runs").fetchone()
+    old = {**json.loads(config), "algorithm": "linas[pop_size=20]"}
+    old["algorithm_options"] = {"pop_size": 20}  # both ways it was given
+    con.execute("UPDATE runs SET config = ?", (json.dumps(old),))
+    con.commit()
+    con.close()
+    with pytest.warns(UserWarning, match="option pop_size never did anything"):
+        s = resume_search(out, evaluations=15)
+    assert s["evaluations"] == 15 and s["algorithm"] == "linas"

@@ -367,7 +367,7 @@ def test_mbv3_cost_terms_batch_equals_one_at_a_time(name, in_channels, num_class
     np.testing.assert_array_equal(sp.cost_terms_batch(x, in_channels, num_classes), one)
     macs = [sp.macs(v, in_channels, num_classes) for v in x]
     np.testing.assert_array_equal(sp.macs_batch(x, in_channels, num_classes), macs)
-    np.testing.assert_array_equal(sp.cost_features(x), sp.cost_terms_batch(x))
+    np.testing.assert_array_equal(sp.cost_features(x), sp.cost_terms_batch(x, num_classes=1000))
 
 
 @pytest.mark.parametrize("name", sorted(SPACES))
@@ -384,3 +384,5 @@ def test_helpers_check_vectors_and_leave_the_callers_alone(name):
     space.canonicalize(x)[:] = 0
     assert np.array_equal(x, kept)
     assert np.array_equal(space.mutate(x[0], 7), space.mutate(x[0], np.random.default_rng(7)))
+    with pytest.raises(HwnasError, match="mutate takes one vector, got 3"):
+        space.mutate(x)

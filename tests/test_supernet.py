@@ -87,6 +87,10 @@ def test_space_macs_equal_the_extracted_subnets_macs() -> None:
     assert sp.macs(vectors[0]) == sp.macs(vectors[0], num_classes=10)
     assert sp.size_range()["params"] == sp.size_range(3, 10)["params"]
     assert RamNasMBv3Space.num_classes == 1000
+    # cost features keep their definition (the head at 1000 classes): a predictor saved
+    # before the CIFAR default changed sees the features it was fitted on
+    x = sp.sample(3, rng=1)
+    assert (sp.cost_features(x) == sp.cost_terms_batch(x, num_classes=1000)).all()
 
 
 @pytest.mark.parametrize(

@@ -104,7 +104,8 @@ BenchOptions = Annotated[
         "checkpoint=runs/sn/checkpoint.pt latency=runs/lat.joblib (and threads=N, "
         "calib_batches=N, split=NAME, batch_size=N); for ofa-mbv3 and "
         "ofa-resnet50: latency=true (measured here; with agent=URL token_file=PATH on a "
-        "device agent, agent_timeout_s=600 per request), threads=N, rounds=N, "
+        "device agent; agent_timeout_s=S bounds a request, default: the agent's queue and "
+        "measurement time-outs + 60 s), threads=N, rounds=N, "
         "anchor=false (no drift anchor beside each batch).",
     ),
 ]
@@ -343,6 +344,9 @@ def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
             _print_mnas(s["mnas"], objs, s["evaluations"])
         return
     front = s["pareto"]
+    if not front:  # every evaluation failed (their errors are in evaluations.csv)
+        out_console.print("no architecture was evaluated successfully: no front")
+        return
     # a constrained metric that is no objective (a parameter budget's params) is shown too
     cols = objs + [k for k in front[0] if k not in (*objs, "arch_key", "arch", "vector")]
     shown = front_rows(len(front))

@@ -83,7 +83,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return type(value)(_plain(v) for v in value)
+        return [_plain(v) for v in value] if isinstance(value, list) else tuple(map(_plain, value))
     return value
 
 

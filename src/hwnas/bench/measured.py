@@ -35,7 +35,7 @@ def check_latency_options(
     token_file: object,
     default_cost: str,
     anchor: object = True,
-    agent_timeout_s: object = 600.0,
+    agent_timeout_s: object = None,
 ) -> None:
     """One line for options that do not go together: agent/token_file/threads/rounds/
     anchor say how latency is measured and need ``latency=true``; an agent needs its
@@ -49,12 +49,13 @@ def check_latency_options(
             f"{name}: a device agent needs both agent=URL and token_file=PATH "
             "(the file 'hwnas agent token' wrote)"
         )
-    ok = isinstance(agent_timeout_s, int | float) and not isinstance(agent_timeout_s, bool)
-    if not ok or not 0 < agent_timeout_s < float("inf"):  # type: ignore[operator]
-        raise HwnasError(
-            f"{name}: agent_timeout_s must be positive seconds, got {agent_timeout_s!r}"
-        )
-    if agent is None and agent_timeout_s != 600.0:
+    if agent_timeout_s is not None:
+        ok = isinstance(agent_timeout_s, int | float) and not isinstance(agent_timeout_s, bool)
+        if not ok or not 0 < agent_timeout_s < float("inf"):  # type: ignore[operator]
+            raise HwnasError(
+                f"{name}: agent_timeout_s must be positive seconds, got {agent_timeout_s!r}"
+            )
+    if agent is None and agent_timeout_s is not None:
         raise HwnasError(
             f"{name}: agent_timeout_s is how long to wait on a device agent; it needs agent=URL"
         )
@@ -91,7 +92,7 @@ class MeasuredLatency:
         agent: str | None = None,
         token_file: str | None = None,
         anchor: bool = True,
-        agent_timeout_s: float = 600.0,
+        agent_timeout_s: float | None = None,
     ) -> None:
         from hwnas.measure.latency import MeasureSettings
 
@@ -114,8 +115,9 @@ class MeasuredLatency:
         self.agent: dict[str, object] | None = None
         self._agent_at = (agent, token_file, threads)
         # how long one request may take on the agent, queue included: one that stops
-        # answering fails the search after this, not after an hour
-        self._agent_timeout_s = float(agent_timeout_s)
+        # answering fails the search after this, not after an hour (default: what the
+        # agent says a request may take, its queue wait and measurement time-outs)
+        self._agent_timeout_s = agent_timeout_s
         self._measurer: LocalMeasurer | RemoteMeasurer | None = None
         self._limits: dict[str, int | None] = {"max_models": None, "max_bytes": None}
 
@@ -135,11 +137,20 @@ class MeasuredLatency:
             self._measurer = LocalMeasurer(self.settings)
             self._reference()
             return
-        from hwnas.measure.agent import AgentClient, read_token_file
+        from hwnas.measure.agent import (
+            INFO_TIMEOUT_S,
+            AgentClient,
+            agent_request_time_s,
+            read_token_file,
+        )
 
-        client = AgentClient(str(agent), read_token_file(token_file), self._agent_timeout_s)
+        client = AgentClient(
+            str(agent), read_token_file(token_file), self._agent_timeout_s or INFO_TIMEOUT_S
+        )
         info = client.info()
         limits = info.get("limits") or {}
+        if self._agent_timeout_s is None:
+            client.timeout_s = agent_request_time_s(limits)
         cores = limits.get("max_threads")
         if cores and threads > int(cores):
             raise HwnasError(

@@ -135,7 +135,7 @@ class OFAMobileNetV3Benchmark(Evaluator):
         agent: str | None = None,
         token_file: str | None = None,
         anchor: bool = True,
-        agent_timeout_s: float = 600.0,
+        agent_timeout_s: float | None = None,
         **_: object,
     ) -> None:
         check_latency_options(

@@ -600,6 +600,7 @@ class _Handler(BaseHTTPRequestHandler):
                             "timeout_s": cfg.timeout_s,
                             "memory_mb": cfg.memory_mb,
                             "queue_size": cfg.queue_size,
+                            "queue_timeout_s": cfg.queue_timeout_s,
                             "max_models": cfg.max_models,
                             "max_threads": os.cpu_count() or 1,
                         },
@@ -847,6 +848,15 @@ _CLIENT_ERRORS = {
 
 #: time-out of the requests an agent answers at once (``/info``, ``/health``), seconds
 INFO_TIMEOUT_S = 30.0
+
+
+def agent_request_time_s(limits: dict[str, Any]) -> float:
+    """The longest a healthy agent with these ``/info`` limits takes to answer a measuring
+    request: its queue wait and its measurement time-out, and a minute for the transfer
+    (an agent that does not answer by then is stuck)."""
+    queue = float(limits.get("queue_timeout_s") or 900.0)
+    measure = float(limits.get("timeout_s") or 300.0)
+    return queue + measure + 60.0
 
 
 class AgentClient:

@@ -171,7 +171,16 @@ def sample_efficiency(
                     ) from exc
                 fit_time = time.perf_counter() - start
                 row: dict[str, Any] = {"model": name, "size": size, "trial": trial}
-                row.update(rank_metrics(y_test, model.predict(X_test)))
+                pred = np.asarray(model.predict(X_test), dtype=np.float64)
+                if np.isfinite(pred).all():
+                    row.update(rank_metrics(y_test, pred))
+                else:  # a broken fit: scored nan, named, and the study goes on
+                    warnings.warn(
+                        f"predictor '{name}' at {size} samples (trial {trial}) predicted "
+                        f"{int((~np.isfinite(pred)).sum())} non-finite value(s): scored nan",
+                        stacklevel=2,
+                    )
+                    row.update({"mape": np.nan, "kendall_tau": np.nan, "spearman_rho": np.nan})
                 row["fit_time_s"] = fit_time
                 if isinstance(model, ViewSelectPredictor):
                     row["view"] = model.view_

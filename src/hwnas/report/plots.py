@@ -54,12 +54,14 @@ def zoom_on_fronts(
     lo, hi = min([lo, *keep]), max([hi, *keep])
     pad = 0.08 * (hi - lo if hi > lo else 1.0)
     ax.set_ylim(lo - pad, hi + pad)
-    floor, n = lo - pad, 0
+    floor = lo - pad
+    points: set[tuple[float, float]] = set()  # a point in several series counts once
     for x, y, color in drawn:
-        below = np.asarray(y) < floor
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        below = y < floor
         if below.any():
             ax.scatter(
-                np.asarray(x)[below],
+                x[below],
                 np.full(int(below.sum()), floor),
                 marker="v",
                 s=20,
@@ -67,8 +69,8 @@ def zoom_on_fronts(
                 clip_on=False,
                 zorder=4,
             )
-            n += int(below.sum())
-    if n:
+            points.update(zip(x[below].tolist(), y[below].tolist(), strict=True))
+    if n := len(points):
         ax.scatter([], [], marker="v", s=20, color="0.4", label=f"{n} below the axis (on its edge)")
 
 

@@ -37,7 +37,11 @@ def non_dominated_mask(F: np.ndarray) -> np.ndarray:
         keep = (f2 == np.repeat(group_min, sizes)) & (first | (f2 < np.repeat(prev_best, sizes)))
         mask[order[keep]] = True
         return mask
-    front = NonDominatedSorting().do(F, only_non_dominated_front=True)
+    # pymoo's sorting crashes on mixed infinities: the largest finite floats order alike
+    big = np.finfo(np.float64).max
+    front = NonDominatedSorting().do(
+        np.nan_to_num(F, posinf=big, neginf=-big), only_non_dominated_front=True
+    )
     mask[np.asarray(front, dtype=np.int64)] = True
     return mask
 

@@ -122,6 +122,8 @@ class SearchProblem:
                 self._cidx.append(None)
             else:
                 also = f"; also constrainable: {', '.join(metrics)}" if metrics else ""
+                if any(o.aliases for o in self.objectives):
+                    also += "; a device's latency is also named latency:DEVICE"
                 raise HwnasError(
                     f"constraint '{c}' names unknown objective '{c.objective}' "
                     f"(objectives: {', '.join(names)}{also})"

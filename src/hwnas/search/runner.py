@@ -302,6 +302,35 @@ def warm_start_keys(path: str | Path) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
+#: options an algorithm once took and never used: a stored run holding them resumes
+#: without them (a fresh search is refused them)
+RETIRED_OPTIONS = {"linas": frozenset({"pop_size"}), "random": frozenset({"pop_size"})}
+
+
+def _drop_retired_options(config: SearchConfig) -> SearchConfig:
+    from hwnas.search.spec import algorithm_label, parse_algorithm
+
+    name, bracket = parse_algorithm(config.algorithm)
+    gone = RETIRED_OPTIONS.get(name, frozenset())
+    dropped = sorted(gone & (set(bracket) | set(config.algorithm_options)))
+    if not dropped:
+        return config
+    warnings.warn(
+        f"the stored run's {name} option {', '.join(dropped)} never did anything and is "
+        "no longer taken: resumed without it (the same search)",
+        stacklevel=3,
+    )
+    kept = {k: v for k, v in bracket.items() if k not in gone}
+    return config.model_copy(
+        update={
+            "algorithm": algorithm_label(name, kept),
+            "algorithm_options": {
+                k: v for k, v in config.algorithm_options.items() if k not in gone
+            },
+        }
+    )
+
+
 def resume_search(
     run_dir: str | Path,
     progress: Callable[[int, int], None] | None = None,
@@ -322,7 +351,7 @@ def resume_search(
         raise HwnasError(f"no results store at '{path}' to resume")
     with ResultsStore(path) as store:
         run = store.latest_run("search")
-        config = SearchConfig(**run["config"])
+        config = _drop_retired_options(SearchConfig(**run["config"]))
         if evaluations is not None and evaluations != config.evaluations:
             done = len({r.arch_key for r in store.evaluations(run["run_id"])})
             if evaluations < done:

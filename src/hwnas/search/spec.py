@@ -161,7 +161,8 @@ def algorithm_label(algorithm: str, options: dict[str, Any] | None = None) -> st
     """How a search's algorithm is named in tables and plots: the bracket form, options
     given apart (``--option``) included, so ``nsga2 --option pop_size=10`` and
     ``nsga2[pop_size=10]`` read the same and neither reads as plain ``nsga2``."""
-    if not options or "[" in algorithm:
+    if not options:
         return algorithm
+    base = algorithm.split("[", 1)[0]  # the options hold the bracket's too (resolved)
     shown = (v if isinstance(v, str) else json.dumps(v) for v in options.values())
-    return algorithm + "[" + ",".join(f"{k}={v}" for k, v in zip(options, shown, strict=True)) + "]"
+    return base + "[" + ",".join(f"{k}={v}" for k, v in zip(options, shown, strict=True)) + "]"

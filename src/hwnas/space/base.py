@@ -201,7 +201,10 @@ class SearchSpace(ABC):
         result can equal the input."""
         p = 1.0 / self.n_dims if p is None else p
         rng = np.random.default_rng(rng)
-        v = self.check_vectors(vector)[0]
+        batch = self.check_vectors(vector)
+        if len(batch) != 1:
+            raise HwnasError(f"{self.name}: mutate takes one vector, got {len(batch)}")
+        v = batch[0]
         mask = rng.random(self.n_dims) < p
         if not mask.any():
             mask[rng.integers(self.n_dims)] = True
