@@ -355,7 +355,10 @@ def test_algorithms_lists_one_algorithms_options():
     res = runner.invoke(app, ["algorithms", "linas", "--json"])
     assert res.exit_code == 0, res.output
     opts = {o["name"]: o for o in json.loads(res.stdout)}
-    assert opts["class_mean"] == {"name": "class_mean", "type": "bool", "default": True}
+    assert opts["class_mean"] | {"help": ""} == {
+        "name": "class_mean", "type": "bool", "default": True, "help": ""
+    }  # fmt: skip
+    assert "measured mean quality" in opts["class_mean"]["help"]
     assert opts["batch_size"]["type"] == "int | None" and "seed" not in opts
     res = runner.invoke(app, ["algorithms", "mnas"])
     assert res.exit_code == 0 and "target" in res.stdout and "-0.07" in res.stdout
