@@ -81,7 +81,7 @@ def run_one(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
 
 def _argmax(s: dict[str, Any]) -> dict[str, Any]:
     """The plain argmax cell's facts (the search's own outcome before the feasible rule)."""
-    from hwnas.dnas.derive import nb201_record
+    from hwnas.dnas.derivation import nb201_record
     from hwnas.dnas.resources import EvalNetConfig, resource_model
 
     arch = s["argmax_genotype"]

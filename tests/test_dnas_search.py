@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from typer.testing import CliRunner
 
-from hwnas.dnas.derive import (
+from hwnas.dnas.derivation import (
     darts_cell_edges,
     derive_darts,
     derive_darts_within,
@@ -206,7 +206,7 @@ def test_nb201_connectivity() -> None:
 
 
 def test_nb201_disconnected_cells_are_the_benchmarks_constant_output_cells(data_dir) -> None:
-    from hwnas.dnas.derive import nb201_table
+    from hwnas.dnas.derivation import nb201_table
     from hwnas.space.nb201 import NB201Space
 
     row_of_code, df = nb201_table(data_dir)
@@ -1094,3 +1094,19 @@ def test_an_nb201_search_without_the_table_still_writes_its_summary(tmp_path) ->
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert "nb201" not in summary and summary["satisfied"] is True
     assert res.summary["derived"] <= 2e5
+
+
+def test_the_package_hands_out_functions_not_modules():
+    """``from hwnas.dnas import dtrain`` / ``derive`` are the functions, however often
+    and in whatever order they are asked for (modules of those names shadowed them)."""
+    import importlib
+
+    import hwnas.dnas as dnas
+
+    importlib.import_module("hwnas.dnas.training")
+    importlib.import_module("hwnas.dnas.derivation")
+    for _ in range(2):
+        for name in ("dtrain", "derive", "dsearch"):
+            assert callable(getattr(dnas, name)) and not isinstance(
+                getattr(dnas, name), type(dnas)
+            ), name

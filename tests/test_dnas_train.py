@@ -11,14 +11,6 @@ import pytest
 import torch
 
 from hwnas.data import ImageData, load_dataset
-from hwnas.dnas.dtrain import (
-    DTrainConfig,
-    cutout,
-    dtrain,
-    genotype_from_search,
-    load_network,
-    resolve_arch,
-)
 from hwnas.dnas.evalnet import (
     DartsNetworkCIFAR,
     NB201Network,
@@ -27,6 +19,14 @@ from hwnas.dnas.evalnet import (
     validate_genotype,
 )
 from hwnas.dnas.genotype import DARTS_V2, Genotype, genotype_to_dict
+from hwnas.dnas.training import (
+    DTrainConfig,
+    cutout,
+    dtrain,
+    genotype_from_search,
+    load_network,
+    resolve_arch,
+)
 from hwnas.errors import HwnasError
 
 # One thread: the test machine is shared.
@@ -233,7 +233,7 @@ def test_kills_around_the_metrics_line_leave_a_consistent_log(
 ) -> None:
     """The epoch's line is written before its checkpoint (a resume rewrites the log to
     the checkpoint's epochs); a second run on the same directory is refused."""
-    from hwnas.dnas import dtrain as dtrain_module
+    from hwnas.dnas import training as dtrain_module
 
     cfg = _cfg(train_subset=64, steps_per_epoch=1)
     metrics = tmp_path / "metrics.jsonl"
@@ -502,7 +502,7 @@ def test_cli_interrupt_says_how_to_continue(
     run without --resume says that it discards an unfinished training."""
     from typer.testing import CliRunner
 
-    from hwnas.dnas import dtrain as dtrain_module
+    from hwnas.dnas import training as dtrain_module
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt

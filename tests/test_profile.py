@@ -530,6 +530,11 @@ def test_lut_build_predict_and_evaluate(tmp_path, space, synthetic_run):
 
     loaded = LatencyLUT.load(out)
     np.testing.assert_allclose(loaded.predict(big[None, :]), pred[:1])
+    np.testing.assert_allclose(loaded.predict("max"), pred[:1])  # a name or config too
+    np.testing.assert_allclose(loaded.predict(cfg), pred[1:])
+    for bad, msg in (([[0] * 5], "must have"), ([[0.7] * space.n_dims], "integers")):
+        with pytest.raises(HwnasError, match=msg):  # not an IndexError, nor truncated
+            loaded.predict(np.array(bad))
     with pytest.raises(HwnasError, match="lacks block"):
         loaded.predict(space.smallest()[None, :])
     assert np.isnan(loaded.predict(space.smallest()[None, :], strict=False)[0])

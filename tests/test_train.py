@@ -506,6 +506,50 @@ def test_export_computes_what_eval_reported(tmp_path, trained) -> None:
     assert said[0] == said[1] and json.loads(said[0])["resolution"] in (24, 28, 32)
 
 
+def test_export_and_eval_refuse_what_would_go_silently_wrong(tmp_path, trained) -> None:
+    """include_resize without calibration still takes the data's images (it traced at the
+    subnet's own size: the resize did nothing); an opset whose file cannot be loaded,
+    batch size 0 and negative calibration batches are refused; the caller's torch
+    thread count is what it was after an evaluation."""
+    import onnxruntime as ort
+
+    from hwnas.train.evaluate import evaluate_subnet, export_subnet
+
+    p = export_subnet(trained, "min", "onnx", tmp_path / "r.onnx", include_resize=True)
+    (inp,) = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).get_inputs()
+    assert inp.shape[-2:] == [8, 8]  # digits
+    for kw, msg in (
+        ({"opset": 5}, "opset must be an integer in 9.."),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+        ({"calib_batches": -1}, "calib_batches must be an integer >= 0"),
+    ):
+        with pytest.raises(HwnasError, match=msg):
+            export_subnet(trained, "min", "onnx", tmp_path / "x.onnx", **kw)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3 if before != 3 else 2)
+    mine = torch.get_num_threads()
+    evaluate_subnet(trained, "min", calib_batches=1, num_threads=1)
+    assert torch.get_num_threads() == mine
+    torch.set_num_threads(before)
+    with pytest.raises(HwnasError, match="batch_size must be an integer >= 1"):
+        evaluate_subnet(trained, "min", batch_size=0)
+
+
+def test_a_checkpoint_trained_on_data_in_memory_asks_for_that_data(tmp_path) -> None:
+    """Trained on data handed over (data=), not its config's dataset: evaluating it on
+    the config's dataset would silently score other data; it asks for the data."""
+    from hwnas.data import load_dataset
+    from hwnas.train.evaluate import evaluate_subnet
+
+    mine = load_dataset("digits", limit=64)
+    mine.name = "my-digits"
+    res = train_supernet(_cfg(tmp_path, epochs=1, eval_every=0), data=mine)
+    with pytest.raises(HwnasError, match="trained on data 'my-digits' given in memory"):
+        evaluate_subnet(res.checkpoint, "min", calib_batches=1, num_threads=1)
+    r = evaluate_subnet(res.checkpoint, "min", data=mine, calib_batches=1, num_threads=1)
+    assert r["n"] == len(mine.y_test)
+
+
 def test_evaluating_an_empty_split_is_an_error(tmp_path) -> None:
     from hwnas.train.evaluate import evaluate_subnet
 

@@ -74,7 +74,7 @@ def dtrain_command(
     the evaluation network (--C, --layers) and dataset the search's budget was about are
     used unless given; the output says which were taken from the search. Ctrl-C prints
     the command that continues the run (the same options and --resume)."""
-    from hwnas.dnas.dtrain import DTrainConfig, dtrain, read_search, search_summary_file
+    from hwnas.dnas.training import DTrainConfig, dtrain, read_search, search_summary_file
 
     given = [n for n, v in (("--genotype", genotype), ("--arch", arch)) if v is not None]
     if from_search is not None:

@@ -12,10 +12,10 @@ from typing import Any
 # Public API, imported lazily so that ``import hwnas.dnas.ops`` stays light.
 _LAZY = {
     "SearchNetwork": "hwnas.dnas.search_model",
-    "derive": "hwnas.dnas.derive",
-    "derive_darts": "hwnas.dnas.derive",
-    "derive_nb201": "hwnas.dnas.derive",
-    "nb201_record": "hwnas.dnas.derive",
+    "derive": "hwnas.dnas.derivation",
+    "derive_darts": "hwnas.dnas.derivation",
+    "derive_nb201": "hwnas.dnas.derivation",
+    "nb201_record": "hwnas.dnas.derivation",
     "Constraint": "hwnas.dnas.resources",
     "EvalNetConfig": "hwnas.dnas.resources",
     "ResourceModel": "hwnas.dnas.resources",
@@ -28,9 +28,9 @@ _LAZY = {
     "build_lookup_graph": "hwnas.dnas.lookup",
     "NB201Network": "hwnas.dnas.evalnet",
     "DartsNetworkCIFAR": "hwnas.dnas.evalnet",
-    "DTrainConfig": "hwnas.dnas.dtrain",
-    "DTrainResult": "hwnas.dnas.dtrain",
-    "dtrain": "hwnas.dnas.dtrain",
+    "DTrainConfig": "hwnas.dnas.training",
+    "DTrainResult": "hwnas.dnas.training",
+    "dtrain": "hwnas.dnas.training",
     "Genotype": "hwnas.dnas.genotype",
 }
 
@@ -39,5 +39,7 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # found at once from now on
+        return value
     raise AttributeError(f"module 'hwnas.dnas' has no attribute '{name}'")

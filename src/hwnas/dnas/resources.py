@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwnas.dnas.derive import DARTS_STEPS, genotype_edges, nb201_ops_of, nb201_table
+from hwnas.dnas.derivation import DARTS_STEPS, genotype_edges, nb201_ops_of, nb201_table
 from hwnas.dnas.genotype import Genotype
 from hwnas.dnas.ops import (
     DARTS_OPS,
@@ -267,7 +267,7 @@ class ResourceModel:
         DARTS each node's two cheapest inputs with their cheapest op other than 'none'
         (so a budget below it is refused before a search is spent on it)."""
         if self.space == "nb201":
-            from hwnas.dnas.derive import nb201_connected
+            from hwnas.dnas.derivation import nb201_connected
             from hwnas.space.nb201 import NB201Space
 
             ok = nb201_connected(NB201Space().all_vectors())

@@ -55,7 +55,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from hwnas.config import changed_settings, validate_model
 from hwnas.data import BatchIterator, ImageData, load_dataset
-from hwnas.dnas.derive import (
+from hwnas.dnas.derivation import (
     derive,
     derive_darts_within,
     derive_nb201_within,
@@ -78,7 +78,7 @@ from hwnas.errors import HwnasError
 from hwnas.process import out_dir_lock
 from hwnas.report.progress import StepProgress
 from hwnas.train.supernet import append_metrics, write_metrics
-from hwnas.train.utils import warmup_cosine
+from hwnas.train.utils import torch_threads, warmup_cosine
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
@@ -496,10 +496,8 @@ def dsearch(
     log always shows the argmax cell.
     """
     cfg = DSearchConfig.from_dict(config) if isinstance(config, dict) else config
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     out = Path(out_dir)
-    with out_dir_lock(out, "search"):  # one search at a time writes there
+    with torch_threads(cfg.threads), out_dir_lock(out, "search"):  # one search writes there
         return _dsearch(cfg, out, resume, progress, max_epochs, return_model)
 
 
@@ -764,7 +762,7 @@ def final_genotype(
 ) -> tuple[Genotype | str, bool]:
     """The search's answer under ``cfg.derivation`` and whether a cell fitting the device
     budget (and, on NB201, connected) was found; ``argmax`` (or no fitting cell) gives the
-    plain rule's cell (see :mod:`hwnas.dnas.derive`)."""
+    plain rule's cell (see :mod:`hwnas.dnas.derivation`)."""
     argmax = derive(cfg.space, alphas)
     if cfg.derivation == "argmax":
         return argmax, True

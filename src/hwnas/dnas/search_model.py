@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hwnas.dnas.derive import darts_cell_edges, derive, nb201_ops_of
+from hwnas.dnas.derivation import darts_cell_edges, derive, nb201_ops_of
 from hwnas.dnas.genotype import Genotype
 from hwnas.dnas.ops import (
     DARTS_OPS,

@@ -227,9 +227,13 @@ class LatencyLUT:
 
         return space_for(self.space)
 
-    def keys_of(self, vectors: np.ndarray) -> list[list[str]]:
+    def keys_of(self, vectors: Any) -> list[list[str]]:
+        """The block keys of each network: vectors (checked against the space), or one
+        config dict or name ('min', 'max') as :func:`arch_blocks` takes them."""
         space = self._space()
-        x = space.canonicalize(np.atleast_2d(np.asarray(vectors, dtype=np.int64)))
+        if isinstance(vectors, dict | str):
+            return [[b.key for b in arch_blocks(space, vectors, self.num_classes)]]
+        x = space.canonicalize(space.check_vectors(vectors))
         return [[b.key for b in arch_blocks(space, v, self.num_classes)] for v in x]
 
     def missing(self, vectors: np.ndarray) -> list[str]:
@@ -237,9 +241,10 @@ class LatencyLUT:
         need = {k for ks in self.keys_of(vectors) for k in ks}
         return sorted(need - set(self.entries))
 
-    def predict(self, vectors: np.ndarray, strict: bool = True) -> np.ndarray:
-        """Sum of block latencies (ms) per vector; a network with a block missing from the
-        table is an error, or nan with ``strict=False``."""
+    def predict(self, vectors: Any, strict: bool = True) -> np.ndarray:
+        """Sum of block latencies (ms) per vector (or of one config or 'min'/'max'); a
+        network with a block missing from the table is an error, or nan with
+        ``strict=False``."""
         out = []
         for keys in self.keys_of(vectors):
             try:

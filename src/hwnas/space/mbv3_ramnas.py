@@ -260,7 +260,8 @@ class MBv3SupernetSpace(SizedSearchSpace):
                 val = sc.get(key, choices[-1] if len(choices) == 1 else None)
                 if val is None:
                     raise HwnasError(f"{n}: stage {s} needs '{key}'")
-                vals = [val] * d if isinstance(val, int) else list(val)
+                one = isinstance(val, int | np.integer) and not isinstance(val, bool)
+                vals = [val] * d if one else list(val)
                 if len(vals) not in (d, st.max_depth):
                     raise HwnasError(
                         f"{n}: stages[{s}].{key} needs {d} values (its depth) or "

@@ -13,6 +13,7 @@ linear classifier.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -110,7 +111,8 @@ class MBv3Supernet(ElasticModule):
         return self.space.config(arch)
 
     def set_active(self, arch: Any) -> dict[str, Any]:
-        """Activate a subnet; returns the canonical config. Bad configs -> HwnasError."""
+        """Activate a subnet; returns (a copy of) the canonical config. Bad configs ->
+        HwnasError."""
         cfg = self.canonical(arch)
         self.stem.active_out = cfg["stem"]
         for stage, sc in zip(self.stages, cfg["stages"], strict=True):
@@ -122,7 +124,7 @@ class MBv3Supernet(ElasticModule):
         self.final_expand.active_out = cfg["stages"][-1]["width"] * self.space.spec.final_expand
         self.feature_mix.active_out = cfg["last"]
         self.config = cfg
-        return cfg
+        return copy.deepcopy(cfg)  # editing it must not change the active subnet
 
     def sample_config(self, rng: np.random.Generator) -> dict[str, Any]:
         return self.space.decode(self.space.sample(1, rng)[0])

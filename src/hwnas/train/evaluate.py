@@ -20,6 +20,7 @@ from hwnas.train.supernet import (
     load_checkpoint,
     model_from_checkpoint,
 )
+from hwnas.train.utils import torch_threads
 
 
 def parse_subnet(
@@ -51,9 +52,26 @@ def parse_subnet(
 
 def set_threads(threads: int, flag: str = "--threads") -> None:
     """``torch.set_num_threads`` for a count >= 1; anything else a one-line error."""
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise HwnasError(f"{flag} must be an integer >= 1, got {threads!r}")
+    _check_counts(**{flag: (threads, 1)})
     torch.set_num_threads(threads)
+
+
+def _opset_range() -> tuple[int, int]:
+    """ONNX opsets this export writes loadable models for: 9 (BatchNormalization in its
+    current form) up to the newest torch's exporter knows."""
+    try:
+        from torch.onnx import _constants
+
+        return 9, int(_constants.ONNX_MAX_OPSET)
+    except (ImportError, AttributeError):  # pragma: no cover - another torch layout
+        return 9, 99
+
+
+def _check_counts(**counts: tuple[Any, int]) -> None:
+    """Each ``name=(value, least)`` an integer >= least, else a one-line error."""
+    for name, (value, least) in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise HwnasError(f"{name} must be an integer >= {least}, got {value!r}")
 
 
 def load_supernet(
@@ -62,6 +80,13 @@ def load_supernet(
     """A checkpoint (file, run dir or loaded dict) and the supernet it holds."""
     ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
     return ckpt, model_from_checkpoint(ckpt)
+
+
+def _same_dataset(a: str, b: str) -> bool:
+    """Whether two dataset names are one dataset (an image folder by its resolved path)."""
+    if a.startswith("folder:") and b.startswith("folder:"):
+        return Path(a[7:]).expanduser().resolve() == Path(b[7:]).expanduser().resolve()
+    return a == b
 
 
 def checkpoint_data(
@@ -74,6 +99,14 @@ def checkpoint_data(
     supernet's input channels and classes."""
     if data is None:
         tc = ckpt.get("train_config", {})
+        trained_on = (ckpt.get("data") or {}).get("name")
+        if trained_on and not _same_dataset(trained_on, tc.get("dataset", "digits")):
+            # trained on data handed over in memory: the config's dataset is another
+            raise HwnasError(
+                f"the checkpoint was trained on data '{trained_on}' given in memory, not on "
+                f"its config's dataset '{tc.get('dataset', 'digits')}': pass that data "
+                "(data=) to evaluate or export it"
+            )
         data = load_dataset(
             tc.get("dataset", "digits"),
             data_dir if data_dir is not None else tc.get("data_dir"),
@@ -105,8 +138,9 @@ def evaluate_subnet(
     The subnet is extracted, its BN statistics re-estimated on ``calib_batches`` training
     batches, and evaluated on ``split`` of the checkpoint's dataset (or ``data``).
     """
-    if num_threads is not None:
-        set_threads(num_threads)
+    _check_counts(calib_batches=(calib_batches, 0), batch_size=(batch_size, 1))
+    if num_threads is not None:  # used for the evaluation; the caller's count comes back
+        _check_counts(num_threads=(num_threads, 1))
     ckpt, model = load_supernet(checkpoint)
     cfg = parse_subnet(model, subnet, seed)
     data = checkpoint_data(ckpt, model, data, data_dir)
@@ -115,7 +149,8 @@ def evaluate_subnet(
             f"the {split} split of the checkpoint's dataset is empty (e.g. trained with "
             "val_fraction=0); evaluate another --split"
         )
-    acc = evaluate_config(model, cfg, data, split, calib_batches, batch_size, seed)
+    with torch_threads(num_threads):
+        acc = evaluate_config(model, cfg, data, split, calib_batches, batch_size, seed)
     sub = model.get_subnet(cfg)
     return {
         "top1": acc,
@@ -159,6 +194,12 @@ def export_subnet(
     """
     if format not in ("onnx", "torch"):
         raise HwnasError(f"unknown export format '{format}' (use onnx or torch)")
+    _check_counts(batch_size=(batch_size, 1), calib_batches=(calib_batches, 0))
+    lo, hi = _opset_range()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not lo <= opset <= hi:
+        # below, torch writes a file ONNX Runtime cannot load (a BatchNormalization of
+        # opset 5 lacks an attribute), and says so only in a warning
+        raise HwnasError(f"opset must be an integer in {lo}..{hi}, got {opset!r}")
     out = check_output_file(out)
     folder = out.parent
     while not folder.exists():
@@ -178,6 +219,8 @@ def export_subnet(
     else:
         sub = model.get_subnet(cfg, include_resize=bool(include_resize)).eval()
         size = cfg["resolution"]
+        if include_resize:  # the model takes the data's images: traced at their size
+            size = checkpoint_data(ckpt, model, data, data_dir).image_size
     x = torch.randn(batch_size, model.in_channels, size, size)
     out.parent.mkdir(parents=True, exist_ok=True)
     if format == "onnx":

@@ -55,7 +55,13 @@ from hwnas.report.progress import StepProgress
 from hwnas.supernet.mbv3 import MBv3Supernet
 from hwnas.train.losses import LogitLoss, make_kd_loss, smd_student_loss
 from hwnas.train.sampling import ComplexityAwareSampler, ProgressiveShrinking, make_sampler
-from hwnas.train.utils import accuracy, param_groups, recalibrate_bn, warmup_cosine
+from hwnas.train.utils import (
+    accuracy,
+    param_groups,
+    recalibrate_bn,
+    torch_threads,
+    warmup_cosine,
+)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
@@ -508,12 +514,11 @@ def train_supernet(
     elif isinstance(config, dict):
         config = TrainConfig.from_dict(config)
     cfg = config
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
     out = Path(cfg.out_dir)
     check_out_dir(out)  # before the data and a whole epoch of training
     rank, world, own_group = _dist()
     with contextlib.ExitStack() as stack:
+        stack.enter_context(torch_threads(cfg.num_threads))
         if rank == 0:  # the rank that writes; one run at a time
             stack.enter_context(out_dir_lock(out, "training"))
         return _train(cfg, out, rank, world, own_group, data, max_epochs, return_model)

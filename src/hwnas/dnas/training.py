@@ -60,7 +60,7 @@ from hwnas.errors import HwnasError
 from hwnas.process import out_dir_lock
 from hwnas.report.progress import StepProgress
 from hwnas.train.supernet import append_metrics, load_checkpoint, save_checkpoint, write_metrics
-from hwnas.train.utils import accuracy, warmup_cosine
+from hwnas.train.utils import accuracy, torch_threads, warmup_cosine
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
@@ -513,11 +513,9 @@ def dtrain(
     elif isinstance(config, dict):
         config = DTrainConfig.from_dict(config)
     cfg = config.resolved()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     device = _torch_device(cfg.device)
     out = Path(out_dir)
-    with out_dir_lock(out, "dtrain"):  # one run at a time writes there
+    with torch_threads(cfg.threads), out_dir_lock(out, "dtrain"):  # one run writes there
         return _dtrain(cfg, out, device, resume, progress, data, max_epochs, return_model)
 
 
