@@ -392,7 +392,6 @@ def test_cli_nb201_arch_digits(tmp_path: Path) -> None:
         (["--from-search", "/nonexistent/run"], "not found"),
         (["--genotype", "DARTS_V2", "--drop-path", "1.5"], "drop_path_prob"),
         (["--genotype", "DARTS_V2", "--auxiliary-weight", "0.7"], "it needs --auxiliary"),
-        (["--arch", MIXED, "--seed", "-1"], "seed"),
     ],
 )
 def test_cli_bad_inputs(tmp_path: Path, args: list[str], needle: str) -> None:
@@ -402,6 +401,13 @@ def test_cli_bad_inputs(tmp_path: Path, args: list[str], needle: str) -> None:
     assert r.exit_code == 2, r.output
     err = r.stderr.strip()
     assert err.startswith("error:") and len(err.splitlines()) == 1 and needle in err
+
+
+def test_cli_negative_seed_is_refused_by_the_option(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    r = CliRunner().invoke(_app(), ["dtrain", "--arch", MIXED, "--seed", "-1", "--out", str(tmp_path)])  # fmt: skip
+    assert r.exit_code == 2 and "greater than or equal to 0" in r.output
 
 
 def test_cli_unknown_op_in_genotype(tmp_path: Path) -> None:

@@ -535,6 +535,11 @@ def test_export_and_eval_refuse_what_would_go_silently_wrong(tmp_path, trained) 
         evaluate_subnet(trained, "min", batch_size=0)
 
 
+def test_a_warm_up_as_long_as_the_run_is_warned_of(tmp_path) -> None:
+    with pytest.warns(UserWarning, match="warmup_epochs 1 >= epochs 1: the learning rate"):
+        train_supernet(_cfg(tmp_path, epochs=1, warmup_epochs=1.0, eval_every=0))
+
+
 def test_a_checkpoint_trained_on_data_in_memory_asks_for_that_data(tmp_path) -> None:
     """Trained on data handed over (data=), not its config's dataset: evaluating it on
     the config's dataset would silently score other data; it asks for the data."""

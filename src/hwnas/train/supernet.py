@@ -38,6 +38,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -514,6 +515,12 @@ def train_supernet(
     elif isinstance(config, dict):
         config = TrainConfig.from_dict(config)
     cfg = config
+    if cfg.warmup_epochs >= cfg.epochs > 0:
+        warnings.warn(
+            f"warmup_epochs {cfg.warmup_epochs:g} >= epochs {cfg.epochs}: the learning rate "
+            "only rises (to its peak at the end) and never decays; lower warmup_epochs",
+            stacklevel=2,
+        )
     out = Path(cfg.out_dir)
     check_out_dir(out)  # before the data and a whole epoch of training
     rank, world, own_group = _dist()
