@@ -160,6 +160,11 @@ def hwnas(*args, env=None):
             "unknown device 'nope'",
         ),
         (
+            ["search", "--evaluations", "5", "--out", "{tmp}/" + "a" * 300],
+            None,
+            "File name too long",
+        ),
+        (
             ["bench", "search-efficiency", "--benchmark", "supernet", "--out", "{tmp}"],
             None,
             "'hwnas bench search-efficiency' takes no benchmark options",

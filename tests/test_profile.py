@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from hwnas.cli import app
 from hwnas.errors import HwnasError
 from hwnas.measure.latency import MeasureSettings
+from hwnas.measure.profile import TMP_NAME
 from hwnas.space.mbv3_ramnas import space_for
 
 SPACE = "mbv3-cifar"
@@ -156,7 +157,7 @@ class _StopAt:
     (a kill between groups) and returns made-up measurements (no timing needed)."""
 
     def __init__(self, run_dir, at, stop):
-        self.tmp, self.at, self.stop, self.calls = run_dir / ".tmp", at, stop, 0
+        self.tmp, self.at, self.stop, self.calls = run_dir / TMP_NAME, at, stop, 0
 
     def measure(self, models, settings=None):
         from pathlib import Path
@@ -210,12 +211,12 @@ def test_resumed_groups_never_reuse_a_stored_group_number(tmp_path, no_export):
     with pytest.raises(KeyboardInterrupt):
         profile_space(SPACE, 5, run_dir, group_size=1, measurer=_StopAt(run_dir, 4, interrupt))
     assert _groups(run_dir) == ([0, 1, 2], [0, 1, 2], "interrupted")
-    assert not (run_dir / ".tmp").exists()
-    (run_dir / ".tmp").mkdir()
-    (run_dir / ".tmp" / "subnet0.onnx").write_bytes(b"left by a SIGKILL")
+    assert not (run_dir / TMP_NAME).exists()
+    (run_dir / TMP_NAME).mkdir()
+    (run_dir / TMP_NAME / "subnet0.onnx").write_bytes(b"left by a SIGKILL")
     profile_space(SPACE, 5, run_dir, group_size=4, measurer=_StopAt(run_dir, 0, interrupt))
     assert _groups(run_dir) == ([0, 1, 2, 3, 3], [0, 1, 2, 3], "finished")
-    assert not (run_dir / ".tmp").exists()
+    assert not (run_dir / TMP_NAME).exists()
 
 
 class _Limited(_StopAt):
@@ -274,7 +275,7 @@ def test_sigterm_ends_a_profile_cleanly(tmp_path, no_export):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
     subnets, anchors, status = _groups(run_dir)
     assert subnets == anchors == [0] and status == "interrupted"
-    assert not (run_dir / ".tmp").exists()
+    assert not (run_dir / TMP_NAME).exists()
 
 
 def test_a_second_profile_on_a_locked_out_dir_is_refused(tmp_path, held_elsewhere):

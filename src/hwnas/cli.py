@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
+import sqlite3
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -1121,13 +1123,22 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         console.print("aborted")
         sys.exit(1)
-    except _PATH_ERRORS as exc:
+    except OSError as exc:
         # a path the user gave that cannot be read or written (an --out that is a file,
-        # a read-only dir): one line; other OS errors keep their traceback
-        if exc.filename is None:
+        # a read-only dir or file system, a name too long, a symlink loop) or a full
+        # disk: one line; other OS errors keep their traceback
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        ours = isinstance(exc, _PATH_ERRORS) or exc.errno in _PATH_ERRNOS or full
+        if not ours or (exc.filename is None and not full):
             raise
         where = f"'{exc.filename}'" + (f" -> '{exc.filename2}'" if exc.filename2 else "")
-        _exit_with_error(f"{exc.strerror or exc}: {where}", 2)
+        text = f"{exc.strerror or exc}: {where}" if exc.filename else str(exc.strerror or exc)
+        _exit_with_error(text + ("; free some space and run it again" if full else ""), 2)
+    except sqlite3.OperationalError as exc:
+        # the results store on a full or read-only disk: what happened, not a traceback
+        if not any(t in str(exc) for t in ("disk is full", "readonly database", "disk I/O")):
+            raise
+        _exit_with_error(f"results store: {exc}", 2)
     except Exception as exc:
         # typer's (click's) usage errors: a missing argument, an unknown option, a value
         # out of range; recognised by shape, as typer vendors click privately
@@ -1151,6 +1162,7 @@ _PATH_ERRORS = (
     NotADirectoryError,
     PermissionError,
 )
+_PATH_ERRNOS = (errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP)
 
 
 def _exit_with_error(message: str, code: int) -> None:

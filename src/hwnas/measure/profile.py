@@ -37,9 +37,10 @@ as plain ``HwnasError`` by older versions (such errors, stored by mistake) are m
 again on resume.
 
 One profile at a time writes to ``OUT`` (:func:`hwnas.process.out_dir_lock`). The
-subnets' ONNX files are written to ``OUT/.tmp``, emptied when a profile starts and removed
-when it ends; SIGTERM ends a profile like Ctrl-C (the run marked interrupted, the temporary
-files removed, exit status 143), and what a SIGKILL leaves there the next run removes.
+subnets' ONNX files are written to ``OUT/.hwnas-profile-tmp``, emptied when a profile
+starts and removed when it ends; SIGTERM ends a profile like Ctrl-C (the run marked
+interrupted, the temporary files removed, exit status 143), and what a SIGKILL leaves
+there the next run removes.
 Groups are numbered on from the highest stored one, so the groups of a resumed profile
 never share a number with the stored ones.
 
@@ -51,8 +52,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +79,7 @@ PROFILE_KIND = "profile"
 ANCHOR_KIND = "profile-anchor"
 STORE_NAME = "results.sqlite"
 #: the subnets' ONNX files while a profile runs (inside OUT, so a killed run leaks nothing)
-TMP_NAME = ".tmp"
+TMP_NAME = ".hwnas-profile-tmp"  # ours alone: a user's .tmp there is left alone
 #: objective names stored for every measured subnet
 OBJECTIVES = (
     "latency_ms",
@@ -557,9 +560,24 @@ def _finish(
             if recs and recs[0].objectives:
                 anchor["reference_ms"] = recs[0].objectives.get("latency_ms")
             store.finish_run(run["run_id"], anchor, status=status)
-    with contextlib.suppress(OSError):
-        store.export_csv(run_id, out_dir / "profile.csv")
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    # each written whole or not at all; one that cannot be written is said, not hidden
+    # (the measurements are safe in the store: the next run writes it again)
+    for name, write in (
+        ("profile.csv", lambda p: store.export_csv(run_id, p)),
+        ("summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n")),
+    ):
+        tmp = out_dir / f".{name}.tmp"
+        try:
+            write(tmp)
+            os.replace(tmp, out_dir / name)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            warnings.warn(
+                f"could not write {out_dir / name} ({exc.strerror or exc}); the measurements "
+                f"are in {out_dir / STORE_NAME}, and the next profile run writes it again",
+                stacklevel=2,
+            )
     return summary
 
 
