@@ -76,6 +76,26 @@ def test_missing_data_dir_fails_loudly(tmp_path) -> None:
         load_dataset("digits", val_fraction=1.5)
 
 
+def test_a_truncated_data_file_is_one_line(tmp_path) -> None:
+    """A download cut short (a zip without its end) is named, not a BadZipFile deep in
+    NumPy: the image sets and the OFA accuracy predictors."""
+    import os
+    import shutil
+
+    from hwnas.bench import get_benchmark
+
+    src = Path(os.environ[ENV_DATA_DIR])
+    for rel in ("images/mnist_test_10k.npz", "ofa/ofa_mbv3_acc_predictor.npz"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        data = (src / rel).read_bytes()
+        (tmp_path / rel).write_bytes(data[: len(data) // 2])
+    with pytest.raises(HwnasError, match="cannot read data file .*mnist_test_10k.npz"):
+        load_dataset("mnist", data_dir=tmp_path)
+    shutil.copy(src / "ofa" / "ofa_mbv3_note10_latency_lut.json", tmp_path / "ofa")
+    with pytest.raises(HwnasError, match="cannot read OFA accuracy predictor"):
+        get_benchmark("ofa-mbv3", data_dir=tmp_path).evaluate(np.zeros((1, 46), int))
+
+
 def test_image_folder_npy_and_png(tmp_path) -> None:
     rng = np.random.default_rng(0)
     for c in ("cat", "dog"):

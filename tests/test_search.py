@@ -1287,3 +1287,25 @@ def test_a_run_stored_with_a_retired_option_still_resumes(tmp_path):
     with pytest.warns(UserWarning, match="option pop_size never did anything"):
         s = resume_search(out, evaluations=15)
     assert s["evaluations"] == 15 and s["algorithm"] == "linas"
+
+
+def test_a_search_refuses_a_folder_it_would_break(tmp_path):
+    """Into a profile's folder (its summary.json replaced, the profile then refused to
+    grow) or beside a summary.json/CSVs of something else, a search is refused."""
+    from hwnas.store.sqlite import ResultsStore
+
+    prof = tmp_path / "prof"
+    with ResultsStore(prof / "results.sqlite") as store:
+        store.create_run({"space": "mbv3-cifar"}, 0, kind="profile")
+    (prof / "summary.json").write_text('{"stored": 4}')
+    with pytest.raises(HwnasError, match="holds a profile run in results.sqlite, not a search"):
+        run_search({"algorithm": "random", "evaluations": 5}, out=prof)
+    assert (prof / "summary.json").read_text() == '{"stored": 4}'
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "evaluations.csv").write_text("my,data\n")
+    with pytest.raises(HwnasError, match="holds evaluations.csv but no results.sqlite"):
+        run_search({"algorithm": "random", "evaluations": 5}, out=other)
+    # a search's own folder takes another search (a new run in its store)
+    run_search({"algorithm": "random", "evaluations": 5}, out=tmp_path / "s")
+    assert run_search({"algorithm": "random", "evaluations": 6}, out=tmp_path / "s")

@@ -525,6 +525,18 @@ def test_export_and_eval_refuse_what_would_go_silently_wrong(tmp_path, trained) 
     ):
         with pytest.raises(HwnasError, match=msg):
             export_subnet(trained, "min", "onnx", tmp_path / "x.onnx", **kw)
+    # an export that dies half-way leaves the previous file whole (it wrote over it)
+    good = p.read_bytes()
+
+    def dies(module, args, f, **kw):
+        Path(f).write_bytes(b"half a model")
+        raise RuntimeError("killed")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.onnx, "export", dies)
+        with pytest.raises(RuntimeError, match="killed"):
+            export_subnet(trained, "max", "onnx", p)
+    assert p.read_bytes() == good and sorted(x.name for x in tmp_path.iterdir()) == ["r.onnx"]
     before = torch.get_num_threads()
     torch.set_num_threads(3 if before != 3 else 2)
     mine = torch.get_num_threads()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,7 @@ def _acc_weights(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
     try:
         with np.load(path) as z:
             return [(z[f"{i}_weight"], z[f"{i}_bias"]) for i in (0, 2, 4, 6)]
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise HwnasError(f"cannot read OFA accuracy predictor '{path}': {exc}") from None
 
 

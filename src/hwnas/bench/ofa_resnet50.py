@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ def _acc_weights(path: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.nd
         with np.load(path) as z:
             hidden = [(z[f"layers_{i}_0_weight"], z[f"layers_{i}_0_bias"]) for i in range(3)]
             return hidden, z["layers_3_weight"], float(z["base_acc"][0])
-    except (OSError, KeyError, ValueError, IndexError) as exc:
+    except (OSError, KeyError, ValueError, IndexError, EOFError, zipfile.BadZipFile) as exc:
         raise HwnasError(f"cannot read OFA ResNet50 accuracy predictor '{path}': {exc}") from None
 
 

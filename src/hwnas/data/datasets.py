@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,6 +113,22 @@ def _finish(
     )
 
 
+_NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
+def _npz_arrays(path: Path, names: Sequence[str]) -> list[np.ndarray]:
+    """The named arrays of a data file, or one line saying the file is damaged (a
+    truncated download is a ``BadZipFile`` deep inside NumPy)."""
+    try:
+        with np.load(path) as d:
+            return [d[n] for n in names]
+    except _NPZ_ERRORS as exc:
+        raise HwnasError(
+            f"cannot read data file '{path}' ({type(exc).__name__}: {exc}): damaged or cut "
+            "short? fetch it again ('hwnas data list' says where it comes from)"
+        ) from None
+
+
 def load_cifar10(
     data_dir: str | os.PathLike[str] | None = None, val_fraction: float = 0.1, seed: int = 0
 ) -> ImageData:
@@ -121,9 +138,9 @@ def load_cifar10(
         xs, ys = [], []
         for i in range(10):
             path = data_file(f"images/cifar10/cifar10_{split}_shard{i:02d}.npz", data_dir)
-            with np.load(path) as d:
-                xs.append(d["x"])
-                ys.append(d["y"])
+            x, y = _npz_arrays(path, ("x", "y"))
+            xs.append(x)
+            ys.append(y)
         parts[split] = (np.concatenate(xs), np.concatenate(ys))
     xtr, ytr, xva, yva = _split_val(*parts["train"], val_fraction, seed)
     return _finish("cifar10", {"train": (xtr, ytr), "val": (xva, yva), "test": parts["test"]}, 10)
@@ -137,8 +154,7 @@ def load_mnist(
 ) -> ImageData:
     """MNIST from ``images/mnist_test_10k.npz`` (the 10k MNIST test images; a stratified
     ``test_fraction`` of them is our test split, the rest train + validation)."""
-    with np.load(data_file("images/mnist_test_10k.npz", data_dir)) as d:
-        x, y = d["x"], d["y"]
+    x, y = _npz_arrays(data_file("images/mnist_test_10k.npz", data_dir), ("x", "y"))
     xrest, yrest, xte, yte = _split_val(x, y, test_fraction, seed + 1)
     xtr, ytr, xva, yva = _split_val(xrest, yrest, val_fraction, seed)
     return _finish(
@@ -151,8 +167,10 @@ def load_flowers17(
 ) -> ImageData:
     """Oxford Flowers-17 at 16x16 from ``images/flowers17_16px.npz`` (its own splits;
     ``val_fraction`` is unused because the file has a validation split)."""
-    with np.load(data_file("images/flowers17_16px.npz", data_dir)) as d:
-        splits = {s: (d[f"x_{s}"], d[f"y_{s}"]) for s in ("train", "val", "test")}
+    path = data_file("images/flowers17_16px.npz", data_dir)
+    names = [f"{a}_{s}" for s in ("train", "val", "test") for a in ("x", "y")]
+    arrays = _npz_arrays(path, names)
+    splits = {s: (arrays[2 * i], arrays[2 * i + 1]) for i, s in enumerate(("train", "val", "test"))}
     return _finish("flowers17", splits, 17)
 
 
@@ -193,7 +211,7 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
                     "N x H x W[ x C] uint8) and y (labels)"
                 )
             return d["x"], d["y"]
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise HwnasError(f"cannot read {path}: {exc}") from None
 
 

@@ -6,6 +6,7 @@ import contextlib
 import csv
 import json
 import os
+import sqlite3
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -75,6 +76,8 @@ def run_search(
         raise HwnasError("resume needs the run directory (out) holding the search")
     if resume and not (Path(out) / STORE_NAME).is_file():
         raise HwnasError(f"no results store at '{Path(out) / STORE_NAME}' to resume")
+    if out is not None and not resume:
+        _check_search_out(Path(out))
     if isinstance(config, dict):
         if isinstance(config.get("warm_start"), str | Path):  # a directory or CSV file
             config = {**config, "warm_start": warm_start_keys(config["warm_start"])}
@@ -101,6 +104,30 @@ def run_search(
         if out is not None:  # one search at a time writes there
             stack.enter_context(out_dir_lock(out, "search"))
         return _run(config, algorithm, problem, out, resume, t0, retry_failed)
+
+
+def _check_search_out(out: Path) -> None:
+    """A search writes summary.json, CSVs and plots into ``out``: a folder holding another
+    kind of run (a profile, whose summary.json would be replaced and which could not be
+    grown any more) or such files of something else is refused."""
+    if (out / STORE_NAME).is_file():
+        try:
+            with ResultsStore(out / STORE_NAME, readonly=True) as store:
+                others = {r["kind"] for r in store.runs()} - {"search"}
+        except (HwnasError, sqlite3.Error):
+            return  # not a store at all: opening it for the search says so
+        if others:
+            raise HwnasError(
+                f"{out} holds a {', '.join(sorted(others))} run in {STORE_NAME}, not a "
+                "search; search into another --out"
+            )
+        return
+    found = [n for n in ("summary.json", "evaluations.csv", "pareto.csv") if (out / n).exists()]
+    if found:
+        raise HwnasError(
+            f"{out} holds {', '.join(found)} but no {STORE_NAME}: not a search's folder (or "
+            "one whose store was removed); search into another --out, or remove them"
+        )
 
 
 def _segment_details(out: Path) -> list[dict[str, Any]]:

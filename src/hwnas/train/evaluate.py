@@ -223,21 +223,27 @@ def export_subnet(
             size = checkpoint_data(ckpt, model, data, data_dir).image_size
     x = torch.randn(batch_size, model.in_channels, size, size)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if format == "onnx":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                sub,
-                (x,),
-                str(out),
-                dynamo=False,
-                input_names=["input"],
-                output_names=["logits"],
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                opset_version=opset,
-            )
-    else:
-        save_torch_program(sub, (model.in_channels, size, size), out, batch_size)
+    # written beside, then renamed over: a kill or a full disk leaves the old file whole
+    tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
+    try:
+        if format == "onnx":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    sub,
+                    (x,),
+                    str(tmp),
+                    dynamo=False,
+                    input_names=["input"],
+                    output_names=["logits"],
+                    dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                    opset_version=opset,
+                )
+        else:
+            save_torch_program(sub, (model.in_channels, size, size), tmp, batch_size)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return out
 
 
