@@ -424,3 +424,33 @@ def test_a_fit_predicting_nan_is_scored_nan_and_the_study_goes_on() -> None:
         registry._items.pop("broken-test", None)
     scores = {r["model"]: r["kendall_tau"] for r in rows}
     assert np.isnan(scores["broken-test"]) and scores["ridge"] == scores["ridge"]
+
+
+def test_two_saves_to_one_path_at_once_each_leave_a_whole_file(tmp_path) -> None:
+    """Saves racing to one path (two 'predictors fit --out P' at once) each write their
+    own temporary file: no rename of a file the other moved away, nothing left behind."""
+    import threading
+
+    from sklearn.linear_model import Ridge
+
+    from hwnas.predict.fitted import FittedPredictor, load_fitted
+
+    path = tmp_path / "p.joblib"
+    errors: list[BaseException] = []
+
+    def save(target: str) -> None:
+        fp = FittedPredictor(Ridge().fit(np.eye(3), np.arange(3.0)), "nb201", target)
+        for _ in range(15):
+            try:
+                fp.save(path)
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+    threads = [threading.Thread(target=save, args=(t,)) for t in ("latency", "accuracy")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert load_fitted(path).target in ("latency", "accuracy")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.joblib", "p.joblib.json"]

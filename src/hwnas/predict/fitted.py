@@ -92,12 +92,16 @@ class FittedPredictor:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the predictor (``.joblib``: joblib, anything else: pickle) and the JSON
-        sidecar ``<path>.json``; returns the path. Written to ``<path>.tmp`` first and
-        renamed; the temporary file never stays behind."""
+        sidecar ``<path>.json``; returns the path. Each is written to a temporary file of
+        its own first and renamed (two fits saving at once each leave a whole file; the
+        temporary file never stays behind)."""
+        import uuid
+
         path = Path(path)
         check_writable_file(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        unique = f"{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"  # the umask's permissions
+        tmp = path.with_name(f".{path.name}.{unique}")
         try:
             if path.suffix == ".joblib":
                 import joblib
@@ -113,7 +117,13 @@ class FittedPredictor:
         sidecar = sidecar_path(path)
         meta = {"format": FITTED_FORMAT, "space": self.space_name, "target": self.target}
         meta.update(self.metadata)
-        sidecar.write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
+        tmp = sidecar.with_name(f".{sidecar.name}.{unique}")
+        try:
+            tmp.write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
+            tmp.replace(sidecar)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return path
 
 
