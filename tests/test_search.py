@@ -1309,3 +1309,14 @@ def test_a_search_refuses_a_folder_it_would_break(tmp_path):
     # a search's own folder takes another search (a new run in its store)
     run_search({"algorithm": "random", "evaluations": 5}, out=tmp_path / "s")
     assert run_search({"algorithm": "random", "evaluations": 6}, out=tmp_path / "s")
+
+
+def test_compare_refuses_a_front_entry_without_its_objectives(tmp_path):
+    from hwnas.report.compare import load_summaries
+
+    s = {"benchmark": "nb201", "algorithm": "random", "evaluations": 1,
+         "objectives": [{"name": "accuracy"}, {"name": "latency"}]}  # fmt: skip
+    for front, msg in (([{"arch_key": "x"}], "front entry 0 lacks"), ({}, "no list")):
+        (tmp_path / "summary.json").write_text(json.dumps({**s, "pareto": front}))
+        with pytest.raises(HwnasError, match=msg):
+            load_summaries([tmp_path])

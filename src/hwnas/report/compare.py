@@ -17,6 +17,13 @@ from hwnas.search.spec import algorithm_label
 SUMMARY_NAME = "summary.json"
 
 
+def _has_values(entry: Any, names: Sequence[str]) -> bool:
+    """Whether a front entry holds a number for each objective."""
+    return isinstance(entry, dict) and all(
+        isinstance(entry.get(n), int | float) and not isinstance(entry.get(n), bool) for n in names
+    )
+
+
 def load_summaries(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     """The ``summary.json`` of each finished search in ``run_dirs``, with ``run_dir``
     added. All must share benchmark and objectives (or their fronts would not compare);
@@ -43,6 +50,14 @@ def load_summaries(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
         missing += [] if names else ["objectives"]
         if missing:
             raise HwnasError(f"'{path}' is not a search summary (no {', '.join(missing)})")
+        front = s["pareto"] if isinstance(s["pareto"], list) else None
+        bad = [i for i, p in enumerate(front or []) if not _has_values(p, names)]
+        if front is None or bad:
+            where = f"front entry {bad[0]} lacks a value of" if bad else "its front is no list of"
+            raise HwnasError(
+                f"'{path}' is not a search summary ({where} {', '.join(names)}); was it "
+                "edited by hand?"
+            )
         s["run_dir"] = str(d)
         s["objective_names"] = names
         stored = _stored(Path(d))
