@@ -354,6 +354,9 @@ def test_data_list_shows_whole_paths_on_a_narrow_terminal(tmp_path, monkeypatch)
     assert res.exit_code == 0, res.output
     text = console.export_text()
     assert "cifar10" in text and "…" not in text
+    assert "data sets in" in text and "(missing)" not in text  # the folder it looked in
+    res = CliRunner().invoke(cli.app, ["data", "list", "--data-dir", str(tmp_path / "nope")])
+    assert "(missing)" in console.export_text()
 
 
 def test_fetch_builds_from_upstream_format_sources(shared, server, tmp_path, monkeypatch):

@@ -1045,13 +1045,16 @@ def compare(
 @data_app.command("list")
 def data_list(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     """The data sets hwnas knows, their files and whether they are present."""
+    from hwnas.config import data_dir as resolve_data_dir
     from hwnas.fetch import data_status
 
     rows = data_status(data_dir)
     if as_json:
         _print_json(rows)
         return
-    table = Table(title="data sets")
+    where = resolve_data_dir(data_dir)
+    state = "" if where.is_dir() else (" (a file!)" if where.exists() else " (missing)")
+    table = Table(title=f"data sets in {escape(str(where))}{state}")
     for col in ("name", "file", "present", "source"):
         # paths are what one copies: folded onto more lines, never cut with an ellipsis
         table.add_column(col, overflow="fold" if col in ("file", "source") else "ellipsis")
