@@ -420,7 +420,7 @@ def evaluate(
 ) -> None:
     """Look up the objectives of given architectures on a benchmark.
 
-    With --bench-option latency=true, latency is measured on this machine instead."""
+    With --bench-option latency=true, latency is measured here (or on a device agent)."""
     import numpy as np
 
     from hwnas.bench import get_benchmark

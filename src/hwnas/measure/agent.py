@@ -699,7 +699,6 @@ class _Handler(BaseHTTPRequestHandler):
         """Whether the client closed its connection (it stopped waiting): its request
         has been read whole, so a readable socket here means end of stream."""
         import select
-        import socket
 
         try:
             readable, _, _ = select.select([self.connection], [], [], 0)

@@ -335,6 +335,7 @@ RETIRED_OPTIONS = {"linas": frozenset({"pop_size"}), "random": frozenset({"pop_s
 
 
 def _drop_retired_options(config: SearchConfig) -> SearchConfig:
+    """A stored config without the options its algorithm no longer takes (warned of)."""
     from hwnas.search.spec import algorithm_label, parse_algorithm
 
     name, bracket = parse_algorithm(config.algorithm)
