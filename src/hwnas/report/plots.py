@@ -22,6 +22,7 @@ def _plt() -> Any:
 
 
 def _algorithm(summary: dict[str, Any]) -> str:
+    """The search's algorithm as its titles name it (the bracket form, options included)."""
     from hwnas.search.spec import algorithm_label
 
     return algorithm_label(str(summary["algorithm"]), summary.get("algorithm_options"))
