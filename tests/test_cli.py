@@ -613,6 +613,8 @@ def test_resuming_a_finished_search_says_nothing_new_was_run(tmp_path, data_dir)
     assert runner.invoke(app, ["search", "--evaluations", "8", "--out", str(out)]).exit_code == 0
     res = runner.invoke(app, ["search", "--resume", str(out)])
     assert res.exit_code == 0 and "had finished: nothing new was evaluated" in res.stderr
+    res = runner.invoke(app, ["search", "--resume", str(out), "--retry-failed"])
+    assert res.exit_code == 0 and "held no failed evaluation to retry" in res.stderr
     res = runner.invoke(app, ["search", "--resume", str(out), "--evaluations", "10"])
     assert res.exit_code == 0 and "had finished" not in res.stderr
     assert json.loads((out / "summary.json").read_text())["evaluations"] == 10

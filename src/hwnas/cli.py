@@ -202,7 +202,7 @@ def search(
             raise HwnasError(
                 f"--resume continues the stored run with its own config: drop "
                 f"{', '.join('--' + g.replace('_', '-') for g in fixed)} (only --evaluations "
-                "can change it)"
+                "can change it; --retry-failed evaluates its failures again)"
             )
         budget = evaluations if _given(ctx, ("evaluations",)) else None
         done_before = _finished_evaluations(resume)
@@ -214,7 +214,13 @@ def search(
                 data_dir=data_dir,
                 retry_failed=retry_failed,
             )
-        if done_before == summary["evaluations"] and not retry_failed:
+        if retry_failed and not summary.get("retried"):
+            console.print(
+                f"note: the search in {escape(str(resume))} held no failed evaluation to retry",
+                highlight=False,
+                soft_wrap=True,
+            )
+        elif done_before == summary["evaluations"] and not retry_failed:
             console.print(
                 f"note: the search in {escape(str(resume))} had finished: nothing new was "
                 "evaluated (--evaluations N raises its budget; --retry-failed evaluates its "

@@ -36,7 +36,7 @@ def pipeline(
     constraint: list[str] | None = typer.Option(
         None,
         help="Hard constraint (repeatable): latency (ms), accuracy (%), mflops or params, "
-        "e.g. 'latency<=1.5' or 'params<=500000' (a memory budget).",
+        "e.g. 'latency<=1.5' or 'params<=2000000' (a memory budget).",
     ),
     export: str | None = typer.Option(
         None,

@@ -515,10 +515,12 @@ def train_supernet(
     elif isinstance(config, dict):
         config = TrainConfig.from_dict(config)
     cfg = config
-    if cfg.warmup_epochs >= cfg.epochs > 0:
+    if "warmup_epochs" in cfg.model_fields_set and cfg.warmup_epochs >= cfg.epochs > 0:
+        # (the default's one epoch of a one-epoch quick run is not worth a warning)
         warnings.warn(
             f"warmup_epochs {cfg.warmup_epochs:g} >= epochs {cfg.epochs}: the learning rate "
-            "only rises (to its peak at the end) and never decays; lower warmup_epochs",
+            "only rises (to its peak at the end) and never decays; lower warmup_epochs "
+            "(a --config setting)",
             stacklevel=2,
         )
     out = Path(cfg.out_dir)
