@@ -83,7 +83,7 @@ def test_resume_errors(tmp_path):
         text=True,
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    expect = "drop --algorithm, --seed, --bench-option (only --evaluations can change it)"
+    expect = "drop --algorithm, --seed, --bench-option (only --evaluations can change it;"
     assert expect in done.stderr
 
 
