@@ -173,6 +173,15 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+def _child_cmd(memory_mb: int) -> list[str]:
+    """The measuring child's command line: its memory limit, and this process as the
+    parent it dies with."""
+    return [
+        *(sys.executable, "-m", "hwnas.measure._child"),
+        *("--memory-mb", str(int(memory_mb)), "--parent", str(os.getpid())),
+    ]
+
+
 def _run_child(
     cmd: list[str],
     request: bytes,
@@ -224,8 +233,7 @@ def probe_runtime(memory_mb: int, timeout_s: float = 120.0) -> None:
     """Start a measuring child under ``memory_mb`` and load ONNX Runtime in it: an agent
     whose limit is too low to load the runtime at all is refused when it starts, not at
     every request."""
-    cmd = [sys.executable, "-m", "hwnas.measure._child", "--memory-mb", str(int(memory_mb))]
-    cmd += ["--parent", str(os.getpid())]
+    cmd = _child_cmd(memory_mb)
     out, err, code = _run_child(cmd, json.dumps({"probe": True}).encode(), timeout_s, None, None)
     try:
         reply = json.loads(out.decode() or "null")
@@ -276,8 +284,7 @@ def run_isolated(
             "settings": settings.to_dict(),
         }
     )
-    cmd = [sys.executable, "-m", "hwnas.measure._child", "--memory-mb", str(int(memory_mb))]
-    cmd += ["--parent", str(os.getpid())]
+    cmd = _child_cmd(memory_mb)
     stdout, stderr, returncode = _run_child(cmd, request.encode(), timeout_s, cwd, cancelled)
     stderr_tail = stderr.decode(errors="replace")[-_STDERR_TAIL:].strip()
     try:
