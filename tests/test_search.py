@@ -584,7 +584,7 @@ def test_evaluations_csv_shows_constrained_metrics_and_feasibility(tmp_path, dat
     s = run_search(
         {
             "benchmark": "ofa-resnet50",
-            "algorithm": "random",
+            "algorithm": "motpe",  # Optuna's random start: no feasible sampling
             "evaluations": 30,
             "seed": 0,
             "constraints": ["params<=2e7", "mflops<=4000"],
@@ -1067,7 +1067,9 @@ def test_constraints_may_bound_a_metric_that_is_no_objective(algorithm):
     problem = SearchProblem(ev, 40, constraints=[Constraint.parse("size<=8")])
     ALGORITHMS.get(algorithm)(seed=0).run(problem)
     keys, _ = problem.feasible_set()
-    assert keys and len(keys) < problem.n_evaluated  # the budget binds on random cells
+    assert keys
+    if algorithm in ("random", "linas"):  # random draws only cells that can be feasible
+        assert len(keys) == problem.n_evaluated
     for i in problem.front_indices():
         assert problem.vectors[i].sum() <= 8
     raw, G, _ = problem.evaluate(np.array([[4, 4, 4, 0, 0, 0], [1, 1, 1, 1, 1, 1]]))
@@ -1083,6 +1085,34 @@ def test_constraints_may_bound_a_metric_that_is_no_objective(algorithm):
     for bound in ("size<=-1", "size>=25"):
         with pytest.raises(HwnasError, match=r"no architecture of nb201 satisfies .* 0 to 24"):
             SearchProblem(ev, 10, constraints=[Constraint.parse(bound)])
+
+
+@pytest.mark.parametrize("algorithm", ["random", "nsga2", "agemoea", "linas", "mnas"])
+def test_random_starts_meet_constraints_known_before_evaluation(algorithm):
+    """A constraint on a metric or a cheap objective (params, MFLOPs, a predicted
+    latency) is known before evaluation: a random start draws only cells that meet it,
+    where about one in ten does, so no evaluation of the start is wasted."""
+    from hwnas.search.algorithms import sample_feasible
+
+    ev = CheapCostEvaluator()
+    problem = SearchProblem(ev, 30, constraints=["cost<=0.1"])
+    assert problem.known_constraints == [0]
+    rng = np.random.default_rng(0)
+    x = sample_feasible(problem, 25, rng)
+    assert len(x) == 25 and len({tuple(r) for r in x}) == 25
+    assert (ev.evaluate_cheap(x)[:, 0] <= 0.1).all()
+    assert problem.n_evaluated == 0  # nothing evaluated or counted
+    options = {"pop_size": 10} if algorithm in ("nsga2", "agemoea", "mnas") else {}
+    ALGORITHMS.get(algorithm)(seed=0, **options).run(problem)
+    first = np.array(problem.raw[:10])
+    assert (first[:, 1] <= 0.1).all()
+    # too few feasible cells: the least violating fill in, and still no evaluation
+    tight = SearchProblem(ev, 30, constraints=["cost<=0.001"])
+    v = tight.known_violation(sample_feasible(tight, 40, rng))
+    assert v is not None and v[0] == 0 and v[-1] > 0 and np.all(np.diff(v) >= 0)
+    # no constraint known before evaluation: plain samples
+    assert SearchProblem(ev, 30, constraints=["accuracy>=10"]).known_constraints == []
+    assert SearchProblem(ev, 30, constraints=["accuracy>=10"]).known_violation(x) is None
 
 
 def test_csv_arch_column_is_the_arch_string_or_json(tmp_path, data_dir):

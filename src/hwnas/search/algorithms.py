@@ -22,6 +22,8 @@ from hwnas.search.problem import SearchProblem
 # Stop an algorithm that keeps proposing only evaluated architectures (converged, or the
 # space is smaller than the budget) after this many batches with nothing new.
 MAX_STALLED_BATCHES = 200
+#: rounds of extra samples :func:`sample_feasible` draws looking for feasible ones
+FEASIBLE_DRAWS = 20
 
 
 def default_pop_size(budget: int) -> int:
@@ -61,7 +63,7 @@ class SearchAlgorithm(ABC):
             else np.asarray(self.initial, dtype=np.int64)
         )
         fill = max(n - len(warm), 0)
-        return np.concatenate([warm, problem.space.sample(fill, rng)]) if fill else warm
+        return np.concatenate([warm, sample_feasible(problem, fill, rng)]) if fill else warm
 
     def check(self, problem: SearchProblem) -> None:
         """Raise a clear error when the problem is one this algorithm cannot take."""
@@ -111,9 +113,31 @@ class RandomSearch(SearchAlgorithm):
             n = min(problem.remaining, 16)
             # near the end of a small space uniform draws keep hitting evaluated cells:
             # draw from the ones left instead
-            x = problem.space.sample(n, rng) if stalled < 3 else _unevaluated(problem, n, rng)
+            x = sample_feasible(problem, n, rng) if stalled < 3 else _unevaluated(problem, n, rng)
             problem.evaluate(x)
             stalled = stalled + 1 if problem.n_seen == before else 0
+
+
+def sample_feasible(problem: SearchProblem, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` random architectures that meet the constraints known before evaluation
+    (params, MFLOPs, a predicted latency: :meth:`SearchProblem.known_violation`), so no
+    evaluation is spent on one that cannot be feasible; plain samples when no such
+    constraint exists. Where too few feasible ones turn up, the least violating fill in."""
+    pool = problem.space.sample(n, rng)
+    if n == 0 or not problem.known_constraints:
+        return pool
+    for _ in range(FEASIBLE_DRAWS):
+        pool = np.unique(pool, axis=0)
+        v = problem.known_violation(pool)
+        assert v is not None
+        if int((v <= 0).sum()) >= n:
+            break
+        pool = np.concatenate([pool, problem.space.sample(max(16 * n, 256), rng)])
+    v = problem.known_violation(pool)
+    assert v is not None
+    # feasible ones in random order, then the least violating
+    order = np.lexsort((rng.random(len(pool)), np.where(v <= 0, 0.0, v)))
+    return pool[order[:n]]
 
 
 def _unevaluated(problem: SearchProblem, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -206,8 +230,9 @@ class PymooAlgorithm(SearchAlgorithm):
     def operators(self, problem: SearchProblem, exact: int | None = None) -> dict[str, Any]:
         """pymoo's operators; a warm start is the first population (random ones added
         up to the population size; cut to ``exact`` rows for an algorithm whose first
-        population must have that size, as MOEA/D's one per reference direction)."""
-        if self.initial is None:
+        population must have that size, as MOEA/D's one per reference direction). A
+        random first population meets the constraints known before evaluation."""
+        if self.initial is None and not problem.known_constraints:
             return pymoo_operators()
         rng = np.random.default_rng(self.seed)
         first = self.initial_population(problem, exact or self.pop(problem), rng)

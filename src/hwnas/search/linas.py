@@ -101,7 +101,7 @@ from threadpoolctl import threadpool_limits
 
 from hwnas.errors import HwnasError
 from hwnas.registry import ALGORITHMS, PREDICTORS
-from hwnas.search.algorithms import SearchAlgorithm
+from hwnas.search.algorithms import SearchAlgorithm, sample_feasible
 from hwnas.search.inner import vectorized_nsga2
 from hwnas.search.pareto import reference_point
 from hwnas.search.problem import SearchProblem
@@ -456,7 +456,7 @@ class LINAS(SearchAlgorithm):
                 k = min(batch, problem.remaining)
                 picks = self._select(problem, models, cand, k)
             if len(picks) < k:  # inner search found too few new candidates: add random ones
-                extra = problem.space.sample(4 * k, rng)
+                extra = sample_feasible(problem, 4 * k, rng)
                 extra = extra[~problem.is_evaluated(extra)]
                 picks = np.concatenate([picks, extra])[:k] if len(picks) else extra[:k]
             t_search = time.perf_counter() - t0

@@ -196,6 +196,37 @@ class SearchProblem:
         names = list(self.evaluator.metrics)
         return {m: values[:, names.index(m)] for m in self.constrained_metrics}
 
+    @property
+    def known_constraints(self) -> list[int]:
+        """Indices of the constraints whose value is known before an evaluation: on a
+        metric (params, MFLOPs) or on a cheap objective (a predicted latency)."""
+        cheap = self.cheap_indices
+        return [j for j, i in enumerate(self._cidx) if i is None or i in cheap]
+
+    def known_violation(self, vectors: np.ndarray) -> np.ndarray | None:
+        """Summed relative violation (n,) of :attr:`known_constraints`: 0 where
+        ``vectors`` meet them all; None when there is none, so a sampler can skip it.
+        Nothing is evaluated or counted."""
+        known = self.known_constraints
+        if not known:
+            return None
+        vectors = np.atleast_2d(vectors)
+        cheap = self.cheap_indices
+        raw = np.full((len(vectors), self.n_obj), np.nan)
+        if cheap:
+            raw[:, cheap] = self.cheap_values(vectors)
+        cols = self._constrained(raw, vectors)
+        # relative to each bound, so bounds in different units weigh alike
+        g = np.stack(
+            [
+                self.constraints[j].violation(cols[:, j])
+                / max(abs(self.constraints[j].bound), 1e-12)
+                for j in known
+            ],
+            axis=1,
+        )
+        return np.where(np.isfinite(g), np.maximum(g, 0.0), np.inf).sum(axis=1)
+
     def _check_metric_bounds(self) -> None:
         """A bound on a metric (or on a cheap objective computed by a formula, such as
         MFLOPs) that no architecture of the space can meet is refused now, not after the
