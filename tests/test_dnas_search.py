@@ -695,6 +695,13 @@ def test_cli_end_to_end(tmp_path) -> None:
     r = runner.invoke(app, ["dsearch", "--constraint", "params>=1", "--out", str(out)])
     assert r.exit_code == 2 and "upper bounds" in r.output
     assert r.output.strip().count("\n") == 0
+    # one budget: a second --constraint (or a list in one) is refused, not dropped
+    two = ["--constraint", "params<=6e5", "--constraint", "flops<=1e6"]
+    r = runner.invoke(app, ["dsearch", *two, "--out", str(tmp_path / "two")])
+    assert r.exit_code == 2 and "takes one --constraint" in r.output
+    assert "params<=6e5, flops<=1e6" in r.output
+    r = runner.invoke(app, ["dsearch", "--constraint", "params<=6e5,flops<=1e6", "--out", "y"])
+    assert r.exit_code == 2 and "DCA-NAS takes one budget" in r.output
     r = runner.invoke(app, [*args, "--derivation", "best", "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "derivation" in r.output
     r = runner.invoke(

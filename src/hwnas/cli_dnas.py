@@ -45,9 +45,28 @@ DataDirOpt = Annotated[
     str | None, typer.Option("--data-dir", help="Data directory (default $HWNAS_DATA_DIR).")
 ]
 ConstraintOpt = Annotated[
-    str | None,
-    typer.Option("--constraint", help="'params<=3.5e6', 'flops<=600e6' or 'latency:DEVICE<=MS'."),
+    list[str] | None,
+    typer.Option(
+        "--constraint",
+        help="One budget: 'params<=3.5e6', 'flops<=600e6' (FLOPs = 2 x multiply-adds, so "
+        "this is 300M MACs) or 'latency:DEVICE<=MS'.",
+    ),
 ]
+
+
+def _one_constraint(values: list[str] | None) -> str | None:
+    """The single --constraint of a DCA-NAS command (one budget, one Lagrange
+    multiplier): a second one is refused, not silently dropped."""
+    if not values:
+        return None
+    if len(values) > 1:
+        raise HwnasError(
+            f"DCA-NAS takes one --constraint (one budget through one Lagrange multiplier); "
+            f"got {len(values)}: {', '.join(values)}"
+        )
+    return values[0]
+
+
 EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Search epochs (default 50).")]
 StepsOpt = Annotated[int | None, typer.Option("--steps-per-epoch", help="Cap on steps per epoch.")]
 BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Batch size (default 64).")]
@@ -164,6 +183,9 @@ def rerun_command(ctx: typer.Context, command: str, add: str = "") -> str:
                 words.append(param.opts[0])
             elif param.secondary_opts:
                 words.append(param.secondary_opts[0])
+        elif isinstance(value, list | tuple):  # a repeatable option: each value again
+            for v in value:
+                words += [param.opts[0], shlex.quote(str(v))]
         elif value is not None:
             words += [param.opts[0], shlex.quote(str(value))]
     if add and add not in words:
@@ -214,7 +236,11 @@ def dsearch(
     ] = False,
     lookup: Annotated[
         Path | None,
-        typer.Option("--lookup", help="Lookup graph (lug.json): search budget for the budget."),
+        typer.Option(
+            "--lookup",
+            help="Lookup graph (lug.json from 'dsearch lug'): searches with the budget whose "
+            "derived cell meets the --constraint budget.",
+        ),
     ] = None,
     search_budget: Annotated[
         float | None, typer.Option("--search-budget", help="Search budget B (override).")
@@ -286,7 +312,7 @@ def dsearch(
         space=space,
         dataset=dataset,
         data_dir=data_dir,
-        constraint=constraint,
+        constraint=_one_constraint(constraint),
         search_budget=search_budget,
         lookup=str(lookup) if lookup else None,
         latency_table=str(latency_table) if latency_table else None,
@@ -317,7 +343,7 @@ def dsearch(
         warnings.simplefilter("always")
         cfg = DSearchConfig.from_dict(fields)
         _check_lambda_flag(cfg, lambda_lr)
-        with holding(out, "search", resume), continue_hint(ctx, "hwnas dsearch", "--resume"):
+        with holding(out, "dsearch", resume), continue_hint(ctx, "hwnas dsearch", "--resume"):
             result = dsearch(cfg, out, resume=resume, progress=progress)
     _echo_warnings(caught)
     s = result.summary
@@ -401,7 +427,7 @@ def lug(
         space=space,
         dataset=dataset,
         data_dir=data_dir,
-        constraint=constraint,
+        constraint=_one_constraint(constraint),
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
         batch_size=batch_size,

@@ -57,7 +57,9 @@ def dtrain_command(
     test_subset: int | None = typer.Option(None, "--test-subset", help="random test examples"),
     steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch"),
     seed: int | None = typer.Option(None, min=0),
-    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads"),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="torch CPU threads (default 2)"
+    ),
     device: str | None = typer.Option(None, "--device", help="cpu (default), cuda[:N] or auto"),
     latency: bool = typer.Option(
         True, "--latency/--no-latency", help="export ONNX and measure CPU latency at the end"

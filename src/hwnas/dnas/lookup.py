@@ -146,7 +146,12 @@ class LookupGraph:
             metric = str(d["metric"])
         except (OSError, json.JSONDecodeError) as exc:
             raise HwnasError(f"cannot read lookup graph '{p}': {exc}") from None
-        except (KeyError, TypeError, ValueError) as exc:
+        except KeyError as exc:
+            raise HwnasError(
+                f"lookup graph '{p}' is malformed: it lacks {exc} (give a file that 'hwnas "
+                "dsearch lug' wrote)"
+            ) from None
+        except (TypeError, ValueError) as exc:
             raise HwnasError(f"lookup graph '{p}' is malformed: {exc}") from None
         meta = {k: v for k, v in d.items() if k not in ("metric", "points", "curve")}
         return cls(metric, points, meta)

@@ -497,7 +497,7 @@ def dsearch(
     """
     cfg = DSearchConfig.from_dict(config) if isinstance(config, dict) else config
     out = Path(out_dir)
-    with torch_threads(cfg.threads), out_dir_lock(out, "search"):  # one search writes there
+    with torch_threads(cfg.threads), out_dir_lock(out, "dsearch"):  # one search writes there
         return _dsearch(cfg, out, resume, progress, max_epochs, return_model)
 
 

@@ -361,7 +361,7 @@ class DTrainConfig(BaseModel):
     train_subset: int | None = Field(None, ge=1, description="random training examples")
     test_subset: int | None = Field(None, ge=1, description="random test examples")
     seed: int = Field(0, ge=0, le=2**32 - 1)
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(2, ge=1)  # as train; all cores crawled on a busy machine
     device: str = Field("cpu", description="cpu, cuda, cuda:N or auto (cuda when available)")
     channels_last: bool = False
     measure_latency: bool = True

@@ -447,7 +447,7 @@ def _make_divisible_array(v: np.ndarray, divisor: int = 8) -> np.ndarray:
 
 @SPACES.register("mbv3-ramnas")
 class RamNasMBv3Space(MBv3SupernetSpace):
-    """RAM-NAS MobileNetV3 supernet space (paper 000 Table I): 7 stages, res 192-288."""
+    """RAM-NAS MobileNetV3 supernet space (RAM-NAS, Table I): 7 stages, res 192-288."""
 
     name = "mbv3-ramnas"
     spec = RAMNAS_SPEC
