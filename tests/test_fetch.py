@@ -98,6 +98,29 @@ def test_fetch_from_mirror_verifies_and_skips_second_time(shared, server, tmp_pa
     assert not any("downloading" in m for m in msgs)
     assert all("already present" in m for m in msgs)
 
+    # a damaged local copy: said, and replaced (the mirror is back); data list --verify
+    # tells it from a good one before
+    damaged = out / F.DATASETS["hat"].products[0].path
+    damaged.write_bytes(damaged.read_bytes()[:-10])
+    hat = {r["file"]: r["verified"] for r in F.data_status(out, verify=True) if r["name"] == "hat"}
+    assert hat[F.DATASETS["hat"].products[0].path] is False
+    assert sum(hat.values()) == len(hat) - 1
+    from typer.testing import CliRunner
+
+    import hwnas.cli as cli
+
+    res = CliRunner().invoke(cli.app, ["data", "list", "--data-dir", str(out), "--verify"])
+    assert "1 file(s) fail their check" in res.output
+    for f in F.DATASETS["hat"].products:
+        (mirror / f.path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shared / f.path, mirror / f.path)
+    msgs.clear()
+    F.fetch("hat", out, log=msgs.append)
+    assert any("present but fails its check (damaged or changed); replacing it" in m for m in msgs)
+    assert F.sha256_file(damaged) == F.DATASETS["hat"].products[0].sha256
+    shutil.rmtree(mirror)
+    mirror.mkdir()
+
     # force=True downloads again (and fails now that the mirror is empty).
     with pytest.raises(HwnasError, match="cannot download"):
         F.fetch("hat", out, force=True, log=msgs.append)
@@ -336,6 +359,7 @@ def test_data_status_reports_everything_present(shared):
 def test_data_status_on_empty_dir(tmp_path):
     rows = F.data_status(tmp_path)
     assert rows and not any(r["present"] for r in rows)
+    assert all(r["verified"] is None for r in F.data_status(tmp_path, verify=True))
 
 
 def test_data_list_shows_whole_paths_on_a_narrow_terminal(tmp_path, monkeypatch):

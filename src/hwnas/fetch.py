@@ -1070,21 +1070,27 @@ def _source_summary(p: Product) -> str:
     return text if p.convertible else f"{text} (manual)"
 
 
-def data_status(data_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
-    """One row per file hwnas reads: ``name``, ``file``, ``present``, ``source``."""
+def data_status(
+    data_dir: str | os.PathLike[str] | None = None, verify: bool = False
+) -> list[dict[str, Any]]:
+    """One row per file hwnas reads: ``name``, ``file``, ``present``, ``source``; with
+    ``verify``, also ``verified`` (a present file checked against its reference checksum
+    or content checks, as ``fetch`` checks it; None where absent)."""
     root = _config_data_dir(data_dir)
     rows = []
     for ds in DATASETS.values():
         for p in ds.products:
             src = _source_summary(p)
-            rows.append(
-                {
-                    "name": ds.name,
-                    "file": p.path,
-                    "present": (root / p.path).is_file(),
-                    "source": src,
-                }
-            )
+            path = root / p.path
+            row: dict[str, Any] = {
+                "name": ds.name,
+                "file": p.path,
+                "present": path.is_file(),
+                "source": src,
+            }
+            if verify:
+                row["verified"] = _existing_ok(p, path) if row["present"] else None
+            rows.append(row)
     return rows
 
 
@@ -1205,6 +1211,8 @@ def _fetch_into(
                 log(f"{p.path}: already present and verified")
                 done.append(dest)
                 continue
+            if not force and dest.is_file():
+                log(f"{p.path}: present but fails its check (damaged or changed); replacing it")
             if mirror is not None:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 url = f"{mirror}/{p.path}"
