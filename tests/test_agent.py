@@ -25,7 +25,7 @@ pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from hwnas.errors import HwnasError, SetupError  # noqa: E402
+from hwnas.errors import DeviceUnavailableError, HwnasError, SetupError  # noqa: E402
 from hwnas.measure import (  # noqa: E402
     AgentClient,
     AgentServer,
@@ -699,9 +699,10 @@ def test_an_agent_lost_mid_search_stops_it_and_a_resume_goes_on(
     with ResultsStore(out / "results.sqlite") as store:
         recs = store.evaluations(store.latest_run("search")["run_id"])
     assert len(recs) == 2 and all(r.ok for r in recs)
-    # the CLI: the error and how to go on, as one user error (main(): one line, exit 2)
+    # the CLI: the error and how to go on, as a device unavailable (main(): one line,
+    # exit 3, not bad input's 2)
     res = CliRunner().invoke(app, ["search", "--resume", str(out)])
-    assert type(res.exception) is HwnasError
+    assert type(res.exception) is DeviceUnavailableError
     assert re.fullmatch(
         r"cannot reach the agent at .*; the search stopped there: continue with: "
         rf"hwnas search --resume {re.escape(str(out))}",

@@ -293,6 +293,14 @@ EXPORT = ["export", "--checkpoint", "{tmp}/c.pt", "--subnet", "max", "--out", "{
             ],
             "is a directory",
         ),
+        (
+            ["export", "--checkpoint", "{tmp}/c.pt", "--format", "torch", "--out", "{tmp}/m.onnx"],
+            "--format torch writes a torch.export program, not a .onnx file; name it",
+        ),
+        (
+            ["export", "--checkpoint", "{tmp}/c.pt", "--out", "{tmp}/m.pt2"],
+            "--format onnx writes an ONNX model, not a .pt2 file",
+        ),
         (["train", "--config", "{tmp}/cfg.json", "--out", "{tmp}/cfg.json"], "is an existing file"),
         (["train", "--config", "{tmp}/list.json"], "must hold a JSON object"),
         (["train", "--config", "{tmp}/str.json"], "must hold a JSON object"),

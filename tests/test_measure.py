@@ -347,6 +347,14 @@ def test_cli_measure_table_and_json(cli: typer.Typer, onnx_files: list[Path]) ->
     res = runner.invoke(cli, args)
     assert res.exit_code == 0, res.output
     assert "small.onnx" in res.stdout and "robust" in res.stdout and "batch 1" in res.stdout
+    # one file name in two folders: the rows are told apart by their paths
+    import shutil
+
+    other = onnx_files[0].parent / "copy" / onnx_files[0].name
+    other.parent.mkdir(exist_ok=True)
+    shutil.copy(onnx_files[0], other)
+    res = runner.invoke(cli, [*args[:1], str(onnx_files[0]), str(other), *args[3:], "--json"])
+    assert [d["model"] for d in json.loads(res.stdout)] == [str(onnx_files[0]), str(other)]
 
 
 def test_cli_errors_exit_2(cli: typer.Typer, tmp_path: Path, onnx_files: list[Path]) -> None:
@@ -355,6 +363,10 @@ def test_cli_errors_exit_2(cli: typer.Typer, tmp_path: Path, onnx_files: list[Pa
     assert res.exit_code == 2 and "error: ONNX model file not found" in res.stderr
     res = runner.invoke(cli, ["measure", str(onnx_files[0]), "--runtime", "torch"])
     assert res.exit_code == 2 and "measure_torch" in res.stderr
+    res = runner.invoke(cli, ["measure", str(onnx_files[0]), "--provider", "foo"])
+    assert res.exit_code == 2 and "unknown provider 'foo': use auto, cpu, cuda" in res.stderr
+    res = runner.invoke(cli, ["measure", str(onnx_files[0]), "--provider", "cuda"])
+    assert res.exit_code == 2 and "'cuda' is not available here" in res.stderr
     res = runner.invoke(cli, ["measure", str(onnx_files[0]), "--batch-size", "0"])
     assert res.exit_code == 2 and "batch_size" in res.stderr
     res = runner.invoke(cli, ["measure", str(onnx_files[0]), "--agent", "http://127.0.0.1:1"])

@@ -77,8 +77,9 @@ def test_front_is_measured_and_the_shipped_set_is_non_dominated_on_measured_late
     assert summary["shipped"] == [r for r in front if r["on_front"]]
     drift = summary["front_latency_agreement"]["drift"]
     assert drift is not None and drift > 0  # the profile's anchor measured again
-    for r in front:  # constraints and the shipped set use the drift-corrected latency
-        assert r["latency_ms"] == pytest.approx(r["measured_latency_ms"] / drift)
+    for r in front:  # constraints and the shipped set: / drift only where it is > 1
+        assert r["latency_at_profile_ms"] == pytest.approx(r["measured_latency_ms"] / r["drift"])
+        assert r["latency_ms"] == pytest.approx(r["measured_latency_ms"] / max(r["drift"], 1))
     F = np.array([[-r["val_top1"], r["latency_ms"]] for r in front])
     assert [r["on_front"] for r in front] == list(non_dominated_mask(F))
 
@@ -101,6 +102,10 @@ def test_exported_onnx_models_are_the_networks_that_were_tested(
     x = x.to(memory_format=torch.contiguous_format).numpy()
     for row in summary["front"]:
         sess = ort.InferenceSession(str(out / "front" / row["onnx"]))
+        meta = sess.get_modelmeta().custom_metadata_map  # what a deployment needs to know
+        assert json.loads(meta["hwnas.preprocess"])["mean"] == list(data.mean)
+        sub = json.loads(meta["hwnas.subnet"])
+        assert row["resolution"] == sub["resolution"] and meta["hwnas.space"] == "mbv3-cifar"
         name = sess.get_inputs()[0].name
         logits = sess.run(None, {name: x})[0]
         top1 = 100.0 * float(np.mean(logits.argmax(1) == y.numpy()))
@@ -117,11 +122,24 @@ def test_pipeline_run_again_resumes_and_a_larger_budget_searches_on(
     # a copy: the search stored the original directory's checkpoint and predictor paths
     onnx = sorted((out / "front").glob("*.onnx"))
     stamps = {p: p.stat().st_mtime_ns for p in onnx}
+    from hwnas.store.sqlite import ResultsStore
+
+    def fits() -> int:
+        with ResultsStore(out / "profile" / "results.sqlite") as store:
+            return len(store.predictor_fits())
+
+    timings, n_fits = json.loads((out / "timings.json").read_text()), fits()
+    predictor = (out / "predictor" / "latency.joblib").stat().st_mtime_ns
     # where the data is may change (digits needs none; a moved data dir must not block)
     again = run_pipeline(TINY | {"export_formats": ["onnx", "torch"], "data_dir": "/x"}, out)
     assert again["search"]["evaluations"] == 6
     assert again["profile"]["stored"] == 5
     assert {p: p.stat().st_mtime_ns for p in onnx} == stamps  # nothing exported again
+    # nothing done again: no refit, no time added, the profile's own time kept
+    assert fits() == n_fits
+    assert (out / "predictor" / "latency.joblib").stat().st_mtime_ns == predictor
+    assert json.loads((out / "timings.json").read_text()) == timings
+    assert {k: again["timings_s"][k] for k in timings} == timings
     more = run_pipeline(TINY | {"evaluations": 9, "export_formats": ["onnx", "torch"]}, out)
     assert more["search"]["evaluations"] == 9
     # a fixed reference point: a longer search never has a smaller hypervolume
@@ -129,6 +147,9 @@ def test_pipeline_run_again_resumes_and_a_larger_budget_searches_on(
     assert more["search"]["hypervolume"] >= again["search"]["hypervolume"] > 0
     files = {p.name for p in (out / "front").iterdir() if p.suffix in (".onnx", ".pt2")}
     assert files == {r[k] for r in more["front"] for k in ("onnx", "torch")}  # no stale ones
+    # those of networks no longer on the front (perhaps shipped already) are moved aside
+    dropped = {p.name for p in onnx} - files
+    assert dropped == {p.name for p in (out / "front" / "superseded").glob("*.onnx")}
     stored = json.loads((out / "search" / "summary.json").read_text())["benchmark_options"]
     assert stored["checkpoint"] == str((out / "supernet" / "checkpoint.pt").resolve())
     with open(out / "search" / "evaluations.csv") as f:
@@ -228,6 +249,9 @@ def test_pipeline_paths_compare_as_absolute(tmp_path: Path, monkeypatch) -> None
     _check_same_config(out, PipelineConfig(supernet=str(tmp_path / "a"), warm_start="~/b"))
     with pytest.raises(HwnasError, match="warm_start"):
         _check_same_config(out, PipelineConfig(supernet="a", warm_start="c"))
+    # stored absolute, so the report's command repeats the run from anywhere
+    cfg = PipelineConfig(agent="http://h:1", token_file="tok", data_dir="data")
+    assert (cfg.token_file, cfg.data_dir) == (str(tmp_path / "tok"), str(tmp_path / "data"))
 
 
 def test_pipeline_training_settings_at_their_default_are_the_same_run(tmp_path: Path) -> None:
@@ -251,8 +275,12 @@ def test_pipeline_refuses_another_config_in_the_same_directory(
 
     out = tmp_path / "run"
     shutil.copytree(pipeline_run[0], out)
-    with pytest.raises(HwnasError, match="profile_samples 5 \\(now 6\\)"):
+    with pytest.raises(HwnasError, match="profile_samples 5 \\(now 6\\)") as err:
         run_pipeline(TINY | {"profile_samples": 6, "export_formats": ["onnx", "torch"]}, out)
+    assert f"--supernet {out} reuses its trained supernet" in str(err.value)
+    with pytest.raises(HwnasError, match="epochs") as err:  # another training: no reuse
+        run_pipeline(TINY | {"train": {"epochs": 2}}, out)
+    assert "--supernet" not in str(err.value)
     with pytest.raises(HwnasError, match="can raise it, not lower it"):
         run_pipeline(TINY | {"evaluations": 5, "export_formats": ["onnx", "torch"]}, out)
 
@@ -290,6 +318,10 @@ def test_pipeline_config_errors_are_one_line(tmp_path: Path) -> None:
         )
     with pytest.raises(HwnasError, match="does not exist"):
         run_pipeline({"train": {"dataset": f"folder:{tmp_path / 'no'}"}}, tmp_path / "j")
+    # more measuring threads than CPUs: refused before training, not after it (the run
+    # folder would keep the setting)
+    with pytest.raises(HwnasError, match=r"measure_threads 999 exceeds the \d+ CPU"):
+        run_pipeline({"measure_threads": 999}, tmp_path / "k")
     assert not any(tmp_path.iterdir())  # checked before anything is written
     from typer.testing import CliRunner
 
@@ -299,6 +331,9 @@ def test_pipeline_config_errors_are_one_line(tmp_path: Path) -> None:
         (tmp_path / "c.json").write_text(f'{{"train": {train}}}')
         r = CliRunner().invoke(app, ["run", "--config", str(tmp_path / "c.json")])
         assert r.exit_code == 2 and "train must be an object of training settings" in r.stderr
+    (tmp_path / "c.json").write_text("[1]")
+    r = CliRunner().invoke(app, ["run", "--config", str(tmp_path / "c.json")])
+    assert "must hold a JSON object of pipeline settings" in r.stderr
 
 
 def test_run_is_the_pipeline(tmp_path: Path) -> None:
@@ -510,6 +545,53 @@ def test_report_of_a_front_that_nothing_satisfies_says_so(
     assert plot.stat().st_size > 0
 
 
+def test_front_latency_judged_on_the_quieter_of_profile_and_now(
+    pipeline_run: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """A profile measured under load (anchor drift < 1 at the front) must not push a
+    network measured under budget over it; a device busier now (drift > 1) is corrected.
+    The report says which, shows each row's noise and the profile's instability, and
+    names shipped networks whose latencies lie within the noise of each other."""
+    from hwnas.pipeline import _set_latencies, _ties, drift_warning, write_report
+
+    row = {"measured_latency_ms": 0.402, "drift": 0.64}
+    _set_latencies(row)
+    assert row["latency_ms"] == 0.402  # as measured: under a 0.6 ms budget
+    assert row["latency_at_profile_ms"] == pytest.approx(0.402 / 0.64)  # the predictor learnt
+    row = {"measured_latency_ms": 0.64, "drift": 1.28}
+    _set_latencies(row)
+    assert row["latency_ms"] == row["latency_at_profile_ms"] == pytest.approx(0.5)
+    row = {"measured_latency_ms": 0.5, "drift": None}
+    _set_latencies(row)
+    assert row["latency_ms"] == row["latency_at_profile_ms"] == 0.5
+    assert drift_warning(1.0) == drift_warning(None) == ""
+    assert "under load" in drift_warning(0.64) and "1.56x as fast" in drift_warning(0.64)
+    assert "1.40x as slow" in drift_warning(1.4) and "hwnas measure" in drift_warning(1.4)
+
+    a = {"latency_ms": 0.400, "latency_cv": 0.05}
+    b = {"latency_ms": 0.410, "latency_cv": 0.02}  # 2.5 % apart, 5 % noise: a tie
+    c = {"latency_ms": 0.600, "latency_cv": 0.02}
+    assert _ties([c, a, b]).startswith(
+        "Within the measurement noise of each other: 0.400 and 0.410 ms."
+    )
+    assert _ties([a, c]) == "" and _ties([dict(a, latency_cv=None), b]) == ""
+
+    _, summary = pipeline_run
+    noisy = summary | {
+        "profile": summary["profile"] | {"unstable": 4, "stored": 5, "robust_cv_median": 0.14},
+        "front_latency_agreement": summary["front_latency_agreement"] | {"drift": 0.6},
+    }
+    text = write_report(noisy, tmp_path / "r.md").read_text()
+    assert "4 of 5 flagged unstable (median robust CV 14.0 %)" in text
+    assert "A noisy device" in text and "under load" in text
+    assert "| noise |" in text
+    quiet = summary | {"profile": summary["profile"] | {"unstable": 0}}
+    quiet["front_latency_agreement"] = summary["front_latency_agreement"] | {"drift": 1.0}
+    text = write_report(quiet, tmp_path / "q.md").read_text()
+    assert "0 of 5 flagged unstable" in text and "A noisy device" not in text
+    assert "under load" not in text and "as slow as" not in text
+
+
 def test_pipeline_on_a_device_agent_measures_profile_and_front_there(tmp_path: Path) -> None:
     """`hwnas run --agent URL --token-file F`: a real agent on loopback measures the
     profile and the front, in requests no larger than its model limit; a memory budget
@@ -572,7 +654,9 @@ def test_pipeline_on_a_device_agent_measures_profile_and_front_there(tmp_path: P
     assert all(r["params"] <= budget and r["feasible"] for r in front)
     with ResultsStore(out / "search" / "results.sqlite") as store:
         searched = [r.vector for r in store.evaluations(store.runs("search")[-1]["run_id"])]
-    assert max(sp.params_batch(np.array(searched), 1, 10)) > budget
+    # half the space is over it, yet no evaluation was spent there: the search's random
+    # start draws only subnets within a budget known before evaluation
+    assert max(sp.params_batch(np.array(searched), 1, 10)) <= budget
     search = json.loads((out / "search" / "summary.json").read_text())
     assert search["pareto"] and all(p["params"] <= budget for p in search["pareto"])
     assert summary["search"]["feasible"] == search["feasible"] >= len(search["pareto"])
@@ -617,7 +701,73 @@ def test_pipeline_agent_errors_come_before_any_work(tmp_path: Path) -> None:
             run_pipeline(agent | {"measure_threads": 999}, runs / "h")
     finally:
         server.close()
+    # an upload limit the largest subnet and the anchor cannot fit in: before training
+    small = create_server("127.0.0.1", 0, "w" * 32, max_bytes=200_000)
+    small.start_background()
+    try:
+        with pytest.raises(HwnasError, match=r"uploads up to 0.2 MB.*--max-mb \d+ or more"):
+            run_pipeline({"agent": small.url, "token_file": str(token_file)}, runs / "i")
+    finally:
+        small.close()
     assert not runs.exists()  # checked before anything is written
+
+
+def test_pipeline_exit_status_tells_a_lost_device_and_nothing_shipped(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Scripts can tell the outcomes apart: bad input 2, a device that cannot be reached
+    3 (the same command again goes on), nothing meeting the constraints 4."""
+    import hwnas.pipeline
+    from hwnas.measure.agent import write_token_file
+
+    token = tmp_path / "token"
+    write_token_file(token)
+    base = [sys.executable, "-m", "hwnas.cli", "run", "--out", str(tmp_path / "r")]
+    gone = subprocess.run(
+        [*base, "--agent", "http://127.0.0.1:9", "--token-file", str(token)],
+        capture_output=True,
+        text=True,
+    )
+    assert gone.returncode == 3, gone.stderr
+    assert "cannot reach the agent at http://127.0.0.1:9" in gone.stderr
+    bad = subprocess.run([*base, "--seed", "-1"], capture_output=True, text=True)
+    assert bad.returncode == 2
+
+    from typer.testing import CliRunner
+
+    from hwnas.cli import app
+
+    summary = {"shipped": [], "front": [], "config": {"constraints": ["latency<=0.01"]}}
+    summary["front_latency_agreement"] = {"n": 0, "drift": None}
+    monkeypatch.setattr(hwnas.pipeline, "run_pipeline", lambda *a, **k: summary)
+    for extra in ([], ["--json"]):
+        res = CliRunner().invoke(app, ["run", "--out", str(tmp_path / "n"), *extra])
+        assert res.exit_code == 4, res.output
+    res = CliRunner().invoke(app, ["run", "--out", str(tmp_path / "n")])
+    assert "no searched subnet satisfies latency<=0.01" in res.output
+
+
+def test_pipeline_sigterm_says_how_to_continue(tmp_path: Path) -> None:
+    """SIGTERM (a scheduler, ``kill``) in the middle of the run: the Ctrl-C line with
+    'terminated', exit status 143, and the same command goes on."""
+    import signal
+    import time
+
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps(TINY | {"train": {"epochs": 3, "steps_per_epoch": 40, "limit": 300}}))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "hwnas.cli", "run", "--config", str(cfg), "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "timings.json").exists() and not (out / "supernet").is_dir():
+        assert proc.poll() is None and time.time() < deadline, "the run ended first"
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert f"terminated; run the same command again to continue ({out})" in err
+    assert "Traceback" not in err
 
 
 class _Flaky:

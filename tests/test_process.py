@@ -103,3 +103,20 @@ def test_pool_workers_die_with_their_parent(tmp_path):
         time.sleep(0.1)
     os.kill(worker, signal.SIGKILL)
     pytest.fail("the worker outlived its killed parent")
+
+
+def test_a_run_refused_by_its_checks_leaves_no_empty_folder(tmp_path):
+    """A folder the lock made, holding nothing but the lock when the run ends (refused
+    by a check after locking), is removed; one that was there, or holds output, stays."""
+    new = tmp_path / "a" / "new"
+    with pytest.raises(HwnasError, match="bad budget"), out_dir_lock(new, "search"):
+        raise HwnasError("bad budget")
+    assert not new.exists() and (tmp_path / "a").is_dir()  # only the folder it made
+    with out_dir_lock(new, "search"), out_dir_lock(new, "search"):  # nested: the outer cleans
+        (new / "results.sqlite").write_text("x")
+    assert (new / "results.sqlite").is_file()
+    there = tmp_path / "there"
+    there.mkdir()
+    with out_dir_lock(there):
+        pass
+    assert there.is_dir() and [p.name for p in there.iterdir()] == [LOCK_NAME]

@@ -133,7 +133,7 @@ def test_profile_killed_then_resumed(tmp_path, space, kill_when):
     # nothing left to do; other settings or --no-resume are refused
     again = profile_space(SPACE, n, run_dir, settings, group_size=2)
     assert again["measured"] == 0 and len(_rows(db)) == n
-    with pytest.raises(HwnasError, match="different settings"):
+    with pytest.raises(HwnasError, match="a profile with other measurement settings: rounds 3 .now 4."):
         profile_space(SPACE, n, run_dir, MeasureSettings(warmup=1, rounds=4, repeats_per_round=1))
     with pytest.raises(HwnasError, match="already holds a profile"):
         profile_space(SPACE, n, run_dir, settings, resume=False)
@@ -217,6 +217,35 @@ def test_resumed_groups_never_reuse_a_stored_group_number(tmp_path, no_export):
     profile_space(SPACE, 5, run_dir, group_size=4, measurer=_StopAt(run_dir, 0, interrupt))
     assert _groups(run_dir) == ([0, 1, 2, 3, 3], [0, 1, 2, 3], "finished")
     assert not (run_dir / TMP_NAME).exists()
+
+
+def test_profile_wall_time_adds_up_over_its_calls(tmp_path, no_export):
+    """A resumed profile adds its time to the earlier calls' (a pipeline run again, with
+    nothing left to measure, used to overwrite it with its own second)."""
+    import time
+
+    from hwnas.measure.profile import profile_space
+
+    run_dir = tmp_path / "run"
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    class _Slow(_StopAt):
+        def measure(self, models, settings=None):
+            time.sleep(0.2)
+            return super().measure(models, settings)
+
+    with pytest.raises(KeyboardInterrupt):
+        profile_space(SPACE, 4, run_dir, group_size=1, measurer=_Slow(run_dir, 3, interrupt))
+    first = json.loads((run_dir / "summary.json").read_text())["wall_time_s"]
+    assert first >= 0.4
+    done = profile_space(SPACE, 4, run_dir, group_size=1, measurer=_Slow(run_dir, 0, interrupt))
+    assert done["wall_time_s"] >= first + 0.4 and done["measured"] == 2
+    again = profile_space(SPACE, 4, run_dir, group_size=1, measurer=_Slow(run_dir, 0, interrupt))
+    assert again["measured"] == 0
+    assert done["wall_time_s"] <= again["wall_time_s"] < done["wall_time_s"] + 5
+    assert again["seconds_per_subnet"] == done["seconds_per_subnet"]
 
 
 class _Limited(_StopAt):
@@ -549,6 +578,28 @@ def test_lut_build_predict_and_evaluate(tmp_path, space, synthetic_run):
     res = evaluate_lut(fake, synthetic_run)
     assert res["n"] == 80 and res["n_missing"] == 0
     assert 0 < res["kendall_tau"] <= 1 and "flops_kendall_tau" in res
+    # the CLI: a table that covers few of the measured networks says so
+    from collections import Counter
+
+    from hwnas.measure.profile import load_profile
+
+    vecs = np.stack([space.from_key(r.arch_key) for r in load_profile(synthetic_run).records])
+    per_net = [set(keys) for keys in fake.keys_of(vecs)]
+    uses = Counter(k for keys in per_net for k in keys)
+    drop: set[str] = set()  # blocks of most networks (not all): fewer than half covered
+    for k, n in uses.most_common():
+        if n < len(vecs) and sum(bool(keys & drop) for keys in per_net) <= len(vecs) // 2:
+            drop.add(k)
+    half = LatencyLUT(
+        SPACE, 10, {}, entries={k: v for k, v in fake.entries.items() if k not in drop}
+    )
+    half.save(tmp_path / "half.json")
+    args = ["lut", "evaluate", "--lut", str(tmp_path / "half.json"), "--run", str(synthetic_run)]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0 and "so these scores rest on few of them" in r.stderr, r.output
+    fake.save(tmp_path / "all.json")  # covers every network: no warning
+    r = CliRunner().invoke(app, [*args[:3], str(tmp_path / "all.json"), *args[4:]])
+    assert r.exit_code == 0 and "warning" not in r.stderr
     # networks whose inputs the blocks do not take, or another head: refused
     from hwnas.measure.lut import check_profile_networks
 

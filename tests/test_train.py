@@ -411,6 +411,19 @@ def test_cli_train_eval_export(tmp_path, trained) -> None:
     )
     assert r.exit_code == 0, r.output
     assert out.stat().st_size > 1000
+    # the file says what it is and what its input needs: raw pixels / scale, then
+    # (x - mean) / std per channel, as the training data was normalised
+    import onnxruntime as ort
+
+    from hwnas.train.evaluate import checkpoint_data, load_supernet
+
+    meta = ort.InferenceSession(str(out)).get_modelmeta().custom_metadata_map
+    assert json.loads(meta["hwnas.subnet"]) == json.loads(json.dumps(cfg))
+    prep = json.loads(meta["hwnas.preprocess"])
+    digits = checkpoint_data(*load_supernet(trained))
+    assert prep["scale"] == 16.0 and prep["mean"] == list(digits.mean)
+    assert prep["std"] == list(digits.std) and prep["layout"] == "NCHW"
+    assert json.loads(meta["hwnas.input_shape"])[0] == 1 and meta["hwnas.dataset"] == "digits"
     # user errors: one line on stderr, exit code 2
     r = runner.invoke(app, ["eval", "--checkpoint", str(tmp_path / "missing.pt")])
     assert r.exit_code == 2
@@ -548,8 +561,17 @@ def test_export_and_eval_refuse_what_would_go_silently_wrong(tmp_path, trained) 
 
 
 def test_a_warm_up_as_long_as_the_run_is_warned_of(tmp_path) -> None:
+    import warnings
+
+    cfg = _cfg(tmp_path, epochs=1, warmup_epochs=1.0, eval_every=0)
     with pytest.warns(UserWarning, match="warmup_epochs 1 >= epochs 1: the learning rate"):
-        train_supernet(_cfg(tmp_path, epochs=1, warmup_epochs=1.0, eval_every=0))
+        train_supernet(cfg)
+    with pytest.warns(UserWarning, match="kd_loss set, but distill is none"):
+        train_supernet(_cfg(tmp_path / "kd", epochs=1, distill="none", kd_loss="kl"))
+    # the finished run again (a pipeline reusing the supernet): nothing trains, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert train_supernet(cfg).epochs_trained == 0
 
 
 def test_a_checkpoint_trained_on_data_in_memory_asks_for_that_data(tmp_path) -> None:
@@ -574,3 +596,32 @@ def test_evaluating_an_empty_split_is_an_error(tmp_path) -> None:
     with pytest.raises(HwnasError, match="the val split of the checkpoint's dataset is empty"):
         evaluate_subnet(res.checkpoint, "min", split="val", calib_batches=1, num_threads=1)
     assert evaluate_subnet(res.checkpoint, "min", calib_batches=1, num_threads=1)["n"] > 0
+
+
+def test_train_help_gives_each_options_default_as_training_uses_it() -> None:
+    """``hwnas train --help`` says each default, and says the one TrainConfig uses."""
+    import re
+
+    from typer.testing import CliRunner
+
+    from hwnas.cli import app
+
+    out = CliRunner().invoke(app, ["train", "--help"], terminal_width=400).output
+    text = " ".join(re.sub("[│╭╮╰╯─]", " ", out).split())
+    fields = {
+        "--space": "space",
+        "--epochs": "epochs",
+        "--batch-size": "batch_size",
+        "--lr": "lr",
+        "--num-random": "num_random",
+        "--seed": "seed",
+        "--threads": "num_threads",
+        "--out": "out_dir",
+        "--kd-loss": "kd_loss",
+    }
+    for flag, field in fields.items():
+        default = TrainConfig.model_fields[field].default
+        own = text.split(f" {flag} ", 1)[1].split(" --", 1)[0]  # the option's own help
+        said = re.search(r"\(default ([^)]+)\)", own) or re.search(r"(\S+) \(default\)", own)
+        assert said and said.group(1).split(": ")[-1] == str(default), (flag, own)
+    assert "digits (default)" in text and TrainConfig.model_fields["dataset"].default == "digits"

@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hwnas.cli_train import given, on_interrupt
-from hwnas.errors import HwnasError, SetupError
+from hwnas.errors import EXIT_DEVICE, DeviceUnavailableError, HwnasError, SetupError, reworded
 from hwnas.report.progress import progress_bar
 
 app = typer.Typer(
@@ -295,7 +295,7 @@ def _resume_hint(out: Path) -> Iterator[None]:
         try:
             yield
         except SetupError as exc:
-            raise HwnasError(f"{exc}; the search stopped there: {hint()}") from None
+            raise reworded(exc, f"{exc}; the search stopped there: {hint()}") from None
         except Terminated as exc:  # SIGTERM: as Ctrl-C, with its own exit status
             print(f"terminated; {hint()}", file=sys.stderr)
             raise SystemExit(exc.code) from None
@@ -1049,12 +1049,21 @@ def compare(
 
 # ---- data ------------------------------------------------------------------------------
 @data_app.command("list")
-def data_list(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
+def data_list(
+    data_dir: DataDir = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify", help="Check each present file's checksum (or content) as fetch does."
+        ),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
     """The data sets hwnas knows, their files and whether they are present."""
     from hwnas.config import data_dir as resolve_data_dir
     from hwnas.fetch import data_status
 
-    rows = data_status(data_dir)
+    rows = data_status(data_dir, verify=verify)
     if as_json:
         _print_json(rows)
         return
@@ -1065,8 +1074,17 @@ def data_list(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
         # paths are what one copies: folded onto more lines, never cut with an ellipsis
         table.add_column(col, overflow="fold" if col in ("file", "source") else "ellipsis")
     for r in rows:
-        table.add_row(r["name"], r["file"], "yes" if r["present"] else "no", r["source"])
+        present = "yes" if r["present"] else "no"
+        if r.get("verified") is not None:
+            present += ", verified" if r["verified"] else ", FAILS its check: hwnas data fetch"
+        table.add_row(r["name"], r["file"], present, r["source"])
     out_console.print(table)
+    bad = [r["file"] for r in rows if r.get("verified") is False]
+    if bad:
+        console.print(
+            f"[yellow]{len(bad)} file(s) fail their check (damaged, or another version): "
+            f"{', '.join(bad)}[/yellow]"
+        )
 
 
 @data_app.command("fetch")
@@ -1127,6 +1145,8 @@ def main(argv: list[str] | None = None) -> None:
     warnings.showwarning = _show_warning
     try:
         code = app(args=argv, standalone_mode=False)
+    except DeviceUnavailableError as exc:  # not the input: the same command again goes on
+        _exit_with_error(str(exc), EXIT_DEVICE)
     except HwnasError as exc:
         _exit_with_error(str(exc), 2)
     except typer.Abort:

@@ -11,6 +11,7 @@ Nothing here imports torch, so these commands work with the light agent install.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -288,6 +289,12 @@ def register(app: typer.Typer) -> None:
                 raise HwnasError("--token-file is only used with --agent")
             measurer = LocalMeasurer(settings, isolate=isolate, timeout_s=timeout_s)
         found = measurer.measure(list(models), settings)
+        names = [m.model for m in found]
+        if len(set(names)) < len(names):  # one name in two folders: the paths tell them apart
+            found = [
+                dataclasses.replace(m, model=str(path))
+                for m, path in zip(found, models, strict=True)
+            ]
         if as_json:
             typer.echo(json.dumps([m.to_dict() for m in found], indent=2))
         else:

@@ -10,6 +10,9 @@ import typer
 
 from hwnas.cli_train import _read_config, _user_errors, given, on_interrupt
 
+#: exit status of a pipeline that finished with no network meeting the constraints
+EXIT_NOTHING_SHIPPED = 4
+
 
 def pipeline(
     ctx: typer.Context,
@@ -87,10 +90,14 @@ def pipeline(
     from rich.table import Table
 
     from hwnas.errors import HwnasError
-    from hwnas.pipeline import run_pipeline
+    from hwnas.pipeline import drift_warning, run_pipeline
     from hwnas.report.progress import progress_bar
 
-    fields: dict[str, Any] = _read_config(config) if config is not None else {}
+    fields: dict[str, Any] = (
+        _read_config(config, "pipeline settings", '{"evaluations": 200}')
+        if config is not None
+        else {}
+    )
     train = fields.get("train") or {}
     if not isinstance(train, dict):
         raise HwnasError(
@@ -137,6 +144,8 @@ def pipeline(
         )
     if as_json:
         typer.echo(json.dumps(summary, default=str))
+        if not summary["shipped"]:
+            raise typer.Exit(EXIT_NOTHING_SHIPPED)
         return
     ag = summary["front_latency_agreement"]
     con = Console()
@@ -147,21 +156,25 @@ def pipeline(
             f"no searched subnet satisfies {cons} {how}: loosen the constraint or search "
             f"more (--evaluations); report: {out / 'report.md'}"
         )
-        return
+        raise typer.Exit(EXIT_NOTHING_SHIPPED)  # a script must not deploy nothing
     table = Table(
         title=f"{len(summary['shipped'])} networks to ship (measured on "
-        f"{summary['device']['label']})"
+        f"{summary['device']['label']})",
+        caption="judged: the latency budgets and the choice use (measured, divided by the "
+        "drift where the device is slower now than during the profile); noise: robust CV",
     )
-    cols = ("#", "val %", "test %", "predicted ms", "measured ms", "at profile ms", "params")
-    for col in (*cols, "MFLOPs"):
+    cols = ("#", "val %", "test %", "predicted ms", "measured ms", "noise", "judged ms")
+    for col in (*cols, "params", "MFLOPs"):
         table.add_column(col, justify="right")
     for i, r in enumerate(summary["shipped"], 1):
+        cv = r.get("latency_cv")
         table.add_row(
             str(i),
             f"{r['val_top1']:.2f}",
             f"{r['test_top1']:.2f}",
             f"{r['predicted_latency_ms']:.3f}",
             f"{r['measured_latency_ms']:.3f}",
+            "-" if cv is None else f"{100 * cv:.1f} %",
             f"{r['latency_ms']:.3f}",
             f"{r['params']:,}",
             f"{r['mflops']:.1f}",
@@ -180,6 +193,8 @@ def pipeline(
             else ""
         )
     )
+    if drift_warning(drift):
+        con.print(f"[yellow]warning: {drift_warning(drift)}[/yellow]")
     con.print(f"report: {out / 'report.md'}   summary: {out / 'summary.json'}")
 
 

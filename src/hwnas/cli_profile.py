@@ -363,6 +363,13 @@ def register(app: typer.Typer) -> None:
                 ["FLOPs", _f(res.get("flops_kendall_tau")), "-", "-", "-"],
             ],
         )
+        if res["n_missing"] and res["n_missing"] >= res["n"]:  # scores on a few networks
+            typer.echo(
+                f"warning: the table covers {res['n']} of the {res['n'] + res['n_missing']} "
+                "measured networks, so these scores rest on few of them; 'hwnas lut build "
+                f"--from-run {run} --out {lut_path}' adds the blocks it lacks",
+                err=True,
+            )
 
     app.add_typer(lut_app, name="lut")
 

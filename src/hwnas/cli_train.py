@@ -12,13 +12,13 @@ from typing import Any, TypeVar
 
 import typer
 
-from hwnas.errors import HwnasError
+from hwnas.errors import EXIT_DEVICE, DeviceUnavailableError, HwnasError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _user_errors(fn: F) -> F:
-    """HwnasError -> one line on stderr and exit code 2."""
+    """HwnasError -> one line on stderr and exit code 2 (3: a device unavailable)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -26,13 +26,16 @@ def _user_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except HwnasError as e:
             print(f"error: {e}", file=sys.stderr)
-            raise typer.Exit(2) from None
+            raise typer.Exit(EXIT_DEVICE if isinstance(e, DeviceUnavailableError) else 2) from None
 
     return wrapper  # type: ignore[return-value]
 
 
-def _read_config(path: Path) -> dict[str, Any]:
-    """The JSON object of a ``--config`` file; anything else is a one-line error."""
+def _read_config(
+    path: Path, what: str = "training settings", example: str = '{"dataset": "digits"}'
+) -> dict[str, Any]:
+    """The JSON object of a ``--config`` file (``what`` it holds, with an ``example``,
+    for the error); anything else is a one-line error."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except UnicodeDecodeError:
@@ -41,8 +44,8 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise HwnasError(f"cannot read config '{path}': {e}") from None
     if not isinstance(data, dict):
         raise HwnasError(
-            f"config '{path}' must hold a JSON object of training settings, "
-            f'e.g. {{"dataset": "digits"}}; got a {type(data).__name__}'
+            f"config '{path}' must hold a JSON object of {what}, e.g. {example}; got a "
+            f"{type(data).__name__}"
         )
     return data
 
@@ -57,39 +60,81 @@ def given(ctx: typer.Context, name: str) -> bool:
 @contextlib.contextmanager
 def on_interrupt(hint: Callable[[], str]) -> Iterator[None]:
     """On Ctrl-C: one line ``interrupted; HINT`` (how to continue) on stderr, exit code
-    130 (``SystemExit``, so the app adds no second line)."""
+    130 (``SystemExit``, so the app adds no second line). SIGTERM (a scheduler, ``kill``)
+    ends the run the same way, its clean-up done, with ``terminated; HINT`` and 143;
+    only in the main thread, where SIGTERM has its default action."""
+    import signal
+    import threading
+
+    from hwnas.process import Terminated
+
+    term: list[int] = []
+
+    def terminate(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the clean-up finish
+        term.append(signum)
+        raise KeyboardInterrupt
+
+    own = (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    )
+    if own:
+        signal.signal(signal.SIGTERM, terminate)
     try:
         yield
     except KeyboardInterrupt:
-        print(f"interrupted; {hint()}", file=sys.stderr)
-        raise SystemExit(130) from None
+        print(f"{'terminated' if term else 'interrupted'}; {hint()}", file=sys.stderr)
+        raise SystemExit(128 + term[0] if term else 130) from None
+    except Terminated:  # a stage's own SIGTERM handling (installed before this one)
+        print(f"terminated; {hint()}", file=sys.stderr)
+        raise
+    finally:
+        if own:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def train(
     ctx: typer.Context,
-    config: Path | None = typer.Option(None, "--config", help="JSON file of TrainConfig fields"),
-    space: str | None = typer.Option(None, help="mbv3-cifar or mbv3-ramnas"),
-    dataset: str | None = typer.Option(
-        None, help="digits, cifar10, mnist, flowers17 or folder:PATH"
+    config: Path | None = typer.Option(
+        None, "--config", help="JSON file of TrainConfig fields (any of them, e.g. warmup_epochs)."
     ),
-    data_dir: str | None = typer.Option(None, "--data-dir", help="data dir (HWNAS_DATA_DIR)"),
-    out: str | None = typer.Option(None, "--out", help="output dir (checkpoint, metrics)"),
-    epochs: int | None = typer.Option(None),
-    batch_size: int | None = typer.Option(None, "--batch-size"),
-    steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch"),
-    lr: float | None = typer.Option(None),
-    distill: str | None = typer.Option(None, help="smd, inplace or none"),
-    kd_loss: str | None = typer.Option(None, "--kd-loss", help="dkd, kl or soft_ce"),
-    num_random: int | None = typer.Option(None, "--num-random"),
+    space: str | None = typer.Option(None, help="mbv3-cifar or mbv3-ramnas (default mbv3-cifar)."),
+    dataset: str | None = typer.Option(
+        None, help="digits (default), cifar10, mnist, flowers17 or folder:PATH."
+    ),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Data dir (HWNAS_DATA_DIR)."),
+    out: str | None = typer.Option(
+        None, "--out", help="Output dir: checkpoint, metrics (default runs/supernet)."
+    ),
+    epochs: int | None = typer.Option(None, min=1, help="Training epochs (default 5)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Batch (default 64)."),
+    steps_per_epoch: int | None = typer.Option(
+        None, "--steps-per-epoch", min=1, help="Cap on steps per epoch (default: the whole split)."
+    ),
+    lr: float | None = typer.Option(None, help="Peak SGD learning rate (default 0.1)."),
+    distill: str | None = typer.Option(
+        None, help="smd (default: subnet mutual distillation), inplace or none."
+    ),
+    kd_loss: str | None = typer.Option(
+        None, "--kd-loss", help="Distillation loss: dkd (default), kl or soft_ce."
+    ),
+    num_random: int | None = typer.Option(
+        None, "--num-random", min=0, help="Random subnets per sandwich step (default 2)."
+    ),
     sampling: str | None = typer.Option(
         None,
         help="uniform (default); complexity: ElasticViT's complexity-aware sampling of the "
         "random subnets (one MFLOPs bin per step, neighbouring bins on consecutive steps); "
         "progressive: OFA's progressive shrinking (resolution, + kernel, + depth, + width)",
     ),
-    grad_clip: float | None = typer.Option(None, "--grad-clip"),
-    seed: int | None = typer.Option(None, min=0),
-    threads: int | None = typer.Option(None, "--threads"),
+    grad_clip: float | None = typer.Option(
+        None, "--grad-clip", help="Clip the gradient norm to this (default: no clipping)."
+    ),
+    seed: int | None = typer.Option(None, min=0, help="Random seed (default 0)."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="PyTorch CPU threads (default 2)."
+    ),
     resume: bool = typer.Option(
         True,
         "--resume/--no-resume",
@@ -184,10 +229,13 @@ def evaluate(
 def export(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint file or run dir"),
     subnet: str = typer.Option(
-        ..., "--subnet", help="min, max, random (drawn with --seed) or JSON config"
+        "max", "--subnet", help="min, max, random (drawn with --seed) or JSON config"
     ),
     format: str = typer.Option(
-        "onnx", "--format", help="onnx or torch (both with a dynamic batch dimension)"
+        "onnx",
+        "--format",
+        help="onnx (a .onnx file) or torch (a torch.export .pt2 program); both with a "
+        "dynamic batch dimension",
     ),
     out: Path = typer.Option(..., "--out", help="output file"),
     calib_batches: int = typer.Option(
@@ -217,6 +265,14 @@ def export(
     set_threads(threads)
     if format not in ("onnx", "torch"):
         raise HwnasError(f"unknown export format '{format}' (use onnx or torch)")
+    other = {"onnx": ".pt2", "torch": ".onnx"}[format]
+    if out.suffix.lower() == other:  # a program named as the other format reads as one
+        kind = "an ONNX model" if format == "onnx" else "a torch.export program"
+        raise HwnasError(
+            f"--format {format} writes {kind}, not a {other} file; name it "
+            f"{out.with_suffix('.onnx' if format == 'onnx' else '.pt2')} (or pass --format "
+            f"{'torch' if format == 'onnx' else 'onnx'})"
+        )
     check_output_file(out)
     ckpt, model = load_supernet(checkpoint)
     cfg = parse_subnet(model, subnet, seed)  # resolved here, to say which one it is

@@ -1,4 +1,5 @@
-"""User-facing errors: the CLI turns these into one clear line and exit code 2."""
+"""User-facing errors: the CLI turns these into one clear line and exit code 2 (3 for a
+device that is unavailable: run the same command again once it is back)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,25 @@ class SetupError(HwnasError):
     """An evaluation failed for a reason of the setup, not of the architecture (a device
     agent gone or refusing the token, no reply in time): a search stops on it instead of
     recording the architecture as failed, and ``--resume`` goes on once it is mended."""
+
+
+class DeviceUnavailableError(SetupError):
+    """The device (a device agent) cannot be reached, dropped the connection, gave no
+    reply in time or stayed busy: nothing is wrong with the input, and the same command
+    run again once the device is back goes on. The CLI exits with :data:`EXIT_DEVICE`."""
+
+
+#: exit status of a run stopped by an unavailable device (2 is bad input)
+EXIT_DEVICE = 3
+
+
+def reworded(exc: HwnasError, message: str) -> HwnasError:
+    """``exc``'s kind of error with ``message`` (a hint added): the CLI's exit status
+    follows the kind, so rewording must not turn a lost device into bad input."""
+    try:
+        return type(exc)(message)
+    except TypeError:  # a subclass that takes other arguments
+        return HwnasError(message)
 
 
 def check_not_under_file(path: str | os.PathLike[str]) -> Path:

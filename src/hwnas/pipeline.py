@@ -20,7 +20,8 @@ with the same config continues where it stopped):
    BN, evaluated on the held-out *test* split, exported to ONNX (and ``torch.export``
    where asked), and the exported files are measured on the target device, interleaved,
    beside the profile's anchor subnet. The shipped front is the feasible non-dominated set on
-   validation accuracy and *measured* latency (divided by the anchor's drift).
+   validation accuracy and *measured* latency (divided by the anchor's drift where the
+   device is slower now than during the profile).
 6. ``report.md`` and ``front.png`` (predicted vs measured latency of the front), and
    ``summary.json``.
 """
@@ -31,6 +32,7 @@ import contextlib
 import csv
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -42,7 +44,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hwnas.config import changed_settings
-from hwnas.errors import HwnasError
+from hwnas.errors import HwnasError, reworded
 
 CONFIG_NAME = "pipeline.json"
 TIMINGS_NAME = "timings.json"
@@ -51,6 +53,8 @@ SUMMARY_NAME = "summary.json"
 REPORT_NAME = "report.md"
 FRONT_PLOT = "front.png"
 FRONT_CSV = "front.csv"
+#: where the front's model files go once a longer search drops them from the front
+SUPERSEDED = "superseded"
 #: settings a resumed run may change: none changes what is trained, measured or searched
 FREE_KEYS = ("evaluations", "data_dir", "token_file", "agent_timeout_s")
 #: what the pipeline's constraints may bound: its objectives, and the subnets' exact size
@@ -105,11 +109,12 @@ class PipelineConfig(BaseModel):
     #: with the same --supernet), a search directory or a CSV with an arch_key column
     warm_start: str | None = None
 
-    @field_validator("supernet", "warm_start")
+    @field_validator("supernet", "warm_start", "token_file", "data_dir")
     @classmethod
     def _absolute(cls, path: str | None) -> str | None:
-        """One spelling per file (absolute): a resumed run compares it, perhaps from
-        another working directory."""
+        """One spelling per file (absolute): a resumed run compares it, and the stored
+        config (the report's command that repeats the run) works from another working
+        directory."""
         return None if path is None else _abspath(path)
 
     @field_validator("agent")
@@ -359,6 +364,12 @@ def make_target(cfg: PipelineConfig) -> Target:
             raise HwnasError("pipeline config: token_file is only used with agent")
         from hwnas.measure.host import host_info
 
+        cpus = os.cpu_count() or 1  # as the measurement checks it, but before any training
+        if cfg.measure_threads > cpus:
+            raise HwnasError(
+                f"measure_threads {cfg.measure_threads} exceeds the {cpus} CPU(s) of this "
+                f"machine; use at most {cpus}"
+            )
         host = host_info(include_torch=False)
         return Target(LocalMeasurer(settings, isolate=True), {"kind": "local", "host": host})
     from hwnas.measure.agent import AgentClient, read_token_file
@@ -396,9 +407,14 @@ def _check_same_config(out: Path, config: PipelineConfig) -> None:
             d["train"] = _train_settings(d["train"])
     what = changed_settings(old, new, FREE_KEYS)
     if what:
+        reuse = ""
+        if (out / "supernet" / "checkpoint.pt").is_file() and old.get("train") == new.get(
+            "train"
+        ):  # same training: another run can start from this one's supernet
+            reuse = f" (--supernet {out} reuses its trained supernet there)"
         raise HwnasError(
             f"{out} holds a pipeline run with another config: {what}; run it with the same "
-            "settings to continue it, or choose another --out"
+            f"settings to continue it, or choose another --out{reuse}"
         )
     if new["evaluations"] < old.get("evaluations", 0):
         raise HwnasError(
@@ -434,6 +450,7 @@ def run_pipeline(
         # a new or unfinished run: an agent that cannot serve it fails before any work
         # (a finished one, run again, may have nothing left to measure)
         target.connect(cfg.measure_threads)
+        _check_upload_limit(cfg, train_cfg.space, data, target)
     with out_dir_lock(out, "pipeline"):
         _check_same_config(out, cfg)
         (out / CONFIG_NAME).write_text(json.dumps(cfg.model_dump(), indent=2) + "\n")
@@ -442,18 +459,22 @@ def run_pipeline(
         except HwnasError as exc:  # an agent gone, a file removed: resumable
             if "run the same command again" in str(exc):
                 raise
-            raise HwnasError(f"{exc}; then run the same command again to continue") from None
+            raise reworded(exc, f"{exc}; then run the same command again to continue") from None
 
 
 @contextlib.contextmanager
-def _stage(timings: dict[str, float], name: str, path: Path) -> Iterator[None]:
+def _stage(timings: dict[str, float], name: str, path: Path) -> Iterator[dict[str, bool]]:
     """Time a stage; the time adds to what earlier calls (a killed run) spent on it, and
-    is written at once to ``path``, so the report's times are the whole run's."""
+    is written at once to ``path``, so the report's times are the whole run's. A stage
+    that sets ``idle`` in the yielded dict found nothing left to do (a finished run, run
+    again): its look adds nothing."""
     t0 = time.perf_counter()
+    state = {"idle": False}
     try:
-        yield
+        yield state
     finally:
-        timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - t0, 2)
+        spent = 0.0 if state["idle"] else time.perf_counter() - t0
+        timings[name] = round(timings.get(name, 0.0) + spent, 2)
         path.write_text(json.dumps(timings, indent=2) + "\n")
 
 
@@ -488,8 +509,9 @@ def _run(
         _copy_supernet(cfg.supernet, out / "supernet")
     else:
         say(f"1/5 supernet: {train_cfg.space} on {train_cfg.dataset}, {train_cfg.epochs} epochs")
-    with _stage(timings, "train", tpath):
+    with _stage(timings, "train", tpath) as stage:
         trained = train_supernet(train_cfg, data)  # a reused one: nothing left to train
+        stage["idle"] = trained.epochs_trained == 0
     final = trained.final
     ckpt_path = trained.checkpoint.resolve()
     ckpt = load_checkpoint(ckpt_path)
@@ -497,7 +519,7 @@ def _run(
 
     settings = cfg.measure_settings()
     say(f"2/5 profile: {cfg.profile_samples} subnets measured on {target.label}")
-    with _stage(timings, "profile", tpath), bars("profile") as update:
+    with _stage(timings, "profile", tpath) as stage, bars("profile") as update:
         prof = profile_space(
             model.space.name,
             cfg.profile_samples,
@@ -511,19 +533,26 @@ def _run(
             measurer=target.measurer,
             group_size=profile_group_size(target, model),
         )
+        stage["idle"] = not prof.get("measured")
 
     say(f"3/5 latency predictor: {cfg.predictor} on {prof['stored']} measured subnets")
-    with _stage(timings, "predictor", tpath):
-        fitted = fit_on_profile(out / "profile", "latency", cfg.predictor, seed=cfg.seed)
-        pred_path = out / "predictor" / "latency.joblib"
-        pred_path.parent.mkdir(parents=True, exist_ok=True)
-        fitted.save(pred_path)
+    pred_path = out / "predictor" / "latency.joblib"
+    with _stage(timings, "predictor", tpath) as stage:
+        fitted = _fitted_before(pred_path, cfg, prof)
+        stage["idle"] = fitted is not None
+        if fitted is None:
+            fitted = fit_on_profile(out / "profile", "latency", cfg.predictor, seed=cfg.seed)
+            pred_path.parent.mkdir(parents=True, exist_ok=True)
+            fitted.save(pred_path)
 
     search_dir = out / "search"
     first = f", {len(warm)} of them from {cfg.warm_start} first" if warm else ""
     say(f"4/5 search: {cfg.algorithm}, {cfg.evaluations} subnets (accuracy measured){first}")
     files = {"checkpoint": str(ckpt_path), "latency": str(pred_path.resolve())}
-    with _stage(timings, "search", tpath), bars(f"{cfg.algorithm} on the supernet") as update:
+    with (
+        _stage(timings, "search", tpath) as stage,
+        bars(f"{cfg.algorithm} on the supernet") as update,
+    ):
         if _retarget_search(search_dir / STORE_NAME, files):
             search = resume_search(
                 search_dir, progress=update, evaluations=cfg.evaluations, data_dir=cfg.data_dir
@@ -548,13 +577,16 @@ def _run(
                 out=search_dir,
                 progress=update,
             )
+        stage["idle"] = search.get("resumed_from") == search["evaluations"]
 
     say(f"5/5 front: {len(search['pareto'])} subnets tested, exported and measured")
-    with _stage(timings, "front", tpath), bars("front") as update:
+    measured_before = {r["arch_key"] for r in _read_front(out / "front" / FRONT_CSV)}
+    with _stage(timings, "front", tpath) as stage, bars("front") as update:
         front = verify_front(
             ckpt, model, data, search["pareto"], out / "front", cfg, target, out / "profile",
             update,
         )  # fmt: skip
+        stage["idle"] = all(r["arch_key"] in measured_before for r in front)
     timings["total"] = round(sum(timings.get(k, 0.0) for k in STAGES), 2)
 
     summary = _summary(cfg, out, final, prof, fitted, search, front, timings, target)
@@ -568,6 +600,28 @@ def _run(
     plot_front(front, search, out / FRONT_PLOT, cfg.constraints, target.label)
     write_report(summary, out / REPORT_NAME)
     return summary
+
+
+def _fitted_before(path: Path, cfg: PipelineConfig, prof: dict[str, Any]) -> Any:
+    """The predictor an earlier call fitted on this very profile (same model, seed, run
+    and number of measured subnets), or None: a finished run, run again, neither fits it
+    again nor stores another fit in the profile."""
+    from hwnas.predict.fitted import load_fitted
+
+    if not path.is_file():
+        return None
+    try:
+        fitted = load_fitted(path)
+    except HwnasError:
+        return None
+    meta = fitted.metadata
+    same = (
+        meta.get("model") == cfg.predictor
+        and meta.get("seed") == cfg.seed
+        and meta.get("run_id") == prof.get("run_id")
+        and meta.get("n_measured") == prof.get("stored")
+    )
+    return fitted if same else None
 
 
 def _copy_supernet(source: str, dest: Path) -> None:
@@ -601,6 +655,32 @@ def profile_group_size(target: Target, model: Any) -> int:
         largest = 1.05 * 4 * float(params[0])  # + the graph's own few per cent
         group = min(group, int(target.max_bytes // largest) - 1)
     return max(group, 1)
+
+
+def _check_upload_limit(cfg: PipelineConfig, space_name: str, data: Any, target: Target) -> None:
+    """Refuse, before any training, an agent whose upload limit cannot carry the largest
+    subnet beside the anchor subnet: the profile measures both (its plan starts with the
+    largest), so the run would fail after training. Float32 weights alone are a lower
+    bound of an ONNX file's size."""
+    if not target.max_bytes:
+        return
+    from hwnas.measure.profile import anchor_key, stratified_sample
+    from hwnas.space.mbv3_ramnas import space_for
+
+    space = space_for(space_name)
+    nc = data.num_classes
+    plan = space.keys(stratified_sample(space, cfg.profile_samples, cfg.seed, num_classes=nc))
+    vecs = np.stack([space.largest(), space.from_key(anchor_key(space, plan, nc))])
+    weights = 4 * space.params_batch(vecs, data.in_channels, nc).astype(float)
+    need = float(weights.sum())
+    if need > target.max_bytes:
+        mb = int(np.ceil(1.1 * need / 2**20))  # the graph's own few per cent, and room
+        raise HwnasError(
+            f"the agent at {target.client.url} takes uploads up to "
+            f"{target.max_bytes / 2**20:.1f} MB, but the largest subnet with the anchor subnet "
+            f"is at least {need / 2**20:.1f} MB of weights (the profile measures them "
+            f"together): restart the agent with --max-mb {mb} or more"
+        )
 
 
 def _retarget_search(store_path: Path, files: dict[str, str]) -> bool:
@@ -643,12 +723,13 @@ def verify_front(
     Each subnet is extracted with BN recalibrated exactly as the search evaluated it, so
     the exported model is the one whose validation accuracy the search saw. Rows already
     in ``out/front.csv`` (a resumed run) are kept; the rest are measured on ``target``,
-    interleaved, beside the profile's anchor subnet: ``latency_ms`` is the measured
-    latency divided by the anchor's drift since the profile (the device's load then and
-    now). ``feasible`` checks the constraints on it, and ``on_front`` marks the feasible
+    interleaved, beside the profile's anchor subnet, whose drift since the profile says
+    how the device's load then and now differ: ``latency_ms`` is the measured latency,
+    divided by the drift where the device is slower now (:func:`_set_latencies`).
+    ``feasible`` checks the constraints on it, and ``on_front`` marks the feasible
     rows non-dominated on validation accuracy and it: the networks to ship. ``out`` is
     the pipeline's own folder: model files of networks no longer on the front (a search
-    that went on) are removed.
+    that went on) are moved to ``out/superseded/`` (one may have been shipped).
     """
 
     import torch
@@ -657,7 +738,7 @@ def verify_front(
     from hwnas.measure.export import export_onnx
     from hwnas.search.pareto import non_dominated_mask
     from hwnas.search.problem import Constraint
-    from hwnas.train.evaluate import checkpoint_data, save_torch_program
+    from hwnas.train.evaluate import checkpoint_data, save_torch_program, subnet_metadata
     from hwnas.train.supernet import calibrated_subnet
     from hwnas.train.utils import accuracy
 
@@ -689,10 +770,11 @@ def verify_front(
         files = {"onnx": f"{stem}.onnx", "torch": ""}
         shape = (model.in_channels, data.image_size, data.image_size)  # the data's images
         sub = sub.to(memory_format=torch.contiguous_format)
-        export_onnx(sub, shape, out / files["onnx"])
+        meta = subnet_metadata(model, arch, ckpt, data, data.image_size)
+        export_onnx(sub, shape, out / files["onnx"], metadata=meta)
         if "torch" in cfg.export_formats:
             files["torch"] = f"{stem}.pt2"
-            save_torch_program(sub, shape, out / files["torch"])
+            save_torch_program(sub, shape, out / files["torch"], metadata=meta)
         row = {
             "arch_key": key,
             "val_top1": p["accuracy"],
@@ -716,12 +798,15 @@ def verify_front(
         )
     keep = {r[k] for r in rows for k in ("onnx", "torch") if r.get(k)}
     for old in [*out.glob("*.onnx"), *out.glob("*.pt2")]:
-        if old.name not in keep:  # a network no longer on the front (a longer search)
-            old.unlink()
+        if old.name not in keep:  # a network no longer on the front (a longer search),
+            # perhaps shipped already: moved aside, not deleted
+            (out / SUPERSEDED).mkdir(exist_ok=True)
+            old.replace(out / SUPERSEDED / old.name)
     if progress is not None:
         progress(total + 1, total + 1)
     constraints = [Constraint.parse(c) for c in cfg.constraints]
-    for row in rows:  # the constraints again, on measured (drift-corrected) latency
+    for row in rows:  # the constraints again, on measured latency (see _set_latencies)
+        _set_latencies(row)
         measured = {
             "accuracy": row["val_top1"],
             "latency": row["latency_ms"],
@@ -751,6 +836,7 @@ FRONT_COLUMNS = [
     "predicted_latency_ms",
     "measured_latency_ms",
     "latency_ms",
+    "latency_at_profile_ms",
     "latency_cv",
     "drift",
     "params",
@@ -806,13 +892,23 @@ def _measure(
                 row["measured_latency_ms"] = m.latency_ms
                 row["latency_cv"] = m.stats.robust_cv
                 row["drift"] = drift
-                # as the device was during the profile: what the predictor learnt, and the
-                # same scale for rows measured in different calls (a resumed run)
-                row["latency_ms"] = m.latency_ms / drift if drift else m.latency_ms
+                _set_latencies(row)
             if on_group is not None:
                 on_group()
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _set_latencies(row: dict[str, Any]) -> None:
+    """A front row's latency as the predictor learnt it (``latency_at_profile_ms``:
+    measured / drift, the device's load during the profile) and as the constraints and
+    the choice of networks judge it (``latency_ms``): measured / drift only where the
+    device is slower now than during the profile. Load only slows a device down, so the
+    quieter of the two conditions is nearer the device's own latency; a profile measured
+    under load (drift < 1) must not push a network measured under budget over it."""
+    m, d = row["measured_latency_ms"], row.get("drift")
+    row["latency_at_profile_ms"] = m / d if d else m
+    row["latency_ms"] = m / max(d, 1.0) if d else m
 
 
 def _groups(
@@ -906,7 +1002,7 @@ def _summary(
         agreement["mape"] = raw["mape"]
         agreement["kendall_tau"] = raw["kendall_tau"] if len(front) > 1 else None
         if drift is not None:  # measured latency as the device was during the profile
-            m2 = [r["latency_ms"] for r in front]
+            m2 = [r["latency_at_profile_ms"] for r in front]
             agreement["mape_drift_corrected"] = rank_metrics(m2, pred)["mape"]
     return {
         "out": str(out),
@@ -966,7 +1062,7 @@ def plot_front(
     device: str = "this machine",
 ) -> Path:
     """Validation accuracy vs latency on ``device`` (words for the axis): the search's
-    front at predicted latency, moved to measured (drift-corrected) latency; the shipped
+    front at predicted latency, moved to measured latency (:func:`_set_latencies`); the shipped
     networks filled, those over a latency budget marked, the budget drawn."""
     import matplotlib
 
@@ -1016,9 +1112,10 @@ def plot_front(
         ax.text(0.5, 0.5, "no searched subnet satisfies the constraints", ha="center",
                 transform=ax.transAxes)  # fmt: skip
     drifts = [r["drift"] for r in front if r.get("drift")]
+    d = float(np.median(drifts)) if drifts else None
     ax.set_xlabel(
         f"latency on {device}\n(ms, ONNX Runtime"
-        + (f"; measured / {np.median(drifts):.2f}, the device's drift)" if drifts else ")")
+        + (f"; measured / {d:.2f}, the device's drift since the profile)" if d and d > 1 else ")")
     )
     ax.set_ylabel("validation top-1 (%)")
     ax.set_title(f"{search.get('algorithm')}: {search.get('evaluations')} subnets searched")
@@ -1066,7 +1163,8 @@ def write_report(summary: dict[str, Any], path: Path) -> Path:
         "",
         f"{s['profile']['stored']} subnets measured ({s['profile']['failed']} failed), "
         f"{_f(s['profile']['latency_range_ms'][0])}-{_f(s['profile']['latency_range_ms'][1])}"
-        f" ms, {c['measure_threads']} thread(s). Data: `profile/`.",
+        f" ms, {c['measure_threads']} thread(s). {_noise_words(s['profile'])}Data: "
+        "`profile/`.",
         "",
         "## 3. Latency predictor",
         "",
@@ -1095,17 +1193,20 @@ def write_report(summary: dict[str, Any], path: Path) -> Path:
         f"{_f(ag.get('mape'), 1)} %, Kendall tau {_f(ag.get('kendall_tau'))}. "
         + _drift_words(ag)
         + "Test accuracy is on the held-out test split, which neither training nor the "
-        "search saw. *at profile load* = measured / the drift factor, the latency the "
-        "predictor learnt to predict; the constraints and the choice of networks to ship use "
-        "it. ship: `yes` = non-dominated on validation accuracy and that latency (the "
-        "networks to deploy); `over budget` = breaks a constraint that the predicted latency "
-        f"met. Plot: `{FRONT_PLOT}`.",
+        "search saw. *noise* = the measurement's robust CV. *at profile load* = measured / "
+        "the drift factor, the latency the predictor learnt to predict. The constraints and "
+        "the choice of networks to ship use the measured latency, divided by the drift only "
+        "where the device is slower now than during the profile (load only slows a device "
+        "down, so the quieter of the two is nearer its own latency). ship: `yes` = "
+        "non-dominated on validation accuracy and that latency (the networks to deploy); "
+        "`over budget` = breaks a constraint that the predicted latency met. Plot: "
+        f"`{FRONT_PLOT}`.",
         "",
         f"![front]({FRONT_PLOT})",
         "",
-        "| ship | val top-1 % | test top-1 % | predicted ms | measured ms | at profile load ms "
-        "| params | MFLOPs | files |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| ship | val top-1 % | test top-1 % | predicted ms | measured ms | noise | at "
+        "profile load ms | params | MFLOPs | files |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     if not s["front"]:
         cons = " and ".join(c["constraints"]) or "the constraints"
@@ -1117,11 +1218,17 @@ def write_report(summary: dict[str, Any], path: Path) -> Path:
     for r in s["front"]:
         ship = "yes" if r.get("on_front") else "" if r.get("feasible", True) else "over budget"
         files = ", ".join(f"`front/{r[k]}`" for k in ("onnx", "torch") if r.get(k))
+        cv = r.get("latency_cv")
+        noise = "-" if cv is None else f"{100 * cv:.1f} %"
+        at_profile = r.get("latency_at_profile_ms", r["latency_ms"])
         lines.append(
             f"| {ship} | {r['val_top1']:.2f} | {r['test_top1']:.2f} | "
-            f"{r['predicted_latency_ms']:.3f} | {r['measured_latency_ms']:.3f} | "
-            f"{r['latency_ms']:.3f} | {r['params']:,} | {r['mflops']:.2f} | {files} |"
+            f"{r['predicted_latency_ms']:.3f} | {r['measured_latency_ms']:.3f} | {noise} | "
+            f"{at_profile:.3f} | {r['params']:,} | {r['mflops']:.2f} | {files} |"
         )
+    ties = _ties(s["shipped"])
+    if ties:
+        lines += ["", ties]
     lines.append("")
     path.write_text("\n".join(lines))
     return path
@@ -1146,10 +1253,75 @@ def _drift_words(ag: dict[str, Any]) -> str:
     d = ag.get("drift")
     if d is None:
         return ""
-    return (
+    words = (
         f"The profile's anchor subnet, measured beside them, took {d:.2f}x its latency "
         f"during the profile (the device's load then and now); with that factor taken "
         f"out, MAPE {_f(ag.get('mape_drift_corrected'), 1)} %. "
+    )
+    return words + (f"**{drift_warning(d)}** " if drift_warning(d) else "")
+
+
+#: an anchor drift outside these bounds is worth a warning (a busy device, then or now)
+DRIFT_OK = (0.8, 1.25)
+
+
+def drift_warning(drift: float | None) -> str:
+    """Words on a drift large enough to matter ('' for none): which way the load
+    changed, and what the pipeline did about it."""
+    if drift is None or DRIFT_OK[0] <= drift <= DRIFT_OK[1]:
+        return ""
+    if drift < DRIFT_OK[0]:
+        return (
+            f"The device ran the anchor {1 / drift:.2f}x as fast as during the profile: the "
+            "profile was measured under load (or its reference was a noisy measurement), so "
+            "the predicted latencies run high; budgets and the shipped set use the measured "
+            "latency. Profile again on an idle device (a new --out) for a truer predictor."
+        )
+    return (
+        f"The device is {drift:.2f}x as slow as during the profile: the measured latencies "
+        "are divided by that for budgets and the shipped set; measure the shipped files "
+        "again when the device is idle ('hwnas measure FILE ...') to confirm them."
+    )
+
+
+#: a profile with more than this share of unstable measurements was measured on a noisy
+#: device
+NOISY_PROFILE = 0.25
+
+
+def _noise_words(prof: dict[str, Any]) -> str:
+    """The profile's measurement noise in words, with a warning where much of it was
+    unstable (the predictor learnt from noisy latencies)."""
+    stored, unstable = prof.get("stored") or 0, prof.get("unstable")
+    if unstable is None or not stored:
+        return ""
+    cv = prof.get("robust_cv_median")
+    words = f"{unstable} of {stored} flagged unstable" + (
+        f" (median robust CV {100 * cv:.1f} %). " if cv is not None else ". "
+    )
+    if unstable > NOISY_PROFILE * stored:
+        words += (
+            "**A noisy device: the predictor learnt from latencies that moved between runs; "
+            "profile again when the device is idle (a new --out) for a sharper one.** "
+        )
+    return words
+
+
+def _ties(shipped: list[dict[str, Any]]) -> str:
+    """A note on shipped networks whose latencies lie within each other's measurement
+    noise ('' for none): between those, only accuracy tells them apart."""
+    rows = sorted(shipped, key=lambda r: r["latency_ms"])
+    pairs = []
+    for a, b in itertools.pairwise(rows):
+        noise = max(a.get("latency_cv") or 0.0, b.get("latency_cv") or 0.0)
+        if noise and b["latency_ms"] - a["latency_ms"] <= noise * a["latency_ms"]:
+            pairs.append(f"{a['latency_ms']:.3f} and {b['latency_ms']:.3f} ms")
+    if not pairs:
+        return ""
+    return (
+        "Within the measurement noise of each other: "
+        + "; ".join(pairs)
+        + ". Between these the latency gap is not measured reliably; choose by accuracy."
     )
 
 

@@ -26,11 +26,14 @@ def out_dir_lock(out: str | os.PathLike[str], what: str = "run") -> Iterator[Pat
     lock is ``flock`` on ``OUT/.hwnas.lock``: the system drops it when the holder exits,
     killed or not, so a stale lock never blocks a resume. A directory this process
     already holds is taken again at once (a command that locks before calling the
-    library, which locks too). Where ``fcntl`` is missing (Windows) nothing is locked."""
+    library, which locks too). Where ``fcntl`` is missing (Windows) nothing is locked.
+    A directory made here that holds nothing but the lock at the end (a run refused by
+    its checks) is removed again."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise HwnasError(f"output path {out} exists and is not a directory")
     check_not_under_file(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     key = out.resolve()
     try:
@@ -68,6 +71,17 @@ def out_dir_lock(out: str | os.PathLike[str], what: str = "run") -> Iterator[Pat
             del _HELD[key]
     finally:
         f.close()  # closing releases the lock
+        if created and key not in _HELD:
+            _remove_if_only_lock(out)
+
+
+def _remove_if_only_lock(out: Path) -> None:
+    """Remove ``out`` when it holds nothing but its lock file (a run that stopped before
+    writing anything leaves no empty folder behind)."""
+    with contextlib.suppress(OSError):
+        if [p.name for p in out.iterdir()] == [LOCK_NAME]:
+            (out / LOCK_NAME).unlink()
+            out.rmdir()
 
 
 def die_with_parent(parent_pid: int | None = None) -> None:

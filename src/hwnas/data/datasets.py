@@ -7,6 +7,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +32,22 @@ class ImageData:
     std: tuple[float, ...] = field(default_factory=tuple)
     flip: bool = True  # horizontal flips are label-preserving for this data
     pad: int = 4  # random-crop padding for augmentation
+    scale: float = 255.0  # raw pixel values are divided by this before (x - mean) / std
+
+    def preprocess(self) -> dict[str, Any]:
+        """What a deployed network's input needs, from raw pixels (the exported models
+        carry it in their metadata): NCHW float, ``pixel / scale``, then per channel
+        ``(x - mean) / std``; empty for data given already normalised (no stats)."""
+        if not self.mean:
+            return {}
+        return {
+            "layout": "NCHW",
+            "scale": self.scale,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "formula": "(pixel / scale - mean[c]) / std[c]",
+            "image_size": self.image_size,
+        }
 
     @property
     def in_channels(self) -> int:
@@ -53,6 +70,7 @@ class ImageData:
             "test": len(self.y_test),
             "num_classes": self.num_classes,
             "shape": list(self.x_train.shape[1:]),
+            "preprocess": self.preprocess(),
         }
 
 
@@ -109,6 +127,7 @@ def _finish(
         std=tuple(float(s) for s in std),
         flip=flip,
         pad=max(1, size // 8),
+        scale=float(scale),
         **tensors,
     )
 

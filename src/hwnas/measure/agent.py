@@ -65,7 +65,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from hwnas.errors import HwnasError, SetupError
+from hwnas.errors import DeviceUnavailableError, HwnasError, SetupError
 from hwnas.measure.host import host_info
 from hwnas.measure.latency import (
     Measurement,
@@ -95,7 +95,7 @@ class AgentUploadTooLargeError(HwnasError):
     """The agent refused an upload over its size limit (413)."""
 
 
-class AgentBusyError(SetupError):
+class AgentBusyError(DeviceUnavailableError):
     """The agent stayed busy (503: its queue or its connections full) through the retries."""
 
 
@@ -939,13 +939,17 @@ class AgentClient:
                 reason = e.reason
                 if isinstance(reason, ConnectionResetError | BrokenPipeError):
                     raise self._dropped(reason, body) from None
-                raise SetupError(f"cannot reach the agent at {self.url}: {reason}") from None
+                raise DeviceUnavailableError(
+                    f"cannot reach the agent at {self.url}: {reason}"
+                ) from None
             except TimeoutError:
-                raise SetupError(
+                raise DeviceUnavailableError(
                     f"no reply from the agent at {self.url} within {timeout_s:g} s"
                 ) from None
             except OSError as e:
-                raise SetupError(f"cannot talk to the agent at {self.url}: {e}") from None
+                raise DeviceUnavailableError(
+                    f"cannot talk to the agent at {self.url}: {e}"
+                ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _dropped(self, reason: BaseException, body: bytes | None) -> HwnasError:
@@ -968,13 +972,15 @@ class AgentClient:
                 f"bytes exceeds the agent's limit of {limit} bytes (its --max-mb sets the limit)"
             )
         if not reachable:
-            return SetupError(
+            return DeviceUnavailableError(
                 f"the agent at {self.url} dropped the connection ({reason}) and cannot be "
                 "reached any more: it stopped or crashed; start it again"
             )
         if limit is not None:  # within the limit: not the size
-            return SetupError(f"the agent at {self.url} dropped the connection ({reason})")
-        return SetupError(
+            return DeviceUnavailableError(
+                f"the agent at {self.url} dropped the connection ({reason})"
+            )
+        return DeviceUnavailableError(
             f"the agent at {self.url} dropped the connection ({reason}); "
             "the upload may exceed its size limit"
         )

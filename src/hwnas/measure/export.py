@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hwnas.errors import HwnasError
 from hwnas.measure.latency import parse_shape
@@ -32,6 +33,23 @@ def _module_device(module: torch.nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
+def write_metadata(path: str | Path, metadata: dict[str, Any]) -> Path:
+    """Store ``metadata`` in an ONNX file's ``metadata_props`` (``hwnas.KEY``: the value,
+    JSON unless a string), where a deployment reads it back with
+    ``onnxruntime.InferenceSession(path).get_modelmeta().custom_metadata_map``: what the
+    network is and what its input needs."""
+    import onnx
+
+    path = Path(path)
+    model = onnx.load(str(path))
+    for key, value in metadata.items():
+        prop = model.metadata_props.add()
+        prop.key = f"hwnas.{key}"
+        prop.value = value if isinstance(value, str) else json.dumps(value)
+    onnx.save(model, str(path))
+    return path
+
+
 def export_onnx(
     module: torch.nn.Module,
     input_shape: Sequence[int],
@@ -40,6 +58,7 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     dynamic_batch: bool = True,
     check: bool = True,
+    metadata: dict[str, Any] | None = None,
 ) -> Path:
     """Export ``module`` (in eval mode) to ``path`` and return the path.
 
@@ -48,7 +67,8 @@ def export_onnx(
     input ``"input"`` and the output ``"output"`` is symbolic, so the file can be measured
     at any batch size. The TorchScript-based exporter (``dynamo=False``) is used: it needs
     no ``onnxscript`` and is quick; the torch.export-based one is tried only if it fails
-    and ``onnxscript`` is installed.
+    and ``onnxscript`` is installed. ``metadata`` goes into the file
+    (:func:`write_metadata`).
     """
     import torch
 
@@ -91,6 +111,8 @@ def export_onnx(
                 ) from e
     finally:
         module.train(was_training)
+    if metadata:
+        write_metadata(path, metadata)
     if check:
         import onnx
 

@@ -428,6 +428,11 @@ def ort_providers(provider: str, available: Sequence[str]) -> list[str]:
         chosen = "CUDAExecutionProvider" if "CUDAExecutionProvider" in available else cpu
     else:
         chosen = _ORT_ALIASES.get(provider.lower(), provider)
+        if chosen not in available and not chosen.endswith("ExecutionProvider"):
+            raise HwnasError(
+                f"unknown provider {provider!r}: use auto, cpu, cuda, tensorrt or an ONNX "
+                f"Runtime provider name (available here: {', '.join(available)})"
+            )
         if chosen not in available:
             raise HwnasError(
                 f"ONNX Runtime provider {provider!r} is not available here "

@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hwnas.config import changed_settings
-from hwnas.errors import HwnasError, SetupError
+from hwnas.errors import HwnasError, SetupError, reworded
 from hwnas.measure.agent import AgentUploadTooLargeError
 from hwnas.measure.latency import MeasureSettings
 from hwnas.measure.worker import MODEL_ERRORS, MeasureOutOfMemoryError, MeasureTimeoutError
@@ -283,8 +283,9 @@ def _open_run(
                 what = changed_settings(a, b)
             else:
                 what = changed_settings({key: a}, {key: b}).removeprefix(f"{key} ")
+            noun = "other measurement settings" if key == "settings" else f"a different {key}"
             raise HwnasError(
-                f"{out_dir} holds a profile with a different {key}: {what}; "
+                f"{out_dir} holds a profile with {noun}: {what}; "
                 "use the same options to resume, or another output directory"
             )
     plan = list(old["plan"])
@@ -517,9 +518,10 @@ def profile_space(
         except HwnasError as exc:
             summary = _finish(store, run_id, out_dir, resumed_from, measured, t_start, "incomplete")
             fix = "fix that, then " if isinstance(exc, SetupError) else ""
-            raise HwnasError(
+            raise reworded(
+                exc,
                 f"{exc}; profile stopped with {summary['stored']} of {total} subnets stored: "
-                f"{fix}run the same command again to continue"
+                f"{fix}run the same command again to continue",
             ) from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -541,14 +543,23 @@ def _finish(
     finished when all ``total`` subnets are stored, else incomplete), write the CSV and
     summary.json; returns the summary."""
     summary = summarize_profile(store, run_id)
+    wall = time.perf_counter() - t_start
+    # over every call of the profile: a resumed one (with nothing left, a pipeline run
+    # again) adds its own time to the earlier calls', not overwrites it
+    before = next(
+        (r.get("summary") or {} for r in store.runs(PROFILE_KIND) if r["run_id"] == run_id), {}
+    )
+    earlier = before.get("wall_time_s") if resumed_from else None
     summary.update(
         out_dir=str(out_dir),
         resumed_from=resumed_from,
         measured=measured,
-        wall_time_s=time.perf_counter() - t_start,
+        wall_time_s=wall + (float(earlier) if isinstance(earlier, int | float) else 0.0),
     )
     if measured:
-        summary["seconds_per_subnet"] = summary["wall_time_s"] / measured
+        summary["seconds_per_subnet"] = wall / measured
+    elif resumed_from and "seconds_per_subnet" in before:
+        summary["seconds_per_subnet"] = before["seconds_per_subnet"]
     if status is None:
         pending = any(_retryable(r) for r in store.evaluations(run_id))
         status = "finished" if summary["stored"] == total and not pending else "incomplete"

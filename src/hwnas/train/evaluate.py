@@ -221,7 +221,10 @@ def export_subnet(
         size = cfg["resolution"]
         if include_resize:  # the model takes the data's images: traced at their size
             size = checkpoint_data(ckpt, model, data, data_dir).image_size
+    from hwnas.measure.export import write_metadata
+
     x = torch.randn(batch_size, model.in_channels, size, size)
+    meta = subnet_metadata(model, cfg, ckpt, data, size)
     out.parent.mkdir(parents=True, exist_ok=True)
     # written beside, then renamed over: a kill or a full disk leaves the old file whole
     tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
@@ -239,8 +242,9 @@ def export_subnet(
                     dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
                     opset_version=opset,
                 )
+            write_metadata(tmp, meta)
         else:
-            save_torch_program(sub, (model.in_channels, size, size), tmp, batch_size)
+            save_torch_program(sub, (model.in_channels, size, size), tmp, batch_size, meta)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -248,16 +252,43 @@ def export_subnet(
 
 
 def save_torch_program(
-    module: torch.nn.Module, shape: tuple[int, ...], out: Path, batch_size: int = 1
+    module: torch.nn.Module,
+    shape: tuple[int, ...],
+    out: Path,
+    batch_size: int = 1,
+    metadata: dict[str, Any] | None = None,
 ) -> Path:
     """``module`` as a ``torch.export`` program at ``out`` for inputs of one sample's
     ``shape``, with a dynamic batch dimension (1 to 4096; traced with a batch of at least
-    2, since torch.export fixes a traced batch of 1)."""
+    2, since torch.export fixes a traced batch of 1). ``metadata`` is stored beside it as
+    the extra file ``hwnas.json`` (``torch.export.load(out, extra_files={"hwnas.json":
+    ""})`` reads it back)."""
     batch = torch.export.Dim("batch", min=1, max=4096)
     x = torch.randn(max(2, batch_size), *shape)
     prog = torch.export.export(module, (x,), dynamic_shapes=({0: batch},))
-    torch.export.save(prog, str(out))
+    extra = {"hwnas.json": json.dumps(metadata)} if metadata else None
+    torch.export.save(prog, str(out), extra_files=extra)
     return out
+
+
+def subnet_metadata(
+    model: Any, cfg: dict[str, Any], ckpt: dict[str, Any], data: ImageData | None, size: int
+) -> dict[str, Any]:
+    """What an exported subnet is and what its input needs, for the file's metadata: its
+    config, the space, the classes, the input shape and, where known, the data's
+    preprocessing (raw pixels to the normalised input the network was trained on)."""
+    stored = ckpt.get("data") if isinstance(ckpt.get("data"), dict) else {}
+    prep = data.preprocess() if data is not None else stored.get("preprocess") or {}
+    meta: dict[str, Any] = {
+        "subnet": {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in cfg.items()},
+        "space": model.space.name,
+        "num_classes": model.num_classes,
+        "input_shape": [model.in_channels, size, size],
+        "dataset": (data.name if data is not None else stored.get("name")) or "",
+    }
+    if prep:
+        meta["preprocess"] = {**prep, "image_size": size}
+    return meta
 
 
 def subnet_from_checkpoint(

@@ -515,14 +515,6 @@ def train_supernet(
     elif isinstance(config, dict):
         config = TrainConfig.from_dict(config)
     cfg = config
-    if "warmup_epochs" in cfg.model_fields_set and cfg.warmup_epochs >= cfg.epochs > 0:
-        # (the default's one epoch of a one-epoch quick run is not worth a warning)
-        warnings.warn(
-            f"warmup_epochs {cfg.warmup_epochs:g} >= epochs {cfg.epochs}: the learning rate "
-            "only rises (to its peak at the end) and never decays; lower warmup_epochs "
-            "(a --config setting)",
-            stacklevel=2,
-        )
     out = Path(cfg.out_dir)
     check_out_dir(out)  # before the data and a whole epoch of training
     rank, world, own_group = _dist()
@@ -531,6 +523,27 @@ def train_supernet(
         if rank == 0:  # the rank that writes; one run at a time
             stack.enter_context(out_dir_lock(out, "training"))
         return _train(cfg, out, rank, world, own_group, data, max_epochs, return_model)
+
+
+def _warn_idle_settings(cfg: TrainConfig) -> None:
+    """Warn of settings given explicitly that do not act as asked: a warm-up lasting the
+    whole run (the default's one epoch of a one-epoch quick run is not worth a warning),
+    distillation-loss settings with ``distill="none"``."""
+    given = cfg.model_fields_set
+    if "warmup_epochs" in given and cfg.warmup_epochs >= cfg.epochs > 0:
+        warnings.warn(
+            f"warmup_epochs {cfg.warmup_epochs:g} >= epochs {cfg.epochs}: the learning rate "
+            "only rises (to its peak at the end) and never decays; lower warmup_epochs "
+            "(a --config setting)",
+            stacklevel=4,
+        )
+    kd = sorted(given & {"kd_loss", "temperature", "dkd_alpha", "dkd_beta"})
+    if cfg.distill == "none" and kd:
+        warnings.warn(
+            f"{', '.join(kd)} set, but distill is none: no distillation loss is used; use "
+            "distill smd or inplace for it to act",
+            stacklevel=4,
+        )
 
 
 def _train(
@@ -629,6 +642,8 @@ def _train(
 
     result = TrainResult(out, ckpt_path, metrics_path, resumed_epochs=start_epoch)
     end_epoch = cfg.epochs if max_epochs is None else min(cfg.epochs, start_epoch + max_epochs)
+    if start_epoch == 0:
+        _warn_idle_settings(cfg)  # only where a training starts (a reused one trains nothing)
     if start_epoch >= end_epoch:  # a finished run resumed: nothing to train, no progress bar
         if isinstance(last_record, dict):
             result.history.append(last_record)
