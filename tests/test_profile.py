@@ -133,7 +133,9 @@ def test_profile_killed_then_resumed(tmp_path, space, kill_when):
     # nothing left to do; other settings or --no-resume are refused
     again = profile_space(SPACE, n, run_dir, settings, group_size=2)
     assert again["measured"] == 0 and len(_rows(db)) == n
-    with pytest.raises(HwnasError, match="a profile with other measurement settings: rounds 3 .now 4."):
+    with pytest.raises(
+        HwnasError, match="a profile with other measurement settings: rounds 3 .now 4."
+    ):
         profile_space(SPACE, n, run_dir, MeasureSettings(warmup=1, rounds=4, repeats_per_round=1))
     with pytest.raises(HwnasError, match="already holds a profile"):
         profile_space(SPACE, n, run_dir, settings, resume=False)
