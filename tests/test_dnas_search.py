@@ -683,6 +683,8 @@ def test_cli_end_to_end(tmp_path) -> None:
     assert r.exit_code == 0, r.output
     brief = json.loads(r.stdout.strip().splitlines()[-1])
     assert brief["budget"] == 3e5 and "nb201_index" in brief
+    # the table's published accuracies are named as such (percent), not as this run's
+    assert "test_acc" not in brief and 0 < brief["nb201_table_test_acc_pct"]["cifar10"] <= 100
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["channels"] == 4 and math.isfinite(summary["derived"])
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
@@ -1042,7 +1044,7 @@ def test_cli_interrupt_says_how_to_continue(tmp_path, monkeypatch, held_elsewher
     r = runner.invoke(app, [*args, "--no-progress"])
     assert r.exit_code == 130, r.output
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 2 and "unfinished search" in lines[0] and "--resume" in lines[0]
+    assert len(lines) == 2 and "unfinished dsearch" in lines[0] and "--resume" in lines[0]
     assert lines[1] == (
         f"interrupted; continue with: hwnas dsearch --out '{out}' --constraint 'params<=3e5' "
         "--epochs 3 --no-progress --resume"

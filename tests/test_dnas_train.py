@@ -379,6 +379,14 @@ def test_cli_nb201_arch_digits(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     s = json.loads((tmp_path / "summary.json").read_text())
     assert s["arch"] == MIXED and s["input_shape"] == [1, 8, 8] and s["latency_ms"] is None
+    # --resume takes the run's own settings: only what changes is given again
+    r = CliRunner().invoke(_app(), ["dtrain", "--out", str(tmp_path), "--resume", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.strip().splitlines()[-1])["test_acc"] == s["test_acc"]
+    r = CliRunner().invoke(_app(), ["dtrain", "--out", str(tmp_path), "--resume", "--lr", "0.5"])
+    assert r.exit_code == 2 and "lr 0.025 (now 0.5)" in r.output
+    r = CliRunner().invoke(_app(), ["dtrain", "--out", str(tmp_path / "none"), "--resume"])
+    assert r.exit_code == 2 and "holds no dtrain run to continue" in r.output
 
 
 @pytest.mark.parametrize(

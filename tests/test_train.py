@@ -387,6 +387,7 @@ def test_cli_train_eval_export(tmp_path, trained) -> None:
             "val",
             "--threads",
             "1",
+            "--json",  # accepted, as by every command: the output is JSON anyway
         ],
     )
     assert r.exit_code == 0, r.output

@@ -9,7 +9,8 @@ from typing import Any
 import typer
 
 from hwnas.cli_dnas import continue_hint, holding
-from hwnas.cli_train import _user_errors
+from hwnas.cli_train import JSON_ALWAYS, _user_errors
+from hwnas.cli_train import given as given_option
 from hwnas.errors import HwnasError
 
 
@@ -66,6 +67,7 @@ def dtrain_command(
     ),
     resume: bool = typer.Option(False, "--resume", help="continue from OUT/checkpoint.pt"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    as_json: bool = JSON_ALWAYS,
 ) -> None:
     """Train a derived cell's evaluation network from scratch (DARTS recipe).
 
@@ -76,11 +78,33 @@ def dtrain_command(
     the evaluation network (--C, --layers) and dataset the search's budget was about are
     used unless given; the output says which were taken from the search. Ctrl-C prints
     the command that continues the run (the same options and --resume)."""
-    from hwnas.dnas.training import DTrainConfig, dtrain, read_search, search_summary_file
+    from hwnas.dnas.training import (
+        DTrainConfig,
+        dtrain,
+        read_search,
+        search_summary_file,
+        stored_dtrain_config,
+    )
 
     given = [n for n, v in (("--genotype", genotype), ("--arch", arch)) if v is not None]
     if from_search is not None:
         given.append("--from-search")
+    if resume and not given:  # the run's own settings; only what changes needs giving
+        stored = stored_dtrain_config(out)
+        if stored is None:
+            raise HwnasError(
+                f"--resume: {out} holds no dtrain run to continue; give one of --genotype, "
+                "--arch or --from-search to start one"
+            )
+        flags = {"measure_latency": ("latency", latency), "auxiliary": ("auxiliary", auxiliary)}
+        changed = {k: v for k, (name, v) in flags.items() if given_option(ctx, name)}
+        named = {"space": space, "dataset": dataset, "data_dir": data_dir}
+        changed.update({k: v for k, v in named.items() if v is not None})
+        cfg = DTrainConfig.from_dict({**stored, **_overrides(locals()), **changed})
+        with holding(out, "training", resume), continue_hint(ctx, "hwnas dtrain", "--resume"):
+            result = dtrain(cfg, out, resume=resume, progress=progress)
+        _report(out, result, None, {})
+        return
     if len(given) != 1:
         raise HwnasError(
             "give exactly one of --genotype, --arch or --from-search"
@@ -125,26 +149,39 @@ def dtrain_command(
         "measure_latency": latency,
         "auxiliary": auxiliary,
     }
-    overrides = {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "C": channels if channels is not None else taken.get("C"),
-        "layers": layers if layers is not None else taken.get("layers"),
-        "cutout": cutout,
-        "drop_path_prob": drop_path,
-        "auxiliary_weight": auxiliary_weight,
-        "train_subset": train_subset,
-        "test_subset": test_subset,
-        "steps_per_epoch": steps_per_epoch,
-        "seed": seed,
-        "threads": threads,
-        "device": device,
-    }
-    fields.update({k: v for k, v in overrides.items() if v is not None})
-    cfg = DTrainConfig.from_dict(fields)
+    fields.update({"C": taken.get("C"), "layers": taken.get("layers")})
+    fields = {k: v for k, v in fields.items() if v is not None}
+    cfg = DTrainConfig.from_dict({**fields, **_overrides(locals())})
     with holding(out, "training", resume), continue_hint(ctx, "hwnas dtrain", "--resume"):
         result = dtrain(cfg, out, resume=resume, progress=progress)
+    _report(out, result, source, taken)
+
+
+def _overrides(given: dict[str, Any]) -> dict[str, Any]:
+    """The training settings given on the command line (``given``: the command's
+    arguments by name), by DTrainConfig field; those not given are left out."""
+    names = {
+        "epochs": "epochs",
+        "batch_size": "batch_size",
+        "lr": "lr",
+        "C": "channels",
+        "layers": "layers",
+        "cutout": "cutout",
+        "drop_path_prob": "drop_path",
+        "auxiliary_weight": "auxiliary_weight",
+        "train_subset": "train_subset",
+        "test_subset": "test_subset",
+        "steps_per_epoch": "steps_per_epoch",
+        "seed": "seed",
+        "threads": "threads",
+        "device": "device",
+    }
+    return {k: given[n] for k, n in names.items() if given.get(n) is not None}
+
+
+def _report(out: Path, result: Any, source: Any, taken: dict[str, Any]) -> None:
+    """The run's one JSON line: test accuracy, size, latency, where its settings came
+    from and its summary file."""
     s = result.summary or {}
     keys = ("test_acc", "params", "flops", "macs", "latency_ms")
     report = {"out": str(out), **{k: s.get(k) for k in keys}}

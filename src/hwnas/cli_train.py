@@ -50,6 +50,13 @@ def _read_config(
     return data
 
 
+#: ``--json`` of the commands whose output is one JSON line anyway: accepted, so that
+#: scripts can pass it to every command
+JSON_ALWAYS = typer.Option(
+    False, "--json", help="Accepted for scripts: the output is one JSON line anyway."
+)
+
+
 def given(ctx: typer.Context, name: str) -> bool:
     """Whether the option ``name`` was given on the command line (or by the environment),
     not left at its default."""
@@ -145,6 +152,7 @@ def train(
         "--progress/--no-progress",
         help="Progress bar (default; the config's 'progress' if given there).",
     ),
+    as_json: bool = JSON_ALWAYS,
 ) -> None:
     """Train a one-shot supernet (sandwich rule, SMD + DKD by default).
 
@@ -205,6 +213,7 @@ def evaluate(
     ),
     seed: int = typer.Option(0, min=0),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads (>= 1)"),
+    as_json: bool = JSON_ALWAYS,
 ) -> None:
     """Top-1 accuracy of a subnet (BN recalibrated) on the checkpoint's dataset.
 

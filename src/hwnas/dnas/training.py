@@ -493,6 +493,21 @@ def _set_rng_state(state: dict[str, Any], gen: torch.Generator, device: torch.de
 
 
 # ---- the training loop -----------------------------------------------------------------
+def stored_dtrain_config(out: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The settings of the dtrain run in ``out`` (its checkpoint's, else its summary's),
+    so that ``--resume`` needs only the options that change; None where it holds none."""
+    out = Path(out)
+    if (out / CHECKPOINT_NAME).is_file():
+        config = load_checkpoint(out / CHECKPOINT_NAME).get("config")
+        if isinstance(config, dict):
+            return config
+    try:
+        config = json.loads((out / SUMMARY_NAME).read_text()).get("config")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
 def dtrain(
     config: DTrainConfig | dict[str, Any] | None,
     out_dir: str | os.PathLike[str],
