@@ -371,6 +371,13 @@ def test_cli_errors_exit_2(cli: typer.Typer, tmp_path: Path, onnx_files: list[Pa
     assert res.exit_code == 2 and "batch_size" in res.stderr
     res = runner.invoke(cli, ["measure", str(onnx_files[0]), "--agent", "http://127.0.0.1:1"])
     assert res.exit_code == 2 and "--token-file" in res.stderr
+    # an agent that cannot be reached is no bad input: exit 3, as in every command
+    from hwnas.measure.agent import write_token_file
+
+    write_token_file(tmp_path / "tok")
+    args = ["measure", str(onnx_files[0]), "--agent", "http://127.0.0.1:1", "--token-file"]
+    res = runner.invoke(cli, [*args, str(tmp_path / "tok")])
+    assert res.exit_code == 3 and "cannot reach the agent" in res.stderr
 
 
 def test_the_printed_table_names_each_model_s_input(tmp_path: Path) -> None:

@@ -120,3 +120,91 @@ def test_a_run_refused_by_its_checks_leaves_no_empty_folder(tmp_path):
     with out_dir_lock(there):
         pass
     assert there.is_dir() and [p.name for p in there.iterdir()] == [LOCK_NAME]
+
+
+def test_sigterm_ends_a_pool_at_once_and_nested_blocks_say_terminated(tmp_path):
+    """SIGTERM in a command with a process pool (bench search-efficiency --jobs, dsearch
+    lug): exit 143 with the hint at once, queued jobs cancelled, running ones stopped
+    (not after every job); nested on_interrupt blocks report it as SIGTERM too, and the
+    default action is back afterwards."""
+    script = tmp_path / "pool.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, signal, sys, time
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+            from hwnas.cli_train import on_interrupt
+            from hwnas.process import die_with_parent, stop_pool
+
+            def job(i):
+                time.sleep(3)
+                return i
+
+            if __name__ == "__main__":
+                if sys.argv[1] == "nested":
+                    try:
+                        with on_interrupt(lambda: "outer"), on_interrupt(lambda: "inner"):
+                            os.kill(os.getpid(), signal.SIGTERM)
+                            time.sleep(5)
+                    finally:
+                        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+                with on_interrupt(lambda: "hint"), ProcessPoolExecutor(
+                    2, initializer=die_with_parent, initargs=(os.getpid(),)
+                ) as pool:
+                    try:
+                        futures = [pool.submit(job, i) for i in range(10)]
+                        print("started", flush=True)
+                        for f in as_completed(futures):
+                            f.result()
+                    except BaseException:
+                        stop_pool(pool)
+                        raise
+            """
+        )
+    )
+    nested = subprocess.run(
+        [sys.executable, str(script), "nested"], capture_output=True, text=True, timeout=60
+    )
+    assert nested.returncode == 143 and "terminated; inner" in nested.stderr
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "pool"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "terminated; hint" in err
+    assert time.monotonic() - t0 < 2.5  # not the 15 s of the queued jobs, nor one job's 3 s
+
+
+def _race_worker(out, barrier, results):
+    """One of two runs started at the same moment on one new folder."""
+    barrier.wait()
+    try:
+        with out_dir_lock(out, "race"):
+            time.sleep(0.2)
+            (out / "result.txt").write_text("ok")
+            results.put("wrote")
+    except HwnasError:
+        results.put("refused")
+    except OSError as exc:  # the folder removed under the winner
+        results.put(f"OSError {exc}")
+
+
+def test_two_runs_racing_for_a_new_folder_one_writes_one_is_refused(tmp_path):
+    """The refused run must not clean up the folder the winner works in."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    for trial in range(6):
+        out = tmp_path / f"race{trial}"
+        barrier, results = ctx.Barrier(2), ctx.Queue()
+        procs = [ctx.Process(target=_race_worker, args=(out, barrier, results)) for _ in "ab"]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(30)
+        assert sorted(results.get(timeout=5) for _ in procs) == ["refused", "wrote"]
+        assert (out / "result.txt").read_text() == "ok"

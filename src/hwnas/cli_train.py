@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
 
-from hwnas.errors import EXIT_DEVICE, DeviceUnavailableError, HwnasError
+from hwnas.errors import HwnasError, user_errors
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _user_errors(fn: F) -> F:
-    """HwnasError -> one line on stderr and exit code 2 (3: a device unavailable)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except HwnasError as e:
-            print(f"error: {e}", file=sys.stderr)
-            raise typer.Exit(EXIT_DEVICE if isinstance(e, DeviceUnavailableError) else 2) from None
-
-    return wrapper  # type: ignore[return-value]
+_user_errors = user_errors  # the name the command modules import
 
 
 def _read_config(
@@ -64,22 +49,33 @@ def given(ctx: typer.Context, name: str) -> bool:
     return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
+#: SIGTERMs received while an :func:`on_interrupt` handler was installed (shared, so a
+#: nested block reports "terminated" too)
+_TERMINATED: list[int] = []
+
+
 @contextlib.contextmanager
 def on_interrupt(hint: Callable[[], str]) -> Iterator[None]:
     """On Ctrl-C: one line ``interrupted; HINT`` (how to continue) on stderr, exit code
     130 (``SystemExit``, so the app adds no second line). SIGTERM (a scheduler, ``kill``)
     ends the run the same way, its clean-up done, with ``terminated; HINT`` and 143;
-    only in the main thread, where SIGTERM has its default action."""
+    only in the main thread, where SIGTERM has its default action. A forked worker that
+    inherits the handler dies of the signal as before."""
+    import os
     import signal
     import threading
 
     from hwnas.process import Terminated
 
-    term: list[int] = []
+    installer = os.getpid()
 
     def terminate(signum: int, frame: Any) -> None:
+        if os.getpid() != installer:  # a forked worker: the default action, as before
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the clean-up finish
-        term.append(signum)
+        _TERMINATED.append(signum)
         raise KeyboardInterrupt
 
     own = (
@@ -87,10 +83,12 @@ def on_interrupt(hint: Callable[[], str]) -> Iterator[None]:
         and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     )
     if own:
+        _TERMINATED.clear()
         signal.signal(signal.SIGTERM, terminate)
     try:
         yield
     except KeyboardInterrupt:
+        term = list(_TERMINATED)
         print(f"{'terminated' if term else 'interrupted'}; {hint()}", file=sys.stderr)
         raise SystemExit(128 + term[0] if term else 130) from None
     except Terminated:  # a stage's own SIGTERM handling (installed before this one)
@@ -99,6 +97,7 @@ def on_interrupt(hint: Callable[[], str]) -> Iterator[None]:
     finally:
         if own:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            _TERMINATED.clear()
 
 
 def train(

@@ -4,7 +4,9 @@ device that is unavailable: run the same command again once it is back)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 
 class HwnasError(Exception):
@@ -30,6 +32,8 @@ class DeviceUnavailableError(SetupError):
 #: exit status of a run stopped by an unavailable device (2 is bad input)
 EXIT_DEVICE = 3
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 def reworded(exc: HwnasError, message: str) -> HwnasError:
     """``exc``'s kind of error with ``message`` (a hint added): the CLI's exit status
@@ -38,6 +42,25 @@ def reworded(exc: HwnasError, message: str) -> HwnasError:
         return type(exc)(message)
     except TypeError:  # a subclass that takes other arguments
         return HwnasError(message)
+
+
+def user_errors(fn: F) -> F:
+    """A CLI command's HwnasError -> one ``error:`` line on stderr and exit code 2
+    (:data:`EXIT_DEVICE` for a device unavailable); shared by every command module."""
+    import functools
+    import sys
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except HwnasError as e:
+            import typer
+
+            print(f"error: {e}", file=sys.stderr)
+            raise typer.Exit(EXIT_DEVICE if isinstance(e, DeviceUnavailableError) else 2) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def check_not_under_file(path: str | os.PathLike[str]) -> Path:

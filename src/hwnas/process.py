@@ -48,18 +48,8 @@ def out_dir_lock(out: str | os.PathLike[str], what: str = "run") -> Iterator[Pat
         finally:
             _HELD[key] -= 1
         return
-    f = (out / LOCK_NAME).open("a+")
+    f = _take_lock(out, fcntl)
     try:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            pid, _, kind = f.read().strip().partition(" ")
-            raise HwnasError(
-                f"'{out}' is in use by another hwnas run ({kind or 'run'}, process "
-                f"{pid or '?'}); a second one would mix their outputs: wait for it to end, "
-                "or choose another --out"
-            ) from None
         f.seek(0)
         f.truncate()
         f.write(f"{os.getpid()} {what}\n")
@@ -69,10 +59,39 @@ def out_dir_lock(out: str | os.PathLike[str], what: str = "run") -> Iterator[Pat
             yield out
         finally:
             del _HELD[key]
+            if created:  # removed while still locked: no other run can be in it
+                _remove_if_only_lock(out)
     finally:
         f.close()  # closing releases the lock
-        if created and key not in _HELD:
-            _remove_if_only_lock(out)
+
+
+def _take_lock(out: Path, fcntl: Any) -> Any:
+    """Open and ``flock`` ``OUT/.hwnas.lock`` (refused at once when another run holds
+    it). A lock file removed or replaced between the open and the lock (a refused run's
+    folder cleaned up by its creator) is opened again, so two runs never hold locks on
+    different files of one folder."""
+    for _ in range(10):
+        out.mkdir(parents=True, exist_ok=True)
+        f = (out / LOCK_NAME).open("a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            pid, _, kind = f.read().strip().partition(" ")
+            f.close()
+            raise HwnasError(
+                f"'{out}' is in use by another hwnas run ({kind or 'run'}, process "
+                f"{pid or '?'}); a second one would mix their outputs: wait for it to end, "
+                "or choose another --out"
+            ) from None
+        try:
+            same = os.stat(out / LOCK_NAME).st_ino == os.fstat(f.fileno()).st_ino
+        except OSError:  # removed meanwhile
+            same = False
+        if same:
+            return f
+        f.close()
+    raise HwnasError(f"cannot lock '{out}': its lock file keeps being replaced")
 
 
 def _remove_if_only_lock(out: Path) -> None:
@@ -126,3 +145,12 @@ def sigterm_ends(exc: type[Terminated] = Terminated) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def stop_pool(pool: Any) -> None:
+    """End a ``ProcessPoolExecutor`` at once (Ctrl-C or SIGTERM in its parent): queued
+    jobs cancelled, running workers terminated, instead of waiting for every job."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)

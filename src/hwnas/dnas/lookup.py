@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hwnas.errors import HwnasError
-from hwnas.process import die_with_parent, out_dir_lock
+from hwnas.process import die_with_parent, out_dir_lock, stop_pool
 
 if TYPE_CHECKING:  # pragma: no cover
     from hwnas.dnas.search import DSearchConfig
@@ -268,11 +268,15 @@ def _build(
             initializer=die_with_parent,  # no orphan keeps writing sb_* runs
             initargs=(os.getpid(),),
         ) as ex:
-            futures = [ex.submit(_run_one, c, d) for c, d in tasks]
-            for i, f in enumerate(as_completed(futures)):
-                results.append(f.result())
-                if progress:
-                    progress(i + 1, len(tasks))
+            try:
+                futures = [ex.submit(_run_one, c, d) for c, d in tasks]
+                for i, f in enumerate(as_completed(futures)):
+                    results.append(f.result())
+                    if progress:
+                        progress(i + 1, len(tasks))
+            except BaseException:  # Ctrl-C, SIGTERM: stop now, not after every queued job
+                stop_pool(ex)
+                raise
     results.sort(key=lambda r: r["search_budget"])
     lug = LookupGraph(
         metric,

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from hwnas.errors import HwnasError
-from hwnas.process import die_with_parent, out_dir_lock
+from hwnas.process import die_with_parent, out_dir_lock, stop_pool
 from hwnas.search.runner import run_search
 from hwnas.search.spec import resolve_algorithm
 
@@ -237,9 +237,13 @@ def _run_jobs(
         with ProcessPoolExecutor(
             max_workers=jobs, initializer=die_with_parent, initargs=(os.getpid(),)
         ) as pool:
-            futures = {pool.submit(_one, job): job for job in todo}
-            for fut in as_completed(futures):
-                finished(futures[fut], fut.result())
+            try:
+                futures = {pool.submit(_one, job): job for job in todo}
+                for fut in as_completed(futures):
+                    finished(futures[fut], fut.result())
+            except BaseException:  # Ctrl-C, SIGTERM: stop now, not after every queued job
+                stop_pool(pool)
+                raise
 
 
 def checkpoints(evaluations: int) -> list[int]:
