@@ -693,6 +693,9 @@ def test_cli_end_to_end(tmp_path) -> None:
     # resume of a finished run reads the saved config and just re-summarises
     r = runner.invoke(app, ["dsearch", "--out", str(out), "--resume", "--no-progress"])
     assert r.exit_code == 0, r.output
+    # the same command without --resume starts over, and says it replaces the run
+    r = runner.invoke(app, [*args, "--out", str(out), "--no-progress"])
+    assert r.exit_code == 0 and "holds a finished dsearch; starting over replaces it" in r.stderr
 
     r = runner.invoke(app, ["dsearch", "--constraint", "params>=1", "--out", str(out)])
     assert r.exit_code == 2 and "upper bounds" in r.output
@@ -704,6 +707,8 @@ def test_cli_end_to_end(tmp_path) -> None:
     assert "params<=6e5, flops<=1e6" in r.output
     r = runner.invoke(app, ["dsearch", "--constraint", "params<=6e5,flops<=1e6", "--out", "y"])
     assert r.exit_code == 2 and "DCA-NAS takes one budget" in r.output
+    r = runner.invoke(app, ["dsearch", "--constraint", "params<=1,000,000", "--out", "y"])
+    assert r.exit_code == 2 and "without thousands separators, e.g. 1000000" in r.output
     r = runner.invoke(app, [*args, "--derivation", "best", "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "derivation" in r.output
     r = runner.invoke(

@@ -513,7 +513,8 @@ def test_cli_interrupt_says_how_to_continue(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Ctrl-C: the command that continues (the same options and --resume), exit 130; a
-    run without --resume says that it discards an unfinished training."""
+    run without --resume says that it discards an unfinished training, or replaces a
+    finished one."""
     from typer.testing import CliRunner
 
     from hwnas.dnas import training as dtrain_module
@@ -532,6 +533,10 @@ def test_cli_interrupt_says_how_to_continue(
         f"interrupted; continue with: hwnas dtrain --arch '{MIXED}' --out {tmp_path} "
         "--epochs 3 --no-latency --resume"
     )
-    (tmp_path / "summary.json").write_text("{}")  # a finished run: no note
+    (tmp_path / "summary.json").write_text("{}")  # a finished run: replaced, and said so
     r = CliRunner().invoke(_app(), args)
-    assert r.exit_code == 130 and r.stderr.strip().splitlines() == [hint]
+    assert r.exit_code == 130 and r.stderr.strip().splitlines() == [
+        f"note: {tmp_path} holds a finished training; starting over replaces it (--resume "
+        "would keep it)",
+        hint,
+    ]

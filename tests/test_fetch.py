@@ -110,7 +110,7 @@ def test_fetch_from_mirror_verifies_and_skips_second_time(shared, server, tmp_pa
     import hwnas.cli as cli
 
     res = CliRunner().invoke(cli.app, ["data", "list", "--data-dir", str(out), "--verify"])
-    assert "1 file(s) fail their check" in res.output
+    assert "1 file(s) fail their check" in res.output and res.exit_code == 1
     for f in F.DATASETS["hat"].products:
         (mirror / f.path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(shared / f.path, mirror / f.path)

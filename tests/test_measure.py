@@ -456,3 +456,18 @@ def test_inputs_beyond_the_first_are_fed(tmp_path: Path) -> None:
     )
     (m,) = measure_onnx([norank], MeasureSettings(input_shape=(3, 8, 8), **TINY))
     assert m.inputs == {"x": {"shape": [1, 3, 8, 8], "dtype": "float32"}}
+
+
+def test_onnx_metadata_is_written_once_per_key_and_takes_numpy(tmp_path: Path) -> None:
+    """What an exported model is and needs, in its ONNX metadata: a key written again
+    replaces the old value; numpy values are stored as JSON numbers and lists."""
+    import onnx
+    import onnxruntime as ort
+
+    from hwnas.measure.export import write_metadata
+
+    path = export_onnx(tiny_cnn(8), SHAPE, tmp_path / "m.onnx", metadata={"a": "1"})
+    write_metadata(path, {"a": {"x": np.int64(3)}, "b": np.arange(2)})
+    meta = ort.InferenceSession(str(path)).get_modelmeta().custom_metadata_map
+    assert json.loads(meta["hwnas.a"]) == {"x": 3} and json.loads(meta["hwnas.b"]) == [0, 1]
+    assert [p.key for p in onnx.load(str(path)).metadata_props] == ["hwnas.a", "hwnas.b"]

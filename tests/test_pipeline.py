@@ -277,7 +277,7 @@ def test_pipeline_refuses_another_config_in_the_same_directory(
     shutil.copytree(pipeline_run[0], out)
     with pytest.raises(HwnasError, match="profile_samples 5 \\(now 6\\)") as err:
         run_pipeline(TINY | {"profile_samples": 6, "export_formats": ["onnx", "torch"]}, out)
-    assert f"--supernet {out} reuses its trained supernet" in str(err.value)
+    assert f"with --supernet {out} a new --out starts from its trained supernet" in str(err.value)
     with pytest.raises(HwnasError, match="epochs") as err:  # another training: no reuse
         run_pipeline(TINY | {"train": {"epochs": 2}}, out)
     assert "--supernet" not in str(err.value)
@@ -564,7 +564,8 @@ def test_front_latency_judged_on_the_quieter_of_profile_and_now(
     row = {"measured_latency_ms": 0.5, "drift": None}
     _set_latencies(row)
     assert row["latency_ms"] == row["latency_at_profile_ms"] == 0.5
-    assert drift_warning(1.0) == drift_warning(None) == ""
+    assert drift_warning(1.0) == drift_warning(None) == drift_warning(0.0) == ""
+    assert drift_warning(float("nan")) == ""
     assert "under load" in drift_warning(0.64) and "1.56x as fast" in drift_warning(0.64)
     assert "1.40x as slow" in drift_warning(1.4) and "hwnas measure" in drift_warning(1.4)
 
@@ -584,7 +585,7 @@ def test_front_latency_judged_on_the_quieter_of_profile_and_now(
     text = write_report(noisy, tmp_path / "r.md").read_text()
     assert "4 of 5 flagged unstable (median robust CV 14.0 %)" in text
     assert "A noisy device" in text and "under load" in text
-    assert "| noise |" in text
+    assert "| noise | judged ms | at profile load ms |" in text
     quiet = summary | {"profile": summary["profile"] | {"unstable": 0}}
     quiet["front_latency_agreement"] = summary["front_latency_agreement"] | {"drift": 1.0}
     text = write_report(quiet, tmp_path / "q.md").read_text()

@@ -1110,6 +1110,8 @@ def test_random_starts_meet_constraints_known_before_evaluation(algorithm):
     tight = SearchProblem(ev, 30, constraints=["cost<=0.001"])
     v = tight.known_violation(sample_feasible(tight, 40, rng))
     assert v is not None and v[0] == 0 and v[-1] > 0 and np.all(np.diff(v) >= 0)
+    many = sample_feasible(tight, 300, rng)  # distinct networks even past the last round
+    assert len(set(tight.space.keys(many))) == len(many) == 300
     # no constraint known before evaluation: plain samples
     assert SearchProblem(ev, 30, constraints=["accuracy>=10"]).known_constraints == []
     assert SearchProblem(ev, 30, constraints=["accuracy>=10"]).known_violation(x) is None

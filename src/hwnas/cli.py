@@ -1054,7 +1054,9 @@ def data_list(
     verify: Annotated[
         bool,
         typer.Option(
-            "--verify", help="Check each present file's checksum (or content) as fetch does."
+            "--verify",
+            help="Check each present file's checksum (or content) as fetch does; exit 1 "
+            "if one fails.",
         ),
     ] = False,
     as_json: JsonFlag = False,
@@ -1085,6 +1087,7 @@ def data_list(
             f"[yellow]{len(bad)} file(s) fail their check (damaged, or another version): "
             f"{', '.join(bad)}[/yellow]"
         )
+        raise typer.Exit(1)  # a script's check fails
 
 
 @data_app.command("fetch")

@@ -203,17 +203,18 @@ def continue_hint(
 @contextlib.contextmanager
 def holding(out: Path, what: str, resume: bool) -> Iterator[None]:
     """Hold OUT's run lock (the library takes it again: reentrant), then say so (stderr)
-    when a run without --resume is about to discard an unfinished run there (a checkpoint
-    without the summary written at the end). A run refused by the lock says nothing."""
+    when a run without --resume is about to discard a run there (finished, or unfinished:
+    a checkpoint without the summary written at the end). A run refused by the lock says
+    nothing."""
     with out_dir_lock(out, what):
-        if (
-            not resume
-            and (out / "checkpoint.pt").is_file()
-            and not (out / "summary.json").is_file()
-        ):
+        if not resume and (out / "checkpoint.pt").is_file():
+            done = (out / "summary.json").is_file()
             typer.echo(
-                f"note: {out} holds an unfinished {what} (checkpoint.pt, no summary.json); "
-                "starting over discards it (--resume would continue it)",
+                f"note: {out} holds a finished {what}; starting over replaces it (--resume "
+                "would keep it)"
+                if done
+                else f"note: {out} holds an unfinished {what} (checkpoint.pt, no "
+                "summary.json); starting over discards it (--resume would continue it)",
                 err=True,
             )
         yield

@@ -86,6 +86,23 @@ def dtrain_command(
         stored_dtrain_config,
     )
 
+    # the training settings as given on the command line (None: not given), by option
+    options = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "channels": channels,
+        "layers": layers,
+        "cutout": cutout,
+        "drop_path": drop_path,
+        "auxiliary_weight": auxiliary_weight,
+        "train_subset": train_subset,
+        "test_subset": test_subset,
+        "steps_per_epoch": steps_per_epoch,
+        "seed": seed,
+        "threads": threads,
+        "device": device,
+    }
     given = [n for n, v in (("--genotype", genotype), ("--arch", arch)) if v is not None]
     if from_search is not None:
         given.append("--from-search")
@@ -100,7 +117,11 @@ def dtrain_command(
         changed = {k: v for k, (name, v) in flags.items() if given_option(ctx, name)}
         named = {"space": space, "dataset": dataset, "data_dir": data_dir}
         changed.update({k: v for k, v in named.items() if v is not None})
-        cfg = DTrainConfig.from_dict({**stored, **_overrides(locals()), **changed})
+        if auxiliary_weight is not None and not changed.get("auxiliary", stored.get("auxiliary")):
+            raise HwnasError(
+                "--auxiliary-weight weighs the auxiliary head's loss; it needs --auxiliary"
+            )
+        cfg = DTrainConfig.from_dict({**stored, **_overrides(options), **changed})
         with holding(out, "training", resume), continue_hint(ctx, "hwnas dtrain", "--resume"):
             result = dtrain(cfg, out, resume=resume, progress=progress)
         _report(out, result, None, {})
@@ -151,15 +172,15 @@ def dtrain_command(
     }
     fields.update({"C": taken.get("C"), "layers": taken.get("layers")})
     fields = {k: v for k, v in fields.items() if v is not None}
-    cfg = DTrainConfig.from_dict({**fields, **_overrides(locals())})
+    cfg = DTrainConfig.from_dict({**fields, **_overrides(options)})
     with holding(out, "training", resume), continue_hint(ctx, "hwnas dtrain", "--resume"):
         result = dtrain(cfg, out, resume=resume, progress=progress)
     _report(out, result, source, taken)
 
 
-def _overrides(given: dict[str, Any]) -> dict[str, Any]:
-    """The training settings given on the command line (``given``: the command's
-    arguments by name), by DTrainConfig field; those not given are left out."""
+def _overrides(options: dict[str, Any]) -> dict[str, Any]:
+    """The training settings given on the command line (``options``: by option name,
+    None where not given), by DTrainConfig field; those not given are left out."""
     names = {
         "epochs": "epochs",
         "batch_size": "batch_size",
@@ -176,7 +197,7 @@ def _overrides(given: dict[str, Any]) -> dict[str, Any]:
         "threads": "threads",
         "device": "device",
     }
-    return {k: given[n] for k, n in names.items() if given.get(n) is not None}
+    return {k: options[n] for k, n in names.items() if options.get(n) is not None}
 
 
 def _report(out: Path, result: Any, source: Any, taken: dict[str, Any]) -> None:

@@ -160,8 +160,9 @@ def pipeline(
     table = Table(
         title=f"{len(summary['shipped'])} networks to ship (measured on "
         f"{summary['device']['label']})",
-        caption="judged: the latency budgets and the choice use (measured, divided by the "
-        "drift where the device is slower now than during the profile); noise: robust CV",
+        caption="judged ms: what the latency budgets and the choice of networks use, the "
+        "measured latency divided by the drift where the device is slower now than during "
+        "the profile; noise: the measurement's robust CV",
     )
     cols = ("#", "val %", "test %", "predicted ms", "measured ms", "noise", "judged ms")
     for col in (*cols, "params", "MFLOPs"):

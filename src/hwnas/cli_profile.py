@@ -345,7 +345,8 @@ def register(app: typer.Typer) -> None:
         """Kendall tau of the table's sums against whole networks measured by a profile."""
         from hwnas.measure.lut import LatencyLUT, evaluate_lut
 
-        res = evaluate_lut(LatencyLUT.load(lut_path), run)
+        lut = LatencyLUT.load(lut_path)
+        res = evaluate_lut(lut, run)
         if as_json:
             _echo_json(res)
             return
@@ -367,7 +368,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(
                 f"warning: the table covers {res['n']} of the {res['n'] + res['n_missing']} "
                 "measured networks, so these scores rest on few of them; 'hwnas lut build "
-                f"--from-run {run} --out {lut_path}' adds the blocks it lacks",
+                f"--space {lut.space} --num-classes {lut.num_classes} --from-run {run} --out "
+                f"{lut_path}' (with the measurement options it was built with) adds the "
+                "blocks it lacks",
                 err=True,
             )
 

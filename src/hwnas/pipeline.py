@@ -318,9 +318,17 @@ class Target:
 
     def connect(self, measure_threads: int = 1) -> None:
         """Ask an agent for its description and limits (a wrong URL or token, or more
-        measuring threads than it has cores, fails here), once; nothing to do for this
-        machine."""
-        if self.client is None or "host" in self.device:
+        measuring threads than it has cores, fails here), once; for this machine, check
+        the threads against its CPUs."""
+        if self.client is None:  # this machine: as the measurement checks it, but now
+            cpus = os.cpu_count() or 1
+            if measure_threads > cpus:
+                raise HwnasError(
+                    f"measure_threads {measure_threads} exceeds the {cpus} CPU(s) of this "
+                    f"machine; use at most {cpus}"
+                )
+            return
+        if "host" in self.device:
             return
         info = self.client.info()
         limits = info.get("limits") or {}
@@ -364,12 +372,6 @@ def make_target(cfg: PipelineConfig) -> Target:
             raise HwnasError("pipeline config: token_file is only used with agent")
         from hwnas.measure.host import host_info
 
-        cpus = os.cpu_count() or 1  # as the measurement checks it, but before any training
-        if cfg.measure_threads > cpus:
-            raise HwnasError(
-                f"measure_threads {cfg.measure_threads} exceeds the {cpus} CPU(s) of this "
-                f"machine; use at most {cpus}"
-            )
         host = host_info(include_torch=False)
         return Target(LocalMeasurer(settings, isolate=True), {"kind": "local", "host": host})
     from hwnas.measure.agent import AgentClient, read_token_file
@@ -410,8 +412,10 @@ def _check_same_config(out: Path, config: PipelineConfig) -> None:
         reuse = ""
         if (out / "supernet" / "checkpoint.pt").is_file() and old.get("train") == new.get(
             "train"
-        ):  # same training: another run can start from this one's supernet
-            reuse = f" (--supernet {out} reuses its trained supernet there)"
+        ):  # same training, finished: another run can start from this one's supernet
+            with contextlib.suppress(HwnasError):
+                reused_supernet(out)
+                reuse = f"; with --supernet {out} a new --out starts from its trained supernet"
         raise HwnasError(
             f"{out} holds a pipeline run with another config: {what}; run it with the same "
             f"settings to continue it, or choose another --out{reuse}"
@@ -446,6 +450,7 @@ def run_pipeline(
     data = check_config(cfg, train_cfg)
     warm = _warm_start(cfg, train_cfg, out)
     target = make_target(cfg)
+    _check_same_config(out, cfg)  # (again under the lock) before an agent is asked anything
     if not (out / SUMMARY_NAME).is_file():
         # a new or unfinished run: an agent that cannot serve it fails before any work
         # (a finished one, run again, may have nothing left to measure)
@@ -580,13 +585,13 @@ def _run(
         stage["idle"] = search.get("resumed_from") == search["evaluations"]
 
     say(f"5/5 front: {len(search['pareto'])} subnets tested, exported and measured")
-    measured_before = {r["arch_key"] for r in _read_front(out / "front" / FRONT_CSV)}
+    done: dict[str, int] = {}
     with _stage(timings, "front", tpath) as stage, bars("front") as update:
         front = verify_front(
             ckpt, model, data, search["pareto"], out / "front", cfg, target, out / "profile",
-            update,
+            update, done,
         )  # fmt: skip
-        stage["idle"] = all(r["arch_key"] in measured_before for r in front)
+        stage["idle"] = not done.get("measured")
     timings["total"] = round(sum(timings.get(k, 0.0) for k in STAGES), 2)
 
     summary = _summary(cfg, out, final, prof, fitted, search, front, timings, target)
@@ -716,6 +721,7 @@ def verify_front(
     target: Target,
     profile_dir: Path,
     progress: Callable[[int, int], None] | None = None,
+    stats: dict[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Test accuracy, exported files and measured latency of each front architecture.
 
@@ -730,6 +736,7 @@ def verify_front(
     rows non-dominated on validation accuracy and it: the networks to ship. ``out`` is
     the pipeline's own folder: model files of networks no longer on the front (a search
     that went on) are moved to ``out/superseded/`` (one may have been shipped).
+    ``stats["measured"]`` says how many rows this call exported and measured.
     """
 
     import torch
@@ -792,6 +799,8 @@ def verify_front(
         todo.append(row)
         if progress is not None:
             progress(len(rows), total + 1)  # + 1: the measurement of them all
+    if stats is not None:
+        stats["measured"] = len(todo)
     if todo:
         _measure(
             todo, model, ckpt, out, profile_dir, target, lambda: _write_front(out / FRONT_CSV, rows)
@@ -1193,20 +1202,20 @@ def write_report(summary: dict[str, Any], path: Path) -> Path:
         f"{_f(ag.get('mape'), 1)} %, Kendall tau {_f(ag.get('kendall_tau'))}. "
         + _drift_words(ag)
         + "Test accuracy is on the held-out test split, which neither training nor the "
-        "search saw. *noise* = the measurement's robust CV. *at profile load* = measured / "
-        "the drift factor, the latency the predictor learnt to predict. The constraints and "
-        "the choice of networks to ship use the measured latency, divided by the drift only "
-        "where the device is slower now than during the profile (load only slows a device "
-        "down, so the quieter of the two is nearer its own latency). ship: `yes` = "
-        "non-dominated on validation accuracy and that latency (the networks to deploy); "
-        "`over budget` = breaks a constraint that the predicted latency met. Plot: "
-        f"`{FRONT_PLOT}`.",
+        "search saw. *noise* = the measurement's robust CV. *judged* = the latency the "
+        "constraints and the choice of networks to ship use: the measured one, divided by "
+        "the drift only where the device is slower now than during the profile (load only "
+        "slows a device down, so the quieter of the two is nearer its own latency). *at "
+        "profile load* = measured / the drift, the latency the predictor learnt to predict. "
+        "ship: `yes` = non-dominated on validation accuracy and judged latency (the "
+        "networks to deploy); `over budget` = breaks a constraint that the predicted "
+        f"latency met. Plot: `{FRONT_PLOT}`.",
         "",
         f"![front]({FRONT_PLOT})",
         "",
-        "| ship | val top-1 % | test top-1 % | predicted ms | measured ms | noise | at "
-        "profile load ms | params | MFLOPs | files |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| ship | val top-1 % | test top-1 % | predicted ms | measured ms | noise | judged ms "
+        "| at profile load ms | params | MFLOPs | files |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     if not s["front"]:
         cons = " and ".join(c["constraints"]) or "the constraints"
@@ -1224,7 +1233,8 @@ def write_report(summary: dict[str, Any], path: Path) -> Path:
         lines.append(
             f"| {ship} | {r['val_top1']:.2f} | {r['test_top1']:.2f} | "
             f"{r['predicted_latency_ms']:.3f} | {r['measured_latency_ms']:.3f} | {noise} | "
-            f"{at_profile:.3f} | {r['params']:,} | {r['mflops']:.2f} | {files} |"
+            f"{r['latency_ms']:.3f} | {at_profile:.3f} | {r['params']:,} | {r['mflops']:.2f} | "
+            f"{files} |"
         )
     ties = _ties(s["shipped"])
     if ties:
@@ -1268,7 +1278,9 @@ DRIFT_OK = (0.8, 1.25)
 def drift_warning(drift: float | None) -> str:
     """Words on a drift large enough to matter ('' for none): which way the load
     changed, and what the pipeline did about it."""
-    if drift is None or DRIFT_OK[0] <= drift <= DRIFT_OK[1]:
+    if drift is None or not np.isfinite(drift) or drift <= 0:
+        return ""
+    if DRIFT_OK[0] <= drift <= DRIFT_OK[1]:
         return ""
     if drift < DRIFT_OK[0]:
         return (

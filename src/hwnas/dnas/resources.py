@@ -115,6 +115,11 @@ def parse_constraint(text: str) -> Constraint:
         raise HwnasError(f"latency constraint '{text}' needs a device: latency:DEVICE<=MS")
     if metric != "latency" and device is not None:
         raise HwnasError(f"constraint '{text}': {metric} takes no device")
+    if re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d*)?", value.strip()):
+        raise HwnasError(
+            f"constraint '{text}': write the budget without thousands separators, e.g. "
+            f"{value.replace(',', '')}"
+        )
     if re.search(r"[,;]|<=|>=", value):
         raise HwnasError(
             f"constraint '{text}': DCA-NAS takes one budget (one Lagrange multiplier); give "

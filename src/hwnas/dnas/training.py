@@ -494,17 +494,13 @@ def _set_rng_state(state: dict[str, Any], gen: torch.Generator, device: torch.de
 
 # ---- the training loop -----------------------------------------------------------------
 def stored_dtrain_config(out: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The settings of the dtrain run in ``out`` (its checkpoint's, else its summary's),
-    so that ``--resume`` needs only the options that change; None where it holds none."""
-    out = Path(out)
-    if (out / CHECKPOINT_NAME).is_file():
-        config = load_checkpoint(out / CHECKPOINT_NAME).get("config")
-        if isinstance(config, dict):
-            return config
-    try:
-        config = json.loads((out / SUMMARY_NAME).read_text()).get("config")
-    except (OSError, ValueError, AttributeError):
+    """The settings of the dtrain run in ``out`` (its checkpoint's), so that ``--resume``
+    needs only the options that change; None where it holds no checkpoint (a summary
+    alone cannot be continued: resuming it would train again from scratch)."""
+    path = Path(out) / CHECKPOINT_NAME
+    if not path.is_file():
         return None
+    config = load_checkpoint(path).get("config")
     return config if isinstance(config, dict) else None
 
 

@@ -42,12 +42,22 @@ def write_metadata(path: str | Path, metadata: dict[str, Any]) -> Path:
 
     path = Path(path)
     model = onnx.load(str(path))
-    for key, value in metadata.items():
+    new = {
+        f"hwnas.{k}": v if isinstance(v, str) else json.dumps(v, default=json_plain)
+        for k, v in metadata.items()
+    }
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in new]
+    del model.metadata_props[:]  # a key written again replaces the old value
+    for key, value in [*kept, *new.items()]:
         prop = model.metadata_props.add()
-        prop.key = f"hwnas.{key}"
-        prop.value = value if isinstance(value, str) else json.dumps(value)
+        prop.key, prop.value = key, value
     onnx.save(model, str(path))
     return path
+
+
+def json_plain(value: Any) -> Any:
+    """numpy scalars and arrays (and anything else) as JSON can take them."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 def export_onnx(

@@ -549,7 +549,7 @@ def _finish(
     before = next(
         (r.get("summary") or {} for r in store.runs(PROFILE_KIND) if r["run_id"] == run_id), {}
     )
-    earlier = before.get("wall_time_s") if resumed_from else None
+    earlier = before.get("wall_time_s")  # an earlier call's, stored or not
     summary.update(
         out_dir=str(out_dir),
         resumed_from=resumed_from,
@@ -558,7 +558,7 @@ def _finish(
     )
     if measured:
         summary["seconds_per_subnet"] = wall / measured
-    elif resumed_from and "seconds_per_subnet" in before:
+    elif "seconds_per_subnet" in before:
         summary["seconds_per_subnet"] = before["seconds_per_subnet"]
     if status is None:
         pending = any(_retryable(r) for r in store.evaluations(run_id))

@@ -122,19 +122,27 @@ def sample_feasible(problem: SearchProblem, n: int, rng: np.random.Generator) ->
     """``n`` random architectures that meet the constraints known before evaluation
     (params, MFLOPs, a predicted latency: :meth:`SearchProblem.known_violation`), so no
     evaluation is spent on one that cannot be feasible; plain samples when no such
-    constraint exists. Where too few feasible ones turn up, the least violating fill in."""
-    pool = problem.space.sample(n, rng)
+    constraint exists. Where too few feasible ones turn up, the least violating fill in.
+    Distinct networks (canonical vectors); each draw's violation is computed once."""
+    first = problem.space.sample(n, rng)
     if n == 0 or not problem.known_constraints:
-        return pool
+        return first
+    space = problem.space
+    seen: dict[str, tuple[np.ndarray, float]] = {}
+    draw = first
     for _ in range(FEASIBLE_DRAWS):
-        pool = np.unique(pool, axis=0)
-        v = problem.known_violation(pool)
-        assert v is not None
-        if int((v <= 0).sum()) >= n:
+        draw = space.canonicalize(draw)
+        fresh = {k: i for i, k in enumerate(space.keys(draw)) if k not in seen}
+        if fresh:
+            rows = draw[list(fresh.values())]
+            v = problem.known_violation(rows)
+            assert v is not None
+            seen.update({k: (row, float(x)) for k, row, x in zip(fresh, rows, v, strict=True)})
+        if sum(x <= 0 for _, x in seen.values()) >= n:
             break
-        pool = np.concatenate([pool, problem.space.sample(max(16 * n, 256), rng)])
-    v = problem.known_violation(pool)
-    assert v is not None
+        draw = space.sample(max(16 * n, 256), rng)
+    pool = np.stack([row for row, _ in seen.values()])
+    v = np.array([x for _, x in seen.values()])
     # feasible ones in random order, then the least violating
     order = np.lexsort((rng.random(len(pool)), np.where(v <= 0, 0.0, v)))
     return pool[order[:n]]
@@ -142,13 +150,18 @@ def sample_feasible(problem: SearchProblem, n: int, rng: np.random.Generator) ->
 
 def _unevaluated(problem: SearchProblem, n: int, rng: np.random.Generator) -> np.ndarray:
     """Up to ``n`` random architectures not evaluated yet, drawn from the whole space
-    where it is small enough to list (else plain samples)."""
+    where it is small enough to list (else plain samples); those that meet the
+    constraints known before evaluation first."""
     space = problem.space
     if space.size() > 2**20:
-        return space.sample(n, rng)
+        return sample_feasible(problem, n, rng)
     every = np.stack(np.unravel_index(np.arange(space.size()), space.cardinalities), axis=1)
     left = every[~problem.is_evaluated(every)]
-    return left[rng.permutation(len(left))[: 4 * n]]
+    left = left[rng.permutation(len(left))]
+    v = problem.known_violation(left) if len(left) else None
+    if v is not None:
+        left = left[np.argsort(v > 0, kind="stable")]
+    return left[: 4 * n]
 
 
 class ResetMutation(Mutation):

@@ -13,6 +13,7 @@ import torch
 
 from hwnas.data import ImageData, load_dataset
 from hwnas.errors import HwnasError, check_output_file
+from hwnas.measure.export import json_plain
 from hwnas.supernet.mbv3 import MBv3Supernet
 from hwnas.train.supernet import (
     calibrated_subnet,
@@ -266,7 +267,7 @@ def save_torch_program(
     batch = torch.export.Dim("batch", min=1, max=4096)
     x = torch.randn(max(2, batch_size), *shape)
     prog = torch.export.export(module, (x,), dynamic_shapes=({0: batch},))
-    extra = {"hwnas.json": json.dumps(metadata)} if metadata else None
+    extra = {"hwnas.json": json.dumps(metadata, default=json_plain)} if metadata else None
     torch.export.save(prog, str(out), extra_files=extra)
     return out
 
@@ -280,7 +281,7 @@ def subnet_metadata(
     stored = ckpt.get("data") if isinstance(ckpt.get("data"), dict) else {}
     prep = data.preprocess() if data is not None else stored.get("preprocess") or {}
     meta: dict[str, Any] = {
-        "subnet": {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in cfg.items()},
+        "subnet": json.loads(json.dumps(cfg, default=json_plain)),
         "space": model.space.name,
         "num_classes": model.num_classes,
         "input_shape": [model.in_channels, size, size],
