@@ -86,15 +86,15 @@ def dtrain_command(
         stored_dtrain_config,
     )
 
-    # the training settings as given on the command line (None: not given), by option
+    # the training settings given on the command line, by DTrainConfig field
     options = {
         "epochs": epochs,
         "batch_size": batch_size,
         "lr": lr,
-        "channels": channels,
+        "C": channels,
         "layers": layers,
         "cutout": cutout,
-        "drop_path": drop_path,
+        "drop_path_prob": drop_path,
         "auxiliary_weight": auxiliary_weight,
         "train_subset": train_subset,
         "test_subset": test_subset,
@@ -103,6 +103,7 @@ def dtrain_command(
         "threads": threads,
         "device": device,
     }
+    overrides = {k: v for k, v in options.items() if v is not None}
     given = [n for n, v in (("--genotype", genotype), ("--arch", arch)) if v is not None]
     if from_search is not None:
         given.append("--from-search")
@@ -121,7 +122,7 @@ def dtrain_command(
             raise HwnasError(
                 "--auxiliary-weight weighs the auxiliary head's loss; it needs --auxiliary"
             )
-        cfg = DTrainConfig.from_dict({**stored, **_overrides(options), **changed})
+        cfg = DTrainConfig.from_dict({**stored, **overrides, **changed})
         with holding(out, "training", resume), continue_hint(ctx, "hwnas dtrain", "--resume"):
             result = dtrain(cfg, out, resume=resume, progress=progress)
         _report(out, result, None, {})
@@ -172,32 +173,10 @@ def dtrain_command(
     }
     fields.update({"C": taken.get("C"), "layers": taken.get("layers")})
     fields = {k: v for k, v in fields.items() if v is not None}
-    cfg = DTrainConfig.from_dict({**fields, **_overrides(options)})
+    cfg = DTrainConfig.from_dict({**fields, **overrides})
     with holding(out, "training", resume), continue_hint(ctx, "hwnas dtrain", "--resume"):
         result = dtrain(cfg, out, resume=resume, progress=progress)
     _report(out, result, source, taken)
-
-
-def _overrides(options: dict[str, Any]) -> dict[str, Any]:
-    """The training settings given on the command line (``options``: by option name,
-    None where not given), by DTrainConfig field; those not given are left out."""
-    names = {
-        "epochs": "epochs",
-        "batch_size": "batch_size",
-        "lr": "lr",
-        "C": "channels",
-        "layers": "layers",
-        "cutout": "cutout",
-        "drop_path_prob": "drop_path",
-        "auxiliary_weight": "auxiliary_weight",
-        "train_subset": "train_subset",
-        "test_subset": "test_subset",
-        "steps_per_epoch": "steps_per_epoch",
-        "seed": "seed",
-        "threads": "threads",
-        "device": "device",
-    }
-    return {k: options[n] for k, n in names.items() if options.get(n) is not None}
 
 
 def _report(out: Path, result: Any, source: Any, taken: dict[str, Any]) -> None:
