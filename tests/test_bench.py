@@ -142,6 +142,25 @@ def test_ofa_mbv3_surrogate(data_dir):
     assert b.table() is None
 
 
+def test_ofa_mbv3_latency_range_refuses_a_budget_no_subnet_meets(data_dir):
+    """The Note10 table's exact latency range (the smallest and the largest subnet), so an
+    impossible budget fails before any evaluation instead of after the whole budget."""
+    from hwnas.search import SearchProblem
+
+    b = get_benchmark("ofa-mbv3")
+    lo, hi = b.metric_range()["latency"]
+    ends = b.note10_latency(np.stack([b.space.smallest(), b.space.largest()]))
+    np.testing.assert_allclose(ends, [lo, hi])
+    lat = b.note10_latency(b.space.sample(5000, np.random.default_rng(0)))
+    assert lo <= lat.min() and lat.max() <= hi
+    with pytest.raises(
+        HwnasError, match=r"no architecture of ofa-mbv3 satisfies latency<=1 .*9\.89"
+    ):
+        SearchProblem(b, 5, constraints=["latency<=1"])
+    SearchProblem(b, 5, constraints=[f"latency<={lo + 0.01}"])  # the smallest subnet meets it
+    assert get_benchmark("ofa-mbv3", latency=True).metric_range() == {}  # measured: unknown
+
+
 def test_ofa_mbv3_refuses_other_devices_and_datasets(data_dir):
     """Note10 latency and ImageNet accuracy are all it has; asking for more must fail,
     not be answered with them."""

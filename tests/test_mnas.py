@@ -182,6 +182,6 @@ def test_cli_prints_the_best_within_the_target(tmp_path, data_dir):
         ],
         env={"COLUMNS": "200"},
     )
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 4, res.output  # nothing meets the constraint
     assert "none of the 20 evaluated architectures satisfies latency<=0.0035" in res.stdout
     assert "best within target: none of the 20 evaluated within the target" in res.stdout

@@ -805,6 +805,15 @@ def test_compare_shows_and_warns_when_objectives_were_taken_differently(tmp_path
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # devices alone differ: shown, not warned about
         load_summaries([dirs[0], dirs[2]])
+    # accuracy on two datasets on one axis: warned about
+    for name, dataset in (("c10", "cifar10"), ("c100", "cifar100")):
+        (tmp_path / name).mkdir()
+        summary = {"benchmark": "nb201", "benchmark_options": {"dataset": dataset},
+                   "algorithm": "linas", "evaluations": 5, "objectives": objectives,
+                   "pareto": [{"accuracy": 75.0, "latency": 2.0}]}  # fmt: skip
+        (tmp_path / name / "summary.json").write_text(json.dumps(summary))
+    with pytest.warns(UserWarning, match="accuracy on different datasets .*c10: cifar10"):
+        load_summaries([tmp_path / "c10", tmp_path / "c100"])
 
 
 def test_evaluations_to_reach_a_target_algorithms_final_value():
@@ -1115,6 +1124,26 @@ def test_random_starts_meet_constraints_known_before_evaluation(algorithm):
     # no constraint known before evaluation: plain samples
     assert SearchProblem(ev, 30, constraints=["accuracy>=10"]).known_constraints == []
     assert SearchProblem(ev, 30, constraints=["accuracy>=10"]).known_violation(x) is None
+
+
+def test_likely_mistaken_settings_are_warned_of():
+    """A floor on a minimised objective (or a ceiling on a maximised one) is more likely
+    a typo than a wish; LINAS with an initial population as large as the budget is a
+    random search. Both run, with a warning."""
+    ev = CheapCostEvaluator()
+    with pytest.warns(
+        UserWarning,
+        match=r"bounds cost, which the search minimises, from below; did you mean 'cost<=0.5'",
+    ):
+        SearchProblem(ev, 10, constraints=["cost>=0.5"])
+    with pytest.warns(UserWarning, match="accuracy, which the search maximises, from above"):
+        SearchProblem(ev, 10, constraints=["accuracy<=50"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SearchProblem(ev, 10, constraints=["cost<=0.5", "accuracy>=50"])
+        LINAS(seed=0, n_init=10).run(SearchProblem(ev, 12))
+    with pytest.warns(UserWarning, match="n_init 20 >= the budget of 12 evaluations"):
+        LINAS(seed=0, n_init=20).run(SearchProblem(ev, 12))
 
 
 def test_csv_arch_column_is_the_arch_string_or_json(tmp_path, data_dir):

@@ -20,7 +20,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from hwnas.cli_train import given, on_interrupt
-from hwnas.errors import EXIT_DEVICE, DeviceUnavailableError, HwnasError, SetupError, reworded
+from hwnas.errors import (
+    EXIT_DEVICE,
+    EXIT_NOTHING,
+    DeviceUnavailableError,
+    HwnasError,
+    SetupError,
+    reworded,
+)
 from hwnas.report.progress import progress_bar
 
 app = typer.Typer(
@@ -260,8 +267,10 @@ def search(
             )
     if as_json:
         _print_json({k: v for k, v in summary.items() if not k.endswith("history")})
-        return
-    _print_summary(summary, out)
+    else:
+        _print_summary(summary, out)
+    if summary["constraints"] and not summary["pareto"]:
+        raise typer.Exit(EXIT_NOTHING)  # a script must not go on with no front
 
 
 def _holds_search(out: Path) -> bool:

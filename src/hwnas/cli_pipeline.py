@@ -9,9 +9,7 @@ from typing import Any
 import typer
 
 from hwnas.cli_train import _read_config, _user_errors, given, on_interrupt
-
-#: exit status of a pipeline that finished with no network meeting the constraints
-EXIT_NOTHING_SHIPPED = 4
+from hwnas.errors import EXIT_NOTHING
 
 
 def pipeline(
@@ -145,7 +143,7 @@ def pipeline(
     if as_json:
         typer.echo(json.dumps(summary, default=str))
         if not summary["shipped"]:
-            raise typer.Exit(EXIT_NOTHING_SHIPPED)
+            raise typer.Exit(EXIT_NOTHING)
         return
     ag = summary["front_latency_agreement"]
     con = Console()
@@ -156,7 +154,7 @@ def pipeline(
             f"no searched subnet satisfies {cons} {how}: loosen the constraint or search "
             f"more (--evaluations); report: {out / 'report.md'}"
         )
-        raise typer.Exit(EXIT_NOTHING_SHIPPED)  # a script must not deploy nothing
+        raise typer.Exit(EXIT_NOTHING)  # a script must not deploy nothing
     table = Table(
         title=f"{len(summary['shipped'])} networks to ship (measured on "
         f"{summary['device']['label']})",

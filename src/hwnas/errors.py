@@ -31,6 +31,8 @@ class DeviceUnavailableError(SetupError):
 
 #: exit status of a run stopped by an unavailable device (2 is bad input)
 EXIT_DEVICE = 3
+#: exit status of a search or pipeline that finished with nothing meeting its constraints
+EXIT_NOTHING = 4
 
 F = TypeVar("F", bound=Callable[..., Any])
 

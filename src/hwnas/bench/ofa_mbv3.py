@@ -23,6 +23,7 @@ from hwnas.space.ofa_mbv3 import (
     N_BLOCKS,
     N_STAGES,
     OFA_CLASSES,
+    OFA_D,
     OFA_E,
     OFA_FEATURE_MIX,
     OFA_FINAL_EXPAND,
@@ -218,6 +219,17 @@ class OFAMobileNetV3Benchmark(Evaluator):
         per = self._per_slot[r[:, None], slots, x[:, :N_BLOCKS], x[:, N_BLOCKS : 2 * N_BLOCKS]]
         active = self.space.active_mask(x)
         return self._fixed[r] + (per * active).sum(axis=1)
+
+    def metric_range(self) -> dict[str, tuple[float, float]]:
+        """Note10 latency's exact range (each slot's cheapest choice at the least depth,
+        each slot's dearest at the most, over the resolutions), so a budget no subnet
+        meets is refused before any evaluation; measured latency has none."""
+        if self.measured is not None:
+            return {}
+        per = self._per_slot.reshape(len(OFA_R), len(OFA_STAGES), MAX_DEPTH, -1)
+        lo = self._fixed + per[:, :, : min(OFA_D)].min(axis=-1).sum(axis=(1, 2))
+        hi = self._fixed + per.max(axis=-1).sum(axis=(1, 2))
+        return {"latency": (float(lo.min()), float(hi.max()))}
 
     def reference_point(self) -> np.ndarray | None:
         """The space's worst corner plus 10 % of its range: the smallest subnet's

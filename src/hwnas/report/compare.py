@@ -90,6 +90,16 @@ def load_summaries(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
             "is measured against the exact front under its own constraints",
             stacklevel=2,
         )
+    datasets = {str((s.get("benchmark_options") or {}).get("dataset")) for s in out}
+    if len(datasets) > 1:  # accuracy on one task beside another's: one axis, two meanings
+        shown = "; ".join(
+            f"{s['run_dir']}: {(s.get('benchmark_options') or {}).get('dataset')}" for s in out
+        )
+        warnings.warn(
+            f"these searches scored accuracy on different datasets ({shown}): their common "
+            "hypervolume and one plot put two tasks' accuracies on one axis",
+            stacklevel=2,
+        )
     how = {_how(s) for s in out}
     if len(how) > 1:  # e.g. latency measured here beside a device's table
         shown = "; ".join(f"{s['run_dir']}: {_how(s) or 'the defaults'}" for s in out)

@@ -92,6 +92,7 @@ What we add to the paper's loop:
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -441,6 +442,12 @@ class LINAS(SearchAlgorithm):
     def run(self, problem: SearchProblem) -> None:
         rng = np.random.default_rng(self.seed)
         n_init = self.n_init or max(10, min(problem.budget // 10, 50))
+        if self.n_init and self.n_init >= problem.budget:
+            warnings.warn(
+                f"linas: n_init {self.n_init} >= the budget of {problem.budget} evaluations: "
+                "every evaluation is the random initial population (a random search)",
+                stacklevel=2,
+            )
         batch = self.batch_size or max(1, min(problem.budget // 20, 20))
         problem.evaluate(self.initial_population(problem, n_init, rng))
         iteration = 0

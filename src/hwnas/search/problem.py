@@ -129,6 +129,17 @@ class SearchProblem:
                     f"(objectives: {', '.join(names)}{also})"
                 )
         self._check_metric_bounds()
+        for c, i in zip(self.constraints, self._cidx, strict=True):
+            # a floor on what is minimised (or a ceiling on what is maximised): a typo?
+            if i is not None and (c.op == ">=") == (self.objectives[i].direction == "min"):
+                flipped = "<=" if c.op == ">=" else ">="
+                warnings.warn(
+                    f"constraint '{c}' bounds {c.objective}, which the search "
+                    f"{self.objectives[i].direction}imises, from "
+                    f"{'below' if c.op == '>=' else 'above'}; did you mean "
+                    f"'{c.objective}{flipped}{c.bound:g}'?",
+                    stacklevel=2,
+                )
         self.on_evaluation = on_evaluation
         # memory of evaluated architectures, in evaluation order
         self.keys: list[str] = []
