@@ -264,6 +264,7 @@ def test_search_cli_human_output(tmp_path, data_dir):
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "HV fraction" in res.stdout and "Pareto front" in res.stdout
+    assert "(%)" in res.stdout and "(ms)" in res.stdout  # the front's columns have units
     assert "held an earlier search" not in res.stderr
     # the same --out again: a second run beside the first, and the user is told so
     res = runner.invoke(app, args)
@@ -367,6 +368,8 @@ def test_algorithms_lists_one_algorithms_options():
     assert opts["batch_size"]["type"] == "int | None" and "seed" not in opts
     res = runner.invoke(app, ["algorithms", "mnas"])
     assert res.exit_code == 0 and "target" in res.stdout and "-0.07" in res.stdout
+    res = runner.invoke(app, ["algorithms", "random"])  # not an empty table
+    assert res.stdout.strip() == "random takes no options (--seed sets its random draws)"
 
 
 def test_user_warning_is_one_line(data_dir):

@@ -374,8 +374,10 @@ def _print_summary(summary: dict[str, Any], out: Path | None) -> None:
         else f"{len(shown)} of {len(front)}, spread over the front; all in pareto.csv",
     )
     table.add_column("architecture", overflow="fold")
+    units = {o["name"]: o.get("unit") for o in s["objectives"]}
     for name in cols:
-        table.add_column(name, justify="right")
+        unit = units.get(name)
+        table.add_column(f"{name} ({unit})" if unit and unit != name else name, justify="right")
     for k in shown:
         p = front[k]
         arch = p["arch"] if isinstance(p["arch"], str) else json.dumps(p["arch"])
@@ -544,6 +546,9 @@ def algorithms(
         return
     if opts is None:
         out_console.print(f"{name} passes any option through to its library")
+        return
+    if not opts:
+        out_console.print(f"{name} takes no options (--seed sets its random draws)")
         return
     table = Table(title=f"options of {name} ({name}[key=value,...] or --option key=value)")
     for col in ("option", "type", "default", "what it does"):
@@ -989,7 +994,7 @@ def bench_search_efficiency(
                 if n is not None
                 else "never"
                 if not r["reached"]
-                else "half or more never",
+                else f"median never ({r['seeds'] - r['reached']} of {r['seeds']} seeds never)",
                 f"{r['reached']}/{r['seeds']}",
             )
         out_console.print(reach)
