@@ -117,9 +117,13 @@ def test_resume_with_a_larger_budget(tmp_path, data_dir):
     assert more["evaluations"] == 70 == len(after) == len({k for _, k in after})
     assert after[:40] == before
     assert more["resumed_from"] == 40 and len(more["hv_fraction_history"]) == 70
+    assert more["evaluated_now"] == 30
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["evaluations"] == 70 and summary["budget"] == 70
-    assert resume_search(tmp_path)["evaluations"] == 70  # the new budget was stored
+    looked = resume_search(tmp_path)
+    assert looked["evaluations"] == 70 and looked["evaluated_now"] == 0  # budget stored
+    # a look at the finished run keeps where the last evaluating run took it up
+    assert json.loads((tmp_path / "summary.json").read_text())["resumed_from"] == 40
     with pytest.raises(HwnasError, match="not found in data dir"):  # --data-dir is used
         resume_search(tmp_path, data_dir=str(tmp_path / "nowhere"))
     with pytest.raises(HwnasError, match="already has 70 evaluations"):

@@ -582,7 +582,7 @@ def _run(
                 out=search_dir,
                 progress=update,
             )
-        stage["idle"] = search.get("resumed_from") == search["evaluations"]
+        stage["idle"] = search.get("evaluated_now") == 0
 
     say(f"5/5 front: {len(search['pareto'])} subnets tested, exported and measured")
     done: dict[str, int] = {}

@@ -220,7 +220,11 @@ def _run(
             summary["benchmark_details"] = stored_summary["benchmark_details"]
         if store is not None:
             store.drop_segment(segment)
-    summary["resumed_from"] = replayed if resume else None
+        # where the last run that evaluated anything took up the search (not this look)
+        summary["resumed_from"] = stored_summary.get("resumed_from")
+    else:
+        summary["resumed_from"] = replayed if resume else None
+    summary["evaluated_now"] = problem.n_new + problem.n_retried  # by this call
     if retry_failed:
         summary["retried"] = problem.n_retried  # stored failures evaluated again
     # distinct architectures the search started from (keys of one network counted once)
