@@ -192,8 +192,9 @@ def pipeline(
             else ""
         )
     )
-    if drift_warning(drift):
-        con.print(f"[yellow]warning: {drift_warning(drift)}[/yellow]")
+    warning = drift_warning(drift)
+    if warning:
+        con.print(f"[yellow]warning: {warning}[/yellow]")
     con.print(f"report: {out / 'report.md'}   summary: {out / 'summary.json'}")
 
 

@@ -1268,7 +1268,8 @@ def _drift_words(ag: dict[str, Any]) -> str:
         f"during the profile (the device's load then and now); with that factor taken "
         f"out, MAPE {_f(ag.get('mape_drift_corrected'), 1)} %. "
     )
-    return words + (f"**{drift_warning(d)}** " if drift_warning(d) else "")
+    warning = drift_warning(d)
+    return words + (f"**{warning}** " if warning else "")
 
 
 #: an anchor drift outside these bounds is worth a warning (a busy device, then or now)
