@@ -208,3 +208,27 @@ def test_two_runs_racing_for_a_new_folder_one_writes_one_is_refused(tmp_path):
             p.join(30)
         assert sorted(results.get(timeout=5) for _ in procs) == ["refused", "wrote"]
         assert (out / "result.txt").read_text() == "ok"
+
+
+def test_sigterm_inside_an_exec_still_exits_143_under_python_m(tmp_path):
+    """SIGTERM that lands while a string is exec'd (a dataclass or namedtuple being
+    built by a lazy import) must still end ``python -m`` with 143: CPython otherwise
+    remembers the KeyboardInterrupt and dies of SIGINT at exit (CI saw -2)."""
+    (tmp_path / "exec_term.py").write_text(
+        textwrap.dedent(
+            """
+            from hwnas.cli_train import on_interrupt
+
+            with on_interrupt(lambda: "hint"):
+                exec("import os, signal, time\\nos.kill(os.getpid(), signal.SIGTERM)\\n"
+                     "time.sleep(5)")
+            """
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "exec_term"], capture_output=True, text=True, timeout=60,
+        env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 143, done.stderr
+    assert "terminated; hint" in done.stderr

@@ -28,6 +28,7 @@ from hwnas.errors import (
     SetupError,
     reworded,
 )
+from hwnas.process import keyboard_interrupt_handled
 from hwnas.report.progress import progress_bar
 
 app = typer.Typer(
@@ -1196,6 +1197,7 @@ def main(argv: list[str] | None = None) -> None:
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         _exit_with_error(f"{exc.format_message()}{hint}", exc.exit_code)
     if code == 130:  # commands that can continue print their own hint (SystemExit 130)
+        keyboard_interrupt_handled()  # exit 130, not death by SIGINT (python -m)
         console.print("interrupted")
     if isinstance(code, int) and code:
         sys.exit(code)

@@ -199,6 +199,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Measure subnets of a space spread over its size range; resumable."""
         from hwnas.measure.profile import ProfileTerminated, profile_space
+        from hwnas.process import keyboard_interrupt_handled
 
         _check_space(space, "profile")
         if samples < 2:
@@ -224,6 +225,7 @@ def register(app: typer.Typer) -> None:
                     input_size=input_size,
                 )
         except (KeyboardInterrupt, ProfileTerminated) as exc:
+            keyboard_interrupt_handled()
             what = "terminated" if isinstance(exc, ProfileTerminated) else "interrupted"
             typer.echo(
                 f"{what}; run the same command again to continue (what {out} holds is kept)",

@@ -65,7 +65,7 @@ def on_interrupt(hint: Callable[[], str]) -> Iterator[None]:
     import signal
     import threading
 
-    from hwnas.process import Terminated
+    from hwnas.process import Terminated, keyboard_interrupt_handled
 
     installer = os.getpid()
 
@@ -88,6 +88,7 @@ def on_interrupt(hint: Callable[[], str]) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
+        keyboard_interrupt_handled()
         term = list(_TERMINATED)
         print(f"{'terminated' if term else 'interrupted'}; {hint()}", file=sys.stderr)
         raise SystemExit(128 + term[0] if term else 130) from None

@@ -119,6 +119,18 @@ def die_with_parent(parent_pid: int | None = None) -> None:
         os._exit(1)
 
 
+def keyboard_interrupt_handled() -> None:
+    """Tell CPython that a KeyboardInterrupt was handled here. One that escaped an
+    ``exec`` of a string on its way (a dataclass or namedtuple being built, as a lazy
+    import does) sets a flag that makes ``python -m`` die of SIGINT at exit whatever the
+    exit status asked for (143 for SIGTERM read as -2); CPython 3.10/3.11 export the
+    flag, later versions do not (nothing is done there)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_UnhandledKeyboardInterrupt").value = 0
+
+
 class Terminated(SystemExit):
     """SIGTERM while a resumable run works (:func:`sigterm_ends`): the run ends as on
     Ctrl-C, its clean-up done, and the process exits with status 143."""

@@ -82,6 +82,7 @@ from hwnas.measure.worker import (
     probe_runtime,
     run_isolated,
 )
+from hwnas.process import keyboard_interrupt_handled
 
 log = logging.getLogger("hwnas.agent")
 
@@ -825,7 +826,7 @@ def serve(
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        pass
+        keyboard_interrupt_handled()
     finally:
         server.server_close()
         log.info("hwnas agent on %s stopped", server.url)
