@@ -402,6 +402,11 @@ def test_predictors_evaluate_cli(tmp_path, data_dir):
     res = runner.invoke(app, [*base, "--models", "ridge", "--sizes", "100", "--trials", "1"])
     assert res.exit_code == 0, res.output
     assert "features" in res.output and "op counts (4 of 87)" in res.output
+    # accuracy: the table names the dataset, the benchmark's default too
+    acc = ["predictors", "evaluate", "--target", "accuracy", "--test-size", "200"]
+    res = runner.invoke(app, [*acc, "--models", "ridge", "--sizes", "25", "--trials", "1"])
+    assert res.exit_code == 0, res.output
+    assert "accuracy on nb201 (cifar10)" in " ".join(res.output.split())
 
 
 def test_predictors_evaluate_warns_when_near_zero_values_inflate_the_mape(data_dir):

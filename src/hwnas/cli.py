@@ -657,6 +657,9 @@ def predictors_evaluate(
     with _no_bench_options("predictors evaluate"):
         target = target or _default_target(benchmark, data_dir)
         X, y, views, view_names = _predictor_data(benchmark, target, dataset, data_dir)
+        if not target.startswith("latency"):  # accuracy: say on which dataset (default too)
+            dataset = dataset or _benchmark_options(benchmark, None, None).get("dataset")
+    what = f"{target} on {benchmark}" + (f" ({dataset})" if dataset else "")
     from hwnas.cli_measure import int_list
 
     model_list, size_list = _csv(models), int_list(sizes, "--sizes")
@@ -682,7 +685,6 @@ def predictors_evaluate(
         out.mkdir(parents=True, exist_ok=True)
         write_csv(rows, out / "trials.csv")
         write_csv(summary, out / "summary.csv")
-        what = f"{target} on {benchmark}" + (f" ({dataset})" if dataset else "")
         plot_sample_efficiency(rows, out / "kendall_tau.png", metric="kendall_tau", what=what)
         plot_sample_efficiency(rows, out / "mape.png", metric="mape", what=what)
     note = _mape_note(y)
@@ -692,7 +694,7 @@ def predictors_evaluate(
             console.print(note)
         return
     table = Table(
-        title=f"{target} on {benchmark}: median over {trials} trials, test size {test_size}",
+        title=f"{what}: median over {trials} trials, test size {test_size}",
         caption="features: the view of the architecture the cross-validation chose most "
         "often (its columns of all the features)"
         if views is not None and len(views) > 1
