@@ -1073,13 +1073,10 @@ def plot_front(
     """Validation accuracy vs latency on ``device`` (words for the axis): the search's
     front at predicted latency, moved to measured latency (:func:`_set_latencies`); the shipped
     networks filled, those over a latency budget marked, the budget drawn."""
-    import matplotlib
-
+    from hwnas.report.plots import _plt
     from hwnas.search.problem import Constraint
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in front:
         ax.annotate(

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from hwnas.errors import HwnasError
 from hwnas.space.base import SearchSpace
 
 
@@ -25,6 +26,19 @@ class Objective:
     # the only device and ``latency_<dev>`` beside others; ``latency:<dev>`` and
     # ``latency_<dev>`` name it either way (a constraint survives adding a device)
     aliases: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """A misspelt direction would flip the search ("minimize" read as maximise)."""
+        if self.direction not in ("min", "max"):
+            raise HwnasError(
+                f"objective '{self.name}': direction is 'min' or 'max', not {self.direction!r}"
+            )
+        if self.kind not in ("quality", "cost"):
+            raise HwnasError(
+                f"objective '{self.name}': kind is 'quality' or 'cost', not {self.kind!r}"
+            )
+        if not isinstance(self.name, str) or not self.name:
+            raise HwnasError(f"an objective needs a name (a non-empty string), not {self.name!r}")
 
     @property
     def sign(self) -> float:

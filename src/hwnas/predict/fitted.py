@@ -396,16 +396,30 @@ def _target_unit(target: str) -> str:
     return {"flops": "FLOPs", "macs": "MACs"}.get(target, "")
 
 
+#: name parts read as a cost to minimise when no Objective is given (latency_ms, params_m,
+#: energy_mj, top1_error, val_loss, ...)
+_COST_WORDS = ("latency", "flops", "macs", "params", "energy", "memory", "size", "err", "loss")
+
+
 def _default_objective(name: str, source: Any = None) -> Objective:
-    """Direction and unit of an objective: quality for ``acc*``/``top*`` names, else cost.
-    A :class:`FittedPredictor` gives its own target's unit (raw FLOPs for a ``flops``
+    """Direction and unit of an objective: quality for ``acc*``/``top*`` names (not
+    ``top1_error``), cost for a fitted predictor and for names with a cost word
+    (latency, flops, params, energy, memory, size, error, loss); any other name is
+    refused, as guessing would search the wrong way (``f1`` minimised). A
+    :class:`FittedPredictor` gives its own target's unit (raw FLOPs for a ``flops``
     profile target); otherwise ``latency*`` is ms and ``flops``/``mflops`` MFLOPs (the
     unit of ``PredictorEvaluator(flops=True)``)."""
     low = name.lower()
-    if low.startswith("acc") or low.startswith("top"):
+    costly = any(w in low for w in _COST_WORDS)
+    if (low.startswith("acc") or low.startswith("top")) and not costly:
         return Objective(name, "max", "%", "quality")
     if isinstance(source, FittedPredictor):
         return Objective(name, "min", _target_unit(source.target), "cost")
+    if not costly:
+        raise HwnasError(
+            f"objective '{name}': cannot tell whether to minimise or maximise it from its "
+            f"name; pass objectives={{'{name}': Objective('{name}', 'max')}} (or 'min')"
+        )
     unit = "ms" if "latency" in low else "MFLOPs" if low in ("flops", "mflops") else ""
     return Objective(name, "min", unit, "cost")
 
@@ -415,8 +429,10 @@ class PredictorEvaluator(Evaluator):
 
     ``objectives_from`` maps an objective name to a :class:`FittedPredictor` (or anything
     with ``.predict(vectors)``) or to a function ``vectors -> values``. Names starting
-    with ``acc``/``top`` are maximised (quality), the rest minimised (cost); pass
-    ``objectives`` (Objective instances by name) to override. A fitted predictor's
+    with ``acc``/``top`` are maximised (quality), names of costs (latency, flops, params,
+    energy, memory, size, error, loss) minimised; pass ``objectives`` (Objective
+    instances by name, e.g. ``{"f1": Objective("f1", "max", kind="quality")}``) for any
+    other name or to override. A fitted predictor's
     objective has the unit of its target (``FLOPs`` for a predictor fitted on the
     profile's ``flops``, which are raw FLOPs; ``ms`` for latency). ``flops=True`` appends
     a ``flops`` objective (MFLOPs = 2 x the space's MACs, MBv3 spaces only).
@@ -439,6 +455,16 @@ class PredictorEvaluator(Evaluator):
         self.objectives = []
         self.predictors: dict[str, dict[str, Any]] = {}
         overrides = dict(objectives or {})
+        named = [*objectives_from, *(["flops"] if flops else [])]
+        for key, obj in overrides.items():
+            if key not in named:
+                raise HwnasError(
+                    f"objectives names '{key}', which is not an objective here ({', '.join(named)})"
+                )
+            if not isinstance(obj, Objective) or obj.name != key:
+                raise HwnasError(
+                    f"objectives['{key}'] must be Objective('{key}', ...), not {obj!r}"
+                )
         for name, src in objectives_from.items():
             if isinstance(src, FittedPredictor):
                 if src.space_name != self.space.name:
@@ -458,7 +484,7 @@ class PredictorEvaluator(Evaluator):
                 self._fns.append(src)
             else:
                 raise HwnasError(f"objective '{name}': expected a predictor or a function")
-            self.objectives.append(overrides.get(name, _default_objective(name, src)))
+            self.objectives.append(overrides.get(name) or _default_objective(name, src))
         if flops:
             if not hasattr(self.space, "macs"):
                 raise HwnasError(f"space {self.space.name} has no MACs model for 'flops'")
@@ -469,7 +495,7 @@ class PredictorEvaluator(Evaluator):
             self._fns.append(
                 lambda V: np.array([2e-6 * macs(v, num_classes=nc) for v in V], dtype=np.float64)
             )
-            self.objectives.append(overrides.get("flops", _default_objective("flops")))
+            self.objectives.append(overrides.get("flops") or _default_objective("flops"))
 
     def evaluate(self, vectors: np.ndarray) -> np.ndarray:
         x = self.space.canonicalize(np.atleast_2d(np.asarray(vectors, dtype=np.int64)))

@@ -12,13 +12,29 @@ if TYPE_CHECKING:
     from hwnas.search.problem import SearchProblem
 
 
-def _plt() -> Any:
-    import matplotlib
+class _Figures:
+    """pyplot's ``subplots``/``close`` without pyplot: each figure on its own Agg canvas,
+    so drawing never switches the process's backend (a notebook's inline or interactive
+    plots stay as they were) and needs no display."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    @staticmethod
+    def subplots(nrows: int = 1, ncols: int = 1, **kw: Any) -> tuple[Any, Any]:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
-    return plt
+        grid = ("sharex", "sharey", "squeeze", "width_ratios", "height_ratios", "subplot_kw")
+        grid_kw = {k: kw.pop(k) for k in (*grid, "gridspec_kw") if k in kw}
+        fig = Figure(**kw)
+        FigureCanvasAgg(fig)
+        return fig, fig.subplots(nrows, ncols, **grid_kw)
+
+    @staticmethod
+    def close(fig: Any) -> None:
+        """Nothing to free: no pyplot registry holds the figure."""
+
+
+def _plt() -> _Figures:
+    return _Figures()
 
 
 def _algorithm(summary: dict[str, Any]) -> str:

@@ -133,6 +133,10 @@ def rank_weights(F: np.ndarray) -> np.ndarray:
     return 0.5 + 2.0 * ranks / (len(F) - 1)
 
 
+#: successful evaluations LINAS needs before it fits predictors (fewer: random ones)
+MIN_FIT = 5
+
+
 @ALGORITHMS.register("linas")
 class LINAS(SearchAlgorithm):
     """LINAS: predictor-guided iterative search (random start, then predictor-driven
@@ -456,12 +460,16 @@ class LINAS(SearchAlgorithm):
             t0 = time.perf_counter()
             # small matrices: threaded BLAS only adds contention (measured 10-30x slower
             # predictions on this busy 2-core machine), so the iteration runs on one thread
-            with threadpool_limits(limits=1):
-                models = self._fit(problem, iteration)
-                t_fit = time.perf_counter() - t0
-                cand = self._inner_search(problem, models, rng)
-                k = min(batch, problem.remaining)
-                picks = self._select(problem, models, cand, k)
+            k = min(batch, problem.remaining)
+            if sum(problem.ok) < MIN_FIT:  # failures left too few to fit on: random ones
+                t_fit, cand = 0.0, np.zeros((0, problem.space.n_dims), dtype=np.int64)
+                picks = cand
+            else:
+                with threadpool_limits(limits=1):
+                    models = self._fit(problem, iteration)
+                    t_fit = time.perf_counter() - t0
+                    cand = self._inner_search(problem, models, rng)
+                    picks = self._select(problem, models, cand, k)
             if len(picks) < k:  # inner search found too few new candidates: add random ones
                 extra = sample_feasible(problem, 4 * k, rng)
                 extra = extra[~problem.is_evaluated(extra)]

@@ -18,6 +18,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -78,6 +79,45 @@ class BudgetExhausted(Exception):
     """Raised inside an algorithm's loop when no evaluation is left."""
 
 
+class EvaluatorError(SetupError):
+    """An evaluator broke its contract (an answer of the wrong shape or type): a bug in
+    it, so the search stops instead of recording every architecture as failed."""
+
+
+#: evaluations that all failed, from a search's start, that stop it (EvaluatorError): a
+#: broken evaluator, not unlucky architectures
+FAILED_START = 10
+
+#: names the store and the CSVs use for their own columns
+_RESERVED_NAMES = (
+    "seq",
+    "arch_key",
+    "arch",
+    "status",
+    "error",
+    "wall_time_s",
+    "source",
+    "feasible",
+)
+
+
+def _check_objective_names(objectives: Sequence[Objective]) -> None:
+    """Objectives are stored and written by name: two with one name, or one named like a
+    column of the store, would overwrite each other's values."""
+    names = [o.name for o in objectives]
+    if not names:
+        raise HwnasError("the evaluator has no objectives")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise HwnasError(f"two objectives are named {', '.join(twice)}: give each its own name")
+    taken = [n for n in names if n in _RESERVED_NAMES]
+    if taken:
+        raise HwnasError(
+            f"objective name {', '.join(taken)} is a column of the results: rename it "
+            f"(taken: {', '.join(_RESERVED_NAMES)})"
+        )
+
+
 class SearchProblem:
     """Budgeted evaluation with dedup, storage, constraints and quality tracking."""
 
@@ -97,6 +137,7 @@ class SearchProblem:
         self.evaluator = evaluator
         self.space = evaluator.space
         self.objectives: list[Objective] = list(evaluator.objectives)
+        _check_objective_names(self.objectives)
         self.signs = np.array([o.sign for o in self.objectives])
         self.budget = budget
         self.store = store
@@ -150,6 +191,7 @@ class SearchProblem:
         self.eval_time_s = 0.0  # in evaluations made by this process
         self.stored_eval_time_s = 0.0  # in those a resumed run's store answered
         self.n_new = 0  # evaluations made in this process (not replayed)
+        self._first_error: str | None = None  # of the first failed evaluation seen
         self.n_retried = 0  # stored failures of a resumed run evaluated again in place
         # distinct architectures answered to the algorithm in this process: a batch
         # that adds none is a stall; one answered from a resumed run's store is progress
@@ -508,7 +550,7 @@ class SearchProblem:
         run, whose replay then takes them in; else as new evaluations)."""
         t0 = time.perf_counter()
         try:
-            values = np.atleast_2d(self.evaluator.evaluate(x))
+            values = self._shaped(self.evaluator.evaluate(x), len(x))
             per = (time.perf_counter() - t0) / len(keys)
             results = [(values[i], None, per) for i in range(len(keys))]
         except SetupError:  # not the architectures' fault: stop, nothing of the chunk stored
@@ -522,7 +564,7 @@ class SearchProblem:
             for i in range(len(keys)):
                 t1 = time.perf_counter()
                 try:
-                    v = np.atleast_2d(self.evaluator.evaluate(x[i : i + 1]))[0]
+                    v = self._shaped(self.evaluator.evaluate(x[i : i + 1]), 1)[0]
                     results.append((v, None, share + time.perf_counter() - t1))
                 except SetupError:
                     self.eval_time_s += time.perf_counter() - t0
@@ -558,8 +600,43 @@ class SearchProblem:
                 continue
             self.n_new += 1
             self._append(key, vec, raw, ok)
+            if err is not None and self._first_error is None:
+                self._first_error = err.splitlines()[0]
             if self.on_evaluation is not None:
                 self.on_evaluation(self.n_evaluated, self.budget)
+        if not replace and not any(self.ok) and len(self.ok) >= min(FAILED_START, self.budget):
+            raise EvaluatorError(
+                f"the first {len(self.ok)} evaluations all failed (stored as failed), the "
+                f"first with: {self._first_error}; mend the evaluator, then resume with "
+                "retry_failed (hwnas search --resume DIR --retry-failed)"
+            )
+
+    def _shaped(self, values: Any, n: int) -> np.ndarray:
+        """An evaluator's answer as (n, objectives) floats; one of another shape or type
+        is the evaluator's bug, not the architectures': the search stops on it
+        (:class:`EvaluatorError`) instead of storing wrong rows or failing every one."""
+        names = ", ".join(o.name for o in self.objectives)
+        where = f"{type(self.evaluator).__name__}.evaluate"
+        try:
+            if values is None:
+                raise TypeError("None")
+            a = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise EvaluatorError(
+                f"{where} must return numbers, an array of shape ({n}, {self.n_obj}) "
+                f"({names}); got {type(values).__name__}: {exc}"
+            ) from None
+        if a.ndim == 1 and self.n_obj == 1 and len(a) == n:
+            a = a[:, None]  # one objective: one value per architecture
+        elif a.ndim == 1 and n == 1 and len(a) == self.n_obj:
+            a = a[None, :]  # one architecture: its values
+        if a.shape != (n, self.n_obj):
+            raise EvaluatorError(
+                f"{where} returned shape {a.shape} for {n} architecture(s); expected "
+                f"({n}, {self.n_obj}): one row per architecture, one column per objective "
+                f"({names})"
+            )
+        return a
 
     def minimisation(self, raw: np.ndarray, penalty: float = 1e12) -> np.ndarray:
         """Raw values -> minimisation values, failed rows replaced by a large penalty."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hwnas.bench import get_benchmark
 from hwnas.config import validate_model
@@ -44,6 +44,12 @@ class SearchConfig(BaseModel):
     #: architecture keys evaluated first (a warm start, e.g. the front of a search for
     #: another device, or of an MFLOPs search), counted in the budget
     warm_start: list[str] = Field(default_factory=list)
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _path_as_text(cls, value: Any) -> Any:
+        """A ``Path`` is taken as ``out`` is (stored as text)."""
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
 def _build(config: SearchConfig) -> tuple[Any, Any, list[Constraint]]:
@@ -82,6 +88,8 @@ def run_search(
         if isinstance(config.get("warm_start"), str | Path):  # a directory or CSV file
             config = {**config, "warm_start": warm_start_keys(config["warm_start"])}
         config = validate_model(SearchConfig, config, "search")
+    if resume:
+        _check_resumed_config(Path(out), config)
     t0 = time.perf_counter()
     evaluator, algorithm, constraints = _build(config)
     # check everything before a run is stored: a bad constraint or an algorithm that
@@ -127,6 +135,30 @@ def _check_search_out(out: Path) -> None:
         raise HwnasError(
             f"{out} holds {', '.join(found)} but no {STORE_NAME}: not a search's folder (or "
             "one whose store was removed); search into another --out, or remove them"
+        )
+
+
+def _check_resumed_config(out: Path, config: SearchConfig) -> None:
+    """Resuming goes on with the stored search: a config that differs in more than its
+    budget and data folder (another device, algorithm or seed) would mix two searches in
+    one run, so it is refused (``resume_search`` takes the stored config itself)."""
+    with ResultsStore(out / STORE_NAME, readonly=True) as store:
+        stored_raw = store.latest_run("search")["config"]
+    with warnings.catch_warnings():  # retired options: resume_search warns of them
+        warnings.simplefilter("ignore")
+        stored = _drop_retired_options(SearchConfig(**stored_raw))
+
+    def plain(c: SearchConfig) -> dict[str, Any]:
+        dumped = c.model_dump(exclude={"evaluations", "data_dir"})
+        return json.loads(json.dumps(dumped, default=json_default, sort_keys=True))
+
+    was, now = plain(stored), plain(config)
+    differ = [k for k in was if was[k] != now.get(k)]
+    if differ:
+        shown = "; ".join(f"{k}: stored {was[k]!r}, given {now.get(k)!r}" for k in differ)
+        raise HwnasError(
+            f"the search in '{out}' was run with another config ({shown}): resume it with "
+            "its own (resume_search, or hwnas search --resume), or search into another out"
         )
 
 

@@ -107,7 +107,10 @@ def versions() -> dict[str, str]:
 
 
 def json_default(obj: Any) -> Any:
-    """numpy scalars and arrays as JSON (``json.dumps(..., default=json_default)``)."""
+    """numpy scalars and arrays, and paths, as JSON (``json.dumps(...,
+    default=json_default)``)."""
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
@@ -210,7 +213,14 @@ class ResultsStore:
             c.execute(
                 "INSERT INTO runs (run_id, kind, created, status, seed, config, versions) "
                 "VALUES (?, ?, ?, 'running', ?, ?, ?)",
-                (run_id, kind, time.time(), seed, json.dumps(config), json.dumps(versions())),
+                (
+                    run_id,
+                    kind,
+                    time.time(),
+                    seed,
+                    json.dumps(config, default=json_default),
+                    json.dumps(versions()),
+                ),
             )
         return run_id
 
@@ -251,7 +261,7 @@ class ResultsStore:
         with self._tx() as c:
             c.execute(
                 "UPDATE runs SET finished = ?, status = ?, summary = ? WHERE run_id = ?",
-                (time.time(), status, json.dumps(summary), run_id),
+                (time.time(), status, json.dumps(summary, default=json_default), run_id),
             )
 
     def mark_resumed(self, run_id: str) -> None:
@@ -262,7 +272,10 @@ class ResultsStore:
     def update_run_config(self, run_id: str, config: dict[str, Any]) -> None:
         """Replace a run's stored config (a resumed search given a larger budget)."""
         with self._tx() as c:
-            c.execute("UPDATE runs SET config = ? WHERE run_id = ?", (json.dumps(config), run_id))
+            c.execute(
+                "UPDATE runs SET config = ? WHERE run_id = ?",
+                (json.dumps(config, default=json_default), run_id),
+            )
 
     # ---- segments: the processes that worked on a run (a resume starts one) ------------
     def begin_segment(

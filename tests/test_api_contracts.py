@@ -1,0 +1,174 @@
+"""The library used from Python with one's own evaluator: what a mistake in it does
+(clear errors instead of searches that go the wrong way, mixed runs or wasted budgets)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hwnas.bench.base import Evaluator, Objective
+from hwnas.errors import HwnasError
+from hwnas.registry import ALGORITHMS
+from hwnas.search import SearchProblem, run_search
+from hwnas.search.problem import FAILED_START, EvaluatorError
+from hwnas.space import get_space
+
+
+class Custom(Evaluator):
+    """NB201 cells with two made-up objectives; ``answer`` shapes what evaluate returns,
+    ``fail_first`` makes that many evaluations raise first."""
+
+    source = "measured"
+
+    def __init__(self, answer=None, fail_first: int = 0, names=("acc", "cost")) -> None:
+        self.space = get_space("nb201")
+        self.objectives = [Objective(names[0], "max", "%", "quality"), Objective(names[1])]
+        self.answer, self.fail_first = answer, fail_first
+
+    def evaluate(self, vectors):
+        vectors = np.atleast_2d(vectors)
+        if self.fail_first > 0:
+            self.fail_first -= len(vectors)
+            raise RuntimeError("my evaluator is broken")
+        if self.answer is not None:
+            return self.answer(vectors)
+        return np.stack([vectors.sum(1) + 0.0, 1.0 + vectors[:, 1]], 1)
+
+
+class FailingFirst(Custom):
+    """A registered benchmark (run_search builds it by name) whose first 5 fail."""
+
+    def __init__(self) -> None:
+        super().__init__(fail_first=10)  # the initial 5, as a chunk and one by one
+
+
+def test_objective_direction_and_kind_are_checked():
+    """'minimize' used to be read as maximise (anything but 'min' was)."""
+    with pytest.raises(HwnasError, match="direction is 'min' or 'max', not 'minimize'"):
+        Objective("latency", "minimize")  # type: ignore[arg-type]
+    with pytest.raises(HwnasError, match="kind is 'quality' or 'cost'"):
+        Objective("acc", "max", kind="Quality")  # type: ignore[arg-type]
+    assert Objective("latency").sign == 1.0 and Objective("acc", "max").sign == -1.0
+
+
+@pytest.mark.parametrize(
+    ("answer", "match"),
+    [
+        (lambda v: v.sum(1) + 0.0, r"returned shape \(\d+,\) for \d+ architecture"),
+        (lambda v: np.ones((len(v), 3)), r"shape \(\d+, 3\).*expected \(\d+, 2\)"),
+        (lambda v: None, "must return numbers"),
+        (lambda v: [{"acc": 1}] * len(v), "must return numbers"),
+    ],
+)
+def test_an_evaluator_of_the_wrong_shape_stops_the_search(answer, match):
+    """One value per architecture for two objectives was taken as OK (every point 'on
+    the front'); too many columns or no numbers at all failed cryptically."""
+    p = SearchProblem(Custom(answer), 12)
+    with pytest.raises(EvaluatorError, match=match):
+        ALGORITHMS.get("random")(seed=0).run(p)
+    assert p.n_evaluated == 0  # nothing stored as failed: the evaluator's bug
+
+
+def test_one_objective_may_answer_one_value_per_architecture():
+    ev = Custom()
+    ev.objectives = ev.objectives[1:]
+    ev.answer = lambda v: 1.0 + v[:, 1]  # shape (n,)
+    p = SearchProblem(ev, 10)
+    ALGORITHMS.get("random")(seed=0).run(p)
+    assert p.n_evaluated == 10 and all(p.ok)
+
+
+@pytest.mark.parametrize(
+    ("names", "match"),
+    [(("acc", "acc"), "two objectives are named acc"), (("acc", "status"), "is a column")],
+)
+def test_objective_names_that_would_overwrite_each_other_are_refused(names, match):
+    with pytest.raises(HwnasError, match=match):
+        SearchProblem(Custom(names=names), 10)
+
+
+def test_an_evaluator_that_always_fails_stops_early_and_says_why(tmp_path):
+    """A broken evaluator used the whole budget and finished 'OK' with an empty front."""
+    from hwnas.registry import BENCHMARKS
+
+    p = SearchProblem(Custom(fail_first=10**6), 200)
+    with pytest.raises(EvaluatorError, match="all failed.*my evaluator is broken"):
+        ALGORITHMS.get("nsga2")(seed=0).run(p)
+    assert FAILED_START <= p.n_evaluated < 200 and not any(p.ok)
+    # a budget under the limit stops at its end, with the same error
+    with pytest.raises(EvaluatorError, match="the first 4 evaluations all failed"):
+        ALGORITHMS.get("random")(seed=0).run(SearchProblem(Custom(fail_first=10**6), 4))
+    # some failures first, then answers: the search goes on (LINAS fits once it can)
+    name = "custom-failing-first"
+    if name not in BENCHMARKS.names():
+        BENCHMARKS.register(name)(FailingFirst)
+    s = run_search(
+        {"benchmark": name, "algorithm": "linas[n_init=5]", "evaluations": 40, "seed": 0},
+        out=tmp_path / "linas",
+    )
+    assert s["evaluations"] == 40 and s["failed"] == 5
+
+
+def test_resume_with_another_config_is_refused(tmp_path, data_dir):
+    """run_search(resume=True) replayed a pixel3 search's latencies beside fpga's."""
+    cfg = {
+        "benchmark": "nb201",
+        "benchmark_options": {"devices": "pixel3"},
+        "algorithm": "random",
+        "evaluations": 12,
+    }
+    run_search(cfg, out=tmp_path)
+    other = {**cfg, "benchmark_options": {"devices": "fpga"}, "evaluations": 20}
+    with pytest.raises(HwnasError, match="another config.*benchmark_options"):
+        run_search(other, out=tmp_path, resume=True)
+    with pytest.raises(HwnasError, match="seed: stored 0, given 3"):
+        run_search({**cfg, "seed": 3}, out=tmp_path, resume=True)
+    s = run_search({**cfg, "evaluations": 20}, out=tmp_path, resume=True)  # a larger budget
+    assert s["evaluations"] == 20
+
+
+def test_paths_in_a_config_are_taken(tmp_path, data_dir):
+    """A Path as data_dir (top level or benchmark option) crashed the store's JSON."""
+    cfg = {
+        "benchmark": "nb201",
+        "benchmark_options": {"data_dir": Path(data_dir)},
+        "algorithm": "random",
+        "evaluations": 5,
+        "data_dir": Path(data_dir),
+    }
+    s = run_search(cfg, out=tmp_path)
+    assert s["evaluations"] == 5
+
+
+def test_predictor_evaluator_names_its_directions():
+    """'f1' was minimised and 'top1_error' maximised by a guess from the name; a
+    misspelt override was ignored."""
+    from hwnas.predict.fitted import PredictorEvaluator
+
+    def one(v):
+        return np.ones(len(v))
+
+    with pytest.raises(HwnasError, match="cannot tell whether to minimise or maximise"):
+        PredictorEvaluator("nb201", {"f1": one})
+    with pytest.raises(HwnasError, match="'F1', which is not an objective here"):
+        PredictorEvaluator("nb201", {"f1": one}, objectives={"F1": Objective("F1", "max")})
+    with pytest.raises(HwnasError, match=r"must be Objective\('f1'"):
+        PredictorEvaluator("nb201", {"f1": one}, objectives={"f1": Objective("g", "max")})
+    ev = PredictorEvaluator(
+        "nb201",
+        {"f1": one, "top1_error": one, "accuracy": one},
+        objectives={"f1": Objective("f1", "max", kind="quality")},
+    )
+    assert [o.direction for o in ev.objectives] == ["max", "min", "max"]
+
+
+def test_a_search_leaves_the_matplotlib_backend_alone(tmp_path, data_dir):
+    """run_search(out=...) switched the process's backend to Agg (a notebook's inline
+    plots stopped showing)."""
+    import matplotlib
+
+    matplotlib.use("svg")
+    cfg = {"benchmark": "nb201", "algorithm": "random", "evaluations": 5}
+    run_search(cfg, out=tmp_path)
+    assert matplotlib.get_backend() == "svg"
+    assert (tmp_path / "pareto.png").stat().st_size > 1000
