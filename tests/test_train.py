@@ -227,6 +227,31 @@ def test_resume_reproduces_the_next_step_loss(tmp_path) -> None:
         train_supernet(_cfg(tmp_path / "b", eval_every=0, kernel_transform=True))
 
 
+def test_a_resume_with_more_epochs_goes_on_at_the_new_schedule_s_rate() -> None:
+    """The loaded optimizer holds the old schedule's last rate (0 at its end): the first
+    step of a run resumed with more epochs took it."""
+    from hwnas.train.supernet import resume_schedule
+    from hwnas.train.utils import warmup_cosine
+
+    def made(total: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, 2, 0.1))
+
+    opt, sched = made(10)
+    for _ in range(10):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] < 1e-6  # the old schedule's end
+    opt2, sched2 = made(20)
+    opt2.load_state_dict(opt.state_dict())
+    sched2.load_state_dict(sched.state_dict())
+    resume_schedule(opt2, sched2)
+    expected = 0.1 * warmup_cosine(20, 2, 0.1)(10)
+    assert opt2.param_groups[0]["lr"] == pytest.approx(expected) and expected > 0.04
+    sched2.step()  # and on from there as a 20-step schedule
+    assert opt2.param_groups[0]["lr"] == pytest.approx(0.1 * warmup_cosine(20, 2, 0.1)(11))
+
+
 def test_resume_keeps_the_run_s_settings(tmp_path) -> None:
     """A resume with other training settings would mix two runs in one checkpoint (e.g.
     digits, then MNIST): refused, naming them. The CLI resumes with the stored settings
@@ -626,3 +651,26 @@ def test_train_help_gives_each_options_default_as_training_uses_it() -> None:
         said = re.search(r"\(default ([^)]+)\)", own) or re.search(r"(\S+) \(default\)", own)
         assert said and said.group(1).split(": ")[-1] == str(default), (flag, own)
     assert "digits (default)" in text and TrainConfig.model_fields["dataset"].default == "digits"
+
+
+def test_train_killed_says_how_to_continue(tmp_path) -> None:
+    """SIGTERM (and Ctrl-C) in a training: exit 143 with the command that continues it
+    (the README promises it; train said nothing)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "hwnas.cli", "train", "--out", str(out), "--epochs", "50"]
+    cmd += ["--steps-per-epoch", "2", "--batch-size", "8", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "checkpoint.pt").exists():
+        assert proc.poll() is None and time.time() < deadline, "the training ended first"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert f"terminated; continue with: hwnas train --out {out}" in err
+    assert "Traceback" not in err

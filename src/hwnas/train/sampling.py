@@ -79,14 +79,15 @@ class ComplexityAwareSampler:
 
     def next_bin(self, rng: np.random.Generator) -> int:
         """The step's bin: a uniform one at the first step, then the previous one moved
-        by -1, 0 or +1 (reflected at the ends: the walk covers every bin alike)."""
+        by -1, 0 or +1; a step off either end stays where it is, so every bin, the
+        smallest and the largest networks' included, is visited alike in the long run
+        (reflecting it instead visited the two end bins half as often)."""
         if self.bin is None:
             self.bin = int(rng.integers(self.bins))
         else:
-            step = int(rng.integers(-1, 2))
-            nxt = self.bin + step
-            self.bin = self.bin - step if not 0 <= nxt < self.bins else nxt
-            self.bin = int(np.clip(self.bin, 0, self.bins - 1))
+            nxt = self.bin + int(rng.integers(-1, 2))
+            if 0 <= nxt < self.bins:
+                self.bin = nxt
         return self.bin
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:

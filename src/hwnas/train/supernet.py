@@ -46,7 +46,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hwnas.config import changed_settings, validate_model
 from hwnas.data import BatchIterator, ImageData, load_dataset
@@ -116,6 +116,15 @@ class TrainConfig(BaseModel):
     channels_last: bool = True
     resume: bool = True
     progress: bool = True
+
+    @field_validator("dataset")
+    @classmethod
+    def _folder_absolute(cls, value: str) -> str:
+        """``folder:RELPATH`` stored absolute: the checkpoint's eval, export and search
+        find the images from any working directory."""
+        if value.startswith("folder:") and value[7:]:
+            return "folder:" + str(Path(value[7:]).expanduser().resolve())
+        return value
 
     @model_validator(mode="after")
     def _sampling_needs_random_subnets(self) -> TrainConfig:
@@ -470,6 +479,17 @@ def stored_train_config(out_dir: str | os.PathLike[str]) -> dict[str, Any] | Non
     return {k: v for k, v in stored.items() if k in keep}
 
 
+def resume_schedule(optimizer: torch.optim.Optimizer, sched: Any) -> None:
+    """After loading a checkpoint's optimizer and ``LambdaLR`` state: the learning rate
+    of this run's schedule at the step reached. A run resumed with more epochs would
+    otherwise take its first step at the old schedule's last rate (0 after a finished
+    run): the loaded optimizer holds that, and the new schedule applies only a step later."""
+    for group, base, fn in zip(
+        optimizer.param_groups, sched.base_lrs, sched.lr_lambdas, strict=True
+    ):
+        group["lr"] = base * fn(sched.last_epoch)
+
+
 def _check_resumable(ckpt: dict[str, Any], path: Path, cfg: TrainConfig) -> None:
     """Refuse to resume a checkpoint with other training settings (the epochs would mix
     two runs, e.g. digits then MNIST) or one that holds only weights."""
@@ -626,6 +646,7 @@ def _train(
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
+        resume_schedule(optimizer, sched)
         _set_rng_state(ckpt["rng"], np_rng, gen)
         if sampler is not None:
             sampler.load_state(ckpt.get("sampler"))
