@@ -688,10 +688,17 @@ def predictors_evaluate(
         plot_sample_efficiency(rows, out / "kendall_tau.png", metric="kendall_tau", what=what)
         plot_sample_efficiency(rows, out / "mape.png", metric="mape", what=what)
     note = _mape_note(y)
+    where = (
+        f"results in {out}/ (summary.csv, trials.csv, kendall_tau.png, mape.png)"
+        if out is not None
+        else None
+    )
     if as_json:
         _print_json(summary)
         if note:
             console.print(note)
+        if where:  # stdout stays one JSON document
+            console.print(escape(where), highlight=False, soft_wrap=True)
         return
     table = Table(
         title=f"{what}: median over {trials} trials, test size {test_size}",
@@ -721,6 +728,8 @@ def predictors_evaluate(
     out_console.print(table)
     if note:
         console.print(note)
+    if where:
+        out_console.print(where, soft_wrap=True)
 
 
 def _mape_note(y: Any) -> str | None:

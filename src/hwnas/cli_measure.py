@@ -20,7 +20,7 @@ from typing import Any
 
 import typer
 
-from hwnas.errors import HwnasError
+from hwnas.errors import HwnasError, reworded
 from hwnas.errors import user_errors as _user_errors
 
 
@@ -194,7 +194,11 @@ def register(app: typer.Typer) -> None:
         """Create a random token file (mode 0600) for `agent serve` and its clients."""
         from hwnas.measure.agent import write_token_file
 
-        write_token_file(token_file, overwrite=force)
+        try:
+            write_token_file(token_file, overwrite=force)
+        except HwnasError as exc:  # the library names its own argument too: say the flag
+            text = str(exc).replace("--force, overwrite=True", "--force")
+            raise reworded(exc, text) from None
         typer.echo(f"wrote a new token to {token_file}; copy it to the clients (keep it 0600)")
 
     app.add_typer(agent_app, name="agent")

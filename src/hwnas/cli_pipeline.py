@@ -16,7 +16,12 @@ def pipeline(
     ctx: typer.Context,
     out: Path = typer.Option(Path("runs/default"), "--out", help="Run directory."),
     config: Path | None = typer.Option(
-        None, "--config", help="JSON file of pipeline settings (flags override it)."
+        None,
+        "--config",
+        help="JSON file of pipeline settings (flags override it): its keys are "
+        "PipelineConfig's fields, which are not all the flags' names (profile_samples, "
+        "constraints, export_formats, ...); a run's OUT/pipeline.json is a complete config "
+        "to copy.",
     ),
     dataset: str | None = typer.Option(
         None,
@@ -41,8 +46,9 @@ def pipeline(
     ),
     export: str | None = typer.Option(
         None,
-        help="Formats of the front's models: onnx (default; always written, as its latency "
-        "is measured), or torch (adds torch.export programs beside the ONNX files).",
+        help="Formats of the front's models: onnx (the default), torch or onnx,torch. ONNX "
+        "files are always written, as their latency is measured; torch adds torch.export "
+        "programs beside them.",
     ),
     threads: int | None = typer.Option(None, min=1, help="PyTorch threads (2)."),
     measure_threads: int | None = typer.Option(
@@ -82,8 +88,8 @@ def pipeline(
 
     Trains a supernet, profiles the target device (this machine, or a device agent with
     --agent), fits a latency predictor, searches, then tests, exports and measures the
-    front, and writes OUT/report.md (default: digits, about 7 minutes on 2 cores). Run it
-    again to continue. ('hwnas run' and 'hwnas pipeline' are the same command.)"""
+    front, and writes OUT/report.md (default: digits, about 7-11 minutes on 2 cores). Run
+    it again to continue. ('hwnas run' and 'hwnas pipeline' are the same command.)"""
     from rich.console import Console
     from rich.table import Table
 

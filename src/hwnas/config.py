@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -67,10 +67,51 @@ def validate_model(model_cls: type[M], data: dict[str, Any], what: str) -> M:
         first = e.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
         if first["type"] == "extra_forbidden":
-            known = ", ".join(model_cls.model_fields)  # type: ignore[attr-defined]
-            raise HwnasError(f"unknown {what} setting '{loc}' (known: {known})") from None
+            raise HwnasError(
+                f"unknown {what} setting '{loc}' ({known_settings(model_cls, first['loc'])})"
+            ) from None
         msg = first["msg"].removeprefix("Value error, ")  # a validator's own words
         raise HwnasError(f"bad {what} config: {loc + ': ' if loc else ''}{msg}") from None
+
+
+def known_settings(model_cls: type, loc: Sequence[Any]) -> str:
+    """``[did you mean 'b'? ]known: a, b, ...`` for an unknown setting at ``loc``
+    (pydantic's error location): the fields of the model that holds it (a nested model's
+    own, not the top's), after a near spelling (``samples`` -> ``profile_samples``)."""
+    import difflib
+
+    fields = _fields_at(model_cls, list(loc)[:-1])
+    if not fields:
+        return "known: none"
+    name = str(loc[-1]) if loc else ""
+    close = difflib.get_close_matches(name, fields, n=1)
+    if not close:  # a flag's name: the setting often ends with it (samples: profile_samples)
+        close = [f for f in fields if name and f.endswith(f"_{name}")][:1]
+    return (f"did you mean '{close[0]}'? " if close else "") + "known: " + ", ".join(fields)
+
+
+def _fields_at(model_cls: type, path: list[Any]) -> list[str]:
+    """The field names of the pydantic model reached from ``model_cls`` along ``path``
+    (field names; list indices and dict keys skipped); [] where it is not a model."""
+    import typing
+
+    from pydantic import BaseModel
+
+    cls: Any = model_cls
+    for part in path:
+        fields = getattr(cls, "model_fields", None)
+        if fields is None or part not in fields:
+            continue  # an index into a list, or a key of a dict of models
+        ann = fields[part].annotation
+        models = [
+            a
+            for a in (ann, *typing.get_args(ann))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if not models:
+            return []
+        cls = models[0]
+    return list(getattr(cls, "model_fields", {}))
 
 
 def _plain(value: Any) -> Any:

@@ -22,8 +22,10 @@ Upstream URLs are the ones the upstream projects' own code or docs use; each
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
+import http.client
 import io
 import json
 import os
@@ -41,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from hwnas.config import data_dir as _config_data_dir
-from hwnas.errors import HwnasError
+from hwnas.errors import DeviceUnavailableError, HwnasError, reworded
 
 ENV_MIRROR = "HWNAS_DATA_MIRROR"
 DEFAULT_TIMEOUT_S = 60.0
@@ -49,6 +51,32 @@ _CHUNK = 1 << 20
 _WORK_DIR = ".hwnas-fetch"  # upstream downloads in progress, inside the data dir
 
 Log = Callable[[str], None]
+
+
+class NetworkUnavailableError(DeviceUnavailableError):
+    """A download failed for the network, not the input: no DNS, a connection refused or
+    dropped, no reply in time, a server busy (HTTP 408, 429, 5xx). The CLI exits with
+    :data:`hwnas.errors.EXIT_DEVICE` (3): the same command again goes on once the network
+    is back. A missing file (HTTP 404) or a checksum mismatch stays an :class:`HwnasError`
+    (exit 2)."""
+
+
+#: OS error numbers of a network that is down or a host that cannot be reached
+_NETWORK_ERRNOS = frozenset(
+    getattr(errno, n)
+    for n in (
+        "ENETDOWN",
+        "ENETUNREACH",
+        "ENETRESET",
+        "EHOSTDOWN",
+        "EHOSTUNREACH",
+        "ECONNABORTED",
+        "ECONNRESET",
+        "ECONNREFUSED",
+        "ETIMEDOUT",
+    )
+    if hasattr(errno, n)
+)
 
 
 # ---- manifest types ---------------------------------------------------------------------
@@ -190,6 +218,35 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _network_failure(exc: BaseException) -> bool:
+    """Whether a failed download is the network's doing (try again later), not the URL's
+    or the file's (a 404, a bad URL, a local file that cannot be written)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code in (408, 429) or exc.code >= 500
+    if isinstance(exc, urllib.error.URLError):
+        reason = exc.reason
+        return isinstance(reason, BaseException) and _network_failure(reason)
+    if isinstance(exc, socket.gaierror | socket.herror | ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, http.client.HTTPException):  # a reply cut off mid-way
+        return True
+    return isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS
+
+
+def _download_error(what: str, url: str, exc: BaseException, root: Path) -> HwnasError:
+    """The error of a failed download: :class:`NetworkUnavailableError` where the network
+    failed (exit 3: run it again), else :class:`HwnasError`."""
+    text = (
+        f"cannot download {what} from {url}: {_reason(exc)}; are you offline? "
+        f"you can also copy the files into {root}"
+    )
+    if _network_failure(exc):
+        return NetworkUnavailableError(
+            f"{text}, or run the same command again once the network is back"
+        )
+    return HwnasError(text)
+
+
 def download(
     url: str,
     dest: Path,
@@ -202,7 +259,8 @@ def download(
     """Download ``url`` to ``dest`` atomically (``dest.part`` then rename).
 
     A ``.part`` left by an interrupted download is resumed with an HTTP Range request
-    when the server supports it.  Raises :class:`HwnasError` naming the URL and reason.
+    when the server supports it.  Raises :class:`HwnasError` naming the URL and reason
+    (:class:`NetworkUnavailableError` where the network failed).
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -222,15 +280,9 @@ def download(
         if exc.code == 416 and have:  # range not satisfiable: the .part is complete
             pass
         else:
-            raise HwnasError(
-                f"cannot download {what} from {url}: {_reason(exc)}; are you offline? "
-                f"you can also copy the files into {root}"
-            ) from exc
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise HwnasError(
-            f"cannot download {what} from {url}: {_reason(exc)}; are you offline? "
-            f"you can also copy the files into {root}"
-        ) from exc
+            raise _download_error(what, url, exc, root) from exc
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        raise _download_error(what, url, exc, root) from exc
     os.replace(part, dest)
     return dest
 
@@ -251,22 +303,25 @@ class _Context:
             return self._got[key]
         src = self.ds.source(key)
         dest = self.work / key.replace("/", "_")
-        errors: list[str] = []
+        errors: list[HwnasError] = []
         for url in src.urls:
             self.log(f"downloading {key} from {url}")
             try:
                 download(url, dest, what=key, root=self.root, timeout=self.timeout, log=self.log)
             except HwnasError as exc:
-                errors.append(str(exc))
+                errors.append(exc)
                 continue
             _check_source(src, dest, url)
             self._got[key] = dest
             return dest
+        # the network's fault only when every URL failed for the network (exit 3)
+        offline = all(isinstance(e, NetworkUnavailableError) for e in errors)
+        kind = NetworkUnavailableError if offline else HwnasError
         if len(errors) == 1:
-            raise HwnasError(errors[0])
-        raise HwnasError(
+            raise kind(str(errors[0]))
+        raise kind(
             f"cannot download {key} ({self.ds.name}) from any of its URLs:\n  "
-            + "\n  ".join(errors)
+            + "\n  ".join(map(str, errors))
         )
 
 
@@ -1148,7 +1203,8 @@ def fetch(
     Files already present and verified are kept unless ``force``.  Returns the paths of
     the data set's files.  Raises :class:`HwnasError` for an unknown name, a failed
     download, a checksum mismatch, or files that need manual steps (after fetching
-    everything else)."""
+    everything else); :class:`NetworkUnavailableError` (the CLI's exit 3) where a
+    download failed for the network (offline, no reply in time)."""
     datasets = _resolve(name)
     root = _config_data_dir(data_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -1166,7 +1222,8 @@ def fetch(
         ]
         if not pending:
             raise
-        raise HwnasError(f"{exc}\n{_manual_text(name, root, pending, done)}") from None
+        # the same kind of error: an offline fetch still exits 3 (run it again)
+        raise reworded(exc, f"{exc}\n{_manual_text(name, root, pending, done)}") from None
     if manual:
         raise HwnasError(_manual_text(name, root, manual, done))
     return done

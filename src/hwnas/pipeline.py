@@ -43,7 +43,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hwnas.config import changed_settings
+from hwnas.config import changed_settings, known_settings
 from hwnas.errors import HwnasError, reworded
 
 CONFIG_NAME = "pipeline.json"
@@ -77,8 +77,9 @@ ProgressFactory = Callable[[str], contextlib.AbstractContextManager[Callable[[in
 
 
 class PipelineConfig(BaseModel):
-    """Settings of one pipeline run (defaults: the embedded digits run, about 6 minutes on
-    2 CPU cores). ``train`` holds ``TrainConfig`` fields (``hwnas train --help``)."""
+    """Settings of one pipeline run (defaults: the embedded digits run, about 7-11 minutes
+    on 2 CPU cores). ``train`` holds ``TrainConfig`` fields (``hwnas train --help``); a
+    run's ``pipeline.json`` holds all of these fields, a complete config to copy."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -252,6 +253,12 @@ def load_config(config: PipelineConfig | dict[str, Any] | None) -> PipelineConfi
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
         msg = first["msg"].removeprefix("Value error, ")  # a validator's own words
+        if first["type"] == "extra_forbidden":  # the keys are the fields, not the flags
+            msg = (
+                f"unknown setting ({known_settings(PipelineConfig, first['loc'])}: the "
+                f"fields of PipelineConfig, not the flags' names; a run's {CONFIG_NAME} is "
+                "a complete config to copy)"
+            )
         raise HwnasError(f"bad pipeline config: {loc}: {msg}") from None
 
 
@@ -418,7 +425,9 @@ def _check_same_config(out: Path, config: PipelineConfig) -> None:
                 reuse = f"; with --supernet {out} a new --out starts from its trained supernet"
         raise HwnasError(
             f"{out} holds a pipeline run with another config: {what}; run it with the same "
-            f"settings to continue it, or choose another --out{reuse}"
+            f"settings to continue it (hwnas pipeline --config {path} --out {out}, adding "
+            "only a flag it may change, e.g. a larger --evaluations), or choose another "
+            f"--out{reuse}"
         )
     if new["evaluations"] < old.get("evaluations", 0):
         raise HwnasError(
