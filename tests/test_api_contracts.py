@@ -172,3 +172,38 @@ def test_a_search_leaves_the_matplotlib_backend_alone(tmp_path, data_dir):
     run_search(cfg, out=tmp_path)
     assert matplotlib.get_backend() == "svg"
     assert (tmp_path / "pareto.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("algorithm", ["ctaea", "nsga2", "moead", "linas"])
+def test_a_small_space_of_ones_own_is_searched_to_its_end(algorithm):
+    """C-TAEA looped for ever on a space of 64 architectures (pymoo's archive update
+    visited too few niches when the population held fewer than its reference
+    directions); every algorithm ends on such a space."""
+    from hwnas.search.spec import build_algorithm
+    from hwnas.space.base import Dimension, SearchSpace
+
+    class Small(SearchSpace):
+        name = "small"
+
+        @property
+        def dims(self):
+            return [Dimension(f"d{i}", (0, 1, 2, 3)) for i in range(3)]
+
+        def decode(self, v):
+            return [int(x) for x in v]
+
+        def encode(self, c):
+            return np.array(c, dtype=np.int64)
+
+    class OnSmall(Evaluator):
+        def __init__(self) -> None:
+            self.space = Small()
+            self.objectives = [Objective("a", "max", kind="quality"), Objective("b")]
+
+        def evaluate(self, v):
+            v = np.atleast_2d(v)
+            return np.c_[v.sum(1) + 0.1 * v[:, 0], (v**2).sum(1)]
+
+    p = SearchProblem(OnSmall(), 30)
+    build_algorithm(algorithm, seed=0).run(p)
+    assert 0 < p.n_evaluated <= 30 and all(p.ok)

@@ -3,6 +3,7 @@ ask/tell against a ``SearchProblem`` until its evaluation budget is spent."""
 
 from __future__ import annotations
 
+import types
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -333,4 +334,38 @@ class CTAEASearch(PymooAlgorithm):
         from pymoo.algorithms.moo.ctaea import CTAEA
 
         ref = reference_directions(problem.n_obj, self.pop(problem), self.seed)
-        return CTAEA(ref, eliminate_duplicates=True, **self.operators(problem))
+        algorithm = CTAEA(ref, eliminate_duplicates=True, **self.operators(problem))
+        algorithm.survival._updateDA = types.MethodType(_update_da, algorithm.survival)
+        return algorithm
+
+
+def _update_da(survival: Any, pop: Any, Hd: Any, n_survive: int) -> Any:
+    """pymoo 0.6's C-TAEA diversity-archive update (``CADASurvival._updateDA``), ending:
+    pymoo's visits only the first ``n_survive`` niches, so a population smaller than the
+    reference directions (a small space, 64 architectures: fewer distinct ones than the
+    population) left members it never took, and the loop never ended. Here every niche
+    is visited, and at most as many members are kept as there are."""
+    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+    n_survive = min(n_survive, len(Hd))
+    niche_Hd, FV = survival._associate(Hd)
+    niche_CA, _ = survival._associate(pop)
+    n_niches = len(survival.ref_dirs)
+    itr, S = 1, []
+    while len(S) < n_survive:
+        for i in range(n_niches):
+            (current_ca,) = np.where(niche_CA == i)
+            for _ in range(max(itr - len(current_ca), 0)):
+                current_da = np.where(niche_Hd == i)[0]
+                if current_da.size == 0:
+                    break
+                F = Hd[current_da].get("F")
+                nd = NonDominatedSorting().do(F, only_non_dominated_front=True, n_stop_if_ranked=0)
+                i_best = current_da[nd[np.argmin(FV[current_da[nd]])]]
+                niche_Hd[i_best] = -1
+                if len(S) < n_survive:
+                    S.append(i_best)
+            if len(S) == n_survive:
+                break
+        itr += 1
+    return Hd[S]
