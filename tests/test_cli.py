@@ -629,7 +629,7 @@ def test_resuming_a_finished_search_says_nothing_new_was_run(tmp_path, data_dir)
     assert json.loads((out / "summary.json").read_text())["evaluations"] == 10
 
 
-def test_a_search_whose_every_evaluation_failed_prints_no_front(tmp_path, data_dir, monkeypatch):
+def test_a_search_whose_every_evaluation_failed_stops_and_says_why(tmp_path, data_dir, monkeypatch):
     from hwnas.bench.nb201 import NB201Benchmark
 
     table = NB201Benchmark.evaluate
@@ -641,5 +641,10 @@ def test_a_search_whose_every_evaluation_failed_prints_no_front(tmp_path, data_d
 
     monkeypatch.setattr(NB201Benchmark, "evaluate", broken)
     res = runner.invoke(app, ["search", "--evaluations", "5", "--out", str(tmp_path / "s")])
-    assert res.exit_code == 0, res.output
-    assert "5 failed" in res.stdout and "no architecture was evaluated successfully" in res.stdout
+    # every evaluation failing is the evaluator's trouble: the search stops and says why
+    from hwnas.search.problem import EvaluatorError
+
+    assert isinstance(res.exception, EvaluatorError), res.output  # main(): one line, exit 2
+    said = str(res.exception)
+    assert "the first 5 evaluations all failed" in said and "the device is gone" in said
+    assert "--retry-failed" in said and f"--resume {tmp_path / 's'}" in said
