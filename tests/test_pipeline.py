@@ -408,6 +408,21 @@ def test_supernet_benchmark_errors(pipeline_run: tuple[Path, dict], tmp_path: Pa
     bench = get_benchmark("supernet", checkpoint=ckpt)
     with pytest.raises(HwnasError):
         bench.evaluate(np.full((1, bench.space.n_dims), 99))
+    # a predictor fitted on networks of another input than the supernet's is warned of
+    import warnings
+
+    from hwnas.predict.fitted import load_fitted
+
+    lat = out / "predictor" / "latency.joblib"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the pipeline's own predictor: its networks
+        get_benchmark("supernet", checkpoint=str(out / "supernet"), latency=str(lat))  # a run dir
+    pred = load_fitted(lat)
+    assert pred.metadata["networks"] == {"in_channels": 1, "input_size": 8, "num_classes": 10}
+    pred.metadata["networks"] = {**pred.metadata["networks"], "in_channels": 3}
+    other = pred.save(tmp_path / "other.joblib")
+    with pytest.warns(UserWarning, match="in_channels 3, the supernet deploys in_channels 1"):
+        get_benchmark("supernet", checkpoint=ckpt, latency=str(other))
 
 
 def test_cli_search_on_a_supernet_with_bench_options(

@@ -11,6 +11,7 @@ pipeline can report unbiased accuracy for the front it picks on validation accur
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -52,7 +53,7 @@ class SupernetBenchmark(Evaluator):
         data_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         from hwnas.train.evaluate import checkpoint_data, set_threads
-        from hwnas.train.supernet import load_checkpoint, model_from_checkpoint
+        from hwnas.train.supernet import CHECKPOINT_NAME, load_checkpoint, model_from_checkpoint
 
         if checkpoint is None:
             raise HwnasError(
@@ -70,6 +71,8 @@ class SupernetBenchmark(Evaluator):
         if threads is not None:
             set_threads(threads, "threads")
         path = Path(checkpoint)
+        if path.is_dir():  # a training's run folder, as eval and export take it
+            path = path / CHECKPOINT_NAME
         if not path.is_file():
             raise HwnasError(f"supernet checkpoint not found: {path}")
         self.checkpoint = str(path)
@@ -100,6 +103,7 @@ class SupernetBenchmark(Evaluator):
                     f"latency predictor {latency} was fitted on {pred.space_name}, but the "
                     f"supernet's space is {self.space.name}"
                 )
+            _check_predicted_networks(pred.metadata.get("networks"), self.model, self.data, latency)
             self.latency_predictor = pred
             self.objectives.append(Objective("latency", "min", "ms", "cost"))
         self.flops = latency is None if flops is None else bool(flops)
@@ -191,3 +195,40 @@ class SupernetBenchmark(Evaluator):
             **({"mflops": "computed"} if self.flops else {}),
         }
         return d
+
+
+def _check_predicted_networks(
+    networks: dict[str, Any] | None, model: Any, data: Any, latency: object
+) -> None:
+    """Warn when the latency predictor was fitted on networks of another input or head
+    than the supernet deploys (a profile of 3-channel networks at their own resolution
+    for a digits supernet of 1 channel, 8 px images resized inside): its latencies
+    would be other networks'. Predictors of older versions recorded nothing to compare."""
+    if not networks:
+        return
+    size = networks.get("input_size")
+    have = {
+        "in_channels": networks.get("in_channels"),
+        "num_classes": networks.get("num_classes"),
+        "input_size": size,
+    }
+    want = {
+        "in_channels": model.in_channels,
+        "num_classes": model.num_classes,
+        "input_size": data.image_size,
+    }
+    differ = [k for k in want if have[k] is not None and have[k] != want[k]]
+    if size is None and data.image_size not in model.space.spec.resolutions:
+        differ.append("input_size")  # profiled at each subnet's own resolution
+    if differ:
+        flags = {"in_channels": "--in-channels", "num_classes": "--num-classes"}
+        flags["input_size"] = "--input-size"
+        warnings.warn(
+            f"latency predictor {latency} was fitted on networks with "
+            + ", ".join(f"{k} {have[k] if have[k] is not None else 'own'}" for k in differ)
+            + ", the supernet deploys "
+            + ", ".join(f"{k} {want[k]}" for k in differ)
+            + ": its latencies are of other networks; profile with "
+            + " ".join(f"{flags[k]} {want[k]}" for k in differ),
+            stacklevel=3,
+        )

@@ -297,6 +297,11 @@ def fit_on_profile(
         "run_dir": str(Path(run_dir).resolve()),
         "run_id": data.run["run_id"],
         "device": data.run["config"].get("device"),
+        # the measured networks' input and head: a supernet searched with this predictor
+        # should deploy the same (SupernetBenchmark warns otherwise)
+        "networks": {
+            k: data.run["config"].get(k) for k in ("in_channels", "input_size", "num_classes")
+        },
         "host": first.get("host"),
         "runtime": {k: first.get(k) for k in ("runtime", "runtime_version", "provider", "threads")},
         "settings": data.settings,
