@@ -111,6 +111,9 @@ def test_fetch_from_mirror_verifies_and_skips_second_time(shared, server, tmp_pa
 
     res = CliRunner().invoke(cli.app, ["data", "list", "--data-dir", str(out), "--verify"])
     assert "1 file(s) fail their check" in res.output and res.exit_code == 1
+    args = ["data", "list", "--data-dir", str(out), "--verify", "--json"]
+    res = CliRunner().invoke(cli.app, args)
+    assert res.exit_code == 1 and any(r["verified"] is False for r in json.loads(res.stdout))
     for f in F.DATASETS["hat"].products:
         (mirror / f.path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(shared / f.path, mirror / f.path)

@@ -674,3 +674,27 @@ def test_train_killed_says_how_to_continue(tmp_path) -> None:
     assert proc.returncode == 143, err
     assert f"terminated; continue with: hwnas train --out {out}" in err
     assert "Traceback" not in err
+
+
+def test_an_unreadable_checkpoint_to_resume_says_how_to_start_over(tmp_path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"half a checkpoint")
+    with pytest.raises(HwnasError, match="cannot read checkpoint .*to start over: --no-resume"):
+        train_supernet(_cfg(tmp_path))
+
+
+def test_export_metadata_says_how_to_resize_the_data_s_images() -> None:
+    """A subnet exported without its resize inside takes its own resolution: the file
+    says from which size and how (it said only the size it takes)."""
+    from types import SimpleNamespace
+
+    from hwnas.train.evaluate import subnet_metadata
+
+    prep = {"layout": "NCHW", "scale": 16.0, "mean": [0.3], "std": [0.3], "image_size": 8}
+    model = SimpleNamespace(space=SimpleNamespace(name="mbv3-cifar"), num_classes=10)
+    model.in_channels = 1
+    data = SimpleNamespace(preprocess=lambda: prep, name="digits")
+    meta = subnet_metadata(model, {"resolution": 32}, {}, data, 32)
+    assert meta["input_shape"] == [1, 32, 32] and meta["preprocess"]["image_size"] == 32
+    assert meta["preprocess"]["resize"].startswith("the data's 8x8 images to 32x32: bilinear")
+    assert "resize" not in subnet_metadata(model, {"resolution": 32}, {}, data, 8)["preprocess"]

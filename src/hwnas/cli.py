@@ -1094,6 +1094,8 @@ def data_list(
     rows = data_status(data_dir, verify=verify)
     if as_json:
         _print_json(rows)
+        if any(r.get("verified") is False for r in rows):
+            raise typer.Exit(1)  # as without --json: a script's check fails
         return
     where = resolve_data_dir(data_dir)
     state = "" if where.is_dir() else (" (a file!)" if where.exists() else " (missing)")

@@ -138,7 +138,6 @@ class OFAMobileNetV3Benchmark(Evaluator):
         token_file: str | None = None,
         anchor: bool = True,
         agent_timeout_s: float | None = None,
-        **_: object,
     ) -> None:
         check_latency_options(
             "ofa-mbv3",

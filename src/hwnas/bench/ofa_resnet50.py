@@ -54,7 +54,6 @@ class OFAResNet50Benchmark(Evaluator):
         token_file: str | None = None,
         anchor: bool = True,
         agent_timeout_s: float | None = None,
-        **_: object,
     ) -> None:
         if devices:
             raise HwnasError(

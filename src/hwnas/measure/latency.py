@@ -454,7 +454,7 @@ def _load_source(source: ModelSource, index: int) -> tuple[str, bytes | str, str
     if isinstance(source, str | Path):
         path = Path(source)
         if not path.is_file():
-            raise HwnasError(f"ONNX model file not found: {path}")
+            raise ModelLoadError(f"ONNX model file not found: {path}")
         digest = hashlib.sha256()
         with path.open("rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -401,7 +401,7 @@ def plot_training(
                 x, y = zip(*pts, strict=True)
                 ax.plot(x, y, marker="." if len(pts) < 60 else None, label=key)
                 drawn += 1
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("epochs trained")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         if drawn > 1:

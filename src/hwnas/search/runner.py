@@ -33,14 +33,21 @@ class SearchConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    benchmark: str = "nb201"
-    benchmark_options: dict[str, Any] = Field(default_factory=dict)
-    algorithm: str = "linas"
-    algorithm_options: dict[str, Any] = Field(default_factory=dict)
-    evaluations: int = Field(200, ge=1, strict=True)
-    seed: int = Field(0, ge=0, lt=2**63, strict=True)  # numpy seeds are >= 0; SQLite int64
-    constraints: list[str] = Field(default_factory=list)
-    data_dir: str | None = None
+    benchmark: str = Field("nb201", description="a registered benchmark ('hwnas benchmarks')")
+    benchmark_options: dict[str, Any] = Field(
+        default_factory=dict, description="the benchmark's options, e.g. {'devices': 'pixel3'}"
+    )
+    algorithm: str = Field("linas", description="an algorithm, options in brackets allowed")
+    algorithm_options: dict[str, Any] = Field(
+        default_factory=dict, description="the algorithm's options ('hwnas algorithms NAME')"
+    )
+    evaluations: int = Field(200, ge=1, strict=True, description="distinct architectures")
+    # numpy seeds are >= 0; SQLite int64
+    seed: int = Field(0, ge=0, lt=2**63, strict=True, description="the algorithm's seed")
+    constraints: list[str] = Field(
+        default_factory=list, description="hard constraints, e.g. 'latency<=5', 'params<=2e6'"
+    )
+    data_dir: str | None = Field(None, description="the data folder (else HWNAS_DATA_DIR)")
     #: architecture keys evaluated first (a warm start, e.g. the front of a search for
     #: another device, or of an MFLOPs search), counted in the budget
     warm_start: list[str] = Field(default_factory=list)
@@ -71,6 +78,11 @@ def run_search(
 ) -> dict[str, Any]:
     """Run (or, with ``resume``, continue) a search; returns the summary.
 
+    ``config`` takes :class:`SearchConfig`'s fields (benchmark, benchmark_options,
+    algorithm, algorithm_options, evaluations, seed, constraints, data_dir, warm_start);
+    the summary holds evaluations, failed, hypervolume, the exact-front measures where
+    the benchmark knows its table (hv_fraction, front_recall, igd, their histories),
+    pareto, wall_time_s and search_overhead_s (docs/API.md shows them in use).
     With ``out``, everything lands in that directory: ``results.sqlite``,
     ``evaluations.csv``, ``pareto.csv``, ``pareto.png``, ``progress.png`` (quality per
     evaluation) and ``summary.json``. ``retry_failed`` (with ``resume``) evaluates the

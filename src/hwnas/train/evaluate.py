@@ -289,6 +289,12 @@ def subnet_metadata(
     }
     if prep:
         meta["preprocess"] = {**prep, "image_size": size}
+        src = prep.get("image_size")
+        if src and src != size:  # the network takes another size than the data has
+            meta["preprocess"]["resize"] = (
+                f"the data's {src}x{src} images to {size}x{size}: bilinear, "
+                "align_corners=False (torch.nn.functional.interpolate), as training did"
+            )
     return meta
 
 

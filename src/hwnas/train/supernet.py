@@ -50,7 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from hwnas.config import changed_settings, validate_model
 from hwnas.data import BatchIterator, ImageData, load_dataset
-from hwnas.errors import HwnasError, check_not_under_file
+from hwnas.errors import HwnasError, check_not_under_file, reworded
 from hwnas.process import out_dir_lock
 from hwnas.report.progress import StepProgress
 from hwnas.supernet.mbv3 import MBv3Supernet
@@ -466,13 +466,24 @@ RESUMABLE_CHANGES = frozenset(
 )
 
 
+def _resumable_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint a resume continues; one it cannot read (a disk filled mid-write, a
+    file copied in part) says how to start over instead."""
+    try:
+        return load_checkpoint(path)
+    except HwnasError as exc:
+        raise reworded(
+            exc, f"{exc}; to start over: --no-resume (resume=False) or another --out"
+        ) from None
+
+
 def stored_train_config(out_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The settings a checkpoint in ``out_dir`` was trained with, for a resume to start
     from (the ones a resume may change left out); None when there is none to resume."""
     path = Path(out_dir) / CHECKPOINT_NAME
     if not path.is_file():
         return None
-    stored = load_checkpoint(path).get("train_config")
+    stored = _resumable_checkpoint(path).get("train_config")
     if not isinstance(stored, dict):
         return None
     keep = set(TrainConfig.model_fields) - (RESUMABLE_CHANGES - {"epochs", "num_threads"})
@@ -635,7 +646,7 @@ def _train(
     last_record: dict[str, Any] | None = None
     history: list[dict[str, Any]] = []  # every epoch's record, kept in the checkpoint
     if cfg.resume and ckpt_path.is_file():
-        ckpt = load_checkpoint(ckpt_path)
+        ckpt = _resumable_checkpoint(ckpt_path)
         if ckpt.get("hparams") != model.hparams():
             raise HwnasError(
                 f"checkpoint '{ckpt_path}' is for a different supernet "
