@@ -80,7 +80,11 @@ def test_one_objective_may_answer_one_value_per_architecture():
 
 @pytest.mark.parametrize(
     ("names", "match"),
-    [(("acc", "acc"), "two objectives are named acc"), (("acc", "status"), "is a column")],
+    [
+        (("acc", "acc"), "two objectives are named acc"),
+        (("acc", "status"), "is a column"),
+        (("acc", "vector"), "is a column"),
+    ],
 )
 def test_objective_names_that_would_overwrite_each_other_are_refused(names, match):
     with pytest.raises(HwnasError, match=match):
@@ -92,8 +96,9 @@ def test_an_evaluator_that_always_fails_stops_early_and_says_why(tmp_path):
     from hwnas.registry import BENCHMARKS
 
     p = SearchProblem(Custom(fail_first=10**6), 200)
-    with pytest.raises(EvaluatorError, match="all failed.*my evaluator is broken"):
+    with pytest.raises(EvaluatorError, match="all failed.*my evaluator is broken") as caught:
         ALGORITHMS.get("nsga2")(seed=0).run(p)
+    assert "--retry-failed" not in str(caught.value)  # nothing stored: nothing to retry
     assert FAILED_START <= p.n_evaluated < 200 and not any(p.ok)
     # a budget under the limit stops at its end, with the same error
     with pytest.raises(EvaluatorError, match="the first 4 evaluations all failed"):
@@ -125,6 +130,20 @@ def test_resume_with_another_config_is_refused(tmp_path, data_dir):
         run_search({**cfg, "seed": 3}, out=tmp_path, resume=True)
     s = run_search({**cfg, "evaluations": 20}, out=tmp_path, resume=True)  # a larger budget
     assert s["evaluations"] == 20
+    # the same search spelt otherwise is taken: options apart or in brackets, spaces in a
+    # constraint, the data folder as an option
+    same = tmp_path / "same"
+    first = {**cfg, "algorithm": "nsga2[pop_size=8]", "constraints": ["latency<=5"]}
+    run_search(first, out=same)
+    again = {
+        **first,
+        "algorithm": "nsga2",
+        "algorithm_options": {"pop_size": 8},
+        "constraints": ["latency <= 5"],
+        "benchmark_options": {"devices": "pixel3", "data_dir": str(data_dir)},
+        "evaluations": 16,
+    }
+    assert run_search(again, out=same, resume=True)["evaluations"] == 16
 
 
 def test_paths_in_a_config_are_taken(tmp_path, data_dir):
@@ -154,6 +173,10 @@ def test_predictor_evaluator_names_its_directions():
         PredictorEvaluator("nb201", {"f1": one}, objectives={"F1": Objective("F1", "max")})
     with pytest.raises(HwnasError, match=r"must be Objective\('f1'"):
         PredictorEvaluator("nb201", {"f1": one}, objectives={"f1": Objective("g", "max")})
+    with pytest.raises(HwnasError, match="cannot tell"):
+        PredictorEvaluator("nb201", {"topology_score": one})  # not top-1
+    ev = PredictorEvaluator("nb201", {"accuracy_drop": one, "top1": one, "top-5": one})
+    assert [o.direction for o in ev.objectives] == ["min", "max", "max"]
     ev = PredictorEvaluator(
         "nb201",
         {"f1": one, "top1_error": one, "accuracy": one},

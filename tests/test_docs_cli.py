@@ -161,6 +161,7 @@ def test_network_failures_are_told_from_bad_input() -> None:
         urllib.error.URLError(FileNotFoundError(2, "No such file")),
         PermissionError(13, "Permission denied"),
         ValueError("unknown url type"),
+        http.client.InvalidURL("nonnumeric port: 'abc'"),  # a typo in a mirror's URL
     ]
     assert all(_network_failure(e) for e in offline)
     assert not any(_network_failure(e) for e in not_offline)

@@ -672,7 +672,7 @@ def test_train_killed_says_how_to_continue(tmp_path) -> None:
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
-    assert f"terminated; continue with: hwnas train --out {out}" in err
+    assert f"terminated; run the same command again to continue ({out})" in err
     assert "Traceback" not in err
 
 
@@ -698,3 +698,21 @@ def test_export_metadata_says_how_to_resize_the_data_s_images() -> None:
     assert meta["input_shape"] == [1, 32, 32] and meta["preprocess"]["image_size"] == 32
     assert meta["preprocess"]["resize"].startswith("the data's 8x8 images to 32x32: bilinear")
     assert "resize" not in subnet_metadata(model, {"resolution": 32}, {}, data, 8)["preprocess"]
+
+
+def test_a_folder_dataset_stored_relative_by_an_earlier_version_still_resumes(
+    tmp_path, monkeypatch
+) -> None:
+    """folder:RELPATH is now stored absolute; a checkpoint of an earlier version holds
+    the relative path, which must not read as another dataset."""
+    from hwnas.train.supernet import _check_resumable
+
+    monkeypatch.chdir(tmp_path)
+    cfg = TrainConfig(dataset="folder:imgs", out_dir=str(tmp_path / "run"))
+    assert cfg.dataset == f"folder:{tmp_path / 'imgs'}"
+    old = {"optimizer": {}, "scheduler": {}, "rng": {}, "epoch": 0}
+    old["train_config"] = {**cfg.model_dump(), "dataset": "folder:imgs"}
+    _check_resumable(old, tmp_path / "run" / "checkpoint.pt", cfg)  # no refusal
+    old["train_config"]["dataset"] = "folder:other"
+    with pytest.raises(HwnasError, match="other settings"):
+        _check_resumable(old, tmp_path / "run" / "checkpoint.pt", cfg)

@@ -300,10 +300,13 @@ def _resume_hint(out: Path) -> Iterator[None]:
         return "the search had not started; run the same command again"
 
     from hwnas.process import Terminated
+    from hwnas.search.problem import EvaluatorError
 
     with on_interrupt(hint):
         try:
             yield
+        except EvaluatorError:
+            raise  # says itself how to go on (--retry-failed)
         except SetupError as exc:
             raise reworded(exc, f"{exc}; the search stopped there: {hint()}") from None
         except Terminated as exc:  # SIGTERM: as Ctrl-C, with its own exit status

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shlex
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -189,7 +188,8 @@ def train(
         out_dir = fields.get("out_dir") or TrainConfig.model_fields["out_dir"].default
         fields = {**(stored_train_config(out_dir) or {}), **fields}
     cfg = TrainConfig.from_dict(fields)
-    with on_interrupt(lambda: f"continue with: hwnas train --out {shlex.quote(cfg.out_dir)}"):
+    again = "run the same command again" if cfg.resume else "run it again without --no-resume"
+    with on_interrupt(lambda: f"{again} to continue ({cfg.out_dir})"):
         result = train_supernet(cfg)
     if result.epochs_trained == 0:
         typer.echo(

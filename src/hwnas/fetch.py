@@ -228,6 +228,8 @@ def _network_failure(exc: BaseException) -> bool:
         return isinstance(reason, BaseException) and _network_failure(reason)
     if isinstance(exc, socket.gaierror | socket.herror | ConnectionError | TimeoutError):
         return True
+    if isinstance(exc, http.client.InvalidURL):  # a typo in the URL (or the mirror's)
+        return False
     if isinstance(exc, http.client.HTTPException):  # a reply cut off mid-way
         return True
     return isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS

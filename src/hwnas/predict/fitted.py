@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import sqlite3
 import time
 import warnings
@@ -300,7 +301,9 @@ def fit_on_profile(
         # the measured networks' input and head: a supernet searched with this predictor
         # should deploy the same (SupernetBenchmark warns otherwise)
         "networks": {
-            k: data.run["config"].get(k) for k in ("in_channels", "input_size", "num_classes")
+            "in_channels": data.run["config"].get("in_channels") or 3,  # stored unless 3
+            "input_size": data.run["config"].get("input_size"),
+            "num_classes": data.run["config"].get("num_classes"),
         },
         "host": first.get("host"),
         "runtime": {k: first.get(k) for k in ("runtime", "runtime_version", "provider", "threads")},
@@ -403,20 +406,23 @@ def _target_unit(target: str) -> str:
 
 #: name parts read as a cost to minimise when no Objective is given (latency_ms, params_m,
 #: energy_mj, top1_error, val_loss, ...)
-_COST_WORDS = ("latency", "flops", "macs", "params", "energy", "memory", "size", "err", "loss")
+_COST_WORDS = (
+    *("latency", "flops", "macs", "params", "energy", "memory", "size"),
+    *("err", "loss", "drop", "degrad"),
+)
 
 
 def _default_objective(name: str, source: Any = None) -> Objective:
-    """Direction and unit of an objective: quality for ``acc*``/``top*`` names (not
+    """Direction and unit of an objective: quality for ``acc*``/``top1*`` names (not
     ``top1_error``), cost for a fitted predictor and for names with a cost word
-    (latency, flops, params, energy, memory, size, error, loss); any other name is
+    (latency, flops, params, energy, memory, size, error, loss, drop); any other name is
     refused, as guessing would search the wrong way (``f1`` minimised). A
     :class:`FittedPredictor` gives its own target's unit (raw FLOPs for a ``flops``
     profile target); otherwise ``latency*`` is ms and ``flops``/``mflops`` MFLOPs (the
     unit of ``PredictorEvaluator(flops=True)``)."""
     low = name.lower()
     costly = any(w in low for w in _COST_WORDS)
-    if (low.startswith("acc") or low.startswith("top")) and not costly:
+    if (low.startswith("acc") or re.match(r"top-?\d", low)) and not costly:
         return Objective(name, "max", "%", "quality")
     if isinstance(source, FittedPredictor):
         return Objective(name, "min", _target_unit(source.target), "cost")
@@ -434,8 +440,8 @@ class PredictorEvaluator(Evaluator):
 
     ``objectives_from`` maps an objective name to a :class:`FittedPredictor` (or anything
     with ``.predict(vectors)``) or to a function ``vectors -> values``. Names starting
-    with ``acc``/``top`` are maximised (quality), names of costs (latency, flops, params,
-    energy, memory, size, error, loss) minimised; pass ``objectives`` (Objective
+    with ``acc``/``top1`` are maximised (quality), names of costs (latency, flops, params,
+    energy, memory, size, error, loss, drop) minimised; pass ``objectives`` (Objective
     instances by name, e.g. ``{"f1": Objective("f1", "max", kind="quality")}``) for any
     other name or to override. A fitted predictor's
     objective has the unit of its target (``FLOPs`` for a predictor fitted on the

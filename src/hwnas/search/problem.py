@@ -18,6 +18,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -93,6 +94,7 @@ _RESERVED_NAMES = (
     "seq",
     "arch_key",
     "arch",
+    "vector",
     "status",
     "error",
     "wall_time_s",
@@ -605,10 +607,17 @@ class SearchProblem:
             if self.on_evaluation is not None:
                 self.on_evaluation(self.n_evaluated, self.budget)
         if not replace and not any(self.ok) and len(self.ok) >= min(FAILED_START, self.budget):
+            where = ""
+            if self.store is not None:
+                run = Path(self.store.path).parent
+                where = (
+                    " (stored as failed); mend the evaluator, then evaluate them again: "
+                    f"hwnas search --resume {run} --retry-failed (resume_search(..., "
+                    "retry_failed=True))"
+                )
             raise EvaluatorError(
-                f"the first {len(self.ok)} evaluations all failed (stored as failed), the "
-                f"first with: {self._first_error}; mend the evaluator, then resume with "
-                "retry_failed (hwnas search --resume DIR --retry-failed)"
+                f"the first {len(self.ok)} evaluations all failed, the first with: "
+                f"{self._first_error}{where}"
             )
 
     def _shaped(self, values: Any, n: int) -> np.ndarray:

@@ -22,7 +22,7 @@ from hwnas.errors import HwnasError
 from hwnas.process import out_dir_lock, sigterm_ends
 from hwnas.search.pareto import hypervolume, reference_point
 from hwnas.search.problem import Constraint, SearchProblem
-from hwnas.search.spec import build_algorithm, resolve_algorithm
+from hwnas.search.spec import algorithm_label, build_algorithm, resolve_algorithm
 from hwnas.store.sqlite import ResultsStore, arch_text, json_default
 
 STORE_NAME = "results.sqlite"
@@ -161,7 +161,13 @@ def _check_resumed_config(out: Path, config: SearchConfig) -> None:
         stored = _drop_retired_options(SearchConfig(**stored_raw))
 
     def plain(c: SearchConfig) -> dict[str, Any]:
-        dumped = c.model_dump(exclude={"evaluations", "data_dir"})
+        """The config as it searches: the data folder (top level or option) left out,
+        options in brackets or apart alike, constraints parsed (spaces do not count)."""
+        dumped = c.model_dump(exclude={"evaluations", "data_dir", "algorithm_options"})
+        dumped["benchmark_options"].pop("data_dir", None)
+        name, _, options = resolve_algorithm(c.algorithm, c.algorithm_options)
+        dumped["algorithm"] = algorithm_label(name, dict(sorted(options.items())))
+        dumped["constraints"] = [str(Constraint.parse(k)) for k in c.constraints]
         return json.loads(json.dumps(dumped, default=json_default, sort_keys=True))
 
     was, now = plain(stored), plain(config)

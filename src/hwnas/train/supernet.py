@@ -67,6 +67,9 @@ from hwnas.train.utils import (
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
 PLOT_NAME = "training.png"
+#: the loss panel's axis: ``loss`` sums every subnet of a sandwich step and its distillation
+#: terms, so it is not comparable across distill modes; ``ce_max`` is the largest's CE
+LOSS_LABEL = "loss (sum over the step's subnets)"
 
 
 class TrainConfig(BaseModel):
@@ -515,6 +518,8 @@ def _check_resumable(ckpt: dict[str, Any], path: Path, cfg: TrainConfig) -> None
     if not isinstance(stored, dict):
         return  # written before checkpoints kept their settings
     now = cfg.model_dump()
+    if isinstance(stored.get("dataset"), str):  # folder:RELPATH of an earlier version
+        stored = {**stored, "dataset": TrainConfig._folder_absolute(stored["dataset"])}
     # a setting newer than the checkpoint is compared only where the checkpoint has it
     shown = changed_settings(
         {k: stored[k] for k in now if k in stored},
@@ -775,7 +780,7 @@ def _train(
 
         plot_training(
             metrics_path,
-            [("loss", ["loss", "ce_max"]), ("validation accuracy", ["max_acc", "min_acc"])],
+            [(LOSS_LABEL, ["loss", "ce_max"]), ("validation accuracy", ["max_acc", "min_acc"])],
             out / PLOT_NAME,
             title=f"supernet training ({cfg.space})",
         )
