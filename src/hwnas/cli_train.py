@@ -205,7 +205,9 @@ def train(
 
 def evaluate(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint file or run dir"),
-    subnet: str = typer.Option("max", "--subnet", help="min, max, random or JSON config"),
+    subnet: str = typer.Option(
+        "max", "--subnet", help="min, max, random (drawn with --seed) or JSON config"
+    ),
     split: str = typer.Option("test", help="train, val or test"),
     calib_batches: int = typer.Option(
         16, "--calib-batches", min=0, help="BN recalibration batches (0: keep the supernet's)"
@@ -213,7 +215,9 @@ def evaluate(
     data_dir: str | None = typer.Option(
         None, "--data-dir", help="data dir (default: $HWNAS_DATA_DIR, else the user cache)"
     ),
-    seed: int = typer.Option(0, min=0),
+    seed: int = typer.Option(
+        0, min=0, help="seed of --subnet random and of the calibration batches"
+    ),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads (>= 1)"),
     as_json: bool = JSON_ALWAYS,
 ) -> None:
