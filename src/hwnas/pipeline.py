@@ -22,8 +22,8 @@ with the same config continues where it stopped):
    beside the profile's anchor subnet. The shipped front is the feasible non-dominated set on
    validation accuracy and *measured* latency (divided by the anchor's drift where the
    device is slower now than during the profile).
-6. ``report.md`` and ``front.png`` (predicted vs measured latency of the front), and
-   ``summary.json``.
+Then (unnumbered, as the CLI prints ``1/5`` .. ``5/5``) ``report.md``, ``front.png``
+(predicted vs measured latency of the front) and ``summary.json``.
 """
 
 from __future__ import annotations
