@@ -46,11 +46,18 @@ def nb201_pixel3():
 
 
 @pytest.fixture
-def kill_when() -> Callable[[subprocess.Popen, Callable[[], bool], str], None]:
-    """``kill_when(proc, ready, what)``: SIGKILL ``proc`` as soon as ``ready()`` holds
-    (polled every 20 ms, for up to 120 s); the test fails if ``what`` ends first."""
+def kill_when() -> Callable[..., None]:
+    """``kill_when(proc, ready, what, sig=SIGKILL)``: send ``sig`` to ``proc`` as soon as
+    ``ready()`` holds (polled every 20 ms, for up to 120 s) and wait for it to end; the
+    test fails if ``what`` ends first. (Its stderr, when piped, is read afterwards with
+    ``proc.communicate()``.)"""
 
-    def kill(proc: subprocess.Popen, ready: Callable[[], bool], what: str) -> None:
+    def kill(
+        proc: subprocess.Popen,
+        ready: Callable[[], bool],
+        what: str,
+        sig: signal.Signals = signal.SIGKILL,
+    ) -> None:
         deadline = time.time() + 120
         while time.time() < deadline:
             if ready():
@@ -58,10 +65,22 @@ def kill_when() -> Callable[[subprocess.Popen, Callable[[], bool], str], None]:
             if proc.poll() is not None:
                 pytest.fail(f"{what} ended before it could be killed (rc {proc.returncode})")
             time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
 
     return kill
+
+
+@pytest.fixture
+def unreachable_url() -> str:
+    """``http://127.0.0.1:PORT`` of a port nothing listens on (connection refused)."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

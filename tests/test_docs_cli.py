@@ -33,14 +33,6 @@ def _exit_code(argv: list[str]) -> int:
     return 0
 
 
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 @pytest.fixture(autouse=True)
 def _no_mirror(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
@@ -109,10 +101,12 @@ def test_other_config_error_suggests_the_runs_own_config(tmp_path: Path, capsys)
 
 
 # ---- 3: an offline fetch exits 3, a checksum mismatch 2 ------------------------------------
-def test_fetch_from_an_unreachable_mirror_exits_3(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_fetch_from_an_unreachable_mirror_exits_3(
+    tmp_path: Path, monkeypatch, capsys, unreachable_url
+) -> None:
     from hwnas import fetch as F
 
-    monkeypatch.setenv(F.ENV_MIRROR, f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv(F.ENV_MIRROR, unreachable_url)
     with pytest.raises(F.NetworkUnavailableError, match=r"are you offline\?"):
         F.fetch("hat", tmp_path / "lib", log=lambda m: None, timeout=5)
     assert issubclass(F.NetworkUnavailableError, DeviceUnavailableError)

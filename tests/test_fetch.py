@@ -8,7 +8,6 @@ import hashlib
 import http.server
 import json
 import shutil
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,14 +58,6 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 def _no_mirror(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in [k for k in __import__("os").environ if k.startswith(F.ENV_MIRROR)]:
         monkeypatch.delenv(key)
-
-
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def _files(root: Path) -> list[str]:
@@ -129,12 +120,14 @@ def test_fetch_from_mirror_verifies_and_skips_second_time(shared, server, tmp_pa
         F.fetch("hat", out, force=True, log=msgs.append)
 
 
-def test_per_dataset_mirror_overrides_global(shared, server, tmp_path, monkeypatch):
+def test_per_dataset_mirror_overrides_global(
+    shared, server, tmp_path, monkeypatch, unreachable_url
+):
     url, mirror = server
     rel = "images/mnist_test_10k.npz"
     (mirror / "images").mkdir()
     shutil.copy(shared / rel, mirror / rel)
-    monkeypatch.setenv(F.ENV_MIRROR, f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv(F.ENV_MIRROR, unreachable_url)
     monkeypatch.setenv(f"{F.ENV_MIRROR}_MNIST", url + "/")
     assert F.mirror_for("mnist") == url
     out = tmp_path / "data"
@@ -164,8 +157,8 @@ def test_unknown_name_lists_known_names(tmp_path):
         assert name in str(exc.value)
 
 
-def test_unreachable_url_says_cannot_download(tmp_path, monkeypatch):
-    monkeypatch.setenv(F.ENV_MIRROR, f"http://127.0.0.1:{_closed_port()}")
+def test_unreachable_url_says_cannot_download(tmp_path, monkeypatch, unreachable_url):
+    monkeypatch.setenv(F.ENV_MIRROR, unreachable_url)
     out = tmp_path / "data"
     with pytest.raises(HwnasError, match=r"cannot download .* are you offline\?") as exc:
         F.fetch("hat", out, log=lambda m: None, timeout=5)

@@ -763,23 +763,21 @@ def test_pipeline_exit_status_tells_a_lost_device_and_nothing_shipped(
     assert "no searched subnet satisfies latency<=0.01" in res.output
 
 
-def test_pipeline_sigterm_says_how_to_continue(tmp_path: Path) -> None:
+def test_pipeline_sigterm_says_how_to_continue(tmp_path: Path, kill_when) -> None:
     """SIGTERM (a scheduler, ``kill``) in the middle of the run: the Ctrl-C line with
     'terminated', exit status 143, and the same command goes on."""
     import signal
-    import time
 
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps(TINY | {"train": {"epochs": 3, "steps_per_epoch": 40, "limit": 300}}))
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "hwnas.cli", "run", "--config", str(cfg), "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (out / "timings.json").exists() and not (out / "supernet").is_dir():
-        assert proc.poll() is None and time.time() < deadline, "the run ended first"
-        time.sleep(0.05)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
+
+    def started() -> bool:
+        return (out / "timings.json").exists() or (out / "supernet").is_dir()
+
+    kill_when(proc, started, "the run", signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert f"terminated; run the same command again to continue ({out})" in err

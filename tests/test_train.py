@@ -653,23 +653,18 @@ def test_train_help_gives_each_options_default_as_training_uses_it() -> None:
     assert "digits (default)" in text and TrainConfig.model_fields["dataset"].default == "digits"
 
 
-def test_train_killed_says_how_to_continue(tmp_path) -> None:
+def test_train_killed_says_how_to_continue(tmp_path, kill_when) -> None:
     """SIGTERM (and Ctrl-C) in a training: exit 143 with the command that continues it
     (the README promises it; train said nothing)."""
     import signal
     import subprocess
     import sys
-    import time
 
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "hwnas.cli", "train", "--out", str(out), "--epochs", "50"]
     cmd += ["--steps-per-epoch", "2", "--batch-size", "8", "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (out / "checkpoint.pt").exists():
-        assert proc.poll() is None and time.time() < deadline, "the training ended first"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    kill_when(proc, (out / "checkpoint.pt").exists, "the training", signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert f"terminated; run the same command again to continue ({out})" in err
