@@ -242,12 +242,9 @@ def plot_sample_efficiency(
         raise HwnasError(f"unknown metric '{metric}' (known: {', '.join(METRICS)})")
     if not rows:
         raise HwnasError("nothing to plot: no sample-efficiency rows")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from hwnas.report.plots import _plt
 
-    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    fig, ax = _plt().subplots(figsize=(6.4, 4.4), layout="constrained")
     summary = summarize(rows)
     for model in dict.fromkeys(s["model"] for s in summary):
         sub = [s for s in summary if s["model"] == model]
