@@ -230,3 +230,74 @@ def test_a_small_space_of_ones_own_is_searched_to_its_end(algorithm):
     p = SearchProblem(OnSmall(), 30)
     build_algorithm(algorithm, seed=0).run(p)
     assert 0 < p.n_evaluated <= 30 and all(p.ok)
+
+
+class FailingRegion(Custom):
+    """Cells whose first edge is an odd op, or whose fourth is avg pool, fail (an
+    out-of-memory region, say): half of the space."""
+
+    def evaluate(self, vectors):
+        vectors = np.atleast_2d(vectors)
+        if (vectors[:, 0] % 2 == 1).any() or (vectors[:, 3] == 4).any():
+            raise MemoryError("out of memory")
+        return np.stack([vectors.sum(1) + 0.1 * vectors[:, 1] ** 2, 1.0 + vectors[:, 2]], 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_linas_learns_where_evaluations_fail(seed):
+    """Its predictors learn only from successes, so LINAS kept proposing cells of a
+    failing region (53 of 60 evaluations failed in a probe); a classifier of the
+    failures keeps most of them out of its batches."""
+    from hwnas.search.spec import build_algorithm
+
+    failed = {}
+    for option in ("", "[avoid_failures=false]"):
+        p = SearchProblem(FailingRegion(), 80)
+        build_algorithm(f"linas{option}", seed=seed).run(p)
+        assert p.n_evaluated == 80
+        failed[option] = 80 - sum(p.ok)
+    assert failed[""] < 0.7 * failed["[avoid_failures=false]"], failed
+
+
+def test_decode_and_the_evaluator_cannot_spoil_the_store(tmp_path):
+    """A decode whose result JSON cannot hold stopped the search after its evaluations
+    were spent (a bare TypeError from the store, the run left 'running'); an evaluator
+    writing into its input array stored zeros as every architecture."""
+    from hwnas.store.sqlite import ResultsStore
+
+    class Writes(Custom):
+        def evaluate(self, vectors):
+            out = super().evaluate(vectors)
+            vectors[:] = 0
+            return out
+
+    store = ResultsStore(tmp_path / "a.sqlite")
+    run = store.create_run({}, seed=0)
+    p = SearchProblem(Writes(), 12, store=store, run_id=run)
+    ALGORITHMS.get("random")(seed=0).run(p)
+    stored = store.evaluations(run)
+    assert len(stored) == 12 and all(any(rec.vector) for rec in stored)
+    assert [rec.arch_key for rec in stored] == [
+        get_space("nb201").keys(np.array([r.vector]))[0] for r in stored
+    ]
+
+    class Opaque(type(get_space("nb201"))):
+        def decode(self, vector):
+            return object()
+
+    ev = Custom()
+    ev.space = Opaque()
+    p = SearchProblem(ev, 12, store=store, run_id=store.create_run({}, seed=1))
+    with pytest.raises(EvaluatorError, match="Opaque.decode failed on .*JSON"):
+        ALGORITHMS.get("random")(seed=0).run(p)
+    assert p.n_evaluated == 0
+
+
+def test_a_search_into_a_finished_searchs_folder_says_so(tmp_path, data_dir):
+    """The library replaced the folder's summary and CSVs without a word (the CLI said
+    so only after the run)."""
+    cfg = {"benchmark": "nb201", "algorithm": "random", "evaluations": 10, "seed": 0}
+    run_search(cfg, out=tmp_path)
+    with pytest.warns(UserWarning, match="holds an earlier search.*resume=True"):
+        s = run_search({**cfg, "evaluations": 5}, out=tmp_path)
+    assert s["evaluations"] == 5

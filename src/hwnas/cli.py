@@ -242,7 +242,6 @@ def search(
             raise HwnasError("--retry-failed goes with --resume DIR (a stored search)")
         if out is None:
             raise HwnasError("--out DIR is required (or --resume DIR)")
-        had_search = _holds_search(out)
         config = {
             "benchmark": benchmark,
             "benchmark_options": {
@@ -259,13 +258,6 @@ def search(
         }
         with _resume_hint(out), progress_bar(f"{algorithm} on {benchmark}") as update:
             summary = run_search(config, out=out, progress=update)
-        if had_search:  # said once the search ran: a refused one stores nothing
-            console.print(
-                f"note: {escape(str(out))} held an earlier search; this one is stored beside "
-                f"it and its CSVs, plots and summary replaced the old ones (--resume "
-                f"{escape(str(out))} continues the latest)",
-                soft_wrap=True,
-            )
     if as_json:
         _print_json({k: v for k, v in summary.items() if not k.endswith("history")})
     else:

@@ -12,6 +12,7 @@ algorithm ends where an uninterrupted run ends.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import traceback
@@ -26,7 +27,7 @@ import numpy as np
 from hwnas.bench.base import Evaluator, Objective
 from hwnas.errors import HwnasError, SetupError
 from hwnas.search.pareto import ExactFront, hypervolume, non_dominated_mask
-from hwnas.store.sqlite import EvaluationRecord, ResultsStore
+from hwnas.store.sqlite import EvaluationRecord, ResultsStore, json_default
 
 _CONSTRAINT_RE = re.compile(r"^\s*([A-Za-z_][\w:.-]*)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
 
@@ -550,9 +551,11 @@ class SearchProblem:
     def _evaluate_chunk(self, x: np.ndarray, keys: list[str], replace: bool = False) -> None:
         """Evaluate one chunk and store it (``replace``: over stored failures of a resumed
         run, whose replay then takes them in; else as new evaluations)."""
+        x = np.array(x, dtype=np.int64)  # our own copy: an evaluator may write into its input
+        archs = [self._arch(vec) for vec in x] if self.store is not None else [None] * len(x)
         t0 = time.perf_counter()
         try:
-            values = self._shaped(self.evaluator.evaluate(x), len(x))
+            values = self._shaped(self.evaluator.evaluate(x.copy()), len(x))
             per = (time.perf_counter() - t0) / len(keys)
             results = [(values[i], None, per) for i in range(len(keys))]
         except SetupError:  # not the architectures' fault: stop, nothing of the chunk stored
@@ -566,7 +569,7 @@ class SearchProblem:
             for i in range(len(keys)):
                 t1 = time.perf_counter()
                 try:
-                    v = self._shaped(self.evaluator.evaluate(x[i : i + 1]), 1)[0]
+                    v = self._shaped(self.evaluator.evaluate(x[i : i + 1].copy()), 1)[0]
                     results.append((v, None, share + time.perf_counter() - t1))
                 except SetupError:
                     self.eval_time_s += time.perf_counter() - t0
@@ -579,7 +582,7 @@ class SearchProblem:
         # is counted when the replay takes it in)
         if not replace:
             self.eval_time_s += sum(wall for _, _, wall in results)
-        for vec, key, (vals, err, wall) in zip(x, keys, results, strict=True):
+        for vec, key, arch, (vals, err, wall) in zip(x, keys, archs, results, strict=True):
             ok = err is None and vals is not None and bool(np.all(np.isfinite(vals)))
             if err is None and not ok:
                 err = "non-finite objective value"
@@ -590,7 +593,7 @@ class SearchProblem:
                     key,
                     vec.tolist(),
                     {o.name: float(raw[i]) for i, o in enumerate(self.objectives)} if ok else None,
-                    arch=self.space.decode(vec),
+                    arch=arch,
                     status="ok" if ok else "failed",
                     error=err,
                     wall_time_s=wall,
@@ -619,6 +622,23 @@ class SearchProblem:
                 f"the first {len(self.ok)} evaluations all failed, the first with: "
                 f"{self._first_error}{where}"
             )
+
+    def _arch(self, vec: np.ndarray) -> Any:
+        """``space.decode(vec)`` as the store keeps it (JSON), checked before anything is
+        evaluated: a decode that fails or gives what JSON cannot hold is the space's bug,
+        and would otherwise stop the search after its evaluations were spent."""
+        where = f"{type(self.space).__name__}.decode"
+        key = self.space.keys(vec[None, :])[0]
+        try:
+            arch = self.space.decode(vec.copy())
+            json.dumps(arch, default=json_default)
+        except Exception as exc:
+            raise EvaluatorError(
+                f"{where} failed on {key}: {type(exc).__name__}: {exc} (the "
+                "store keeps what decode returns as JSON: a string, number, list or dict "
+                "with string keys)"
+            ) from None
+        return arch
 
     def _shaped(self, values: Any, n: int) -> np.ndarray:
         """An evaluator's answer as (n, objectives) floats; one of another shape or type

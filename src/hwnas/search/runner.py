@@ -94,8 +94,7 @@ def run_search(
         raise HwnasError("resume needs the run directory (out) holding the search")
     if resume and not (Path(out) / STORE_NAME).is_file():
         raise HwnasError(f"no results store at '{Path(out) / STORE_NAME}' to resume")
-    if out is not None and not resume:
-        _check_search_out(Path(out))
+    earlier = out is not None and not resume and _check_search_out(Path(out))
     if isinstance(config, dict):
         if isinstance(config.get("warm_start"), str | Path):  # a directory or CSV file
             config = {**config, "warm_start": warm_start_keys(config["warm_start"])}
@@ -110,6 +109,13 @@ def run_search(
         evaluator, config.evaluations, constraints=constraints, on_evaluation=progress
     )
     algorithm.check(problem)
+    if earlier:  # said once nothing can refuse the search: a refused one stores nothing
+        warnings.warn(
+            f"{out} holds an earlier search: this one is stored beside it in {STORE_NAME}, "
+            "and its CSVs, plots and summary replace the old ones (resume=True, or "
+            f"'hwnas search --resume {out}', continues the latest stored search)",
+            stacklevel=2,
+        )
     if resume and out is not None:
         for described in _segment_details(Path(out))[:1]:  # how the run began measuring
             evaluator.restore(described)
@@ -126,28 +132,31 @@ def run_search(
         return _run(config, algorithm, problem, out, resume, t0, retry_failed)
 
 
-def _check_search_out(out: Path) -> None:
+def _check_search_out(out: Path) -> bool:
     """A search writes summary.json, CSVs and plots into ``out``: a folder holding another
     kind of run (a profile, whose summary.json would be replaced and which could not be
-    grown any more) or such files of something else is refused."""
+    grown any more) or such files of something else is refused. True where ``out`` holds
+    an earlier search (the new one goes beside it)."""
     if (out / STORE_NAME).is_file():
         try:
             with ResultsStore(out / STORE_NAME, readonly=True) as store:
-                others = {r["kind"] for r in store.runs()} - {"search"}
+                kinds = {r["kind"] for r in store.runs()}
+            others = kinds - {"search"}
         except (HwnasError, sqlite3.Error):
-            return  # not a store at all: opening it for the search says so
+            return False  # not a store at all: opening it for the search says so
         if others:
             raise HwnasError(
                 f"{out} holds a {', '.join(sorted(others))} run in {STORE_NAME}, not a "
                 "search; search into another --out"
             )
-        return
+        return "search" in kinds
     found = [n for n in ("summary.json", "evaluations.csv", "pareto.csv") if (out / n).exists()]
     if found:
         raise HwnasError(
             f"{out} holds {', '.join(found)} but no {STORE_NAME}: not a search's folder (or "
             "one whose store was removed); search into another --out, or remove them"
         )
+    return False
 
 
 def _check_resumed_config(out: Path, config: SearchConfig) -> None:
