@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from hwnas.registry import ALGORITHMS
-from hwnas.search.algorithms import MAX_STALLED_BATCHES, SearchAlgorithm
+from hwnas.search.algorithms import MAX_STALLED_BATCHES, SearchAlgorithm, _unevaluated
 from hwnas.search.problem import SearchProblem
 
 
@@ -29,6 +29,7 @@ class OptunaAlgorithm(SearchAlgorithm):
             for v in [] if self.initial is None else self.initial:  # a warm start first
                 study.enqueue_trial({f"x{i}": int(x) for i, x in enumerate(v)})
             stalled = 0
+            rng = np.random.default_rng(self.seed)
             while not problem.exhausted and stalled < MAX_STALLED_BATCHES * 10:
                 trial = study.ask()
                 x = np.array(
@@ -39,6 +40,10 @@ class OptunaAlgorithm(SearchAlgorithm):
                 if not answered[0]:
                     break
                 stalled = stalled + 1 if problem.n_seen == before else 0
+                if stalled >= 3:  # near the end of a small space the sampler keeps
+                    # proposing evaluated ones (each told trial slows it): ask one left next
+                    for v in _unevaluated(problem, 1, rng)[:1]:
+                        study.enqueue_trial({f"x{i}": int(x) for i, x in enumerate(v)})
                 if problem.n_constr:  # feasible when every value is <= 0
                     for j, g in enumerate(np.where(np.isfinite(G[0]), G[0], 1e12)):
                         trial.set_constraint(f"c{j}", float(g))

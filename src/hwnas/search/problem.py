@@ -81,6 +81,19 @@ class BudgetExhausted(Exception):
     """Raised inside an algorithm's loop when no evaluation is left."""
 
 
+def distinct_size(space: Any, limit: int = 2**20) -> int:
+    """How many distinct architectures ``space`` holds: its vectors counted after
+    ``canonicalize`` where it has one and the space is small enough to list (a budget
+    between the two could never be spent), else ``space.size()``."""
+    from hwnas.space.base import SearchSpace
+
+    n = int(space.size())
+    if n > limit or type(space).canonicalize is SearchSpace.canonicalize:
+        return n
+    every = np.stack(np.unravel_index(np.arange(n), space.cardinalities), axis=1)
+    return len(np.unique(space.canonicalize(every), axis=0))
+
+
 class EvaluatorError(SetupError):
     """An evaluator broke its contract (an answer of the wrong shape or type): a bug in
     it, so the search stops instead of recording every architecture as failed."""
@@ -225,7 +238,7 @@ class SearchProblem:
             self._found: set[str] = set()
         # an evaluation counts once per distinct architecture: a budget beyond the space
         # could never be spent (the search would stall at the end instead)
-        n_arch = len(table[0]) if table is not None else self.space.size()
+        n_arch = len(table[0]) if table is not None else distinct_size(self.space)
         if budget > n_arch:
             warnings.warn(
                 f"a budget of {budget} evaluations is more than the {n_arch} architectures "
