@@ -946,3 +946,37 @@ def test_an_upload_refused_over_the_connection_limit_is_retried() -> None:
         finally:
             slow.close()
         assert m.latency_ms > 0
+
+
+def test_many_models_are_measured_in_requests_within_the_agents_limits(tmp_path: Path) -> None:
+    """`hwnas measure` of more models than one upload may hold splits them into requests
+    (said in a warning); the client alone names the combined upload it was refused."""
+    import typer
+    from typer.testing import CliRunner
+
+    from hwnas.cli_measure import register
+
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    token_file = tmp_path / "token"
+    write_token_file(token_file, TOKEN)
+    files = []
+    for i in range(5):
+        files.append(tmp_path / f"m{i}.onnx")
+        files[-1].write_bytes(MODEL)
+    with running_agent(max_bytes=2 * len(MODEL) + 10) as server:
+        client = AgentClient(server.url, TOKEN)
+        with pytest.raises(
+            HwnasError,
+            match=r"models too large .*: the combined upload of 3 models \(\d+ bytes\) exceeds",
+        ):
+            client.measure_many(files[:3], FAST)
+        args = ["measure", *map(str, files), "--agent", server.url, "--token-file"]
+        args += [str(token_file), "--rounds", "3", "--repeats", "1", "--warmup", "1", "--json"]
+        with pytest.warns(UserWarning, match="the 5 models are measured in 3 requests"):
+            res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    found = json.loads(res.stdout)
+    assert [d["model"] for d in found] == [f.name for f in files]
+    assert all(d["latency_ms"] > 0 and d["measured_by"] == f"agent {server.url}" for d in found)

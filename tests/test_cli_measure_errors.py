@@ -74,8 +74,11 @@ def _stored(run_dir: Path) -> int:
         con.close()
 
 
-def _profile_store(tmp: Path, ok: int = 0, failed: int = 1, num_classes: int = 10) -> Path:
-    """A profile run with ``ok`` successful and ``failed`` failed rows, written directly."""
+def _profile_store(
+    tmp: Path, ok: int = 0, failed: int = 1, num_classes: int = 10, **more: Any
+) -> Path:
+    """A profile run with ``ok`` successful and ``failed`` failed rows, written directly
+    (``more``: more keys of the run's config, e.g. its device and settings)."""
     from hwnas.measure.profile import PROFILE_KIND, STORE_NAME
     from hwnas.space.mbv3_ramnas import space_for
     from hwnas.store.sqlite import ResultsStore
@@ -83,6 +86,7 @@ def _profile_store(tmp: Path, ok: int = 0, failed: int = 1, num_classes: int = 1
     space = space_for(SPACE)
     vecs = space.sample(ok + failed, np.random.default_rng(0))
     config = {"space": SPACE, "samples": ok + failed, "num_classes": num_classes, "plan": []}
+    config.update(more)
     with ResultsStore(tmp / STORE_NAME) as store:
         run = store.create_run(config, 0, kind=PROFILE_KIND)
         for i, v in enumerate(vecs):
@@ -215,6 +219,39 @@ def test_lut_build_refuses_a_table_of_another_device(tmp_path) -> None:
     remote = RemoteMeasurer(AgentClient("http://127.0.0.1:9", TOKEN), FAST)
     with pytest.raises(HwnasError, match="measured on a different device.*local.*agent"):
         build_lut(SPACE, FAST, measurer=remote, out=out)
+    # other settings: the refusal names each, as a profile's does
+    slower = MeasureSettings(warmup=1, rounds=5, repeats_per_round=1, intra_op_threads=2)
+    with pytest.raises(HwnasError, match=r"intra_op_threads 1 \(now 2\), rounds 3 \(now 5\)"):
+        build_lut(SPACE, slower, out=out)
+
+
+def test_a_table_and_a_run_of_other_setups_are_told_apart(tmp_path, cli) -> None:
+    """evaluate warns when the table's device or threads are not the run's; build
+    --from-run warns when it measures the blocks elsewhere than the run was measured."""
+    from hwnas.measure.lut import LatencyLUT, evaluate_lut
+
+    agent = {"measurer": "remote", "agent": "http://robot:8765"}
+    run_settings = MeasureSettings(warmup=1, rounds=3, repeats_per_round=1, intra_op_threads=2)
+    run = _profile_store(
+        tmp_path / "run", ok=2, failed=0, device=agent, settings=run_settings.to_dict()
+    )
+    lut = LatencyLUT(SPACE, 10, FAST.to_dict(), device={"measurer": "local"})
+    with (
+        pytest.warns(
+            UserWarning,
+            match=r"device local \(run: agent http://robot:8765\), "
+            r"intra_op_threads 1 \(run: 2\)",
+        ),
+        pytest.raises(HwnasError, match="covers none"),
+    ):
+        evaluate_lut(lut, run)
+    out = tmp_path / "lut.json"
+    LatencyLUT(SPACE, 10, {**FAST.to_dict(), "rounds": 20}, device={"measurer": "local"}).save(out)
+    args = ["lut", "build", "--from-run", str(run), "--out", str(out), *FAST_FLAGS]
+    told = r"device local \(run: agent http://robot:8765\).*--agent http://robot:8765 --token"
+    with pytest.warns(UserWarning, match=told):
+        res = runner.invoke(cli, args)
+    _one_error(res, "holds a table with other settings: rounds 20 (now 3); use the same")
 
 
 # ---- 3. train: the config's resume/progress, and a finished run ---------------------------

@@ -122,6 +122,18 @@ def test_measure_torch_eager() -> None:
         assert m.inputs["input"]["shape"] == [1, 3, 32, 32]
         assert m.threads["intra_op"] == 1
         assert "torch_version" in m.host and "gpu" in m.host
+    too_many = (os.cpu_count() or 1) + 1  # refused as for ONNX Runtime, not run and recorded
+    with pytest.raises(HwnasError, match=f"intra_op_threads {too_many} exceeds the"):
+        measure_torch([a], SHAPE, MeasureSettings(intra_op_threads=too_many))
+
+
+def test_default_threads_are_recorded_as_resolved(onnx_files: list[Path]) -> None:
+    """--threads 0 (the runtime's default) records the count the runtime chose, not 0."""
+    settings = MeasureSettings(warmup=1, rounds=3, repeats_per_round=1, intra_op_threads=0)
+    (m,) = measure_onnx(onnx_files[:1], settings)
+    assert m.threads["intra_op_requested"] == 0 and m.settings.intra_op_threads == 0
+    if os.path.isdir("/proc/self/task"):  # where the runtime's threads can be counted
+        assert 1 <= m.threads["intra_op"] <= 4 * (os.cpu_count() or 1)
 
 
 def test_run_interleaved_covers_all_models_in_shuffled_rounds() -> None:
@@ -355,12 +367,29 @@ def test_cli_measure_table_and_json(cli: typer.Typer, onnx_files: list[Path]) ->
     shutil.copy(onnx_files[0], other)
     res = runner.invoke(cli, [*args[:1], str(onnx_files[0]), str(other), *args[3:], "--json"])
     assert [d["model"] for d in json.loads(res.stdout)] == [str(onnx_files[0]), str(other)]
+    # one file given three times is measured once, and said so
+    again = [str(onnx_files[0]), str(onnx_files[0]), str(onnx_files[0].parent / "." / "small.onnx")]
+    with pytest.warns(UserWarning, match=r"small.onnx \(3 times\); measured once"):
+        res = runner.invoke(cli, [*args[:1], *again, *args[3:], "--json"])
+    assert [d["model"] for d in json.loads(res.stdout)] == ["small.onnx"]
+    # --threads 0: the table shows the count the runtime chose
+    res = runner.invoke(cli, [*args[:1], str(onnx_files[0]), *args[3:], "--threads", "0"])
+    assert res.exit_code == 0 and "(the runtime default)" in res.stdout
 
 
 def test_cli_errors_exit_2(cli: typer.Typer, tmp_path: Path, onnx_files: list[Path]) -> None:
     runner = CliRunner()
     res = runner.invoke(cli, ["measure", str(tmp_path / "nope.onnx")])
     assert res.exit_code == 2 and "error: ONNX model file not found" in res.stderr
+    res = runner.invoke(cli, ["measure", str(tmp_path)])
+    assert res.exit_code == 2 and f"error: {tmp_path} is a directory, not an ONNX" in res.stderr
+    with pytest.raises(ModelLoadError, match="is a directory, not an ONNX model file"):
+        measure_onnx([tmp_path])
+    # options that would be ignored are refused: a time-out needs a process to stop
+    res = runner.invoke(cli, ["measure", str(onnx_files[0]), "--timeout-s", "1"])
+    assert res.exit_code == 2 and "--timeout-s applies with --isolate or --agent" in res.stderr
+    res = runner.invoke(cli, ["measure", str(onnx_files[0]), "--isolate", "--agent", "http://x"])
+    assert res.exit_code == 2 and "drop --isolate" in res.stderr
     res = runner.invoke(cli, ["measure", str(onnx_files[0]), "--runtime", "torch"])
     assert res.exit_code == 2 and "measure_torch" in res.stderr
     res = runner.invoke(cli, ["measure", str(onnx_files[0]), "--provider", "foo"])

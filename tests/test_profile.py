@@ -592,16 +592,24 @@ def test_lut_build_predict_and_evaluate(tmp_path, space, synthetic_run):
     for k, n in uses.most_common():
         if n < len(vecs) and sum(bool(keys & drop) for keys in per_net) <= len(vecs) // 2:
             drop.add(k)
+    settings = MeasureSettings(**FAST).to_dict()
     half = LatencyLUT(
-        SPACE, 10, {}, entries={k: v for k, v in fake.entries.items() if k not in drop}
+        SPACE, 10, settings, entries={k: v for k, v in fake.entries.items() if k not in drop}
     )
     half.save(tmp_path / "half.json")
     args = ["lut", "evaluate", "--lut", str(tmp_path / "half.json"), "--run", str(synthetic_run)]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0 and "so these scores rest on few of them" in r.stderr, r.output
+    # the options to extend it with are spelt out, not alluded to
+    flags = "--batch-size 1 --threads 1 --warmup 1 --rounds 3 --repeats 1 --seed 0'"
+    assert flags in " ".join(r.stderr.split())
     fake.save(tmp_path / "all.json")  # covers every network: no warning
     r = CliRunner().invoke(app, [*args[:3], str(tmp_path / "all.json"), *args[4:]])
     assert r.exit_code == 0 and "warning" not in r.stderr
+    # the sums are said to rank networks, not to be their latency
+    assert "note: block sums rank networks (kendall_tau) but are not their latency" in " ".join(
+        r.stdout.split()
+    )
     # networks whose inputs the blocks do not take, or another head: refused
     from hwnas.measure.lut import check_profile_networks
 

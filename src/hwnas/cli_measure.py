@@ -96,7 +96,8 @@ def print_measurements(measurements: list[Any], file: Any = None) -> None:
     )
     console.print(
         f"{first.runtime} {first.runtime_version}, {first.provider}, batch {s.batch_size}, "
-        f"input {shapes}, threads intra {first.threads.get('intra_op')} / "
+        f"input {shapes}, threads intra {first.threads.get('intra_op')}"
+        f"{' (the runtime default)' if first.threads.get('intra_op_requested') == 0 else ''} / "
         f"inter {first.threads.get('inter_op')}, {s.precision}, {first.measured_by}",
         soft_wrap=True,
     )
@@ -115,6 +116,54 @@ def print_measurements(measurements: list[Any], file: Any = None) -> None:
                 f"[yellow]warning:[/yellow] {escape(m.model)}: {m.stats.unstable_reason}",
                 soft_wrap=True,
             )
+
+
+def _distinct(models: list[Path]) -> list[Path]:
+    """The models, each file once: one given twice would be timed twice under one name."""
+    import warnings
+    from collections import Counter
+
+    seen: dict[Path, Path] = {}
+    for m in models:
+        seen.setdefault(m.resolve(), m)
+    if len(seen) < len(models):
+        counts = Counter(m.resolve() for m in models)
+        twice = ", ".join(f"{seen[k]} ({n} times)" for k, n in counts.items() if n > 1)
+        warnings.warn(f"the same file given more than once: {twice}; measured once", stacklevel=2)
+    return list(seen.values())
+
+
+def _measure_on_agent(client: Any, models: list[Path], settings: Any) -> list[Any]:
+    """Measure on the agent in as few requests as its limits allow (models and bytes per
+    request, asked first); more than one request is said, as models of different requests
+    are not interleaved with each other."""
+    import warnings
+
+    from hwnas.measure.measurer import _calls
+
+    limits = client.info().get("limits") or {}
+    max_models = limits.get("max_models")
+    max_bytes = limits.get("max_bytes")
+    blobs = [m.read_bytes() for m in models]
+    groups = _calls(
+        blobs,
+        [m.name for m in models],
+        int(max_models) if max_models else None,
+        int(max_bytes) if max_bytes else None,
+    )
+    if len(groups) > 1:
+        warnings.warn(
+            f"the agent at {client.url} takes at most {max_models} models and "
+            f"{(max_bytes or 0) / 2**20:.2f} MiB per request: the {len(models)} models are "
+            f"measured in {len(groups)} requests, interleaved within each only",
+            stacklevel=2,
+        )
+    found = []
+    for group in groups:
+        found += client.measure_many(
+            [blobs[i] for i in group], settings, [models[i].name for i in group]
+        )
+    return found
 
 
 def register(app: typer.Typer) -> None:
@@ -211,7 +260,9 @@ def register(app: typer.Typer) -> None:
         ),
         runtime: str = typer.Option("onnxruntime", "--runtime", help="Runtime: onnxruntime."),
         batch_size: int = typer.Option(1, "--batch-size", help="Batch size."),
-        threads: int = typer.Option(1, "--threads", help="Intra-op threads (0: default)."),
+        threads: int = typer.Option(
+            1, "--threads", help="Intra-op threads (0: the runtime's default; its count is shown)."
+        ),
         inter_threads: int = typer.Option(1, "--inter-threads", help="Inter-op threads."),
         input_shape: str = typer.Option(
             "",
@@ -233,21 +284,35 @@ def register(app: typer.Typer) -> None:
         isolate: bool = typer.Option(
             False, "--isolate", help="Measure locally in a child process (time-out, no crash)."
         ),
-        timeout_s: float = typer.Option(
-            3600.0, "--timeout-s", help="Time-out for --isolate or the agent request, seconds."
+        timeout_s: float | None = typer.Option(
+            None,
+            "--timeout-s",
+            help="Time-out of the --isolate measurement or of the --agent request, seconds "
+            "(default 3600); only with --isolate or --agent: a measurement in this process "
+            "cannot be stopped.",
         ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     ) -> None:
         """Measure the latency of ONNX model(s) with the interleaved protocol."""
         from hwnas.measure.latency import MeasureSettings
-        from hwnas.measure.measurer import LatencyMeasurer, LocalMeasurer, RemoteMeasurer
+        from hwnas.measure.measurer import LocalMeasurer
 
         if runtime.lower() not in ("onnxruntime", "ort", "onnx"):
             raise HwnasError(
                 f"the measure command runs ONNX files with onnxruntime, not {runtime!r}; "
                 "measure PyTorch modules from Python with hwnas.measure.measure_torch"
             )
-        check_timeout(timeout_s)
+        if isolate and agent:
+            raise HwnasError(
+                "--isolate measures here in a child process; an --agent isolates every "
+                "measurement itself: drop --isolate"
+            )
+        if timeout_s is not None and not (isolate or agent):
+            raise HwnasError(
+                "--timeout-s applies with --isolate or --agent only (a measurement in this "
+                "process cannot be stopped); add --isolate"
+            )
+        timeout = check_timeout(timeout_s if timeout_s is not None else 3600.0)
         settings = MeasureSettings(
             runtime="onnxruntime",
             batch_size=batch_size,
@@ -261,21 +326,23 @@ def register(app: typer.Typer) -> None:
             seed=seed,
         )
         for m in models:
+            if m.is_dir():
+                raise HwnasError(f"{m} is a directory, not an ONNX model file")
             if not m.is_file():
                 raise HwnasError(f"ONNX model file not found: {m}")
-        measurer: LatencyMeasurer
+        models = _distinct(models)
         if agent:
             from hwnas.measure.agent import AgentClient, read_token_file
 
             if token_file is None:
                 raise HwnasError("--agent needs --token-file")
-            client = AgentClient(agent, read_token_file(token_file), timeout_s=timeout_s)
-            measurer = RemoteMeasurer(client, settings)
+            client = AgentClient(agent, read_token_file(token_file), timeout_s=timeout)
+            found = _measure_on_agent(client, models, settings)
         else:
             if token_file is not None:
                 raise HwnasError("--token-file is only used with --agent")
-            measurer = LocalMeasurer(settings, isolate=isolate, timeout_s=timeout_s)
-        found = measurer.measure(list(models), settings)
+            measurer = LocalMeasurer(settings, isolate=isolate, timeout_s=timeout)
+            found = measurer.measure(list(models), settings)
         names = [m.model for m in found]
         if len(set(names)) < len(names):  # one name in two folders: the paths tell them apart
             found = [

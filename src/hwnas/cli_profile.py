@@ -86,6 +86,51 @@ def _torch_threads(threads: int) -> None:
     torch.set_num_threads(max(1, threads))
 
 
+def _warn_other_setup(settings: Any, measurer: Any, data: Any, run: Path) -> None:
+    """``lut build --from-run``: warn when the blocks are measured on another device, host
+    or with other threads than the run's networks were (the table would not stand for
+    them), naming both."""
+    import warnings
+
+    from hwnas.measure.host import host_info
+    from hwnas.measure.lut import setup_differences
+    from hwnas.measure.measurer import LocalMeasurer
+    from hwnas.measure.profile import _describe_measurer
+
+    device = _describe_measurer(measurer)
+    host = host_info() if isinstance(measurer, LocalMeasurer) else {}
+    differ = setup_differences(
+        {"device": device, "settings": settings.to_dict(), "host": host},
+        {"device": data.run["config"].get("device"), "settings": data.settings, "host": data.host},
+    )
+    if differ:
+        hint = ""
+        run_device = data.run["config"].get("device") or {}
+        if run_device.get("measurer") == "remote" and run_device != device:
+            hint = f" (--agent {run_device.get('agent')} --token-file F measures there)"
+        warnings.warn(
+            f"the blocks are measured with another setup than {run} was: "
+            f"{', '.join(differ)}; the table's sums would not stand for its networks{hint}",
+            stacklevel=2,
+        )
+
+
+def _build_flags(lut: Any) -> str:
+    """The ``lut build`` options that measure as ``lut`` was measured (to extend it)."""
+    flags = (
+        ("--batch-size", "batch_size"),
+        ("--threads", "intra_op_threads"),
+        ("--warmup", "warmup"),
+        ("--rounds", "rounds"),
+        ("--repeats", "repeats_per_round"),
+        ("--seed", "seed"),
+    )
+    out = "".join(f" {flag} {lut.settings[k]}" for flag, k in flags if k in lut.settings)
+    if lut.device.get("measurer") == "remote":
+        out += f" --agent {lut.device.get('agent')} --token-file F"
+    return out
+
+
 def _check_space(space: str, command: str) -> None:
     if space not in ("mbv3-cifar", "mbv3-ramnas"):
         raise HwnasError(f"unknown space '{space}' ({command} supports mbv3-cifar, mbv3-ramnas)")
@@ -314,6 +359,8 @@ def register(app: typer.Typer) -> None:
             vectors = data.vectors
         settings = _settings(runtime, batch_size, threads, warmup, rounds, repeats, seed)
         measurer = _measurer(settings, agent, token_file, timeout_s)
+        if from_run is not None:
+            _warn_other_setup(settings, measurer, data, from_run)
         _torch_threads(threads)
         with progress_bar(f"lut {space}", enabled=not as_json) as update:
             lut = build_lut(
@@ -366,13 +413,18 @@ def register(app: typer.Typer) -> None:
                 ["FLOPs", _f(res.get("flops_kendall_tau")), "-", "-", "-"],
             ],
         )
+        typer.echo(
+            "note: block sums rank networks (kendall_tau) but are not their latency: each "
+            "block is timed alone (per-call overhead, no fusion or cache effects across "
+            f"blocks), so MAPE and sum/measured ({_f(res['ratio_median'], 2)}) show that "
+            "bias, not a ranking error"
+        )
         if res["n_missing"] and res["n_missing"] >= res["n"]:  # scores on a few networks
             typer.echo(
                 f"warning: the table covers {res['n']} of the {res['n'] + res['n_missing']} "
                 "measured networks, so these scores rest on few of them; 'hwnas lut build "
                 f"--space {lut.space} --num-classes {lut.num_classes} --from-run {run} --out "
-                f"{lut_path}' (with the measurement options it was built with) adds the "
-                "blocks it lacks",
+                f"{lut_path}{_build_flags(lut)}' adds the blocks it lacks",
                 err=True,
             )
 

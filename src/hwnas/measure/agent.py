@@ -1043,6 +1043,8 @@ class AgentClient:
                 names.append(f"model[{i}]")
             else:
                 path = Path(m)
+                if path.is_dir():
+                    raise HwnasError(f"{path} is a directory, not an ONNX model file")
                 try:
                     blobs.append(path.read_bytes())
                 except OSError as e:
@@ -1064,6 +1066,13 @@ class AgentClient:
             message = str(e)
             for i, name in enumerate(names):
                 message = message.replace(f"model[{i}]", name)
+            if isinstance(e, AgentUploadTooLargeError) and len(blobs) > 1:
+                # the limit is per request: say the size is of all the models together
+                message = (
+                    message.replace("model too large", "models too large", 1)
+                    .replace("upload of ", f"the combined upload of {len(blobs)} models (", 1)
+                    .replace(" bytes exceeds", " bytes) exceeds", 1)
+                )
             raise type(e)(message) from None
         try:
             found = [Measurement.from_dict(d) for d in reply["measurements"]]

@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import gc
 import hashlib
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -453,6 +454,8 @@ def _load_source(source: ModelSource, index: int) -> tuple[str, bytes | str, str
         return f"model[{index}]", data, hashlib.sha256(data).hexdigest()
     if isinstance(source, str | Path):
         path = Path(source)
+        if path.is_dir():
+            raise ModelLoadError(f"{path} is a directory, not an ONNX model file")
         if not path.is_file():
             raise ModelLoadError(f"ONNX model file not found: {path}")
         digest = hashlib.sha256()
@@ -532,6 +535,25 @@ def _ort_feed(
     return feed, described
 
 
+def _thread_count() -> int | None:
+    """This process's threads now (Linux: ``/proc/self/task``), else None."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return None
+
+
+def _started_pool_size(before: int, settings: MeasureSettings) -> int | None:
+    """The intra-op threads of a session that started ``now - before`` threads: its pool
+    is the calling thread and the started ones. None when that cannot be told (an
+    inter-op pool started too, or a count that makes no sense)."""
+    after = _thread_count()
+    if after is None or settings.inter_op_threads > 1:
+        return None
+    n = after - before + 1
+    return n if 1 <= n <= 4 * (os.cpu_count() or 1) else None
+
+
 def measure_onnx(
     models: Sequence[ModelSource] | ModelSource,
     settings: MeasureSettings | None = None,
@@ -574,6 +596,9 @@ def measure_onnx(
     rng = np.random.default_rng(settings.seed)
 
     sessions, runners, entries = [], [], []
+    # 0 intra-op threads: the runtime picks; the threads its first session starts say how
+    # many (recorded, not the request), where the process's threads can be counted
+    intra: int | None = settings.intra_op_threads or None
     for i, source in enumerate(models):
         label, what, sha = _load_source(source, i)
         if labels is not None:
@@ -588,8 +613,11 @@ def measure_onnx(
         )
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
+        before = _thread_count() if intra is None else None
         try:
             sess = ort.InferenceSession(what, sess_options=so, providers=providers)
+            if before is not None:
+                intra = _started_pool_size(before, settings)
         except Exception as e:  # ORT raises its own exception types
             msg = str(e)
             if isinstance(what, str):
@@ -607,6 +635,9 @@ def measure_onnx(
     times, _ = run_interleaved(runners, settings)
     host = host_info()
     stamp = _now()
+    threads = {"intra_op": intra or 0, "inter_op": settings.inter_op_threads}
+    if settings.intra_op_threads == 0:
+        threads["intra_op_requested"] = 0  # the runtime's default, resolved above
     out = []
     for (label, sha, described, provider), per_round in zip(entries, times, strict=True):
         out.append(
@@ -618,10 +649,7 @@ def measure_onnx(
                 runtime_version=ort.__version__,
                 provider=provider,
                 inputs=described,
-                threads={
-                    "intra_op": settings.intra_op_threads,
-                    "inter_op": settings.inter_op_threads,
-                },
+                threads=threads,
                 host=host,
                 model_sha256=sha,
                 timestamp=stamp,
@@ -669,6 +697,9 @@ def measure_torch(
     if shape is None:
         raise HwnasError("measure_torch needs the input shape of one sample, e.g. (3, 224, 224)")
     settings = dataclasses.replace(settings, runtime="torch", input_shape=shape)
+    from hwnas.measure.worker import check_thread_counts
+
+    check_thread_counts(settings)  # as for ONNX Runtime: oversubscribed, times are inflated
     if isinstance(modules, torch.nn.Module):
         modules = [modules]
     modules = list(modules)
@@ -689,6 +720,8 @@ def measure_torch(
         with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(settings.inter_op_threads)
     threads = {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
+    if settings.intra_op_threads == 0:
+        threads["intra_op_requested"] = 0  # torch's default, resolved above
 
     restore = []
     for m in modules:

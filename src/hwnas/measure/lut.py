@@ -11,8 +11,10 @@ of a network; :func:`evaluate_lut` compares those sums with whole networks measu
 
 Per-block timings carry the runtime's per-call overhead once per block, miss the fusion
 and cache effects across blocks, and time each block with warm caches, so the sum is
-biased (either way, depending on the device and the network size); what a search needs
-is the ranking, which :func:`evaluate_lut` reports.
+biased (either way, depending on the device and the network size, often by a factor):
+it ranks networks but is not their latency, and no scale is fitted to it. What a search
+needs is the ranking, which :func:`evaluate_lut` reports (its MAPE and sum/measured
+ratio show the bias).
 
 Published tables: :func:`ofa_note10_latency` (OFA's Samsung Note10 table, through the
 vectorised reader of :mod:`hwnas.bench.ofa_mbv3`) and :func:`read_proxylessnas_lut`
@@ -26,6 +28,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hwnas.config import changed_settings
 from hwnas.errors import HwnasError
 from hwnas.measure.latency import MeasureSettings
 from hwnas.measure.profile import num_classes_for
@@ -323,6 +327,30 @@ def _device_text(device: dict[str, Any]) -> str:
     return str(device.get("measurer") or json.dumps(device))
 
 
+#: measurement settings that change what a latency is (batch size is refused apart)
+_SETUP_KEYS = ("intra_op_threads", "inter_op_threads", "provider")
+
+
+def setup_differences(table: dict[str, Any], run: dict[str, Any]) -> list[str]:
+    """What differs between where and how a table's blocks and a profile's networks were
+    (or are to be) measured, each as ``what TABLE (run: RUN)``: the device (local or which
+    agent), the threads and provider, and the host when the device is the same. Each side
+    holds ``device``, ``settings`` and ``host`` dicts; what a side lacks is not compared."""
+    out = []
+    a, b = table.get("device") or {}, run.get("device") or {}
+    if a and b and a != b:
+        out.append(f"device {_device_text(a)} (run: {_device_text(b)})")
+    sa, sb = table.get("settings") or {}, run.get("settings") or {}
+    out += [
+        f"{k} {sa[k]} (run: {sb[k]})" for k in _SETUP_KEYS if k in sa and k in sb and sa[k] != sb[k]
+    ]
+    ha = (table.get("host") or {}).get("hostname")
+    hb = (run.get("host") or {}).get("hostname")
+    if ha and hb and ha != hb and not (a and b and a != b):
+        out.append(f"host {ha} (run: {hb})")
+    return out
+
+
 def build_lut(
     space_name: str,
     settings: MeasureSettings | None = None,
@@ -375,9 +403,13 @@ def build_lut(
     if out is not None and Path(out).exists():
         old = LatencyLUT.load(out)
         if (old.space, old.num_classes, old.settings) != (lut.space, nc, lut.settings):
+            what = changed_settings(
+                {"space": old.space, "num_classes": old.num_classes, **old.settings},
+                {"space": lut.space, "num_classes": nc, **lut.settings},
+            )
             raise HwnasError(
-                f"{out} holds a table for another space or other settings; "
-                "use the same options or another output file"
+                f"{out} holds a table with other settings: {what}; use the same options to "
+                "extend it, or another output file"
             )
         if old.device and old.device != lut.device:
             raise HwnasError(
@@ -444,7 +476,8 @@ def evaluate_lut(lut: LatencyLUT, run_dir: str | os.PathLike[str]) -> dict[str, 
     Returns ``n`` (networks compared), ``n_missing`` (networks with a block the table
     lacks, left out), ``kendall_tau``, ``spearman_rho``, ``mape`` of the sums against the
     measured latency, ``ratio_median`` (sum / measured), and ``flops_kendall_tau`` (the
-    ranking by FLOPs alone, for comparison) on the same networks.
+    ranking by FLOPs alone, for comparison) on the same networks. Warns when the table
+    was measured on another device or host, or with other threads, than the run.
     """
     from hwnas.measure.profile import load_profile
     from hwnas.predict.evaluate import kendall_tau, rank_metrics
@@ -469,6 +502,17 @@ def evaluate_lut(lut: LatencyLUT, run_dir: str | os.PathLike[str]) -> dict[str, 
         raise HwnasError(
             f"the table was measured at batch size {sizes[0]} but {run_dir} at {sizes[1]}: "
             "the sums would not be comparable"
+        )
+    differ = setup_differences(
+        {"device": lut.device, "settings": lut.settings, "host": lut.host},
+        {"device": data.run["config"].get("device"), "settings": data.settings, "host": data.host},
+    )
+    if differ:
+        warnings.warn(
+            f"the table and {run_dir} were measured differently: {', '.join(differ)}; its "
+            "sums stand for another setup than the measured networks (build it with "
+            f"'hwnas lut build --from-run {run_dir}' and the run's options)",
+            stacklevel=2,
         )
     pred = lut.predict(data.vectors, strict=False)
     ok = np.isfinite(pred)

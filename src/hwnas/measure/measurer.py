@@ -80,6 +80,8 @@ class LocalMeasurer:
                     labels.append(f"model[{i}]")
                 else:
                     p = Path(m)
+                    if p.is_dir():
+                        raise HwnasError(f"{p} is a directory, not an ONNX model file")
                     if not p.is_file():
                         raise HwnasError(f"ONNX model file not found: {p}")
                     paths.append(p)
