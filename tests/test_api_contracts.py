@@ -359,3 +359,81 @@ def test_a_budget_is_held_to_the_distinct_architectures(algorithm):
     build_algorithm(algorithm, seed=0).run(p)
     assert p.n_evaluated == n and all(p.ok)
     assert time.perf_counter() - t0 < 60
+
+
+def test_a_predictor_fitted_on_ones_own_space_loads_and_predicts(tmp_path):
+    """load_fitted looked the space up by name only: a predictor of an unregistered space
+    failed every evaluation of a PredictorEvaluator ('unknown search space')."""
+    from hwnas.predict.fitted import PredictorEvaluator, fit_predictor, load_fitted
+
+    space = Depthy().space
+    X = space.sample(40, 0)
+    y = (X**2).sum(1) + X[:, 0] + 0.0
+    fitted = fit_predictor(space, X, y, target="flops", model="ridge")
+    assert np.corrcoef(fitted.predict(X), y)[0, 1] > 0.9
+    path = fitted.save(tmp_path / "flops.pkl")
+    loaded = load_fitted(path)
+    with pytest.raises(HwnasError, match="'depthy' is not registered: bind it"):
+        loaded.predict(X)
+    ev = PredictorEvaluator(space, {"acc": lambda v: v.sum(1) * 1.0, "flops": loaded})
+    p = SearchProblem(ev, 15)  # the evaluator binds its own space to the predictor
+    ALGORITHMS.get("random")(seed=0).run(p)
+    assert all(p.ok) and np.allclose(load_fitted(path, space=space).predict(X), fitted.predict(X))
+    with pytest.raises(HwnasError, match="fitted on space 'depthy', not nb201"):
+        load_fitted(path, space=get_space("nb201"))
+    with pytest.raises(HwnasError, match="need at least 5 finite values"):
+        fit_predictor(space, X[:3], y[:3], target="flops")
+
+
+def test_mistakes_of_a_library_user_get_clear_errors():
+    """Each used to fail later or cryptically (AttributeError, a seed error at run
+    time, a constraint string read character by character, an empty space searched)."""
+    from hwnas.registry import Registry
+    from hwnas.search.spec import build_algorithm
+    from hwnas.space.base import Dimension
+
+    with pytest.raises(HwnasError, match="a search config is a dict"):
+        run_search(None)  # type: ignore[arg-type]
+    for seed in (-1, "1", True):
+        with pytest.raises(HwnasError, match="seed must be an integer >= 0"):
+            build_algorithm("random", seed=seed)
+    p = SearchProblem(Custom(), 10, constraints="cost<=3")  # one constraint, not a list
+    assert [str(c) for c in p.constraints] == ["cost<=3"]
+
+    class NoSpace(Evaluator):
+        def __init__(self) -> None:
+            self.objectives = [Objective("a")]
+
+        def evaluate(self, v):
+            return v
+
+    with pytest.raises(HwnasError, match="NoSpace has no space"):
+        SearchProblem(NoSpace(), 5)
+    with pytest.raises(HwnasError, match="dimension 'w' has no choices"):
+        Dimension("w", ())
+    # the same definition again (a notebook cell run twice) replaces; another is refused
+    reg: Registry = Registry("thing")
+    for _ in range(2):
+
+        @reg.register("x")
+        class Thing:
+            pass
+
+    assert reg._items["x"] is Thing
+
+    with pytest.raises(HwnasError, match="'x' registered twice .*choose another name"):
+
+        @reg.register("x")
+        class Other:
+            pass
+
+
+def test_a_constraint_nothing_meets_is_warned_of(tmp_path):
+    from hwnas.registry import BENCHMARKS
+
+    if "custom-plain" not in BENCHMARKS.names():
+        BENCHMARKS.register("custom-plain")(Custom)
+    cfg = {"benchmark": "custom-plain", "algorithm": "random", "evaluations": 8, "seed": 0}
+    with pytest.warns(UserWarning, match="no evaluated architecture satisfies cost<=0"):
+        s = run_search({**cfg, "constraints": ["cost<=0"]})
+    assert s["feasible"] == 0 and s["pareto"] == []

@@ -214,7 +214,11 @@ def search(
             )
         budget = evaluations if _given(ctx, ("evaluations",)) else None
         done_before = _finished_evaluations(resume)
-        with _resume_hint(resume), progress_bar("resuming") as update:
+        with (
+            _resume_hint(resume),
+            progress_bar("resuming") as update,
+            _printed_nothing_feasible(),
+        ):
             summary = resume_search(
                 resume,
                 progress=update,
@@ -256,7 +260,11 @@ def search(
             "data_dir": data_dir,
             "warm_start": [] if warm_start is None else warm_start_keys(warm_start),
         }
-        with _resume_hint(out), progress_bar(f"{algorithm} on {benchmark}") as update:
+        with (
+            _resume_hint(out),
+            progress_bar(f"{algorithm} on {benchmark}") as update,
+            _printed_nothing_feasible(),
+        ):
             summary = run_search(config, out=out, progress=update)
     if as_json:
         _print_json({k: v for k, v in summary.items() if not k.endswith("history")})
@@ -264,6 +272,17 @@ def search(
         _print_summary(summary, out)
     if summary["constraints"] and not summary["pareto"]:
         raise typer.Exit(EXIT_NOTHING)  # a script must not go on with no front
+
+
+@contextlib.contextmanager
+def _printed_nothing_feasible() -> Iterator[None]:
+    """Without the library's warning of a search that met no constraint: the summary
+    printed after it says so, with what to do (and the command exits 4)."""
+    from hwnas.search.runner import NOTHING_FEASIBLE
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=NOTHING_FEASIBLE)
+        yield
 
 
 def _holds_search(out: Path) -> bool:

@@ -24,8 +24,14 @@ class Registry(Generic[T]):
 
     def register(self, name: str, doc: str | None = None) -> Callable[[T], T]:
         def deco(obj: T) -> T:
-            if name in self._items:
-                raise ValueError(f"{self.kind} '{name}' registered twice")
+            old = self._items.get(name)
+            if old is not None and _where(old) != _where(obj):
+                raise HwnasError(
+                    f"{self.kind} '{name}' registered twice ({_where(old)}, then "
+                    f"{_where(obj)}): choose another name"
+                )
+            # the same definition again (a notebook cell run twice, a module reloaded)
+            # replaces the first
             self._items[name] = obj
             text = doc if doc is not None else (getattr(obj, "__doc__", None) or "")
             # the first paragraph, as one line (a first line alone stops mid-sentence)
@@ -57,6 +63,11 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def _where(obj: object) -> str:
+    """Where ``obj`` was defined: module and qualified name."""
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
 SPACES: Registry = Registry("search space")

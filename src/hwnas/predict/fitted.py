@@ -64,14 +64,34 @@ class FittedPredictor:
     @property
     def space(self) -> SearchSpace:
         if getattr(self, "_space_obj", None) is None:
+            from hwnas.space import SPACES
+
+            if self.space_name not in SPACES.names():  # a space of one's own, unbound
+                raise HwnasError(
+                    f"this predictor's space '{self.space_name}' is not registered: bind "
+                    "it with predictor.bind(MySpace()) (or load_fitted(path, space=...)), "
+                    "or register it (hwnas.space.SPACES.register)"
+                )
             self._space_obj = _space(self.space_name)
         return self._space_obj  # type: ignore[return-value]
+
+    def bind(self, space: SearchSpace) -> FittedPredictor:
+        """Predict over ``space`` (an instance of the space it was fitted on, e.g. one of
+        your own that is not registered by name); returns the predictor."""
+        if not isinstance(space, SearchSpace) or space.name != self.space_name:
+            got = space.name if isinstance(space, SearchSpace) else type(space).__name__
+            raise HwnasError(f"this predictor was fitted on space '{self.space_name}', not {got}")
+        self._space_obj = space
+        return self
 
     def predict(self, vectors: np.ndarray) -> np.ndarray:
         """Predicted target values, shape (n,); a vector outside the space is refused."""
         x = self.space.check_vectors(vectors)
-        if self.metadata.get("features", "").startswith("space.features"):
+        features = self.metadata.get("features", "")
+        if features.startswith("space.features"):
             X = self.space.features(x)  # saved before cost features existed
+        elif features == "space.function_features":
+            X = self.space.function_features(x)
         else:
             X = self.space.cost_features(x)
         expected = getattr(self.model, "n_features_in_", X.shape[1])
@@ -153,9 +173,10 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
-def load_fitted(path: str | os.PathLike[str]) -> FittedPredictor:
+def load_fitted(path: str | os.PathLike[str], space: SearchSpace | None = None) -> FittedPredictor:
     """Read a predictor written by :meth:`FittedPredictor.save` (a trusted file only:
-    unpickling runs code)."""
+    unpickling runs code); ``space`` binds it to that space object (needed for a space
+    of one's own that is not registered by name)."""
     path = Path(path)
     if not path.is_file():
         raise HwnasError(f"predictor file not found: {path}")
@@ -171,7 +192,45 @@ def load_fitted(path: str | os.PathLike[str]) -> FittedPredictor:
         raise HwnasError(f"cannot load predictor {path}: {type(exc).__name__}: {exc}") from None
     if not isinstance(obj, FittedPredictor):
         raise HwnasError(f"{path} does not hold an hwnas fitted predictor")
-    return obj
+    return obj.bind(space) if space is not None else obj
+
+
+def fit_predictor(
+    space: str | SearchSpace,
+    vectors: np.ndarray,
+    values: np.ndarray,
+    target: str,
+    model: str = "auto",
+    kind: str = "cost",
+    seed: int = 0,
+) -> FittedPredictor:
+    """Fit predictor ``model`` (``hwnas predictors list``) on architectures and their
+    measured ``target`` values (e.g. a search's evaluations), on the space's cost features
+    for ``kind="cost"`` and its function features for ``"quality"``; save it with
+    ``.save(path)`` and use it in a :class:`PredictorEvaluator`."""
+    from hwnas.predict.models import make_predictor
+
+    if kind not in ("cost", "quality"):
+        raise HwnasError(f"kind is 'cost' or 'quality', not {kind!r}")
+    sp = _space(space)
+    x = sp.check_vectors(vectors)
+    y = np.asarray(values, dtype=np.float64).ravel()
+    if len(y) != len(x):
+        raise HwnasError(f"{len(x)} architectures but {len(y)} values")
+    if len(y) < MIN_SAMPLES or not np.isfinite(y).all():
+        raise HwnasError(f"need at least {MIN_SAMPLES} finite values to fit, got {len(y)}")
+    X = sp.function_features(x) if kind == "quality" else sp.cost_features(x)
+    est = make_predictor(model, seed=seed).fit(X, y)
+    metadata = {
+        "model": model,
+        "chosen": getattr(est, "chosen_", model),
+        "features": "space.function_features" if kind == "quality" else "space.cost_features",
+        "target_key": target,
+        "n_train": len(y),
+        "seed": seed,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    return FittedPredictor(est, sp.name, target, metadata).bind(sp)
 
 
 # ---------------------------------------------------------------------------------------
@@ -483,6 +542,8 @@ class PredictorEvaluator(Evaluator):
                         f"predictor for '{name}' was fitted on {src.space_name}, "
                         f"not {self.space.name}"
                     )
+                if getattr(src, "_space_obj", None) is None:  # e.g. one's own, by name only
+                    src.bind(self.space)
                 self.predictors[name] = {
                     "target": src.target,
                     "model": src.metadata.get("chosen", src.metadata.get("model")),

@@ -45,6 +45,8 @@ class SearchAlgorithm(ABC):
     }
 
     def __init__(self, seed: int = 0, pop_size: int | None = None) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+            raise HwnasError(f"{self.name}: seed must be an integer >= 0, got {seed!r}")
         if pop_size is not None and pop_size < 1:
             raise HwnasError(f"{self.name}: pop_size must be >= 1, got {pop_size}")
         self.seed = seed
@@ -70,8 +72,13 @@ class SearchAlgorithm(ABC):
         """Raise a clear error when the problem is one this algorithm cannot take."""
         m = problem.n_obj
         if m < self.min_objectives or (self.max_objectives is not None and m > self.max_objectives):
-            hi = self.max_objectives if self.max_objectives is not None else "any"
-            span = f"exactly {hi}" if hi == self.min_objectives else f"{self.min_objectives}..{hi}"
+            hi = self.max_objectives
+            if hi is None:
+                span = f"{self.min_objectives} or more"
+            elif hi == self.min_objectives:
+                span = f"exactly {hi}"
+            else:
+                span = f"{self.min_objectives} to {hi}"
             from hwnas.registry import ALGORITHMS
 
             able = [

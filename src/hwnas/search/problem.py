@@ -150,6 +150,14 @@ class SearchProblem:
         if isinstance(budget, bool) or not isinstance(budget, int | np.integer) or budget < 1:
             raise HwnasError(f"the evaluation budget must be an integer >= 1, got {budget!r}")
         budget = int(budget)
+        missing = [a for a in ("space", "objectives") if getattr(evaluator, a, None) is None]
+        if missing:
+            raise HwnasError(
+                f"{type(evaluator).__name__} has no {' or '.join(missing)}: an evaluator sets "
+                "self.space (a SearchSpace) and self.objectives (Objectives) in __init__"
+            )
+        if evaluator.space.n_dims < 1:
+            raise HwnasError(f"space {evaluator.space.name} has no dimensions to search")
         self.evaluator = evaluator
         self.space = evaluator.space
         self.objectives: list[Objective] = list(evaluator.objectives)
@@ -158,6 +166,8 @@ class SearchProblem:
         self.budget = budget
         self.store = store
         self.run_id = run_id
+        if isinstance(constraints, str | Constraint):  # one constraint, not a list of them
+            constraints = [constraints]
         self.constraints = [
             c if isinstance(c, Constraint) else Constraint.parse(c) for c in constraints or []
         ]

@@ -95,6 +95,11 @@ def run_search(
     if resume and not (Path(out) / STORE_NAME).is_file():
         raise HwnasError(f"no results store at '{Path(out) / STORE_NAME}' to resume")
     earlier = out is not None and not resume and _check_search_out(Path(out))
+    if not isinstance(config, dict | SearchConfig):
+        raise HwnasError(
+            f"a search config is a dict of SearchConfig's fields (or a SearchConfig), not "
+            f"{type(config).__name__}"
+        )
     if isinstance(config, dict):
         if isinstance(config.get("warm_start"), str | Path):  # a directory or CSV file
             config = {**config, "warm_start": warm_start_keys(config["warm_start"])}
@@ -129,7 +134,18 @@ def run_search(
     with contextlib.ExitStack() as stack:
         if out is not None:  # one search at a time writes there
             stack.enter_context(out_dir_lock(out, "search"))
-        return _run(config, algorithm, problem, out, resume, t0, retry_failed)
+        summary = _run(config, algorithm, problem, out, resume, t0, retry_failed)
+    if summary["constraints"] and not summary["pareto"]:
+        warnings.warn(
+            f"{NOTHING_FEASIBLE} {' and '.join(summary['constraints'])} (of "
+            f"{summary['evaluations']} evaluated): loosen the constraint or evaluate more",
+            stacklevel=2,
+        )
+    return summary
+
+
+#: the start of the warning of a search whose evaluations all broke a constraint
+NOTHING_FEASIBLE = "no evaluated architecture satisfies"
 
 
 def _check_search_out(out: Path) -> bool:

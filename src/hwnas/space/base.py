@@ -20,6 +20,12 @@ class Dimension:
     name: str
     choices: tuple[Any, ...]
 
+    def __post_init__(self) -> None:
+        if isinstance(self.choices, str | bytes) or not isinstance(self.choices, Sequence):
+            raise HwnasError(f"dimension '{self.name}': choices must be a sequence of values")
+        if len(self.choices) < 1:
+            raise HwnasError(f"dimension '{self.name}' has no choices")
+
     @property
     def size(self) -> int:
         return len(self.choices)
@@ -41,11 +47,13 @@ class SearchSpace(ABC):
 
     @abstractmethod
     def decode(self, vector: Sequence[int] | np.ndarray) -> Any:
-        """Vector -> config (e.g. an NB201 arch string, or a dict of block settings)."""
+        """Vector -> config (e.g. an NB201 arch string, or a dict of block settings); the
+        results store keeps it as JSON, so a string, numbers, lists or str-keyed dicts."""
 
     @abstractmethod
     def encode(self, config: Any) -> np.ndarray:
-        """Config -> vector; raises ``HwnasError`` on a malformed config."""
+        """Config -> vector; the built-in spaces raise ``HwnasError`` on a malformed
+        config."""
 
     # ---- derived helpers -------------------------------------------------------------
     @property
