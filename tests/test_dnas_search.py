@@ -693,9 +693,11 @@ def test_cli_end_to_end(tmp_path) -> None:
     # resume of a finished run reads the saved config and just re-summarises
     r = runner.invoke(app, ["dsearch", "--out", str(out), "--resume", "--no-progress"])
     assert r.exit_code == 0, r.output
-    # the same command without --resume starts over, and says it replaces the run
+    # the same command without --resume (forgotten) is refused: it would delete the search
     r = runner.invoke(app, [*args, "--out", str(out), "--no-progress"])
-    assert r.exit_code == 0 and "holds a finished dsearch; starting over replaces it" in r.stderr
+    assert r.exit_code == 2 and "holds a finished dsearch" in r.stderr, r.output
+    assert "--resume (resume=True) continues it" in r.stderr and "remove the folder" in r.stderr
+    assert (out / "summary.json").is_file() and len(r.stderr.strip().splitlines()) == 1
 
     r = runner.invoke(app, ["dsearch", "--constraint", "params>=1", "--out", str(out)])
     assert r.exit_code == 2 and "upper bounds" in r.output
@@ -1124,3 +1126,82 @@ def test_the_package_hands_out_functions_not_modules():
             assert callable(getattr(dnas, name)) and not isinstance(
                 getattr(dnas, name), type(dnas)
             ), name
+
+
+# ---- user report: latency on other data, longer runs, finished runs, logs, help -------------
+def test_an_nb201_latency_budget_on_other_data_is_refused(tmp_path) -> None:
+    """The NB201 latencies are of the benchmark's 3x32x32 CIFAR network: a budget on
+    digits (1x8x8) was reported 'satisfied' by a number about another network."""
+    cfg = dict(TINY, dataset="digits", constraint="latency:pixel3<=4")
+    with pytest.raises(HwnasError, match=r"3x32x32 CIFAR network, but digits is 1x8x8"):
+        dsearch(cfg, tmp_path / "d", progress=False)
+    assert not (tmp_path / "d" / "checkpoint.pt").exists()
+    with pytest.raises(HwnasError, match="not of one at eval_resolution=16"):
+        DSearchConfig.from_dict({**TINY, "constraint": "latency:pixel3<=4", "eval_resolution": 16})
+    assert DSearchConfig.from_dict({**TINY, "space": "NB201"}).space == "nb201"
+
+
+def test_resume_with_more_epochs_and_a_finished_search_kept(tmp_path, monkeypatch) -> None:
+    """More epochs on resume stretch the weights' cosine from the step reached (as
+    'hwnas train'); fewer than run are refused; a new search over a finished one is
+    refused instead of deleting it; the plot has no offset notation."""
+    import matplotlib
+
+    from hwnas.report import plots
+
+    cfg = dict(TINY, constraint="params<=3e5", epochs=1)
+    out = tmp_path / "run"
+    dsearch(dict(cfg, plot=False), out, progress=False)
+    with pytest.raises(HwnasError, match="holds a finished dsearch .*--resume"):
+        dsearch(cfg, out, progress=False)
+    offsets: list = []
+
+    def plot(*args, **kwargs):  # the entropy axis read '1e-7+1.609437'
+        offsets.append(matplotlib.rcParams["axes.formatter.useoffset"])
+
+    monkeypatch.setattr(plots, "plot_dsearch", plot)
+    lines: list[str] = []
+    res = dsearch(dict(cfg, epochs=3), out, resume=True, progress=False, log=lines.append)
+    assert offsets == [False]
+    assert [r["epoch"] for r in res.history] == [0, 1, 2] and res.summary["config"]["epochs"] == 3
+    full = dsearch(dict(cfg, epochs=3, plot=False), tmp_path / "full", progress=False)
+    assert res.history[1]["lr"] == pytest.approx(full.history[1]["lr"], rel=1e-9)
+    assert lines[1] == "dsearch: searching from epoch 1 to 3 epochs of 2 steps"
+    assert [x.split(":")[0] for x in lines[2:]] == ["epoch 1", "epoch 2"]
+    with pytest.raises(HwnasError, match="already holds 3 epochs, more than epochs 2"):
+        dsearch(dict(cfg, epochs=2), out, resume=True, progress=False)
+
+
+def test_cli_plain_lines_flags_in_errors_and_help(tmp_path, monkeypatch) -> None:
+    """--no-progress: a line at the start, one unwrapped line per epoch; an invalid flag
+    value names the flag; --help documents the latency table; Ctrl-C before anything
+    was saved says to run the same command again."""
+    from hwnas.cli import app
+    from hwnas.dnas import search
+
+    runner = CliRunner()
+    out = tmp_path / "run"
+    args = ["dsearch", *_tiny_flags(), "--space", "NB201", "--epochs", "1",
+            "--constraint", "params<=3e5", "--out", str(out), "--no-progress"]  # fmt: skip
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    err = r.stderr.splitlines()
+    assert err[0].startswith("dsearch: loading cifar10, building the params resource model")
+    assert err[1] == "dsearch: searching to 1 epochs of 2 steps"
+    assert err[2].startswith("epoch 0: train ") and " derived " in err[2] and len(err) == 3
+    r = runner.invoke(app, [*args[:-3], "--steps-per-epoch", "0", "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "invalid value for --steps-per-epoch: " in r.stderr, r.output
+    r = runner.invoke(app, ["dsearch", "--help"], env={"COLUMNS": "300"})
+    assert '"normal": {OP: MS' in r.output and "list of 14" in r.output
+    assert "the output is one JSON line anyway" not in r.output
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(search, "dsearch", interrupted)
+    fresh = tmp_path / "fresh"
+    r = runner.invoke(app, ["dsearch", "--out", str(fresh), "--epochs", "3"])
+    assert r.exit_code == 130
+    assert r.stderr.strip() == (
+        f"interrupted; nothing was saved yet; run it again: hwnas dsearch --out {fresh} --epochs 3"
+    )

@@ -398,7 +398,8 @@ def test_cli_nb201_arch_digits(tmp_path: Path) -> None:
         (["--space", "darts", "--arch", MIXED], "NB201 arch string"),
         (["--genotype", "DARTS_V2", "--arch", MIXED], "exactly one"),
         (["--from-search", "/nonexistent/run"], "not found"),
-        (["--genotype", "DARTS_V2", "--drop-path", "1.5"], "drop_path_prob"),
+        (["--genotype", "DARTS_V2", "--drop-path", "1.5"], "invalid value for --drop-path"),
+        (["--genotype", "DARTS_V2", "--steps-per-epoch", "0"], "for --steps-per-epoch: "),
         (["--genotype", "DARTS_V2", "--auxiliary-weight", "0.7"], "it needs --auxiliary"),
     ],
 )
@@ -502,6 +503,7 @@ def test_cli_takes_network_and_dataset_from_the_search(tmp_path: Path) -> None:
     r = CliRunner().invoke(_app(), ["dtrain", "--arch", str(darts), "--out", str(out)])
     assert r.exit_code == 2 and "holds a darts genotype" in r.stderr
     # training into the search's own directory would replace its summary: refused
+    (file.parent / "checkpoint.pt").write_bytes(b"the search's")  # a finished search
     r = CliRunner().invoke(
         _app(), ["dtrain", "--from-search", str(file.parent), "--out", str(file.parent)]
     )
@@ -533,10 +535,107 @@ def test_cli_interrupt_says_how_to_continue(
         f"interrupted; continue with: hwnas dtrain --arch '{MIXED}' --out {tmp_path} "
         "--epochs 3 --no-latency --resume"
     )
-    (tmp_path / "summary.json").write_text("{}")  # a finished run: replaced, and said so
+    monkeypatch.undo()
+    (tmp_path / "summary.json").write_text("{}")  # a finished run: refused, not replaced
     r = CliRunner().invoke(_app(), args)
-    assert r.exit_code == 130 and r.stderr.strip().splitlines() == [
-        f"note: {tmp_path} holds a finished training; starting over replaces it (--resume "
-        "would keep it)",
-        hint,
-    ]
+    assert r.exit_code == 2 and r.stderr.strip().startswith(
+        f"error: {tmp_path} holds a finished training"
+    )
+    assert len(r.stderr.strip().splitlines()) == 1 and "--resume" in r.stderr
+    assert (tmp_path / "checkpoint.pt").read_bytes() == b"unfinished"
+
+
+# ---- the library as the CLI, longer runs, logs (user report) ----------------------------------
+def test_the_library_takes_network_and_dataset_from_a_search_summary(tmp_path: Path) -> None:
+    """dtrain(dict(genotype='.../summary.json')) trains the search's network on its
+    dataset (it trained C=36, 20 cells on CIFAR-10, silently); an explicit setting wins
+    with a warning; the search's own folder is refused."""
+    file = _nb201_search_summary(tmp_path / "s", C=4, layers=1)
+    tiny = dict(epochs=1, train_subset=32, test_subset=32, batch_size=32, threads=1)
+    tiny.update(measure_latency=False)
+    lines: list[str] = []
+    res = dtrain(dict(genotype=str(file), **tiny), tmp_path / "a", progress=False, log=lines.append)
+    assert res.summary is not None and res.from_search == {"C": 4, "layers": 1, "dataset": "digits"}
+    s = res.summary
+    assert (s["space"], s["dataset"], s["network"]["C"], s["network"]["layers"]) == (
+        "nb201", "digits", 4, 1,
+    )  # fmt: skip
+    assert s["from_search"] == str(file) and s["arch"] == MIXED
+    assert lines[0] == f"note: taken from the search ({file}): C=4, layers=1, dataset=digits"
+    assert lines[1].startswith("dtrain: loading digits, building the nb201 network (C=4")
+    assert any(x.startswith("epoch 0: loss ") for x in lines)
+    with pytest.warns(UserWarning, match="C=6 overrides the search's C=4"):
+        res = dtrain(dict(genotype=str(file), C=6, **tiny), tmp_path / "b", progress=False)
+    assert res.summary is not None and res.summary["network"]["C"] == 6
+    assert res.from_search == {"layers": 1, "dataset": "digits"}
+    with pytest.raises(HwnasError, match="space darts does not match the nb201 search"):
+        dtrain(dict(genotype=str(file), space="DARTS", **tiny), tmp_path / "c", progress=False)
+    with pytest.raises(HwnasError, match="the search's own directory"):
+        dtrain(dict(genotype=str(file), **tiny), file.parent, progress=False)
+    assert DTrainConfig(space="NB201", genotype=MIXED).space == "nb201"  # type: ignore[arg-type]
+
+
+def test_resume_with_more_epochs_trains_on_and_a_finished_run_is_kept(
+    cifar: ImageData, tmp_path: Path
+) -> None:
+    """--epochs raised on resume stretches the cosine from the step reached (as 'hwnas
+    train'); fewer epochs than run, and a new run over a finished one, are refused."""
+    out = tmp_path / "run"
+    one = dtrain(_cfg(epochs=1), out, progress=False, data=cifar)
+    assert one.summary is not None and one.summary["epochs"] == 1
+    with pytest.raises(HwnasError, match="holds a finished training .*--resume"):
+        dtrain(_cfg(epochs=1), out, progress=False, data=cifar)
+    two = dtrain(_cfg(epochs=3), out, resume=True, progress=False, data=cifar)
+    assert [r["epoch"] for r in two.history] == [0, 1, 2]
+    assert two.summary is not None and two.summary["epochs"] == 3
+    full = dtrain(_cfg(epochs=3), tmp_path / "full", progress=False, data=cifar)
+    # epoch 1 starts at the 3-epoch schedule's rate (not the 1-epoch one's final 0)
+    assert two.history[1]["lr"] == pytest.approx(full.history[1]["lr"], rel=1e-9)
+    assert two.history[2]["drop_path_prob"] == pytest.approx(0.3 * 2 / 3)
+    with pytest.raises(HwnasError, match="already holds 3 epochs, more than epochs 2"):
+        dtrain(_cfg(epochs=2), out, resume=True, progress=False, data=cifar)
+
+
+def test_cli_logs_plain_lines_and_an_interrupt_before_any_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--no-progress: a line at the start and one per epoch (unwrapped); --resume
+    --epochs N trains on; Ctrl-C before anything was saved says to run it again."""
+    from typer.testing import CliRunner
+
+    out = tmp_path / "run"
+    args = ["dtrain", "--arch", MIXED, "--space", "NB201", "--dataset", "digits", "--C", "4",
+            "--layers", "1", "--train-subset", "64", "--test-subset", "64", "--batch-size",
+            "32", "--no-latency", "--threads", "1", "--out", str(out), "--no-progress"]  # fmt: skip
+    r = CliRunner().invoke(_app(), [*args, "--epochs", "1"])
+    assert r.exit_code == 0, r.output
+    err = r.stderr.splitlines()
+    assert err[0] == "dtrain: loading digits, building the nb201 network (C=4, N=1) on cpu"
+    assert err[1] == "dtrain: training to 1 epochs of 2 steps"
+    assert err[2].startswith("epoch 0: loss ") and err[2].endswith(" s)") and len(err) == 3
+    r = CliRunner().invoke(_app(), ["dtrain", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "training from epoch 1 to 2 epochs" in r.stderr and "epoch 1: loss" in r.stderr
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 2
+    help_text = CliRunner().invoke(_app(), ["dtrain", "--help"], env={"COLUMNS": "200"}).output
+    for text in (
+        "auxiliary head's loss",
+        "cap on training steps",
+        "seed of the",
+        "notes, warnings",
+    ):
+        assert text in help_text, text
+
+    from hwnas.dnas import training as dtrain_module
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dtrain_module, "dtrain", interrupted)
+    fresh = tmp_path / "fresh"
+    r = CliRunner().invoke(_app(), ["dtrain", "--arch", MIXED, "--out", str(fresh)])
+    assert r.exit_code == 130
+    assert r.stderr.strip() == (
+        f"interrupted; nothing was saved yet; run it again: hwnas dtrain --arch '{MIXED}' "
+        f"--out {fresh}"
+    )

@@ -8,24 +8,34 @@
 
 Thin: parses options into a :class:`hwnas.dnas.search.DSearchConfig` and calls the
 library; user errors print one line and exit with code 2. Ctrl-C prints the command that
-continues the run and exits with code 130.
+continues the run (stopped before anything was saved: the command to run again) and
+exits with code 130.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shlex
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from hwnas.cli_train import JSON_ALWAYS, _user_errors, given, on_interrupt
-from hwnas.errors import HwnasError
+from hwnas.cli_train import _user_errors, given, on_interrupt
+from hwnas.errors import HwnasError, reworded
 from hwnas.process import out_dir_lock
+
+#: ``--json`` of dsearch and dtrain: accepted so that scripts can pass it to every command
+JSON_OPT = typer.Option(
+    False,
+    "--json",
+    help="Accepted for scripts: the result is one JSON line on stdout anyway (notes, "
+    "warnings and errors go to stderr).",
+)
 
 dsearch_app = typer.Typer(
     help="Differentiable architecture search under a device budget (DCA-NAS).",
@@ -37,7 +47,9 @@ dsearch_app = typer.Typer(
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="JSON file of DSearchConfig fields.")
 ]
-SpaceOpt = Annotated[str | None, typer.Option("--space", help="darts or nb201 (default nb201).")]
+SpaceOpt = Annotated[
+    str | None, typer.Option("--space", help="darts or nb201, any case (default nb201).")
+]
 DatasetOpt = Annotated[
     str | None, typer.Option("--dataset", help="cifar10 (default), digits, mnist, flowers17.")
 ]
@@ -48,8 +60,9 @@ ConstraintOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--constraint",
-        help="One budget: 'params<=3.5e6', 'flops<=600e6' (FLOPs = 2 x multiply-adds, so "
-        "this is 300M MACs) or 'latency:DEVICE<=MS'.",
+        help="One budget, given once: 'params<=3.5e6', 'flops<=600e6' (FLOPs = 2 x "
+        "multiply-adds, so this is 300M MACs) or 'latency:DEVICE<=MS' (NB201: the "
+        "benchmark's 32x32 CIFAR network, so a cifar10 search; DARTS: --latency-table).",
     ),
 ]
 
@@ -134,7 +147,24 @@ PenaltyExpOpt = Annotated[
     float | None,
     typer.Option("--penalty-exponent", help="Exponent of the log / pow penalty (0.6 / 0.07)."),
 ]
-ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")]
+ProgressOpt = Annotated[
+    bool,
+    typer.Option(
+        "--progress/--no-progress",
+        help="Progress bar; without it one plain line per epoch (for log files).",
+    ),
+]
+LatencyTableOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--latency-table",
+        help="DARTS per-op latency JSON (ms, measured on the evaluation network): "
+        '{"device": "pixel3", "fixed": MS, "normal": {OP: MS, ...}, "reduce": {OP: MS, '
+        "...}}; OP: each of the 7 ops but none, its latency on one edge summed over all "
+        "cells of that type, one number or a list of 14 (one per edge); fixed: stem, "
+        "preprocessing, head; device optional.",
+    ),
+]
 
 
 def _fields(config: Path | None, base: dict[str, Any] | None, **overrides: Any) -> dict[str, Any]:
@@ -160,6 +190,57 @@ def _check_lambda_flag(cfg: Any, lambda_lr: float | None) -> None:
             "multiplier (its strength: --penalty-weight for linear, --penalty-exponent for "
             "log and pow)"
         )
+
+
+def flag_names(flags: Mapping[str, str]) -> contextlib.AbstractContextManager[None]:
+    """A config validation error about a setting given as a flag names the flag
+    (``--steps-per-epoch``), not the config field (``steps_per_epoch``); ``flags`` maps
+    the fields given by flags to their flag."""
+
+    @contextlib.contextmanager
+    def renamed() -> Iterator[None]:
+        try:
+            yield
+        except HwnasError as exc:
+            m = re.fullmatch(r"bad \w+ config: (\w+): (.*)", str(exc), flags=re.S)
+            if m is None or m.group(1) not in flags:
+                raise
+            raise reworded(exc, f"invalid value for {flags[m.group(1)]}: {m.group(2)}") from None
+
+    return renamed()
+
+
+def as_flags(fields: Mapping[str, Any], special: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The flag of each config field in ``fields`` that is set (not None): ``--`` and
+    the name with dashes, or ``special``'s."""
+    special = special or {}
+    return {
+        k: special.get(k, "--" + k.replace("_", "-")) for k, v in fields.items() if v is not None
+    }
+
+
+@contextlib.contextmanager
+def warnings_to_stderr() -> Iterator[None]:
+    """The library's UserWarnings as one ``warning:`` line on stderr each, when they
+    come (an override noted at the start, not after a long run); others as Python
+    shows them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UserWarning)
+        python_show = warnings.showwarning
+
+        def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+            if issubclass(category, UserWarning):
+                typer.echo(f"warning: {message}", err=True)
+            else:
+                python_show(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        yield
+
+
+def stderr_log(line: str) -> None:
+    """A run's plain line (the start, an epoch) on stderr, unwrapped."""
+    typer.echo(line, err=True)
 
 
 def given_options(ctx: typer.Context) -> list[Any]:
@@ -194,35 +275,44 @@ def rerun_command(ctx: typer.Context, command: str, add: str = "") -> str:
 
 
 def continue_hint(
-    ctx: typer.Context, command: str, add: str = ""
+    ctx: typer.Context,
+    command: str,
+    add: str = "",
+    saved: Callable[[], bool] | None = None,
 ) -> contextlib.AbstractContextManager[None]:
-    """On Ctrl-C: ``interrupted; continue with: <the command>`` on stderr, exit 130."""
-    return on_interrupt(lambda: f"continue with: {rerun_command(ctx, command, add)}")
+    """On Ctrl-C: ``interrupted; continue with: <the command>`` on stderr, exit 130;
+    where ``saved()`` says nothing can be continued yet (stopped while loading), the
+    command to run again instead."""
+
+    def hint() -> str:
+        if saved is not None and not saved():
+            return f"nothing was saved yet; run it again: {rerun_command(ctx, command)}"
+        return f"continue with: {rerun_command(ctx, command, add)}"
+
+    return on_interrupt(hint)
+
+
+def saved_in(out: Path, *names: str) -> Callable[[], bool]:
+    """Whether ``out`` holds any of the files ``names`` (what a resume continues)."""
+    return lambda: any((out / n).is_file() for n in names)
 
 
 @contextlib.contextmanager
 def holding(out: Path, what: str, resume: bool) -> Iterator[None]:
     """Hold OUT's run lock (the library takes it again: reentrant), then say so (stderr)
-    when a run without --resume is about to discard a run there (finished, or unfinished:
-    a checkpoint without the summary written at the end). A run refused by the lock says
-    nothing."""
+    when a run without --resume is about to discard an unfinished run there (a
+    checkpoint without the summary written at the end; the library refuses to replace a
+    finished one). A run refused by the lock says nothing."""
+    from hwnas.dnas.runs import finished_run
+
     with out_dir_lock(out, what):
-        if not resume and (out / "checkpoint.pt").is_file():
-            done = (out / "summary.json").is_file()
+        if not resume and (out / "checkpoint.pt").is_file() and not finished_run(out):
             typer.echo(
-                f"note: {out} holds a finished {what}; starting over replaces it (--resume "
-                "would keep it)"
-                if done
-                else f"note: {out} holds an unfinished {what} (checkpoint.pt, no "
-                "summary.json); starting over discards it (--resume would continue it)",
+                f"note: {out} holds an unfinished {what} (checkpoint.pt, no summary.json); "
+                "starting over discards it (--resume would continue it)",
                 err=True,
             )
         yield
-
-
-def _echo_warnings(caught: list[warnings.WarningMessage]) -> None:
-    for w in caught:
-        typer.echo(f"warning: {w.message}", err=True)
 
 
 @dsearch_app.callback()
@@ -246,9 +336,7 @@ def dsearch(
     search_budget: Annotated[
         float | None, typer.Option("--search-budget", help="Search budget B (override).")
     ] = None,
-    latency_table: Annotated[
-        Path | None, typer.Option("--latency-table", help="DARTS per-op latency JSON.")
-    ] = None,
+    latency_table: LatencyTableOpt = None,
     config: ConfigOpt = None,
     space: SpaceOpt = None,
     dataset: DatasetOpt = None,
@@ -277,7 +365,7 @@ def dsearch(
     penalty_weight: PenaltyWeightOpt = None,
     penalty_exponent: PenaltyExpOpt = None,
     progress: ProgressOpt = True,
-    as_json: bool = JSON_ALWAYS,
+    as_json: bool = JSON_OPT,
 ) -> None:
     """Search a cell (DARTS or NB201) whose evaluation network meets a resource budget.
 
@@ -308,10 +396,8 @@ def dsearch(
             base = json.loads((out / CONFIG_NAME).read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise HwnasError(f"cannot read '{out / CONFIG_NAME}': {e}") from None
-    fields = _fields(
-        config,
-        base,
-        space=space,
+    flags = dict(
+        space=space.lower() if space else None,
         dataset=dataset,
         data_dir=data_dir,
         constraint=_one_constraint(constraint),
@@ -341,13 +427,18 @@ def dsearch(
         penalty_weight=penalty_weight,
         penalty_exponent=penalty_exponent,
     )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        cfg = DSearchConfig.from_dict(fields)
+    fields = _fields(config, base, **flags)
+    with warnings_to_stderr():
+        with flag_names(as_flags(flags)):
+            cfg = DSearchConfig.from_dict(fields)
         _check_lambda_flag(cfg, lambda_lr)
-        with holding(out, "dsearch", resume), continue_hint(ctx, "hwnas dsearch", "--resume"):
-            result = dsearch(cfg, out, resume=resume, progress=progress)
-    _echo_warnings(caught)
+        with (
+            holding(out, "dsearch", resume),
+            continue_hint(
+                ctx, "hwnas dsearch", "--resume", saved_in(out, CONFIG_NAME, CHECKPOINT_NAME)
+            ),
+        ):
+            result = dsearch(cfg, out, resume=resume, progress=progress, log=stderr_log)
     s = result.summary
     keys = (
         "genotype",
@@ -400,9 +491,7 @@ def lug(
     stage_cells: StageCellsOpt = None,
     eval_channels: EvalChannelsOpt = None,
     eval_layers: EvalLayersOpt = None,
-    latency_table: Annotated[
-        Path | None, typer.Option("--latency-table", help="DARTS per-op latency JSON.")
-    ] = None,
+    latency_table: LatencyTableOpt = None,
     train_subset: SubsetOpt = None,
     image_size: ImageSizeOpt = None,
     seed: SeedOpt = None,
@@ -425,10 +514,8 @@ def lug(
         values = [float(b) for b in budgets.split(",") if b.strip()]
     except ValueError:
         raise HwnasError(f"--budgets must be comma-separated numbers, got '{budgets}'") from None
-    fields = _fields(
-        config,
-        None,
-        space=space,
+    flags = dict(
+        space=space.lower() if space else None,
         dataset=dataset,
         data_dir=data_dir,
         constraint=_one_constraint(constraint),
@@ -450,7 +537,8 @@ def lug(
         penalty_weight=penalty_weight,
         penalty_exponent=penalty_exponent,
     )
-    cfg = DSearchConfig.from_dict(fields)
+    with flag_names(as_flags(flags)):
+        cfg = DSearchConfig.from_dict(_fields(config, None, **flags))
     _check_lambda_flag(cfg, lambda_lr)
     # the finished runs in OUT/sb_* are kept: the same command continues the graph
     with (

@@ -73,11 +73,18 @@ from hwnas.dnas.resources import (
     parse_constraint,
     resource_model,
 )
+from hwnas.dnas.runs import (
+    Log,
+    check_epochs_reached,
+    emit,
+    refuse_finished_run,
+    stderr_line,
+)
 from hwnas.dnas.search_model import SearchNetwork
 from hwnas.errors import HwnasError
 from hwnas.process import out_dir_lock
 from hwnas.report.progress import StepProgress
-from hwnas.train.supernet import append_metrics, write_metrics
+from hwnas.train.supernet import append_metrics, resume_schedule, write_metrics
 from hwnas.train.utils import torch_threads, warmup_cosine
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -86,8 +93,12 @@ SUMMARY_NAME = "summary.json"
 CONFIG_NAME = "config.json"
 PLOT_NAME = "search.png"
 
-# settings that may differ between a run and its resumption
-_RESUME_FREE = ("data_dir", "threads", "derivation", "plot")
+# settings that may differ between a run and its resumption: where it runs, how it
+# answers, and how long (more epochs stretch the weights' cosine schedule, as ``hwnas
+# train`` does; alpha's Adam and the multiplier have no schedule to stretch)
+_RESUME_FREE = ("data_dir", "threads", "derivation", "plot", "epochs")
+# the input an NB201 latency table was measured for (NAS-Bench-201's CIFAR network)
+NB201_LATENCY_INPUT = (3, 32)
 
 # (weight, exponent) defaults of the soft penalties: ProxylessNAS's lambda 0.1, FBNet's
 # beta 0.6, MnasNet's w = -0.07 turned into a loss exponent (None: the form has no such term)
@@ -171,6 +182,12 @@ class DSearchConfig(BaseModel):
         None, gt=0, allow_inf_nan=False, description="penalty=log/pow: exponent (0.6 / 0.07)"
     )
 
+    @field_validator("space", mode="before")
+    @classmethod
+    def _space_lower(cls, v: Any) -> Any:
+        """``NB201`` names the same space as ``nb201``."""
+        return v.strip().lower() if isinstance(v, str) else v
+
     @field_validator("arch_betas")
     @classmethod
     def _betas_in_range(cls, v: tuple[float, float]) -> tuple[float, float]:
@@ -201,6 +218,13 @@ class DSearchConfig(BaseModel):
             for k, v in (("eval_channels", self.eval_channels), ("eval_layers", self.eval_layers))
             if v is not None and v != {"eval_channels": 16, "eval_layers": 5}[k]
         }
+        if nb201_latency and self.eval_resolution not in (None, NB201_LATENCY_INPUT[1]):
+            raise HwnasError(
+                f"an NB201 latency budget is the table's latency of NAS-Bench-201's "
+                f"32x32 CIFAR network, not of one at eval_resolution={self.eval_resolution}: "
+                "drop it, or constrain params or flops, which are computed for the network "
+                "you give"
+            )
         if nb201_latency and other_net:
             given = ", ".join(f"{k}={v}" for k, v in other_net.items())
             raise HwnasError(
@@ -477,13 +501,22 @@ def dsearch(
     progress: bool = True,
     max_epochs: int | None = None,
     return_model: bool = False,
+    log: Log = None,
 ) -> DSearchResult:
     """Run (or, with ``resume=True``, continue) a DCA-NAS search; see the module docstring.
 
-    ``resume=True`` continues from ``out_dir/checkpoint.pt`` (starts afresh when there is
-    none; the config must match the checkpoint's except data_dir/threads). ``max_epochs``
+    ``resume=True`` continues from ``out_dir/checkpoint.pt``; where there is none yet it
+    starts the search, so one call runs or continues it (the lookup graph relies on
+    this; ``hwnas dsearch --resume`` instead refuses a folder with nothing to resume, to
+    catch a mistyped ``--out``). The config must match the checkpoint's except
+    data_dir, threads, derivation, plot and ``epochs``: more epochs stretch the weights'
+    cosine schedule from the step reached (as ``hwnas train``), fewer than the
+    checkpoint holds are refused. Without ``resume`` a folder holding a finished search
+    (its checkpoint and summary) is refused rather than replaced. ``max_epochs``
     stops after that many epochs of this call (the schedules still span
-    ``config.epochs``). Per epoch ``metrics.jsonl`` gets: epoch, genotype, alpha entropy,
+    ``config.epochs``). ``log`` gets plain lines: what is loaded and built at the start
+    and, without a progress bar, one line per epoch (default: stderr when ``progress``,
+    else nothing). Per epoch ``metrics.jsonl`` gets: epoch, genotype, alpha entropy,
     lambda, expected and derived resource, train/val loss and accuracy (val: the alpha
     batches, before each alpha update), lr, seconds, peak RSS (``getrusage`` maxrss, MiB:
     the process peak so far). ``summary.json`` (after the last epoch): config, genotype,
@@ -497,8 +530,12 @@ def dsearch(
     """
     cfg = DSearchConfig.from_dict(config) if isinstance(config, dict) else config
     out = Path(out_dir)
+    if log is None and progress:
+        log = stderr_line
     with torch_threads(cfg.threads), out_dir_lock(out, "dsearch"):  # one search writes there
-        return _dsearch(cfg, out, resume, progress, max_epochs, return_model)
+        if not resume:
+            refuse_finished_run(out, "dsearch")
+        return _dsearch(cfg, out, resume, progress, max_epochs, return_model, log)
 
 
 def _dsearch(
@@ -508,6 +545,7 @@ def _dsearch(
     progress: bool,
     max_epochs: int | None,
     return_model: bool,
+    log: Log,
 ) -> DSearchResult:
     """The search of :func:`dsearch` (``out`` locked)."""
     ckpt_path, metrics_path = out / CHECKPOINT_NAME, out / METRICS_NAME
@@ -515,7 +553,16 @@ def _dsearch(
     lagrange = cfg.penalty == "lagrange"
     weight, exponent = cfg.penalty_terms()
 
+    if log is not None:
+        metric = constraint.key if constraint is not None else "params"
+        log(
+            f"dsearch: loading {cfg.dataset}, building the {metric} resource model and the "
+            f"{cfg.space} search network (C={cfg.channels}, "
+            + (f"{cfg.layers} cells)" if cfg.space == "darts" else f"N={cfg.stage_cells})")
+        )
     data = _search_data(cfg)
+    if constraint is not None and constraint.metric == "latency" and cfg.space == "nb201":
+        _check_nb201_latency_input(cfg, data)
     eval_cfg = cfg.eval_net(data.num_classes, data.in_channels, data.resolution)
     rmodel = resource_model(
         constraint if constraint is not None else "params",
@@ -598,10 +645,12 @@ def _dsearch(
     if resume and ckpt_path.is_file():
         ckpt = _load_checkpoint(ckpt_path)
         _check_same_config(ckpt.get("config", {}), cfg, ckpt_path)
+        check_epochs_reached(int(ckpt["epoch"]) + 1, cfg.epochs, ckpt_path)
         model.load_state_dict(ckpt["model"])
         w_opt.load_state_dict(ckpt["w_opt"])
         a_opt.load_state_dict(ckpt["a_opt"])
         sched.load_state_dict(ckpt["scheduler"])
+        resume_schedule(w_opt, sched)  # more epochs: this run's cosine at the step reached
         lam = float(ckpt["lambda"])
         _set_rng_state(ckpt["rng"], gens)
         start_epoch = int(ckpt["epoch"]) + 1
@@ -616,6 +665,9 @@ def _dsearch(
 
     end_epoch = cfg.epochs if max_epochs is None else min(cfg.epochs, start_epoch + max_epochs)
     seconds = seconds_before
+    if log is not None and start_epoch < end_epoch:
+        where = f"from epoch {start_epoch} " if start_epoch else ""
+        log(f"dsearch: searching {where}to {cfg.epochs} epochs of {steps} steps")
     bar = StepProgress(
         progress,
         cfg.epochs * steps,
@@ -702,10 +754,13 @@ def _dsearch(
             )
             r = record
             lam_text = f" lambda {r['lambda']:.3g}" if lagrange else ""
-            bar.print(
+            emit(
+                bar,
+                log,
                 f"epoch {r['epoch']}: train {r['train_loss']:.3f}/{r['train_acc']:.3f} "
                 f"val {r['val_loss']:.3f}/{r['val_acc']:.3f}{lam_text} "
-                f"{r['metric']} expected {r['expected']:.4g} derived {r['derived']:.4g}"
+                f"{r['metric']} expected {r['expected']:.4g} derived {r['derived']:.4g} "
+                f"({secs:.1f} s)",
             )
 
     argmax_genotype = model.genotype()
@@ -742,16 +797,35 @@ def _dsearch(
             )
         (out / SUMMARY_NAME).write_text(json.dumps(result.summary, indent=2) + "\n")
         if cfg.plot:
+            import matplotlib
+
             from hwnas.report.plots import plot_dsearch
 
-            plot_dsearch(
-                history,
-                _plot_summary(result.summary),
-                [a.numpy() for a in result.alphas],
-                DARTS_OPS if cfg.space == "darts" else NB201_OPS,
-                out / PLOT_NAME,
-            )
+            # no offset notation: an entropy that barely moves read '1e-7+1.609437'
+            with matplotlib.rc_context({"axes.formatter.useoffset": False}):
+                plot_dsearch(
+                    history,
+                    _plot_summary(result.summary),
+                    [a.numpy() for a in result.alphas],
+                    DARTS_OPS if cfg.space == "darts" else NB201_OPS,
+                    out / PLOT_NAME,
+                )
     return result
+
+
+def _check_nb201_latency_input(cfg: DSearchConfig, data: _SearchData) -> None:
+    """Refuse an NB201 latency budget on data the table was not measured for: its
+    latencies are of NAS-Bench-201's 3x32x32 CIFAR network, so a budget on, say, digits
+    (1x8x8) would be 'satisfied' by a number about another network."""
+    channels, side = NB201_LATENCY_INPUT
+    if (data.in_channels, data.resolution) != (channels, side):
+        raise HwnasError(
+            f"an NB201 latency budget is the table's latency of NAS-Bench-201's "
+            f"{channels}x{side}x{side} CIFAR network, but {cfg.dataset} is "
+            f"{data.in_channels}x{data.resolution}x{data.resolution}: search on a "
+            f"{side}x{side} RGB dataset (cifar10), or constrain params or flops, which are "
+            "computed for this dataset's network"
+        )
 
 
 def final_genotype(
@@ -802,8 +876,9 @@ def _check_same_config(saved: dict[str, Any], cfg: DSearchConfig, path: Path) ->
     shown = changed_settings(_comparable(saved), _comparable(cfg.model_dump()), _RESUME_FREE)
     if shown:
         raise HwnasError(
-            f"checkpoint '{path}' was made with other settings ({shown}); "
-            "resume with the same settings or use another --out"
+            f"checkpoint '{path}' was made with other settings ({shown}); resume with "
+            "the same settings (only epochs and how it is run may change) or use another "
+            "--out"
         )
 
 

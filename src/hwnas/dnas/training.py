@@ -36,6 +36,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -56,10 +57,23 @@ from hwnas.dnas.evalnet import (
     validate_genotype,
 )
 from hwnas.dnas.genotype import Genotype, genotype_to_dict
+from hwnas.dnas.runs import (
+    Log,
+    check_epochs_reached,
+    emit,
+    refuse_finished_run,
+    stderr_line,
+)
 from hwnas.errors import HwnasError
 from hwnas.process import out_dir_lock
 from hwnas.report.progress import StepProgress
-from hwnas.train.supernet import append_metrics, load_checkpoint, save_checkpoint, write_metrics
+from hwnas.train.supernet import (
+    append_metrics,
+    load_checkpoint,
+    resume_schedule,
+    save_checkpoint,
+    write_metrics,
+)
 from hwnas.train.utils import accuracy, torch_threads, warmup_cosine
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -70,8 +84,17 @@ ONNX_NAME = "model.onnx"
 
 # Defaults per space: (C, layers); layers is N (cells per stage) for NB201.
 SPACE_DEFAULTS: dict[str, tuple[int, int]] = {"darts": (36, 20), "nb201": (16, 5)}
-# Config fields that may change between a run and its resumption.
-_RESUMABLE_CHANGES = {"data_dir", "threads", "device", "measure_latency", "latency_settings"}
+# Config fields that may change between a run and its resumption: how it is run, and
+# how long (more epochs stretch the cosine schedule from the step reached, as ``hwnas
+# train``; the drop-path ramp follows the new length)
+_RESUMABLE_CHANGES = {
+    "data_dir",
+    "threads",
+    "device",
+    "measure_latency",
+    "latency_settings",
+    "epochs",
+}
 
 __all__ = [
     "DTrainConfig",
@@ -85,6 +108,7 @@ __all__ = [
     "named_genotypes",
     "read_search",
     "resolve_arch",
+    "search_settings",
     "search_summary_file",
 ]
 
@@ -279,6 +303,39 @@ def genotype_from_search(run_dir: str | os.PathLike[str]) -> tuple[str, dict[str
     return found.space, found.arch
 
 
+def search_settings(
+    config: DTrainConfig,
+) -> tuple[DTrainConfig, SearchSource | None, dict[str, Any]]:
+    """``config`` with what its search result fixes, when its genotype is a search's
+    ``summary.json``: the space and cell, and the evaluation network (``C``, ``layers``)
+    and dataset the search's budget was about, for those fields not set explicitly; an
+    explicit one wins with a warning. Returns (config, source or None, the settings
+    taken). Otherwise the default C=36, 20 cells on CIFAR-10 would train a network the
+    budget never saw."""
+    path = search_summary_file(config.genotype)
+    if path is None:
+        return config, None, {}
+    source = read_search(path)
+    given = {k for k in config.model_fields_set if getattr(config, k) is not None}
+    if "space" in given and config.space != source.space:
+        raise HwnasError(
+            f"space {config.space} does not match the {source.space} search result '{source.path}'"
+        )
+    taken = {k: v for k, v in source.settings.items() if k not in given}
+    for k, v in source.settings.items():
+        mine = getattr(config, k)
+        if k in given and mine != v:
+            warnings.warn(
+                f"{k}={mine} overrides the search's {k}={v}; its budget was for the "
+                "search's network",
+                stacklevel=3,
+            )
+    for note in source.notes:
+        warnings.warn(note, stacklevel=3)
+    update = {"space": source.space, "genotype": source.arch, **taken}
+    return config.model_copy(update=update), source, taken
+
+
 def build_network(
     space: str,
     arch: Any,
@@ -369,6 +426,12 @@ class DTrainConfig(BaseModel):
         default_factory=dict, description="MeasureSettings overrides (warmup, rounds, ...)"
     )
 
+    @field_validator("space", mode="before")
+    @classmethod
+    def _space_lower(cls, v: Any) -> Any:
+        """``NB201`` names the same space as ``nb201``."""
+        return v.strip().lower() if isinstance(v, str) else v
+
     @field_validator("genotype", mode="before")
     @classmethod
     def _genotype_as_dict(cls, v: Any) -> Any:
@@ -419,6 +482,8 @@ class DTrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] | None = None
     model: nn.Module | None = None
+    #: the settings taken from a search result given as the genotype (C, layers, dataset)
+    from_search: dict[str, Any] = field(default_factory=dict)
 
     @property
     def summary_file(self) -> Path | None:
@@ -512,22 +577,50 @@ def dtrain(
     data: ImageData | None = None,
     max_epochs: int | None = None,
     return_model: bool = False,
+    log: Log = None,
 ) -> DTrainResult:
     """Train (or, with ``resume``, continue) a derived network; see the module docstring.
 
+    A genotype that is a search's ``summary.json`` brings the search's space, cell,
+    evaluation network (``C``, ``layers``) and dataset, for the fields not set
+    explicitly (:func:`search_settings`; ``result.from_search`` and the summary say
+    which). ``resume=True`` continues ``out_dir/checkpoint.pt`` (where there is none it
+    starts the run; the CLI's ``--resume`` refuses that instead); the settings must be
+    the checkpoint's except how it is run and ``epochs``: more epochs stretch the
+    schedule from the step reached (as ``hwnas train``), fewer than run are refused.
+    Without ``resume`` a folder holding a finished run is refused, not replaced.
     ``data`` overrides loading ``config.dataset`` (subsets still apply); ``max_epochs``
     stops after that many epochs of this call (the schedule still spans
-    ``config.epochs``; no summary is written before the last epoch).
+    ``config.epochs``; no summary is written before the last epoch). ``log`` gets plain
+    lines: the start and, without a progress bar, one line per epoch (default: stderr
+    when ``progress``, else nothing).
     """
     if config is None:
         config = DTrainConfig()
     elif isinstance(config, dict):
         config = DTrainConfig.from_dict(config)
+    out = Path(out_dir)
+    config, source, taken = search_settings(config)
+    if source is not None and source.path.parent.resolve() == out.resolve():
+        raise HwnasError(
+            f"'{out}' is the search's own directory: training there would replace its "
+            "summary, checkpoint and metrics; choose another --out (out_dir)"
+        )
     cfg = config.resolved()
     device = _torch_device(cfg.device)
-    out = Path(out_dir)
+    if log is None and progress:
+        log = stderr_line
+    if log is not None and source is not None and taken:
+        shown = ", ".join(f"{k}={v}" for k, v in taken.items())
+        log(f"note: taken from the search ({source.path}): {shown}")
     with torch_threads(cfg.threads), out_dir_lock(out, "dtrain"):  # one run writes there
-        return _dtrain(cfg, out, device, resume, progress, data, max_epochs, return_model)
+        if not resume:
+            refuse_finished_run(out, "training")
+        result = _dtrain(
+            cfg, out, device, resume, progress, data, max_epochs, return_model, log, source
+        )
+    result.from_search = taken
+    return result
 
 
 def _dtrain(
@@ -539,11 +632,19 @@ def _dtrain(
     data: ImageData | None,
     max_epochs: int | None,
     return_model: bool,
+    log: Log = None,
+    source: SearchSource | None = None,
 ) -> DTrainResult:
     """The run of :func:`dtrain` (its config resolved, ``out`` locked)."""
     ckpt_path, metrics_path = out / CHECKPOINT_NAME, out / METRICS_NAME
     t_start = time.perf_counter()
 
+    if log is not None:
+        cells = f"{cfg.layers} cells" if cfg.space == "darts" else f"N={cfg.layers}"
+        log(
+            f"dtrain: loading {cfg.dataset if data is None else data.name}, building the "
+            f"{cfg.space} network (C={cfg.C}, {cells}) on {device}"
+        )
     if data is None:
         data = load_dataset(cfg.dataset, cfg.data_dir, val_fraction=0.0, seed=cfg.seed)
     x_tr, y_tr = _subset(data.x_train, data.y_train, cfg.train_subset, cfg.seed)
@@ -597,12 +698,14 @@ def _dtrain(
         if shown:
             raise HwnasError(
                 f"checkpoint '{ckpt_path}' was written with different settings ({shown}); "
-                "resume with the same settings, or use another output directory or train "
-                "without resume"
+                "resume with the same settings (only epochs and how it is run may change), "
+                "or use another output directory"
             )
+        check_epochs_reached(int(ckpt["epoch"]) + 1, cfg.epochs, ckpt_path)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
+        resume_schedule(optimizer, sched)  # more epochs: this run's cosine at the step reached
         _set_rng_state(ckpt["rng"], gen, device)
         start_epoch = int(ckpt["epoch"]) + 1
         history = list(ckpt.get("history", []))
@@ -612,6 +715,9 @@ def _dtrain(
             (out / name).unlink(missing_ok=True)
 
     end_epoch = cfg.epochs if max_epochs is None else min(cfg.epochs, start_epoch + max_epochs)
+    if log is not None and start_epoch < end_epoch:
+        where = f"from epoch {start_epoch} " if start_epoch else ""
+        log(f"dtrain: training {where}to {cfg.epochs} epochs of {steps_per_epoch} steps")
     bar = StepProgress(progress, total, start_epoch * steps_per_epoch)
     with bar:
         for epoch in range(start_epoch, end_epoch):
@@ -641,10 +747,12 @@ def _dtrain(
                     "history": history,
                 },
             )
-            bar.print(
+            emit(
+                bar,
+                log,
                 f"epoch {record['epoch']}: loss {record['loss']:.4f} "
                 f"train {record['train_acc']:.3f} test {record['test_acc']:.3f} "
-                f"lr {record['lr']:.4g} ({record['seconds']:.1f} s)"
+                f"lr {record['lr']:.4g} ({record['seconds']:.1f} s)",
             )
 
     if metrics_path.exists():
@@ -659,7 +767,9 @@ def _dtrain(
     model = model.cpu().eval()
     result = DTrainResult(out, ckpt_path, metrics_path, history)
     if history and len(history) == cfg.epochs and history[-1]["epoch"] == cfg.epochs - 1:
-        result.summary = _finish(model, cfg, data, len(y_tr), x_te, spec, history, out, t_start)
+        result.summary = _finish(
+            model, cfg, data, len(y_tr), x_te, spec, history, out, t_start, source
+        )
     if return_model:
         result.model = model
     return result
@@ -729,6 +839,7 @@ def _finish(
     history: list[dict[str, Any]],
     out: Path,
     t_start: float,
+    source: SearchSource | None = None,
 ) -> dict[str, Any]:
     """Cost and (optionally) latency of the trained network; writes ``summary.json``."""
     from hwnas.measure.cost import count_flops
@@ -755,6 +866,7 @@ def _finish(
         "input_shape": list(shape),
         "network": spec,
         "config": cfg.model_dump(),
+        "from_search": str(source.path) if source is not None else None,
         "onnx": None,
         "onnx_max_abs_diff": None,
         "latency_ms": None,
