@@ -143,8 +143,89 @@ def test_image_folder_npy_and_png(tmp_path) -> None:
     for i, shape in enumerate([(6, 6, 3), (7, 7, 3)]):
         (tmp_path / "mixed" / "a").mkdir(parents=True, exist_ok=True)
         np.save(tmp_path / "mixed" / "a" / f"{i}.npy", np.zeros(shape, np.uint8))
-    with pytest.raises(HwnasError, match="different shapes .* resize them to one size first"):
+    with pytest.raises(HwnasError, match="different shapes .* --image-size N"):
         load_dataset(f"folder:{tmp_path / 'mixed'}")
+
+
+def _pngs(root: Path, counts: dict[str, int], shape: tuple[int, ...] = (6, 6, 3)) -> Path:
+    """``root/<class>/<i>.png``: ``counts[class]`` tiny random images of ``shape`` (an
+    empty folder for a count of 0)."""
+    image = pytest.importorskip("PIL.Image")
+    rng = np.random.default_rng(0)
+    for c, n in counts.items():
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            image.fromarray(rng.integers(0, 255, shape, np.uint8)).save(root / c / f"{i}.png")
+    return root
+
+
+def test_image_folder_classes_skip_empty_folders_wherever_they_sort(tmp_path) -> None:
+    """An empty class folder is no output (it was output 0 sorting first, dropped sorting
+    last); the class names in output order are kept; one class is refused."""
+    root = _pngs(tmp_path / "ds", {"aaa": 0, "cat": 3, "dog": 3, "zzz": 0})
+    with pytest.warns(UserWarning, match="skipping 2 class folder.* without images: aaa, zzz"):
+        data = load_image_folder(root)
+    assert data.num_classes == 2 and data.classes == ("cat", "dog")
+    assert set(data.y_train.tolist()) == {0, 1}
+    assert data.summary()["classes"] == ["cat", "dog"]
+    prep = data.preprocess()  # Pillow converted them: the metadata says so
+    assert prep["channel_order"] == "RGB" and "grey replicated" in prep["color"]
+    _pngs(tmp_path / "one", {"cat": 3, "empty": 0})
+    with (
+        pytest.warns(UserWarning, match="without images: empty"),
+        pytest.raises(HwnasError, match="1 class with images .cat.; .* at least 2 classes"),
+    ):
+        load_image_folder(tmp_path / "one")
+    # a test folder: its classes are mapped to the training folder's outputs
+    _pngs(tmp_path / "tt" / "train", {"cat": 2, "dog": 2})
+    _pngs(tmp_path / "tt" / "test", {"dog": 1})
+    d2 = load_image_folder(tmp_path / "tt")
+    assert d2.y_test.tolist() == [1] and d2.classes == ("cat", "dog")
+    _pngs(tmp_path / "tt" / "test", {"eel": 1})
+    with pytest.raises(HwnasError, match="classes the training folder lacks: eel"):
+        load_image_folder(tmp_path / "tt")
+
+
+def test_image_folder_needs_an_image_of_each_class_in_each_split(tmp_path) -> None:
+    """Too few images per class: an error saying how many (the splits were silently
+    empty); enough: every split held out has each class."""
+    _pngs(tmp_path / "few", {"cat": 2, "dog": 5})
+    with pytest.raises(HwnasError, match=r"too few images in class cat \(2\); each class needs "):
+        load_image_folder(tmp_path / "few")
+    with pytest.raises(HwnasError, match="at least 3 .one for training, one for the test split"):
+        load_image_folder(tmp_path / "few")
+    assert len(load_image_folder(tmp_path / "few", val_fraction=0.0).y_test) == 2
+    data = load_image_folder(_pngs(tmp_path / "ok", {"cat": 3, "dog": 3}))
+    for split in ("train", "val", "test"):
+        assert data.split(split)[1].tolist() == [0, 1], split
+
+
+def test_image_folder_paths_and_sizes(tmp_path, monkeypatch) -> None:
+    """One spelling per folder; an empty path or a file is a clear error; mixed and
+    non-square sizes say how to resize them from the CLI (--image-size)."""
+    from hwnas.data import folder_spec
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "imgs").mkdir()
+    same = {folder_spec(s) for s in ("folder:imgs", "folder:imgs/", f"folder:{tmp_path}/imgs")}
+    assert same == {f"folder:{tmp_path / 'imgs'}"} and folder_spec("digits") == "digits"
+    for name in ("folder:", "folder: "):
+        with pytest.raises(HwnasError, match="^folder: needs a path"):
+            load_dataset(name)
+    (tmp_path / "f.png").write_bytes(b"")
+    with pytest.raises(HwnasError, match="is a file, not a folder"):
+        load_dataset("folder:f.png")
+    _pngs(tmp_path / "mixed", {"cat": 3}, (6, 6, 3))
+    _pngs(tmp_path / "mixed", {"dog": 3}, (9, 9))  # grey: replicated to RGB
+    with pytest.raises(HwnasError, match="different shapes .* --image-size N"):
+        load_dataset("folder:mixed")
+    data = load_dataset("folder:mixed", image_size=8)
+    assert data.image_size == 8 and data.in_channels == 3
+    _pngs(tmp_path / "rect", {"cat": 3, "dog": 3}, (6, 9, 3))
+    with pytest.raises(HwnasError, match="are 6x9 .* not square; --image-size N"):
+        load_dataset("folder:rect")
+    with pytest.raises(HwnasError, match="resizes the images of a folder:PATH dataset"):
+        load_dataset("digits", image_size=8)
 
 
 def test_augment_batch_crops_and_flips() -> None:

@@ -273,7 +273,7 @@ def test_resume_keeps_the_run_s_settings(tmp_path) -> None:
     assert ckpt["epoch"] == 2 and ckpt["train_config"]["lr"] == 0.05  # not the default 0.1
     assert ckpt["train_config"]["limit"] == 64 and ckpt["train_config"]["epochs"] == 3
     r = CliRunner().invoke(app, ["train", "--out", run, "--epochs", "2", "--no-progress"])
-    assert r.exit_code == 0 and "already holds 3 epoch(s) of --epochs 2" in r.stderr
+    assert r.exit_code == 0 and "already holds 3 epochs of --epochs 2" in r.stderr
     r = CliRunner().invoke(app, ["train", "--out", run, "--epochs", "4", "--batch-size", "8"])
     assert r.exit_code == 2 and "(batch_size 16 (now 8))" in r.stderr
     torch.save({k: ckpt[k] for k in ("model", "hparams", "train_config")}, tmp_path / "w.pt")
@@ -711,3 +711,118 @@ def test_a_folder_dataset_stored_relative_by_an_earlier_version_still_resumes(
     old["train_config"]["dataset"] = "folder:other"
     with pytest.raises(HwnasError, match="other settings"):
         _check_resumable(old, tmp_path / "run" / "checkpoint.pt", cfg)
+
+
+# ---- image folders (folder:PATH) ----------------------------------------------------------
+def _png_folder(root: Path, counts: dict[str, int], sizes: tuple[int, ...] = (6,)) -> Path:
+    """``root/<class>/<i>.png``: ``counts[class]`` tiny random images, their sizes taken
+    in turn from ``sizes`` (an empty class folder for a count of 0)."""
+    image = pytest.importorskip("PIL.Image")
+    rng = np.random.default_rng(0)
+    for c, n in counts.items():
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            s = sizes[i % len(sizes)]
+            image.fromarray(rng.integers(0, 255, (s, s, 3), np.uint8)).save(root / c / f"{i}.png")
+    return root
+
+
+def _train_app():
+    import typer
+    from typer.testing import CliRunner
+
+    from hwnas.cli_train import register
+
+    app = typer.Typer()
+    register(app)
+    return app, CliRunner()
+
+
+@pytest.mark.filterwarnings("ignore:image folder .* skipping 1 class folder")
+def test_a_folder_dataset_trains_evaluates_and_exports_with_its_class_names(
+    tmp_path, monkeypatch
+) -> None:
+    """folder:RELPATH of mixed sizes with --image-size: trained, then evaluated and
+    exported from another directory (the checkpoint keeps the absolute path and the
+    size); the ONNX file names the classes in output order (the empty one skipped)."""
+    import onnxruntime as ort
+
+    app, runner = _train_app()
+    work = tmp_path / "work"
+    _png_folder(work / "imgs", {"bird": 0, "cat": 3, "dog": 3}, sizes=(6, 7))
+    monkeypatch.chdir(work)
+    argv = ["train", "--dataset", "folder:imgs/", "--image-size", "8", "--out", "run"]
+    argv += ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "4", "--num-random", "0"]
+    argv += ["--threads", "1", "--no-progress"]
+    r = runner.invoke(app, argv)
+    assert r.exit_code == 0, r.output
+    ckpt = load_checkpoint(work / "run")
+    assert ckpt["train_config"]["dataset"] == f"folder:{work / 'imgs'}"
+    assert ckpt["train_config"]["image_size"] == 8 and ckpt["data"]["classes"] == ["cat", "dog"]
+    r = runner.invoke(app, argv)  # again: nothing to train, said in good English
+    assert r.exit_code == 0 and "already holds 1 epoch of --epochs 1" in r.stderr
+    monkeypatch.chdir(tmp_path)
+    common = ["--checkpoint", str(work / "run"), "--subnet", "min", "--calib-batches", "1"]
+    r = runner.invoke(app, ["eval", *common, "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.strip().splitlines()[-1])["n"] == 2  # one of each class
+    out = tmp_path / "m.onnx"
+    r = runner.invoke(app, ["export", *common, "--out", str(out), "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    assert "(BN recalibrated on 1 batch)" in r.stderr
+    meta = ort.InferenceSession(str(out)).get_modelmeta().custom_metadata_map
+    assert json.loads(meta["hwnas.classes"]) == ["cat", "dog"]
+    prep = json.loads(meta["hwnas.preprocess"])
+    assert prep["channel_order"] == "RGB" and prep["image_size"] == 8
+    # without the data (no recalibration) the names come from the checkpoint
+    from hwnas.train.evaluate import load_supernet, subnet_metadata
+
+    _, model = load_supernet(ckpt)
+    assert subnet_metadata(model, model.canonical("min"), ckpt, None, 8)["classes"] == [
+        "cat",
+        "dog",
+    ]
+
+
+def test_a_train_refused_for_its_data_leaves_no_output_folder(tmp_path) -> None:
+    """A corrupt image, one class, a file, an empty path: one error line, exit 2, and no
+    output folder holding only a lock file."""
+    app, runner = _train_app()
+    (tmp_path / "bad" / "a").mkdir(parents=True)
+    (tmp_path / "bad" / "a" / "x.png").write_text("not an image")
+    _png_folder(tmp_path / "one", {"cat": 3})
+    (tmp_path / "file.png").write_text("")
+    cases = {
+        "bad": "not a readable image",
+        "one": "at least 2 classes",
+        "file.png": "is a file, not a folder",
+        "": "folder: needs a path",
+    }
+    for name, said in cases.items():
+        out = tmp_path / f"out-{name or 'empty'}"
+        argv = ["train", "--dataset", f"folder:{tmp_path / name if name else ''}", "--out"]
+        r = runner.invoke(app, [*argv, str(out), "--no-progress", "--threads", "1"])
+        assert r.exit_code == 2 and said in r.stderr, (name, r.output)
+        assert not out.exists(), name
+
+
+def test_the_pipeline_stores_and_compares_a_folder_dataset_absolute(tmp_path, monkeypatch) -> None:
+    """pipeline.json keeps folder:PATH absolute (its config works from any directory),
+    another spelling of the folder is the same run, and a relative one stored by an
+    earlier version still resumes from its directory."""
+    from hwnas.pipeline import CONFIG_NAME, PipelineConfig, _check_same_config, load_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ds").mkdir()
+    cfg = PipelineConfig(train={"dataset": "folder:ds/", "epochs": 1})
+    assert cfg.train["dataset"] == f"folder:{tmp_path / 'ds'}"
+    run = tmp_path / "run"
+    run.mkdir()
+    old = {**cfg.model_dump(), "train": {"dataset": "folder:ds", "epochs": 1}}
+    (run / CONFIG_NAME).write_text(json.dumps(old))
+    for spelling in ("folder:ds", f"folder:{tmp_path}/ds/"):
+        _check_same_config(run, PipelineConfig(train={"dataset": spelling, "epochs": 1}))
+    with pytest.raises(HwnasError, match="another config"):
+        _check_same_config(run, PipelineConfig(train={"dataset": "folder:other", "epochs": 1}))
+    with pytest.raises(HwnasError, match="train: folder: needs a path"):
+        load_config({"train": {"dataset": "folder:"}})

@@ -108,9 +108,18 @@ def train(
     ),
     space: str | None = typer.Option(None, help="mbv3-cifar or mbv3-ramnas (default mbv3-cifar)."),
     dataset: str | None = typer.Option(
-        None, help="digits (default), cifar10, mnist, flowers17 or folder:PATH."
+        None,
+        help="digits (default), cifar10, mnist, flowers17 or folder:PATH (your images, "
+        "PATH/<class>/<image>; layouts in docs/DATA.md).",
     ),
     data_dir: str | None = typer.Option(None, "--data-dir", help="Data dir (HWNAS_DATA_DIR)."),
+    image_size: int | None = typer.Option(
+        None,
+        "--image-size",
+        min=4,
+        help="Resize a folder:PATH dataset's image files to NxN (mixed or non-square sizes; "
+        "eval, export and pipeline take it from the checkpoint).",
+    ),
     out: str | None = typer.Option(
         None, "--out", help="Output dir: checkpoint, metrics (default runs/supernet)."
     ),
@@ -167,6 +176,7 @@ def train(
         "space": space,
         "dataset": dataset,
         "data_dir": data_dir,
+        "image_size": image_size,
         "out_dir": out,
         "epochs": epochs,
         "batch_size": batch_size,
@@ -193,14 +203,19 @@ def train(
         result = train_supernet(cfg)
     if result.epochs_trained == 0:
         typer.echo(
-            f"nothing to train: {result.checkpoint} already holds {result.resumed_epochs} "
-            f"epoch(s) of --epochs {cfg.epochs} (raise --epochs to train on, or --no-resume "
-            "to start over)",
+            f"nothing to train: {result.checkpoint} already holds "
+            f"{_epochs(result.resumed_epochs)} of --epochs {cfg.epochs} (raise --epochs to "
+            "train on, or --no-resume to start over)",
             err=True,
         )
     summary = {"checkpoint": str(result.checkpoint), "metrics": str(result.metrics_file)}
     summary.update({k: v for k, v in result.final.items() if k.endswith("acc") or k == "loss"})
     typer.echo(json.dumps(summary))
+
+
+def _epochs(n: int) -> str:
+    """``1 epoch``, ``2 epochs``: the count with its noun."""
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
 
 
 def evaluate(
@@ -300,7 +315,8 @@ def export(
         data_dir=data_dir,
         seed=seed,
     )
-    bn = f"BN recalibrated on {calib_batches} batches" if calib_batches else "supernet's BN"
+    batches = "1 batch" if calib_batches == 1 else f"{calib_batches} batches"
+    bn = f"BN recalibrated on {batches}" if calib_batches else "supernet's BN"
     typer.echo(f"subnet {json.dumps(cfg)} ({bn})", err=True)
     typer.echo(str(path))
 

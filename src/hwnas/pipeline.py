@@ -118,6 +118,14 @@ class PipelineConfig(BaseModel):
         directory."""
         return None if path is None else _abspath(path)
 
+    @field_validator("train")
+    @classmethod
+    def _train_folder_absolute(cls, train: dict[str, Any]) -> dict[str, Any]:
+        """``train.dataset`` ``folder:PATH`` with PATH absolute, as the training stores it:
+        one spelling per folder for a resumed run to compare, and a stored config that
+        works from another working directory."""
+        return _train_absolute(train)
+
     @field_validator("agent")
     @classmethod
     def _agent_url(cls, url: str | None) -> str | None:
@@ -197,6 +205,20 @@ def _abspath(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
+def _train_absolute(train: dict[str, Any]) -> dict[str, Any]:
+    """``train`` with a ``folder:PATH`` dataset's path made absolute (relative to the
+    working directory, as training resolves it); ``folder:`` alone is a ValueError."""
+    from hwnas.data import folder_spec
+
+    dataset = train.get("dataset")
+    if not isinstance(dataset, str):
+        return train
+    try:
+        return {**train, "dataset": folder_spec(dataset)}
+    except HwnasError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _warm_start(cfg: PipelineConfig, train_cfg: Any, out: Path) -> list[str] | None:
     """The warm start's architecture keys, checked against the supernet's space and the
     budget before any work; None once the search has begun (its store replays them, and
@@ -273,7 +295,7 @@ def check_config(cfg: PipelineConfig, train_cfg: Any) -> Any:
     from hwnas.search.spec import build_algorithm
 
     t = train_cfg
-    data = load_dataset(t.dataset, t.data_dir, t.val_fraction, t.seed, t.limit)
+    data = load_dataset(t.dataset, t.data_dir, t.val_fraction, t.seed, t.limit, t.image_size)
     make_predictor(cfg.predictor)
     build_algorithm(cfg.algorithm, cfg.seed, cfg.algorithm_options)
     for text in cfg.constraints:
@@ -411,6 +433,9 @@ def _check_same_config(out: Path, config: PipelineConfig) -> None:
     for key in ("supernet", "warm_start"):  # a run made before paths were made absolute
         if isinstance(old.get(key), str):
             old[key] = _abspath(old[key])
+    if isinstance(old.get("train"), dict):  # a folder:RELPATH, from the same directory
+        with contextlib.suppress(ValueError):
+            old["train"] = _train_absolute(old["train"])
     for d in (old, new):  # a training setting spelt out at its default is the same run
         if isinstance(d.get("train"), dict):
             d["train"] = _train_settings(d["train"])
@@ -522,7 +547,8 @@ def _run(
         say(f"1/5 supernet: reused from {cfg.supernet} ({train_cfg.space} on {train_cfg.dataset})")
         _copy_supernet(cfg.supernet, out / "supernet")
     else:
-        say(f"1/5 supernet: {train_cfg.space} on {train_cfg.dataset}, {train_cfg.epochs} epochs")
+        n = train_cfg.epochs
+        say(f"1/5 supernet: {train_cfg.space} on {train_cfg.dataset}, {n} epoch{'s' * (n != 1)}")
     with _stage(timings, "train", tpath) as stage:
         trained = train_supernet(train_cfg, data)  # a reused one: nothing left to train
         stage["idle"] = trained.epochs_trained == 0

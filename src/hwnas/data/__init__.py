@@ -9,6 +9,7 @@ the data dir with :func:`hwnas.config.data_file`) and ``folder:PATH`` (an image 
 from hwnas.data.datasets import (
     DATASETS,
     ImageData,
+    folder_spec,
     load_dataset,
     load_image_folder,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "BatchIterator",
     "ImageData",
     "augment_batch",
+    "folder_spec",
     "load_dataset",
     "load_image_folder",
 ]

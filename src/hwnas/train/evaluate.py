@@ -114,6 +114,7 @@ def checkpoint_data(
             tc.get("val_fraction", 0.1),
             tc.get("seed", 0),
             tc.get("limit"),
+            tc.get("image_size"),
         )
     if data.in_channels != model.in_channels or data.num_classes != model.num_classes:
         raise HwnasError(
@@ -146,9 +147,15 @@ def evaluate_subnet(
     cfg = parse_subnet(model, subnet, seed)
     data = checkpoint_data(ckpt, model, data, data_dir)
     if len(data.split(split)[1]) == 0:
+        tc = ckpt.get("train_config") if isinstance(ckpt.get("train_config"), dict) else {}
+        why = (
+            "trained with val_fraction=0"
+            if split == "val" and tc.get("val_fraction", 0.1) == 0
+            else "too few examples to hold any out for it"
+        )
         raise HwnasError(
-            f"the {split} split of the checkpoint's dataset is empty (e.g. trained with "
-            "val_fraction=0); evaluate another --split"
+            f"the {split} split of the checkpoint's dataset is empty ({why}); evaluate "
+            "another --split"
         )
     with torch_threads(num_threads):
         acc = evaluate_config(model, cfg, data, split, calib_batches, batch_size, seed)
@@ -276,8 +283,9 @@ def subnet_metadata(
     model: Any, cfg: dict[str, Any], ckpt: dict[str, Any], data: ImageData | None, size: int
 ) -> dict[str, Any]:
     """What an exported subnet is and what its input needs, for the file's metadata: its
-    config, the space, the classes, the input shape and, where known, the data's
-    preprocessing (raw pixels to the normalised input the network was trained on)."""
+    config, the space, the classes (and their names in output order, where known), the
+    input shape and, where known, the data's preprocessing (raw pixels to the normalised
+    input the network was trained on)."""
     stored = ckpt.get("data") if isinstance(ckpt.get("data"), dict) else {}
     prep = data.preprocess() if data is not None else stored.get("preprocess") or {}
     meta: dict[str, Any] = {
@@ -287,6 +295,9 @@ def subnet_metadata(
         "input_shape": [model.in_channels, size, size],
         "dataset": (data.name if data is not None else stored.get("name")) or "",
     }
+    classes = getattr(data, "classes", ()) if data is not None else stored.get("classes")
+    if classes:  # output i is classes[i]
+        meta["classes"] = list(classes)
     if prep:
         meta["preprocess"] = {**prep, "image_size": size}
         src = prep.get("image_size")

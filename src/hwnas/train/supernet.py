@@ -49,9 +49,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hwnas.config import changed_settings, validate_model
-from hwnas.data import BatchIterator, ImageData, load_dataset
+from hwnas.data import BatchIterator, ImageData, folder_spec, load_dataset
 from hwnas.errors import HwnasError, check_not_under_file, reworded
-from hwnas.process import out_dir_lock
+from hwnas.process import LOCK_NAME, out_dir_lock
 from hwnas.report.progress import StepProgress
 from hwnas.supernet.mbv3 import MBv3Supernet
 from hwnas.train.losses import LogitLoss, make_kd_loss, smd_student_loss
@@ -111,6 +111,9 @@ class TrainConfig(BaseModel):
     augment: bool = True
     val_fraction: float = Field(0.1, ge=0, lt=1)
     limit: int | None = Field(None, ge=1, description="cap examples per split")
+    image_size: int | None = Field(
+        None, ge=4, description="resize a folder:PATH dataset's image files to this square size"
+    )
     bn_calib_batches: int = Field(8, ge=0)
     eval_batch_size: int = Field(256, ge=1)
     eval_every: int = Field(1, ge=0, description="evaluate min/max every N epochs (0: never)")
@@ -125,9 +128,10 @@ class TrainConfig(BaseModel):
     def _folder_absolute(cls, value: str) -> str:
         """``folder:RELPATH`` stored absolute: the checkpoint's eval, export and search
         find the images from any working directory."""
-        if value.startswith("folder:") and value[7:]:
-            return "folder:" + str(Path(value[7:]).expanduser().resolve())
-        return value
+        try:
+            return folder_spec(value)
+        except HwnasError as exc:
+            raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
     def _sampling_needs_random_subnets(self) -> TrainConfig:
@@ -552,13 +556,29 @@ def train_supernet(
         config = TrainConfig.from_dict(config)
     cfg = config
     out = Path(cfg.out_dir)
+    created = not out.exists()
     check_out_dir(out)  # before the data and a whole epoch of training
     rank, world, own_group = _dist()
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch_threads(cfg.num_threads))
         if rank == 0:  # the rank that writes; one run at a time
             stack.enter_context(out_dir_lock(out, "training"))
-        return _train(cfg, out, rank, world, own_group, data, max_epochs, return_model)
+        try:
+            return _train(cfg, out, rank, world, own_group, data, max_epochs, return_model)
+        except BaseException:
+            if created and rank == 0:  # refused data, say: no empty folder left behind
+                _remove_if_unused(out)
+            raise
+
+
+def _remove_if_unused(out: Path) -> None:
+    """Remove ``out`` (made by this run, still locked by it) when the run wrote nothing
+    there: only its lock file, or nothing at all."""
+    with contextlib.suppress(OSError):
+        names = [p.name for p in out.iterdir()]
+        if names in ([], [LOCK_NAME]):
+            (out / LOCK_NAME).unlink(missing_ok=True)
+            out.rmdir()
 
 
 def _warn_idle_settings(cfg: TrainConfig) -> None:
@@ -604,7 +624,14 @@ def _train(
     gen = torch.Generator().manual_seed(cfg.seed)
 
     if data is None:
-        data = load_dataset(cfg.dataset, cfg.data_dir, cfg.val_fraction, cfg.seed, cfg.limit)
+        data = load_dataset(
+            cfg.dataset, cfg.data_dir, cfg.val_fraction, cfg.seed, cfg.limit, cfg.image_size
+        )
+    elif cfg.image_size is not None and data.image_size != cfg.image_size:
+        raise HwnasError(
+            f"the data given is {data.image_size}x{data.image_size}, but image_size is "
+            f"{cfg.image_size}: load it with image_size={cfg.image_size}"
+        )
     model = MBv3Supernet(
         cfg.space,
         num_classes=data.num_classes,
